@@ -1,0 +1,175 @@
+//! The NULL mechanism (rfc/23, rfc/37). Like libzmq, both sides send READY at once and wait for
+//! the peer's READY, whatever their role.
+
+use harmony_wire::zmtp::{self, Command, Frame, Greeting, Metadata};
+
+use crate::error::{Result, SecurityError};
+use crate::mechanism::{AuthReply, Cipher, Handshake, Mechanism};
+
+/// Largest metadata block accepted in READY.
+const MAX_METADATA: usize = 64 << 10;
+
+/// The NULL mechanism state machine.
+#[derive(Debug, Default)]
+pub struct NullMechanism {
+    started: bool,
+    done: bool,
+}
+
+impl NullMechanism {
+    /// A fresh state machine.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// Turns a received handshake frame into a command, refusing message frames.
+pub(crate) fn handshake_command(mechanism: &'static str, frame: &Frame) -> Result<Command> {
+    if !frame.command {
+        return Err(SecurityError::Unexpected {
+            mechanism,
+            got: "a message frame".into(),
+        });
+    }
+    match Command::decode(&frame.body, MAX_METADATA)? {
+        Command::Error(reason) => Err(SecurityError::PeerError(
+            String::from_utf8_lossy(&reason).into_owned(),
+        )),
+        cmd => Ok(cmd),
+    }
+}
+
+/// A short name for a command, for error messages.
+pub(crate) fn command_name(cmd: &Command) -> String {
+    match cmd.to_raw() {
+        Ok(raw) => String::from_utf8_lossy(&raw.name).into_owned(),
+        Err(_) => "an unencodable command".into(),
+    }
+}
+
+impl Mechanism for NullMechanism {
+    fn kind(&self) -> zmtp::Mechanism {
+        zmtp::Mechanism::Null
+    }
+
+    fn as_server(&self) -> bool {
+        false
+    }
+
+    fn start(
+        &mut self,
+        peer: &Greeting,
+        local: &Metadata,
+        out: &mut Vec<Frame>,
+    ) -> Result<Handshake> {
+        if peer.mechanism != zmtp::Mechanism::Null {
+            return Err(SecurityError::Incompatible(format!(
+                "peer wants {} but this socket uses NULL",
+                peer.mechanism.as_str()
+            )));
+        }
+        out.push(Command::Ready(local.clone()).to_frame()?);
+        self.started = true;
+        Ok(Handshake::Continue)
+    }
+
+    fn receive(&mut self, frame: Frame, _out: &mut Vec<Frame>) -> Result<Handshake> {
+        match handshake_command("NULL", &frame)? {
+            Command::Ready(meta) if self.started && !self.done => {
+                self.done = true;
+                Ok(Handshake::Done(meta))
+            }
+            other => Err(SecurityError::Unexpected {
+                mechanism: "NULL",
+                got: command_name(&other),
+            }),
+        }
+    }
+
+    fn authenticated(&mut self, _reply: AuthReply, _out: &mut Vec<Frame>) -> Result<Handshake> {
+        Err(SecurityError::Unexpected {
+            mechanism: "NULL",
+            got: "an authentication reply".into(),
+        })
+    }
+
+    fn into_cipher(self: Box<Self>) -> Option<Box<dyn Cipher>> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(mechanism: zmtp::Mechanism) -> Greeting {
+        Greeting::new(mechanism, false)
+    }
+
+    #[test]
+    fn both_sides_exchange_ready() {
+        let mut a = NullMechanism::new();
+        let mut b = NullMechanism::new();
+        let (mut to_b, mut to_a) = (Vec::new(), Vec::new());
+        let meta_a = Metadata::new().with("Socket-Type", "DEALER");
+        let meta_b = Metadata::new().with("Socket-Type", "ROUTER");
+        assert_eq!(
+            a.start(&peer(zmtp::Mechanism::Null), &meta_a, &mut to_b)
+                .unwrap(),
+            Handshake::Continue
+        );
+        assert_eq!(
+            b.start(&peer(zmtp::Mechanism::Null), &meta_b, &mut to_a)
+                .unwrap(),
+            Handshake::Continue
+        );
+        let frame = to_b.pop().unwrap();
+        assert_eq!(
+            b.receive(frame, &mut to_a).unwrap(),
+            Handshake::Done(meta_a)
+        );
+        let frame = to_a.pop().unwrap();
+        assert_eq!(
+            a.receive(frame, &mut to_b).unwrap(),
+            Handshake::Done(meta_b)
+        );
+    }
+
+    #[test]
+    fn refuses_other_mechanisms_messages_and_errors() {
+        let mut m = NullMechanism::new();
+        assert!(matches!(
+            m.start(
+                &peer(zmtp::Mechanism::Curve),
+                &Metadata::new(),
+                &mut Vec::new()
+            ),
+            Err(SecurityError::Incompatible(_))
+        ));
+        let mut m = NullMechanism::new();
+        m.start(
+            &peer(zmtp::Mechanism::Null),
+            &Metadata::new(),
+            &mut Vec::new(),
+        )
+        .unwrap();
+        assert!(m
+            .receive(Frame::message(&b"hi"[..], false), &mut Vec::new())
+            .is_err());
+        let err = Command::Error("500".into()).to_frame().unwrap();
+        assert_eq!(
+            m.receive(err, &mut Vec::new()),
+            Err(SecurityError::PeerError("500".into()))
+        );
+        let ping = Command::Ping {
+            ttl: 0,
+            context: Default::default(),
+        }
+        .to_frame()
+        .unwrap();
+        assert!(matches!(
+            m.receive(ping, &mut Vec::new()),
+            Err(SecurityError::Unexpected { .. })
+        ));
+    }
+}
