@@ -1,0 +1,165 @@
+//! Test support shared by Harmony's crates.
+//!
+//! - [`python`]: the Python interpreter that has pyzmq and zeromq-pyre (for interop tests).
+//! - [`NetnsPair`]: two network namespaces joined by a veth pair on a private /24, so tests can
+//!   broadcast without any packet leaving the machine; [`run_in_netns`] runs Rust code inside one.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The workspace root (the directory holding the top `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
+}
+
+/// The Python interpreter for interop tests: `$HARMONY_PYTHON`, else `<workspace>/.venv/bin/python`.
+///
+/// Panics with set-up instructions when neither exists: an interop test must not pass silently.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("HARMONY_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = workspace_root().join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "interop tests need Python with pyzmq and zeromq-pyre: run `python3 -m venv .venv && \
+         .venv/bin/pip install pyzmq zeromq-pyre` in the workspace root (as .ci/run does), or set HARMONY_PYTHON"
+    );
+    venv
+}
+
+/// Runs a command to completion, panicking with its output if it fails.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Two fresh network namespaces joined by a veth pair: `a` has `10.77.0.1/24`, `b` has
+/// `10.77.0.2/24`, both with `lo` up. Deleted on drop. Needs root (CI runs as root).
+#[derive(Debug)]
+pub struct NetnsPair {
+    /// Name of the first namespace.
+    pub a: String,
+    /// Name of the second namespace.
+    pub b: String,
+    /// Interface name inside `a`.
+    pub if_a: String,
+    /// Interface name inside `b`.
+    pub if_b: String,
+}
+
+impl NetnsPair {
+    /// Address of the first namespace.
+    pub const ADDR_A: &'static str = "10.77.0.1";
+    /// Address of the second namespace.
+    pub const ADDR_B: &'static str = "10.77.0.2";
+    /// Directed broadcast of the shared /24.
+    pub const BROADCAST: &'static str = "10.77.0.255";
+
+    /// Creates the pair; `tag` (a few letters) makes the names readable.
+    pub fn create(tag: &str) -> Self {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{}{}", std::process::id() % 100_000, n);
+        let pair = Self {
+            a: format!("h{tag}{id}a"),
+            b: format!("h{tag}{id}b"),
+            if_a: format!("hv{id}a"),
+            if_b: format!("hv{id}b"),
+        };
+        assert!(pair.if_a.len() <= 15, "interface name too long");
+        run(Command::new("ip").args(["netns", "add", &pair.a]));
+        run(Command::new("ip").args(["netns", "add", &pair.b]));
+        run(Command::new("ip").args([
+            "link", "add", &pair.if_a, "netns", &pair.a, "type", "veth", "peer", "name",
+            &pair.if_b, "netns", &pair.b,
+        ]));
+        for (ns, ifname, addr) in [
+            (&pair.a, &pair.if_a, Self::ADDR_A),
+            (&pair.b, &pair.if_b, Self::ADDR_B),
+        ] {
+            run(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]));
+            run(Command::new("ip").args([
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                ifname,
+            ]));
+            run(Command::new("ip").args(["-n", ns, "link", "set", ifname, "up"]));
+        }
+        pair
+    }
+
+    /// A command that runs `program` inside namespace `ns`.
+    pub fn command(ns: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns]).arg(program);
+        cmd
+    }
+}
+
+impl Drop for NetnsPair {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "delete", ns]).output();
+        }
+    }
+}
+
+/// Runs `f` on a new thread that has entered namespace `ns` (sockets it creates live there).
+pub fn run_in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        f()
+    })
+    .join()
+    .expect("netns thread panicked")
+}
+
+/// Whether this process can create network namespaces (root with iproute2).
+pub fn can_create_netns() -> bool {
+    nix::unistd::Uid::effective().is_root() && Command::new("ip").arg("-V").output().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netns_pair_reaches_across_the_veth() {
+        use std::net::UdpSocket;
+        use std::time::Duration;
+        let pair = NetnsPair::create("tk");
+        let rx = run_in_netns(&pair.b, || UdpSocket::bind((NetnsPair::ADDR_B, 0)).unwrap());
+        rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let to = rx.local_addr().unwrap();
+        run_in_netns(&pair.a, move || {
+            UdpSocket::bind((NetnsPair::ADDR_A, 0))
+                .unwrap()
+                .send_to(b"hello", to)
+                .unwrap();
+        });
+        let mut buf = [0u8; 16];
+        let (n, from) = rx.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"hello");
+        assert_eq!(from.ip().to_string(), NetnsPair::ADDR_A);
+    }
+}
