@@ -9,6 +9,7 @@
 
 pub mod error;
 pub mod filemq;
+mod primitives;
 pub mod zmtp;
 pub mod zre;
 
