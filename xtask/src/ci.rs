@@ -1,0 +1,63 @@
+//! `cargo xtask ci`: what CI runs, in the order that fails fastest on a cheap mistake.
+
+use std::time::Duration;
+
+use crate::run::{cargo, has_cargo_subcommand, step, Result};
+
+/// Runs every step even after a failure, so one run shows all problems; fails if any failed.
+pub(crate) fn run(use_nextest: bool) -> Result<()> {
+    let nextest = use_nextest && has_cargo_subcommand("nextest");
+    let mut steps: Vec<(&str, std::process::Command)> = Vec::new();
+
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    steps.push(("format", fmt));
+
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    steps.push(("clippy", clippy));
+
+    let mut doc = cargo();
+    doc.args(["test", "--workspace", "--doc"]);
+    steps.push(("doc tests", doc));
+
+    // The fuzz corpus replay is an ordinary test of harmony-wire (tests/fuzz_corpus.rs).
+    let mut tests = cargo();
+    if nextest {
+        tests.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+    } else {
+        tests.args(["test", "--workspace", "--no-fail-fast"]);
+    }
+    steps.push(("tests", tests));
+
+    let mut results: Vec<(&str, std::result::Result<Duration, String>)> = Vec::new();
+    for (title, mut cmd) in steps {
+        let outcome = step(title, &mut cmd);
+        results.push((title, outcome));
+    }
+
+    eprintln!("\nci summary:");
+    let mut failed = 0;
+    for (title, outcome) in &results {
+        match outcome {
+            Ok(took) => eprintln!("  ok      {title:<10} {:>7.1} s", took.as_secs_f64()),
+            Err(e) => {
+                failed += 1;
+                eprintln!("  FAILED  {title:<10} {e}");
+            }
+        }
+    }
+    if failed == 0 {
+        eprintln!("ci: all {} steps ok", results.len());
+        Ok(())
+    } else {
+        Err(format!("ci: {failed} of {} steps failed", results.len()))
+    }
+}
