@@ -1,0 +1,57 @@
+//! The ZRE node (Zyre's `zyre_node`) as a sans-IO state machine.
+//!
+//! [`ZreNode`] keeps the peer table (one [`harmony_peer::Peer`] per remote UUID), the groups,
+//! and produces:
+//! * [`Action`]s for the driver (connect a DEALER, send a stamped message, disconnect), taken
+//!   with [`ZreNode::poll_action`] / [`ZreNode::drain_actions`];
+//! * [`Event`]s for the application (ENTER, EXIT, JOIN, LEAVE, WHISPER, SHOUT, EVASIVE,
+//!   SILENT, STOP, LEADER), taken with [`ZreNode::poll_event`] / [`ZreNode::drain_events`];
+//! * a wake-up time, [`ZreNode::poll_timeout`], for [`ZreNode::handle_timeout`].
+//!
+//! Inputs: [`ZreNode::handle_beacon`] (or [`ZreNode::handle_discovered`] /
+//! [`ZreNode::handle_departed`] for other discovery), [`ZreNode::handle_message`] (decoded
+//! message + sender UUID from the ROUTER routing id), [`ZreNode::handle_malformed`],
+//! [`ZreNode::handle_send_failed`], and the commands [`ZreNode::join`], [`ZreNode::leave`],
+//! [`ZreNode::whisper`], [`ZreNode::shout`], [`ZreNode::contest_in_group`], [`ZreNode::stop`].
+//! Sequence numbers are assigned here; the driver only encodes.
+//!
+//! Behaviour follows Zyre (see `docs/reference/zre-and-zyre.md`), with these deliberate
+//! differences, all on error paths:
+//! * protocol errors (sequence gap, status mismatch, malformed message) remove the peer
+//!   (EXIT) instead of asserting; it is recreated by its next beacon or HELLO;
+//! * EXIT is emitted only for peers that entered (so ENTER/EXIT strictly alternate per peer);
+//! * a send failure (queue full) removes the peer at once instead of keeping it silent;
+//! * a new UUID at the endpoint of a known peer removes that peer at once (Zyre disconnects it
+//!   and lets it expire);
+//! * EVASIVE and SILENT are emitted once per quiet spell (Zyre repeats them every reap);
+//!   the PING is repeated every reap interval as in Zyre;
+//! * leader election: instead of Zyre's echo wave, each contester announces itself with ELECT
+//!   (challenger = its own UUID string) to the group members, re-announces to every newcomer,
+//!   and every member computes the leader as the lowest UUID among the contesting members. A
+//!   LEADER event is emitted whenever that result changes (it converges to the same leader on
+//!   every member once membership is stable); the leader also sends LEADER. ELECT/LEADER are
+//!   only sent by nodes that called [`ZreNode::contest_in_group`]. Zyre's echo wave does not
+//!   complete against Harmony contesters (interop of elections with Zyre is not a goal).
+
+mod config;
+mod event;
+mod node;
+
+pub use config::NodeConfig;
+pub use event::{Action, Event};
+pub use harmony_peer::{uuid_string, PeerConfig};
+pub use node::ZreNode;
+
+use uuid::Uuid;
+
+/// Errors of node commands.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupError {
+    /// No such peer (never seen, or already gone).
+    #[error("unknown peer {0}")]
+    UnknownPeer(Uuid),
+    /// The node was stopped.
+    #[error("node stopped")]
+    Stopped,
+}
