@@ -99,18 +99,27 @@ impl InterfaceAddr {
         self.up && !self.loopback && !self.point_to_point && !self.slave && capable
     }
 
-    /// The directed broadcast: the kernel's, else computed from the netmask.
+    /// The directed broadcast: the kernel's if it is one of the subnet's, else computed from the
+    /// netmask. (When an address is added without `brd`, glibc reports the address itself.)
     fn directed_broadcast(&self) -> Option<Ipv4Addr> {
         let IpAddr::V4(addr) = self.address else {
             return None;
         };
-        if let Some(b) = self.broadcast.filter(|b| !b.is_unspecified()) {
+        let mask = match self.netmask {
+            Some(IpAddr::V4(mask)) => Some(u32::from(mask)),
+            _ => None,
+        };
+        let in_subnet = |b: Ipv4Addr| match mask {
+            Some(m) => u32::from(b) & m == u32::from(addr) & m,
+            None => true,
+        };
+        if let Some(b) = self
+            .broadcast
+            .filter(|b| !b.is_unspecified() && *b != addr && in_subnet(*b))
+        {
             return Some(b);
         }
-        match self.netmask {
-            Some(IpAddr::V4(mask)) => Some(Ipv4Addr::from(u32::from(addr) | !u32::from(mask))),
-            _ => None,
-        }
+        mask.map(|m| Ipv4Addr::from(u32::from(addr) | !m))
     }
 }
 
@@ -403,6 +412,22 @@ mod tests {
         assert_eq!(s.broadcast, IpAddr::from([192, 168, 1, 255]));
         assert!(!s.loopback);
         assert_eq!(s.tcp_endpoint(49152), "tcp://192.168.1.20:49152");
+    }
+
+    #[test]
+    fn a_broadcast_equal_to_the_address_is_recomputed() {
+        // What glibc reports for `ip addr add 10.77.0.1/24` (no `brd`).
+        let mut veth = v4("veth0", 9, [10, 77, 0, 1], 24, "UBM");
+        veth.broadcast = Some(Ipv4Addr::new(10, 77, 0, 1));
+        let s = choose(&[veth.clone()], &InterfaceSelect::Auto, None).unwrap();
+        assert_eq!(s.broadcast, IpAddr::from([10, 77, 0, 255]));
+        veth.broadcast = Some(Ipv4Addr::UNSPECIFIED);
+        let s = choose(&[veth.clone()], &InterfaceSelect::Auto, None).unwrap();
+        assert_eq!(s.broadcast, IpAddr::from([10, 77, 0, 255]));
+        // A broadcast the administrator set inside the subnet is kept.
+        veth.broadcast = Some(Ipv4Addr::new(10, 77, 0, 0));
+        let s = choose(&[veth], &InterfaceSelect::Auto, None).unwrap();
+        assert_eq!(s.broadcast, IpAddr::from([10, 77, 0, 0]));
     }
 
     #[test]
