@@ -5,7 +5,7 @@ mod support;
 
 use bytes::Bytes;
 use harmony_wire::filemq::{Cheezburger, FileOperation, FilemqMessage};
-use harmony_wire::WireError;
+use harmony_wire::{fuzzing, WireError};
 use proptest::prelude::*;
 use support::{alloc_budget, apply, damage, pairs, peak_alloc, text};
 
@@ -81,6 +81,13 @@ proptest! {
             Err(WireError::TooLong { .. })
         );
         prop_assert!(refused);
+    }
+
+    #[test]
+    fn fuzz_check_holds_for_valid_and_damaged_messages(msg in message(), damage in damage()) {
+        let bytes = msg.to_bytes()?;
+        fuzzing::filemq_message(&bytes);
+        fuzzing::filemq_message(&apply(&bytes, &damage));
     }
 
     #[test]

@@ -5,7 +5,7 @@ mod support;
 
 use bytes::{Bytes, BytesMut};
 use harmony_wire::zre::{Beacon, Hello, ZreBody, ZreMessage};
-use harmony_wire::WireError;
+use harmony_wire::{fuzzing, WireError};
 use proptest::prelude::*;
 use support::{alloc_budget, apply, damage, pairs, peak_alloc, text};
 use uuid::Uuid;
@@ -126,6 +126,27 @@ proptest! {
             Err(WireError::TooLong { .. })
         );
         prop_assert!(refused);
+    }
+
+    #[test]
+    fn fuzz_check_holds_for_valid_and_damaged_messages(msg in message(), damage in damage()) {
+        // The fuzz target's input format: frame count, then u16-length-prefixed frames.
+        let frames = msg.to_frames()?;
+        let encode = |frames: &[Bytes]| {
+            let mut data = vec![(frames.len() - 1) as u8];
+            for f in frames {
+                data.extend_from_slice(&(f.len() as u16).to_be_bytes());
+                data.extend_from_slice(f);
+            }
+            data
+        };
+        let data = encode(&frames);
+        prop_assert_eq!(fuzzing::split_frames(&data), frames.clone());
+        fuzzing::zre_message(&data);
+        fuzzing::zre_message(&apply(&data, &damage));
+        let mut damaged = frames;
+        damaged[0] = Bytes::from(apply(&damaged[0], &damage));
+        fuzzing::zre_message(&encode(&damaged));
     }
 
     #[test]
