@@ -1,0 +1,627 @@
+//! Unit tests of one `ZreNode` fed by hand: handshake, sequence and status errors, liveness
+//! timing, send failures, stop, and leader election between a few nodes.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use harmony_group::{Action, Event, NodeConfig, ZreNode};
+use harmony_wire::zre::{Hello, ZreBody, ZreMessage};
+use uuid::Uuid;
+
+const ME: u128 = 0xA000;
+const BOB: u128 = 0xB000;
+
+fn node(now: Instant) -> ZreNode {
+    let mut c = NodeConfig::new(Uuid::from_u128(ME));
+    c.name = "me".into();
+    c.endpoint = "tcp://10.0.0.1:5000".into();
+    c.headers = vec![("X-ROLE".into(), "test".into())];
+    ZreNode::new(c, now)
+}
+
+fn bob() -> Uuid {
+    Uuid::from_u128(BOB)
+}
+
+fn hello(groups: &[&str], status: u8) -> ZreMessage {
+    ZreMessage {
+        sequence: 1,
+        body: ZreBody::Hello(Hello {
+            endpoint: "tcp://10.0.0.2:6000".into(),
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            status,
+            name: "bob".into(),
+            headers: vec![("X-K".into(), "v".into())],
+        }),
+    }
+}
+
+fn msg(sequence: u16, body: ZreBody) -> ZreMessage {
+    ZreMessage { sequence, body }
+}
+
+fn actions(n: &mut ZreNode) -> Vec<Action> {
+    n.drain_actions().collect()
+}
+
+fn events(n: &mut ZreNode) -> Vec<Event> {
+    n.drain_events().collect()
+}
+
+fn kinds(ev: &[Event]) -> Vec<&'static str> {
+    ev.iter().map(Event::kind).collect()
+}
+
+/// `node` with bob entered through HELLO (groups `A`), actions and events drained.
+fn with_bob(now: Instant) -> ZreNode {
+    let mut n = node(now);
+    n.handle_message(bob(), hello(&["A"], 1), now);
+    actions(&mut n);
+    events(&mut n);
+    n
+}
+
+#[test]
+fn beacon_from_unknown_connects_and_sends_hello_first() {
+    let t = Instant::now();
+    let mut n = node(t);
+    n.join("G1");
+    assert!(actions(&mut n).is_empty(), "no peers yet, nothing to send");
+    n.handle_beacon(bob(), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 6000, t);
+    let a = actions(&mut n);
+    assert_eq!(
+        a[0],
+        Action::Connect {
+            peer: bob(),
+            endpoint: "tcp://10.0.0.2:6000".into()
+        }
+    );
+    let Action::Send { peer, message } = &a[1] else {
+        panic!("expected HELLO, got {a:?}")
+    };
+    assert_eq!(*peer, bob());
+    assert_eq!(message.sequence, 1);
+    assert_eq!(
+        message.body,
+        ZreBody::Hello(Hello {
+            endpoint: "tcp://10.0.0.1:5000".into(),
+            groups: vec!["G1".into()],
+            status: 1,
+            name: "me".into(),
+            headers: vec![("X-ROLE".into(), "test".into())],
+        })
+    );
+    assert_eq!(a.len(), 2);
+    // Not entered before its HELLO: no events, not in peers(); a second beacon does nothing.
+    assert!(events(&mut n).is_empty());
+    assert!(n.peers().is_empty());
+    n.handle_beacon(bob(), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 6000, t);
+    assert!(actions(&mut n).is_empty());
+    // Messages before HELLO are ignored.
+    n.handle_message(bob(), msg(2, ZreBody::Whisper { content: vec![] }), t);
+    assert!(events(&mut n).is_empty());
+    // Its HELLO: ENTER, JOIN per group, status taken.
+    n.handle_message(bob(), hello(&["A", "B"], 9), t);
+    assert!(
+        actions(&mut n).is_empty(),
+        "already connected, no second HELLO"
+    );
+    let e = events(&mut n);
+    assert_eq!(
+        e[0],
+        Event::Enter {
+            peer: bob(),
+            name: "bob".into(),
+            headers: vec![("X-K".into(), "v".into())],
+            endpoint: "tcp://10.0.0.2:6000".into()
+        }
+    );
+    assert_eq!(kinds(&e), ["ENTER", "JOIN", "JOIN"]);
+    assert_eq!(n.peers(), vec![bob()]);
+    assert_eq!(n.peers_by_group("B"), vec![bob()]);
+    assert_eq!(n.peer_groups(), vec!["A".to_owned(), "B".to_owned()]);
+    assert_eq!(n.own_groups(), vec!["G1".to_owned()]);
+    assert_eq!(n.peer_name(bob()), Some("bob"));
+    assert_eq!(n.peer_endpoint(bob()), Some("tcp://10.0.0.2:6000"));
+    assert_eq!(n.peer_header_value(bob(), "X-K"), Some("v"));
+    assert_eq!(n.peer_header_value(bob(), "nope"), None);
+    assert_eq!(n.peer(bob()).map(|p| p.status()), Some(9));
+}
+
+#[test]
+fn hello_from_unknown_is_discovery() {
+    let t = Instant::now();
+    let mut n = node(t);
+    n.handle_message(bob(), hello(&["A"], 1), t);
+    let a = actions(&mut n);
+    assert!(
+        matches!(&a[0], Action::Connect { peer, endpoint } if *peer == bob() && endpoint == "tcp://10.0.0.2:6000")
+    );
+    assert!(
+        matches!(&a[1], Action::Send { message, .. } if message.sequence == 1 && matches!(message.body, ZreBody::Hello(_)))
+    );
+    assert_eq!(kinds(&events(&mut n)), ["ENTER", "JOIN"]);
+    // Non-HELLO from an unknown peer is ignored.
+    let carol = Uuid::from_u128(0xC000);
+    n.handle_message(carol, msg(1, ZreBody::Ping), t);
+    assert!(actions(&mut n).is_empty() && events(&mut n).is_empty());
+    // Own UUID is ignored.
+    n.handle_message(Uuid::from_u128(ME), hello(&[], 0), t);
+    n.handle_beacon(Uuid::from_u128(ME), IpAddr::V4(Ipv4Addr::LOCALHOST), 1, t);
+    assert!(actions(&mut n).is_empty() && events(&mut n).is_empty());
+}
+
+#[test]
+fn second_hello_recreates_peer() {
+    let t = Instant::now();
+    let mut n = with_bob(t);
+    n.handle_message(bob(), msg(2, ZreBody::Ping), t);
+    actions(&mut n);
+    n.handle_message(bob(), hello(&["C"], 4), t);
+    let a = actions(&mut n);
+    assert_eq!(a[0], Action::Disconnect { peer: bob() });
+    assert!(matches!(&a[1], Action::Connect { .. }));
+    assert!(matches!(&a[2], Action::Send { message, .. } if message.sequence == 1));
+    assert_eq!(kinds(&events(&mut n)), ["EXIT", "ENTER", "JOIN"]);
+    assert_eq!(n.peers_by_group("A"), Vec::<Uuid>::new());
+    assert_eq!(n.peers_by_group("C"), vec![bob()]);
+}
+
+#[test]
+fn sequence_gap_removes_peer_and_beacon_recreates_it() {
+    let t = Instant::now();
+    let mut n = with_bob(t);
+    n.handle_message(bob(), msg(2, ZreBody::Ping), t);
+    // PING is answered with PING-OK, sequence 2 on our side (HELLO was 1).
+    let a = actions(&mut n);
+    assert!(
+        matches!(
+            &a[..],
+            [Action::Send {
+                message: ZreMessage {
+                    sequence: 2,
+                    body: ZreBody::PingOk
+                },
+                ..
+            }]
+        ),
+        "{a:?}"
+    );
+    n.handle_message(bob(), msg(4, ZreBody::Ping), t);
+    assert_eq!(actions(&mut n), vec![Action::Disconnect { peer: bob() }]);
+    assert_eq!(
+        events(&mut n),
+        vec![Event::Exit {
+            peer: bob(),
+            name: "bob".into()
+        }]
+    );
+    assert!(n.peers().is_empty());
+    assert!(n.peers_by_group("A").is_empty());
+    // Anything but HELLO from it is now ignored; its next beacon reconnects.
+    n.handle_message(bob(), msg(5, ZreBody::Ping), t);
+    assert!(actions(&mut n).is_empty());
+    n.handle_beacon(bob(), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 6000, t);
+    assert_eq!(actions(&mut n).len(), 2);
+}
+
+#[test]
+fn out_of_order_and_bad_hello_sequence() {
+    let t = Instant::now();
+    let mut n = with_bob(t);
+    n.handle_message(bob(), msg(1, ZreBody::Ping), t);
+    assert_eq!(kinds(&events(&mut n)), ["EXIT"]);
+    // A HELLO whose sequence is not 1 is a protocol error: no ENTER, no EXIT.
+    let mut bad = hello(&[], 0);
+    bad.sequence = 3;
+    n.handle_message(bob(), bad, t);
+    assert!(events(&mut n).is_empty());
+    assert!(n.peers().is_empty());
+    assert!(n.peer(bob()).is_none());
+}
+
+#[test]
+fn status_mismatch_removes_peer_without_crashing() {
+    let t = Instant::now();
+    let mut n = with_bob(t);
+    n.handle_message(
+        bob(),
+        msg(
+            2,
+            ZreBody::Join {
+                group: "B".into(),
+                status: 2,
+            },
+        ),
+        t,
+    );
+    assert_eq!(kinds(&events(&mut n)), ["JOIN"]);
+    n.handle_message(
+        bob(),
+        msg(
+            3,
+            ZreBody::Leave {
+                group: "A".into(),
+                status: 3,
+            },
+        ),
+        t,
+    );
+    assert_eq!(kinds(&events(&mut n)), ["LEAVE"]);
+    assert_eq!(n.peers_by_group("A"), Vec::<Uuid>::new());
+    // Status jumps from 3 to 7: the peer is dropped, the node carries on.
+    n.handle_message(
+        bob(),
+        msg(
+            4,
+            ZreBody::Join {
+                group: "C".into(),
+                status: 7,
+            },
+        ),
+        t,
+    );
+    assert_eq!(kinds(&events(&mut n)), ["EXIT"]);
+    assert_eq!(actions(&mut n), vec![Action::Disconnect { peer: bob() }]);
+    assert!(n.peer_groups().is_empty());
+}
+
+#[test]
+fn join_leave_status_and_fanout() {
+    let t = Instant::now();
+    let mut n = with_bob(t);
+    let carol = Uuid::from_u128(0xC000);
+    n.handle_discovered(carol, "tcp://10.0.0.3:7000", t);
+    actions(&mut n);
+    assert!(n.join("G"));
+    assert!(!n.join("G"), "already in G");
+    assert_eq!(n.status(), 1);
+    let a = actions(&mut n);
+    // JOIN goes to every peer, entered (bob) or not (carol).
+    assert_eq!(a.len(), 2);
+    for act in &a {
+        assert!(matches!(
+            act,
+            Action::Send {
+                message: ZreMessage {
+                    body: ZreBody::Join { status: 1, .. },
+                    ..
+                },
+                ..
+            }
+        ));
+    }
+    assert!(!n.leave("H"));
+    assert!(n.leave("G"));
+    assert_eq!(n.status(), 2);
+    assert_eq!(actions(&mut n).len(), 2);
+    // Shout goes to members only; whisper to a known peer; unknown peer is an error.
+    assert_eq!(n.shout("A", vec![Bytes::from_static(b"hi")]), 1);
+    assert_eq!(n.shout("nobody", vec![]), 0);
+    let a = actions(&mut n);
+    assert!(
+        matches!(&a[..], [Action::Send { peer, message: ZreMessage { body: ZreBody::Shout { .. }, .. } }] if *peer == bob())
+    );
+    n.whisper(bob(), vec![Bytes::from_static(b"psst")]).unwrap();
+    assert!(n.whisper(Uuid::from_u128(0xDEAD), vec![]).is_err());
+    // bob's sequence: HELLO 1, JOIN 2, LEAVE 3, SHOUT 4, WHISPER 5.
+    let a = actions(&mut n);
+    assert!(matches!(
+        &a[..],
+        [Action::Send {
+            message: ZreMessage { sequence: 5, .. },
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn whisper_and_shout_events_carry_content() {
+    let t = Instant::now();
+    let mut n = with_bob(t);
+    let content = vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")];
+    n.handle_message(
+        bob(),
+        msg(
+            2,
+            ZreBody::Whisper {
+                content: content.clone(),
+            },
+        ),
+        t,
+    );
+    n.handle_message(
+        bob(),
+        msg(
+            3,
+            ZreBody::Shout {
+                group: "A".into(),
+                content: content.clone(),
+            },
+        ),
+        t,
+    );
+    assert_eq!(
+        events(&mut n),
+        vec![
+            Event::Whisper {
+                peer: bob(),
+                name: "bob".into(),
+                content: content.clone()
+            },
+            Event::Shout {
+                peer: bob(),
+                name: "bob".into(),
+                group: "A".into(),
+                content
+            }
+        ]
+    );
+}
+
+#[test]
+fn evasive_silent_expired_timing() {
+    let t0 = Instant::now();
+    let mut n = with_bob(t0);
+    let ms = Duration::from_millis;
+    let tick = |n: &mut ZreNode, at: Duration| {
+        n.handle_timeout(t0 + at);
+        (actions(n), events(n))
+    };
+    assert_eq!(n.reap_interval(), ms(1000));
+    assert_eq!(n.poll_timeout(), Some(t0 + ms(1000)));
+    for s in 1..5 {
+        let (a, e) = tick(&mut n, ms(s * 1000));
+        assert!(a.is_empty() && e.is_empty(), "alive at {s}s");
+    }
+    // 5 s quiet: PING + EVASIVE.
+    let (a, e) = tick(&mut n, ms(5000));
+    assert!(matches!(
+        &a[..],
+        [Action::Send {
+            message: ZreMessage {
+                body: ZreBody::Ping,
+                ..
+            },
+            ..
+        }]
+    ));
+    assert_eq!(kinds(&e), ["EVASIVE"]);
+    // one reap later: PING again + SILENT.
+    let (a, e) = tick(&mut n, ms(6000));
+    assert_eq!(a.len(), 1);
+    assert_eq!(kinds(&e), ["SILENT"]);
+    // PING keeps going each reap, events are not repeated.
+    let (a, e) = tick(&mut n, ms(7000));
+    assert_eq!(a.len(), 1);
+    assert!(e.is_empty());
+    // An answer refreshes.
+    n.handle_message(bob(), msg(2, ZreBody::PingOk), t0 + ms(7500));
+    for s in 8..12 {
+        let (a, e) = tick(&mut n, ms(s * 1000 + 500));
+        assert!(a.is_empty() && e.is_empty(), "refreshed at {s}.5s");
+    }
+    let (_, e) = tick(&mut n, ms(12500));
+    assert_eq!(kinds(&e), ["EVASIVE"]);
+    // Expired 30 s after the last message (7.5 s): EXIT at the first reap >= 37.5 s.
+    for s in 13..37 {
+        let (_, e) = tick(&mut n, ms(s * 1000 + 500));
+        assert!(!kinds(&e).contains(&"EXIT"), "not expired at {s}.5s");
+    }
+    let (a, e) = tick(&mut n, ms(37500));
+    assert_eq!(kinds(&e), ["EXIT"]);
+    assert_eq!(a, vec![Action::Disconnect { peer: bob() }]);
+}
+
+#[test]
+fn custom_timeouts_and_beacon_refresh_option() {
+    let t0 = Instant::now();
+    let ms = Duration::from_millis;
+    let mk = |refresh: bool| {
+        let mut c = NodeConfig::new(Uuid::from_u128(ME));
+        c.peer.evasive_timeout = ms(200);
+        c.peer.expired_timeout = ms(600);
+        c.peer.beacons_refresh = refresh;
+        let mut n = ZreNode::new(c, t0);
+        n.handle_message(bob(), hello(&[], 0), t0);
+        actions(&mut n);
+        events(&mut n);
+        n
+    };
+    for refresh in [false, true] {
+        let mut n = mk(refresh);
+        assert_eq!(n.reap_interval(), ms(200));
+        let mut exit_at = None;
+        for step in 1..=10u64 {
+            let now = t0 + ms(step * 100);
+            n.handle_beacon(bob(), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 6000, now);
+            n.handle_timeout(now);
+            actions(&mut n);
+            if events(&mut n).iter().any(|e| e.kind() == "EXIT") {
+                exit_at = Some(step * 100);
+            }
+        }
+        if refresh {
+            assert_eq!(exit_at, None, "beacons keep it alive");
+        } else {
+            assert_eq!(exit_at, Some(600));
+        }
+    }
+}
+
+#[test]
+fn port_zero_beacon_and_goodbye_remove() {
+    let t = Instant::now();
+    let mut n = with_bob(t);
+    n.handle_beacon(bob(), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 0, t);
+    assert_eq!(kinds(&events(&mut n)), ["EXIT"]);
+    assert_eq!(actions(&mut n), vec![Action::Disconnect { peer: bob() }]);
+    // unknown peer's port 0: nothing
+    n.handle_beacon(bob(), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 0, t);
+    assert!(events(&mut n).is_empty());
+    let mut n = with_bob(t);
+    n.handle_message(bob(), msg(2, ZreBody::Goodbye), t);
+    assert_eq!(kinds(&events(&mut n)), ["EXIT"]);
+}
+
+#[test]
+fn send_failure_and_malformed_remove_peer() {
+    let t = Instant::now();
+    let mut n = with_bob(t);
+    n.handle_send_failed(bob(), t);
+    assert_eq!(kinds(&events(&mut n)), ["EXIT"]);
+    assert_eq!(actions(&mut n), vec![Action::Disconnect { peer: bob() }]);
+    n.handle_send_failed(bob(), t);
+    assert!(events(&mut n).is_empty());
+    let mut n = with_bob(t);
+    n.handle_malformed(bob(), t);
+    assert_eq!(kinds(&events(&mut n)), ["EXIT"]);
+}
+
+#[test]
+fn new_uuid_at_known_endpoint_purges_old_peer() {
+    let t = Instant::now();
+    let mut n = with_bob(t);
+    let bob2 = Uuid::from_u128(0xB002);
+    n.handle_beacon(bob2, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 6000, t);
+    assert_eq!(
+        events(&mut n),
+        vec![Event::Exit {
+            peer: bob(),
+            name: "bob".into()
+        }]
+    );
+    let a = actions(&mut n);
+    assert_eq!(a[0], Action::Disconnect { peer: bob() });
+    assert!(matches!(&a[1], Action::Connect { peer, .. } if *peer == bob2));
+}
+
+#[test]
+fn stop_disconnects_all_and_emits_stop() {
+    let t = Instant::now();
+    let mut n = with_bob(t);
+    n.stop();
+    assert_eq!(
+        events(&mut n),
+        vec![Event::Stop {
+            peer: Uuid::from_u128(ME),
+            name: "me".into()
+        }]
+    );
+    assert_eq!(actions(&mut n), vec![Action::Disconnect { peer: bob() }]);
+    assert_eq!(n.poll_timeout(), None);
+    n.handle_message(bob(), hello(&[], 0), t);
+    assert!(!n.join("X"));
+    assert!(actions(&mut n).is_empty() && events(&mut n).is_empty());
+}
+
+// ----- leader election between a few nodes, wired by hand -----------------------------
+
+/// Delivers every pending action between fully connected nodes until quiet; returns the
+/// ids of all messages sent.
+fn settle(nodes: &mut [ZreNode], t: Instant) -> Vec<u8> {
+    let mut sent = Vec::new();
+    for _ in 0..1000 {
+        let mut moved = false;
+        for i in 0..nodes.len() {
+            let from = nodes[i].uuid();
+            let acts: Vec<Action> = nodes[i].drain_actions().collect();
+            for a in acts {
+                if let Action::Send { peer, message } = a {
+                    sent.push(message.body.id());
+                    if let Some(j) = nodes.iter().position(|n| n.uuid() == peer) {
+                        nodes[j].handle_message(from, message, t);
+                        moved = true;
+                    }
+                }
+            }
+        }
+        if !moved {
+            return sent;
+        }
+    }
+    panic!("did not settle");
+}
+
+fn mesh(ids: &[u128], t: Instant) -> Vec<ZreNode> {
+    let mut nodes: Vec<ZreNode> = ids
+        .iter()
+        .map(|&id| {
+            let mut c = NodeConfig::new(Uuid::from_u128(id));
+            c.endpoint = format!("tcp://10.0.0.{}:5000", id & 0xff);
+            ZreNode::new(c, t)
+        })
+        .collect();
+    for i in 0..nodes.len() {
+        for j in 0..nodes.len() {
+            if i != j {
+                let (u, e) = (nodes[j].uuid(), nodes[j].endpoint().to_owned());
+                nodes[i].handle_discovered(u, &e, t);
+            }
+        }
+    }
+    settle(&mut nodes, t);
+    nodes
+}
+
+fn last_leader(n: &mut ZreNode, group: &str) -> Option<Uuid> {
+    n.drain_events()
+        .filter(|e| e.kind() == "LEADER" && e.group() == Some(group))
+        .map(|e| e.peer())
+        .last()
+}
+
+#[test]
+fn no_election_messages_without_contest() {
+    let t = Instant::now();
+    let mut nodes = mesh(&[0x11, 0x12, 0x13], t);
+    for n in &mut nodes {
+        n.join("G");
+    }
+    let sent = settle(&mut nodes, t);
+    assert!(sent.iter().all(|&id| id < 8), "ids sent: {sent:?}");
+    for n in &mut nodes {
+        assert_eq!(last_leader(n, "G"), None);
+        assert_eq!(n.peers_by_group("G").len(), 2);
+    }
+}
+
+#[test]
+fn election_lowest_uuid_wins_and_reelects() {
+    let t = Instant::now();
+    let ids = [0x31, 0x21, 0x41, 0x51];
+    let mut nodes = mesh(&ids, t);
+    // 0x51 only joins, does not contest; the others contest.
+    for n in &mut nodes {
+        if n.uuid() != Uuid::from_u128(0x51) {
+            n.contest_in_group("G");
+        }
+        n.join("G");
+    }
+    let sent = settle(&mut nodes, t);
+    assert!(sent.contains(&8));
+    for n in &mut nodes {
+        assert_eq!(n.leader("G"), Some(Uuid::from_u128(0x21)), "{}", n.uuid());
+        assert_eq!(last_leader(n, "G"), Some(Uuid::from_u128(0x21)));
+    }
+    // Leader leaves: the next lowest contester wins everywhere.
+    let leader_idx = nodes
+        .iter()
+        .position(|n| n.uuid() == Uuid::from_u128(0x21))
+        .unwrap();
+    nodes[leader_idx].leave("G");
+    settle(&mut nodes, t);
+    for (i, n) in nodes.iter_mut().enumerate() {
+        if i != leader_idx {
+            assert_eq!(n.leader("G"), Some(Uuid::from_u128(0x31)));
+            assert_eq!(last_leader(n, "G"), Some(Uuid::from_u128(0x31)));
+        } else {
+            assert_eq!(n.leader("G"), None);
+        }
+    }
+    // Alone in a group: leader at once.
+    nodes[0].contest_in_group("SOLO");
+    nodes[0].join("SOLO");
+    assert_eq!(last_leader(&mut nodes[0], "SOLO"), Some(nodes[0].uuid()));
+}
