@@ -24,8 +24,8 @@ pub enum InterfaceSelect {
     /// (multicast-capable for IPv6), in the kernel's order: Zyre's default.
     #[default]
     Auto,
-    /// The loopback interface: address 127.0.0.1, broadcast 127.255.255.255 (or `::1` and the
-    /// multicast group for IPv6). Only nodes on this machine hear each other.
+    /// The loopback interface: address 127.0.0.1, broadcast 127.255.255.255. Only nodes on this
+    /// machine hear each other. IPv4 only: Linux does not loop IPv6 multicast over `lo`.
     Loopback,
     /// The interface with this name, e.g. `eth0`.
     Name(String),
@@ -245,21 +245,25 @@ pub fn choose(
             best_of(list, &first.name, v6).unwrap_or(first)
         }
         InterfaceSelect::Loopback => {
-            let want: IpAddr = if v6 {
-                Ipv6Addr::LOCALHOST.into()
-            } else {
-                Ipv4Addr::LOCALHOST.into()
-            };
+            let want = IpAddr::V4(Ipv4Addr::LOCALHOST);
             let name = list
                 .iter()
                 .find(|a| a.address == want)
                 .map_or("lo", |a| a.name.as_str());
+            if v6 {
+                // Linux does not deliver IPv6 multicast over `lo` (checked in a namespace, even
+                // with `multicast on` and an ff00::/8 route), so say so instead of going silent.
+                return Err(BeaconError::InterfaceUnusable {
+                    name: name.to_owned(),
+                    reason: "IPv6 multicast does not work on loopback; use IPv4 loopback mode",
+                });
+            }
             let index = list.iter().find(|a| a.name == name).map_or(0, |a| a.index);
             return Ok(SelectedInterface {
                 name: name.to_owned(),
                 index,
                 address: want,
-                broadcast: ipv6_group.map_or(LOOPBACK_BROADCAST.into(), IpAddr::V6),
+                broadcast: LOOPBACK_BROADCAST.into(),
                 loopback: true,
             });
         }
@@ -496,8 +500,10 @@ mod tests {
         assert_eq!(s.tcp_endpoint(7), "tcp://[fd00::20]:7");
         let s = choose(&list, &"eth1".parse().unwrap(), Some(group)).unwrap();
         assert_eq!(s.tcp_endpoint(7), "tcp://[fe80::2%eth1]:7");
-        let lo = choose(&list, &InterfaceSelect::Loopback, Some(group)).unwrap();
-        assert_eq!((lo.address, lo.index), ("::1".parse().unwrap(), 1));
+        assert!(matches!(
+            choose(&list, &InterfaceSelect::Loopback, Some(group)),
+            Err(BeaconError::InterfaceUnusable { .. })
+        ));
         assert!(matches!(
             choose(&list, &"192.168.1.20".parse().unwrap(), Some(group)),
             Err(BeaconError::InterfaceUnusable { .. })

@@ -227,6 +227,19 @@ async fn clear_errors_for_a_taken_port_and_a_missing_interface() {
     assert!(matches!(err, BeaconError::InterfaceNotFound(_)), "{err}");
 }
 
+#[tokio::test]
+async fn ipv6_loopback_mode_is_refused_clearly() {
+    let config = BeaconConfig {
+        ipv6_multicast: Some(harmony_beacon::DEFAULT_IPV6_GROUP),
+        ..config(free_port(), 1000)
+    };
+    let err = Beacon::start(&config, payload(1)).unwrap_err();
+    assert!(
+        matches!(err, BeaconError::InterfaceUnusable { .. }),
+        "{err}"
+    );
+}
+
 #[test]
 fn start_outside_a_runtime_is_an_error_not_a_panic() {
     let err = Beacon::start(&config(free_port(), 1000), payload(1)).unwrap_err();
