@@ -182,6 +182,35 @@ async fn junk_is_ignored_and_the_loop_goes_on() {
     beacon.stop().await.unwrap();
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn a_full_queue_drops_new_beacons_and_keeps_going() {
+    let port = free_port();
+    let config = BeaconConfig {
+        queue: 2,
+        ..config(port, 60_000)
+    };
+    let mut beacon = Beacon::start(&config, payload(1)).unwrap();
+    let raw = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    raw.set_broadcast(true).unwrap();
+    let send = |b: &ZreBeacon| {
+        let (bytes, len) = b.to_bytes();
+        raw.send_to(&bytes[..len], (Ipv4Addr::new(127, 255, 255, 255), port))
+            .unwrap();
+    };
+    // The beacon task does not run before we await, so all 20 wait in the socket together.
+    let flood: Vec<ZreBeacon> = (0..20).map(|i| payload(100 + i)).collect();
+    flood.iter().for_each(send);
+    for expected in &flood[..2] {
+        let (heard, _) = timeout(WAIT, beacon.recv()).await.unwrap().unwrap();
+        assert_eq!(heard, *expected);
+    }
+    let later = payload(999);
+    send(&later);
+    let (heard, _) = timeout(WAIT, beacon.recv()).await.unwrap().unwrap();
+    assert_eq!(heard, later, "the 18 beacons beyond the queue were dropped");
+    beacon.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn the_interface_is_visible() {
     let port = free_port();
