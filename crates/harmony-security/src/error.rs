@@ -20,9 +20,13 @@ pub enum SecurityError {
     /// The peer sent ERROR with this reason.
     #[error("peer refused the handshake: {0}")]
     PeerError(String),
-    /// Our authenticator refused the peer (status code, e.g. "400").
+    /// Our authenticator refused the peer (status "400" or "500"); an ERROR command with that
+    /// status is queued in the output and must be sent before closing.
     #[error("authentication refused with status {0}")]
     Refused(String),
+    /// Our authenticator answered "300" (temporary failure): close without sending ERROR.
+    #[error("authentication temporarily unavailable (status 300)")]
+    RefusedTemporarily,
     /// A box failed to open, a nonce went backwards, or a size was wrong.
     #[error("cryptographic check failed: {0}")]
     Crypto(&'static str),

@@ -1,9 +1,12 @@
 //! The mechanism abstraction shared by NULL, PLAIN and CURVE.
 
+use std::fmt;
+
 use bytes::{Bytes, BytesMut};
 use harmony_wire::zmtp::{self, Frame, Greeting, Metadata};
 
-use crate::error::Result;
+use crate::curve::{KeyPair, KEY_LEN};
+use crate::error::{Result, SecurityError};
 
 /// What the peer presented, for an authenticator to judge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,10 +67,90 @@ impl AuthReply {
         }
     }
 
+    /// A "300" reply: temporary failure, the connection is closed without ERROR.
+    pub fn temporary() -> Self {
+        Self {
+            status: "300".into(),
+            ..Self::deny()
+        }
+    }
+
+    /// A "500" reply: the authenticator itself failed.
+    pub fn internal_error() -> Self {
+        Self {
+            status: "500".into(),
+            ..Self::deny()
+        }
+    }
+
     /// Whether the peer is let in.
     pub fn is_allowed(&self) -> bool {
         self.status == "200"
     }
+
+    /// What a mechanism does with this reply. Like libzmq, only 200/300/400/500 are valid;
+    /// anything else counts as an internal error.
+    pub(crate) fn verdict(&self) -> Verdict {
+        match self.status.as_str() {
+            "200" => Verdict::Allow,
+            "300" => Verdict::Temporary,
+            "400" => Verdict::Refuse("400".into()),
+            _ => Verdict::Refuse("500".into()),
+        }
+    }
+
+    /// The peer's metadata with this reply's additions: its properties, then `User-Id` when
+    /// not empty. A `User-Id` sent by the peer itself is dropped, so it cannot be spoofed.
+    pub(crate) fn merge_into(&self, peer: Metadata) -> Metadata {
+        let mut merged = Metadata::new();
+        for (name, value) in peer.iter() {
+            if !name.eq_ignore_ascii_case(USER_ID) {
+                merged.insert(name, value.clone());
+            }
+        }
+        for (name, value) in self.metadata.iter() {
+            if !name.eq_ignore_ascii_case(USER_ID) {
+                merged.insert(name, value.clone());
+            }
+        }
+        if !self.user_id.is_empty() {
+            merged.insert(USER_ID, self.user_id.clone());
+        }
+        merged
+    }
+}
+
+/// The metadata property carrying the authenticator's user id (as libzmq names it).
+pub const USER_ID: &str = "User-Id";
+
+/// How a mechanism acts on an [`AuthReply`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// 200: continue the handshake.
+    Allow,
+    /// 300: close without a word.
+    Temporary,
+    /// 400 or 500 (the status to send in ERROR).
+    Refuse(String),
+}
+
+/// Checks the peer's greeting: same mechanism, opposite role.
+pub(crate) fn check_peer(peer: &Greeting, ours: zmtp::Mechanism, as_server: bool) -> Result<()> {
+    if peer.mechanism != ours {
+        return Err(SecurityError::Incompatible(format!(
+            "peer wants {} but this socket uses {}",
+            peer.mechanism.as_str(),
+            ours.as_str()
+        )));
+    }
+    if peer.as_server == as_server {
+        return Err(SecurityError::Incompatible(format!(
+            "both peers are {} of {}",
+            if as_server { "servers" } else { "clients" },
+            ours.as_str()
+        )));
+    }
+    Ok(())
 }
 
 /// Where a handshake stands after a step.
@@ -82,6 +165,10 @@ pub enum Handshake {
 }
 
 /// One side of one connection's security handshake, as a state machine.
+///
+/// Driver contract: after every call, send the frames pushed to `out` in order, *even when the
+/// call returned an error* (a refused peer gets its ERROR command that way), then close the
+/// connection on error. [`SecurityError::RefusedTemporarily`] never queues anything.
 pub trait Mechanism: Send {
     /// The mechanism name for the greeting.
     fn kind(&self) -> zmtp::Mechanism;
@@ -118,12 +205,33 @@ pub trait Cipher: Send {
 }
 
 /// How a socket secures its connections; builds one [`Mechanism`] per connection.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 #[non_exhaustive]
 pub enum MechanismConfig {
     /// No security (the default).
     #[default]
     Null,
+    /// PLAIN client: sends a user name and password in clear.
+    PlainClient {
+        /// User name (0-255 bytes).
+        username: Bytes,
+        /// Password (0-255 bytes).
+        password: Bytes,
+    },
+    /// PLAIN server: asks the authenticator about every client's user name and password.
+    PlainServer,
+    /// CURVE client: encrypts and authenticates with its long-term key pair.
+    CurveClient {
+        /// This client's long-term key pair (C).
+        keys: KeyPair,
+        /// The server's long-term public key (S).
+        server_key: [u8; KEY_LEN],
+    },
+    /// CURVE server: encrypts; asks the authenticator about every client's public key.
+    CurveServer {
+        /// This server's long-term key pair (S).
+        keys: KeyPair,
+    },
 }
 
 impl MechanismConfig {
@@ -131,13 +239,50 @@ impl MechanismConfig {
     pub fn kind(&self) -> zmtp::Mechanism {
         match self {
             Self::Null => zmtp::Mechanism::Null,
+            Self::PlainClient { .. } | Self::PlainServer => zmtp::Mechanism::Plain,
+            Self::CurveClient { .. } | Self::CurveServer { .. } => zmtp::Mechanism::Curve,
         }
+    }
+
+    /// Whether this side is the mechanism's server (the greeting's as-server flag).
+    pub fn as_server(&self) -> bool {
+        matches!(self, Self::PlainServer | Self::CurveServer { .. })
     }
 
     /// A fresh state machine for one connection.
     pub fn build(&self) -> Box<dyn Mechanism> {
         match self {
             Self::Null => Box::new(crate::null::NullMechanism::new()),
+            Self::PlainClient { username, password } => Box::new(crate::plain::PlainClient::new(
+                username.clone(),
+                password.clone(),
+            )),
+            Self::PlainServer => Box::new(crate::plain::PlainServer::new()),
+            Self::CurveClient { keys, server_key } => {
+                Box::new(crate::curve::CurveClient::new(keys.clone(), *server_key))
+            }
+            Self::CurveServer { keys } => Box::new(crate::curve::CurveServer::new(keys.clone())),
+        }
+    }
+}
+
+impl fmt::Debug for MechanismConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Null => f.write_str("Null"),
+            Self::PlainClient { username, .. } => f
+                .debug_struct("PlainClient")
+                .field("username", username)
+                .finish_non_exhaustive(),
+            Self::PlainServer => f.write_str("PlainServer"),
+            Self::CurveClient { keys, server_key } => f
+                .debug_struct("CurveClient")
+                .field("keys", keys)
+                .field("server_key", &crate::z85::encode_key(server_key))
+                .finish(),
+            Self::CurveServer { keys } => {
+                f.debug_struct("CurveServer").field("keys", keys).finish()
+            }
         }
     }
 }
