@@ -7,12 +7,14 @@ use std::time::{Duration, Instant};
 /// Errors of the task runner are plain messages for a human.
 pub(crate) type Result<T> = std::result::Result<T, String>;
 
-/// The workspace root (the parent of `xtask/`).
+/// The workspace root (the parent of `xtask/`). `cargo run` tells the manifest directory at run
+/// time; the compile-time one is the fallback for a binary started by hand.
 pub(crate) fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest
         .parent()
-        .expect("xtask sits in the workspace root")
-        .to_path_buf()
+        .map_or_else(|| Path::new("..").to_path_buf(), Path::to_path_buf)
 }
 
 /// The cargo that runs this task (so `cargo +toolchain xtask` stays on that toolchain).
