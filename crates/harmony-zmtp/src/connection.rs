@@ -1,0 +1,454 @@
+//! One TCP connection: greeting, security handshake, then a reader and a writer running
+//! concurrently in one task. Reads parse every complete frame of a large buffer and deliver
+//! whole batches; writes drain the peer queue in bulk and go out as one (vectored) write.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use harmony_security::{AuthReply, Cipher, Handshake};
+use harmony_wire::zmtp::{
+    Command, Frame, FrameCodec, Greeting, Metadata, GREETING_LEN, SIGNATURE_LEN,
+};
+use smallvec::SmallVec;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::{debug, trace, Instrument};
+
+use crate::core::Core;
+use crate::error::ConnectionError;
+use crate::message::{Frames, Message};
+use crate::pipe::{lock, Outgoing, Pipe};
+use crate::socket_type::SocketType;
+
+/// Size of each read buffer allocation.
+const READ_BUF: usize = 256 << 10;
+/// Read only when at least this much room is free (else grow first).
+const READ_MIN: usize = 32 << 10;
+/// Frame bodies at least this large are written from the caller's buffer, not copied.
+const ZERO_COPY_MIN: usize = 16 << 10;
+/// Largest frame accepted during the handshake.
+const HANDSHAKE_MAX_FRAME: u64 = 64 << 10;
+/// Largest metadata accepted in commands after the handshake.
+const COMMAND_LIMIT: usize = 64 << 10;
+
+type SharedCipher = Mutex<Box<dyn Cipher>>;
+
+/// Runs one connection to its end; returns whether the handshake completed.
+pub(crate) async fn run(
+    core: Arc<Core>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    pipe: Option<Arc<Pipe>>,
+) -> bool {
+    let span = tracing::debug_span!("zmtp", socket = %core.kind, %peer);
+    async move {
+        let conn = core.cancel.child_token();
+        let mut handshook = false;
+        let result = tokio::select! {
+            r = drive(&core, stream, peer, pipe, conn.clone(), &mut handshook) => r,
+            _ = conn.cancelled() => Ok(()),
+        };
+        match result {
+            Ok(()) | Err(ConnectionError::Eof) | Err(ConnectionError::SocketClosed) => {
+                debug!("connection closed")
+            }
+            Err(e) if handshook => debug!(error = %e, "connection dropped"),
+            Err(e) => tracing::warn!(error = %e, "connection refused"),
+        }
+        handshook
+    }
+    .instrument(span)
+    .await
+}
+
+async fn drive(
+    core: &Arc<Core>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    pipe: Option<Arc<Pipe>>,
+    conn: tokio_util::sync::CancellationToken,
+    handshook: &mut bool,
+) -> Result<(), ConnectionError> {
+    stream.set_nodelay(true)?;
+    let (mut rd, mut wr) = stream.into_split();
+    let mut buf = BytesMut::with_capacity(READ_BUF);
+    let (greeting, meta, cipher) = tokio::time::timeout(
+        core.opts.handshake_timeout,
+        handshake(core, &mut rd, &mut wr, &mut buf, peer),
+    )
+    .await
+    .map_err(|_| ConnectionError::HandshakeTimeout)??;
+    let peer_type = meta.get("Socket-Type").cloned().unwrap_or_default();
+    if !core.kind.accepts(&peer_type) {
+        return Err(ConnectionError::Incompatible(
+            String::from_utf8_lossy(&peer_type).into_owned(),
+        ));
+    }
+    let attached = core.attach(pipe, &meta, greeting.is_v31(), conn)?;
+    *handshook = true;
+    debug!(peer_type = %String::from_utf8_lossy(&peer_type), v31 = greeting.is_v31(), "connected");
+    let cipher = cipher.map(Mutex::new);
+    let live = Liveness::new();
+    let reader = read_loop(
+        core,
+        &attached.pipe,
+        rd,
+        buf,
+        cipher.as_ref(),
+        &attached.identity,
+        &live,
+    );
+    let writer = write_loop(core, &attached.pipe, wr, cipher.as_ref(), &live);
+    tokio::select! {
+        r = reader => r,
+        w = writer => w,
+    }
+}
+
+/// Reads until `buf` holds at least `n` bytes.
+async fn fill(rd: &mut OwnedReadHalf, buf: &mut BytesMut, n: usize) -> Result<(), ConnectionError> {
+    while buf.len() < n {
+        if rd.read_buf(buf).await? == 0 {
+            return Err(ConnectionError::Eof);
+        }
+    }
+    Ok(())
+}
+
+async fn write_frames(
+    wr: &mut OwnedWriteHalf,
+    frames: &mut Vec<Frame>,
+) -> Result<(), ConnectionError> {
+    if frames.is_empty() {
+        return Ok(());
+    }
+    let mut out = BytesMut::new();
+    for f in frames.drain(..) {
+        f.encode(&mut out);
+    }
+    wr.write_all(&out).await?;
+    Ok(())
+}
+
+async fn handshake(
+    core: &Core,
+    rd: &mut OwnedReadHalf,
+    wr: &mut OwnedWriteHalf,
+    buf: &mut BytesMut,
+    peer: SocketAddr,
+) -> Result<(Greeting, Metadata, Option<Box<dyn Cipher>>), ConnectionError> {
+    let mut mechanism = core.opts.mechanism.build();
+    let ours = Greeting::new(mechanism.kind(), mechanism.as_server());
+    // All 64 bytes at once; libzmq's staged greeting copes with that.
+    wr.write_all(&ours.encode()?).await?;
+    fill(rd, buf, SIGNATURE_LEN).await?;
+    Greeting::check_signature(&buf[..SIGNATURE_LEN])?;
+    fill(rd, buf, GREETING_LEN).await?;
+    let theirs = Greeting::decode(&buf[..GREETING_LEN])?;
+    buf.advance(GREETING_LEN);
+    trace!(version = %format!("{}.{}", theirs.major, theirs.minor), mechanism = theirs.mechanism.as_str(), "greeting");
+
+    let mut out = Vec::new();
+    let mut codec = FrameCodec::new(HANDSHAKE_MAX_FRAME);
+    let mut step = mechanism.start(&theirs, &core.local_meta, &mut out)?;
+    let meta = loop {
+        write_frames(wr, &mut out).await?;
+        step = match step {
+            Handshake::Done(meta) => break meta,
+            Handshake::Authenticate(request) => {
+                let reply = match &core.opts.authenticator {
+                    Some(auth) => auth.authenticate(peer, request).await,
+                    None => AuthReply::allow(""),
+                };
+                mechanism.authenticated(reply, &mut out)?
+            }
+            Handshake::Continue => {
+                let frame = loop {
+                    if let Some(f) = codec.decode_frame(buf)? {
+                        break f;
+                    }
+                    if rd.read_buf(buf).await? == 0 {
+                        return Err(ConnectionError::Eof);
+                    }
+                };
+                mechanism.receive(frame, &mut out)?
+            }
+        };
+    };
+    write_frames(wr, &mut out).await?;
+    Ok((theirs, meta, mechanism.into_cipher()))
+}
+
+/// When the peer was last heard from, in microseconds since the connection started.
+struct Liveness {
+    start: Instant,
+    last_rx: AtomicU64,
+}
+
+impl Liveness {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            last_rx: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        // Rounded up, so traffic is never dated before a PING sent just before it.
+        let us = self.start.elapsed().as_micros() as u64 + 1;
+        self.last_rx.store(us, Ordering::Relaxed);
+    }
+
+    fn last_rx(&self) -> Instant {
+        self.start + Duration::from_micros(self.last_rx.load(Ordering::Relaxed))
+    }
+}
+
+async fn read_loop(
+    core: &Core,
+    pipe: &Pipe,
+    mut rd: OwnedReadHalf,
+    mut buf: BytesMut,
+    cipher: Option<&SharedCipher>,
+    identity: &Bytes,
+    live: &Liveness,
+) -> Result<(), ConnectionError> {
+    let max = core.opts.max_msg_size;
+    let mut codec = FrameCodec::new(max as u64);
+    let prefix_identity = core.kind == SocketType::Router;
+    let mut partial: Frames = SmallVec::new();
+    let mut partial_len = 0usize;
+    let mut batch: Vec<Message> = Vec::with_capacity(64);
+    let mut ttl: Option<Duration> = None;
+    loop {
+        while let Some(frame) = codec.decode_frame(&mut buf)? {
+            let frame = match cipher {
+                Some(c) => lock(c).decrypt(frame)?,
+                None => frame,
+            };
+            if frame.command {
+                handle_command(core, pipe, &frame, &mut ttl)?;
+                continue;
+            }
+            if partial.is_empty() && prefix_identity {
+                partial.push(identity.clone());
+            }
+            partial_len += frame.body.len();
+            if partial_len > max {
+                return Err(ConnectionError::TooLarge {
+                    len: partial_len,
+                    limit: max,
+                });
+            }
+            partial.push(frame.body);
+            if !frame.more {
+                batch.push(Message::from_smallvec(std::mem::take(&mut partial)));
+                partial_len = 0;
+            }
+        }
+        if !batch.is_empty() {
+            core.deliver(pipe, &mut batch).await?;
+        }
+        if buf.capacity() - buf.len() < READ_MIN {
+            buf.reserve(READ_BUF);
+        }
+        let n = match ttl {
+            Some(t) => tokio::time::timeout(t, rd.read_buf(&mut buf))
+                .await
+                .map_err(|_| ConnectionError::HeartbeatTimeout)??,
+            None => rd.read_buf(&mut buf).await?,
+        };
+        if n == 0 {
+            return Err(ConnectionError::Eof);
+        }
+        live.touch();
+    }
+}
+
+fn handle_command(
+    core: &Core,
+    pipe: &Pipe,
+    frame: &Frame,
+    ttl: &mut Option<Duration>,
+) -> Result<(), ConnectionError> {
+    match Command::decode(&frame.body, COMMAND_LIMIT)? {
+        Command::Ping { ttl: t, context } => {
+            if t > 0 {
+                *ttl = Some(Duration::from_millis(u64::from(t) * 100));
+            }
+            pipe.push_control(Command::Pong { context }.to_frame()?);
+        }
+        Command::Pong { .. } => {}
+        Command::Subscribe(topic) => core.peer_subscription(pipe, true, topic),
+        Command::Cancel(topic) => core.peer_subscription(pipe, false, topic),
+        Command::Error(reason) => {
+            return Err(ConnectionError::PeerError(
+                String::from_utf8_lossy(&reason).into_owned(),
+            ))
+        }
+        Command::Unknown(raw) => {
+            trace!(name = %String::from_utf8_lossy(&raw.name), "ignoring unknown command");
+        }
+        _ => {
+            return Err(ConnectionError::Protocol(
+                "handshake command after the handshake",
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// Frames encoded for one write: small ones copied into `buf`, large bodies referenced.
+struct WriteBatch {
+    buf: BytesMut,
+    chunks: Vec<Bytes>,
+}
+
+impl WriteBatch {
+    fn new() -> Self {
+        Self {
+            buf: BytesMut::with_capacity(64 << 10),
+            chunks: Vec::new(),
+        }
+    }
+
+    fn frame(&mut self, more: bool, command: bool, body: &Bytes) {
+        Frame::encode_header(more, command, body.len(), &mut self.buf);
+        if body.len() >= ZERO_COPY_MIN {
+            self.chunks.push(self.buf.split().freeze());
+            self.chunks.push(body.clone());
+        } else {
+            self.buf.extend_from_slice(body);
+        }
+    }
+
+    fn message(&mut self, msg: &Message) {
+        let last = msg.len().saturating_sub(1);
+        for (i, body) in msg.iter().enumerate() {
+            self.frame(i < last, false, body);
+        }
+    }
+
+    fn encrypted(&mut self, cipher: &SharedCipher, frame: &Frame) -> Result<(), ConnectionError> {
+        lock(cipher).encrypt(frame, &mut self.buf)?;
+        Ok(())
+    }
+
+    async fn write_to(&mut self, wr: &mut OwnedWriteHalf) -> std::io::Result<()> {
+        if self.chunks.is_empty() {
+            wr.write_all(&self.buf).await?;
+            self.buf.clear();
+            return Ok(());
+        }
+        if !self.buf.is_empty() {
+            self.chunks.push(self.buf.split().freeze());
+        }
+        let (mut idx, mut off) = (0usize, 0usize);
+        while idx < self.chunks.len() {
+            let mut slices: SmallVec<[IoSlice<'_>; 64]> = SmallVec::new();
+            for (k, chunk) in self.chunks[idx..].iter().take(64).enumerate() {
+                let start = if k == 0 { off } else { 0 };
+                slices.push(IoSlice::new(&chunk[start..]));
+            }
+            let mut n = wr.write_vectored(&slices).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            while n > 0 {
+                let rest = self.chunks[idx].len() - off;
+                if n >= rest {
+                    n -= rest;
+                    idx += 1;
+                    off = 0;
+                } else {
+                    off += n;
+                    n = 0;
+                }
+            }
+            while idx < self.chunks.len() && self.chunks[idx].len() == off {
+                idx += 1;
+                off = 0;
+            }
+        }
+        self.chunks.clear();
+        Ok(())
+    }
+}
+
+async fn tick(timer: &mut Option<tokio::time::Interval>) {
+    match timer {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn write_loop(
+    core: &Core,
+    pipe: &Pipe,
+    mut wr: OwnedWriteHalf,
+    cipher: Option<&SharedCipher>,
+    live: &Liveness,
+) -> Result<(), ConnectionError> {
+    let mut items: VecDeque<Outgoing> = VecDeque::new();
+    let mut batch = WriteBatch::new();
+    let mut pinger = core.opts.heartbeat_ivl.map(|ivl| {
+        let mut t = tokio::time::interval_at(Instant::now() + ivl, ivl);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    let timeout = core.opts.heartbeat_timeout.or(core.opts.heartbeat_ivl);
+    let ping_ttl = core.opts.heartbeat_ttl.map_or(0, |t| {
+        (t.as_millis() / 100).min(u128::from(u16::MAX)) as u16
+    });
+    // The oldest PING not followed by any traffic from the peer.
+    let mut unanswered: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            was_full = pipe.drain(&mut items) => {
+                if was_full {
+                    core.space.notify_waiters();
+                }
+                for item in items.drain(..) {
+                    match (item, cipher) {
+                        (Outgoing::Message(m), None) => batch.message(&m),
+                        (Outgoing::Control(f), None) => batch.frame(f.more, f.command, &f.body),
+                        (Outgoing::Message(m), Some(c)) => {
+                            let last = m.len().saturating_sub(1);
+                            for (i, body) in m.into_iter().enumerate() {
+                                batch.encrypted(c, &Frame::message(body, i < last))?;
+                            }
+                        }
+                        (Outgoing::Control(f), Some(c)) => batch.encrypted(c, &f)?,
+                    }
+                }
+                let written = batch.write_to(&mut wr).await;
+                pipe.written();
+                written?;
+            }
+            _ = tick(&mut pinger) => {
+                let now = Instant::now();
+                if let Some(sent) = unanswered {
+                    if live.last_rx() >= sent {
+                        unanswered = None;
+                    } else if timeout.is_some_and(|t| now >= sent + t) {
+                        return Err(ConnectionError::HeartbeatTimeout);
+                    }
+                }
+                if unanswered.is_none() {
+                    unanswered = Some(now);
+                }
+                let ping = Command::Ping { ttl: ping_ttl, context: Bytes::new() };
+                pipe.push_control(ping.to_frame()?);
+            }
+        }
+    }
+}

@@ -1,0 +1,602 @@
+//! The engine shared by every socket type: peers, routing, queues, bind and connect loops.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use harmony_wire::zmtp::{Command, Frame, Metadata};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, trace, warn};
+
+use crate::connection;
+use crate::endpoint::{BindSpec, ConnectSpec, Endpoint};
+use crate::error::{ConnectionError, TrySendError, ZmtpError};
+use crate::inbound::Inbound;
+use crate::message::Message;
+use crate::options::SocketOptions;
+use crate::pipe::{lock, Pipe};
+use crate::socket_type::SocketType;
+use crate::subscription::Subscriptions;
+
+/// Mutable routing state, behind one short lock.
+#[derive(Debug, Default)]
+struct State {
+    /// Round-robin targets (DEALER, PUSH: including connected endpoints not yet up),
+    /// fan-out targets (PUB), subscription targets (SUB), live peers (PULL).
+    pipes: Vec<Arc<Pipe>>,
+    rr: usize,
+    /// ROUTER: identity -> peer.
+    routes: HashMap<Bytes, Arc<Pipe>>,
+    next_auto_id: u32,
+    /// SUB: our own subscriptions.
+    subscriptions: Subscriptions,
+    live: usize,
+}
+
+/// One socket's engine.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) kind: SocketType,
+    pub(crate) opts: SocketOptions,
+    state: Mutex<State>,
+    pub(crate) inbound: Inbound,
+    /// Some peer queue went below its high-water mark, or a peer appeared.
+    pub(crate) space: Notify,
+    pub(crate) cancel: CancellationToken,
+    closed: AtomicBool,
+    next_pipe: AtomicU64,
+    peers: watch::Sender<usize>,
+    pub(crate) local_meta: Metadata,
+}
+
+/// A peer connection attached to the socket; detaches on drop (also when the task is cancelled).
+pub(crate) struct Attachment {
+    core: Arc<Core>,
+    pub(crate) pipe: Arc<Pipe>,
+    pub(crate) identity: Bytes,
+    connect_side: bool,
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        self.core.detach(&self.pipe, self.connect_side);
+    }
+}
+
+impl Core {
+    pub(crate) fn new(kind: SocketType, opts: SocketOptions) -> Arc<Self> {
+        let mut local_meta = Metadata::new().with("Socket-Type", kind.as_str());
+        if kind.sends_identity() {
+            local_meta.insert("Identity", opts.identity.clone().unwrap_or_default());
+        }
+        let seed = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish() as u32;
+        Arc::new(Self {
+            kind,
+            inbound: Inbound::new(opts.recv_hwm),
+            state: Mutex::new(State {
+                next_auto_id: seed,
+                ..State::default()
+            }),
+            opts,
+            space: Notify::new(),
+            cancel: CancellationToken::new(),
+            closed: AtomicBool::new(false),
+            next_pipe: AtomicU64::new(1),
+            peers: watch::channel(0).0,
+            local_meta,
+        })
+    }
+
+    fn new_pipe(&self) -> Arc<Pipe> {
+        Arc::new(Pipe::new(
+            self.next_pipe.fetch_add(1, Ordering::Relaxed),
+            self.opts.send_hwm,
+        ))
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    /// Binds and starts accepting; returns the address actually bound.
+    pub(crate) async fn bind(self: &Arc<Self>, endpoint: &str) -> Result<Endpoint, ZmtpError> {
+        if self.is_closed() {
+            return Err(ZmtpError::Closed);
+        }
+        let spec = BindSpec::parse(endpoint)?;
+        let hosts: Vec<_> = tokio::net::lookup_host((spec.host.as_str(), 0))
+            .await?
+            .collect();
+        let host = hosts.first().ok_or_else(|| ZmtpError::InvalidEndpoint {
+            endpoint: endpoint.to_owned(),
+            reason: "host does not resolve",
+        })?;
+        let (first, last) = spec.ports;
+        let mut last_err = None;
+        let mut listener = None;
+        for port in first..=last {
+            let mut addr = *host;
+            addr.set_port(port);
+            match TcpListener::bind(addr).await {
+                Ok(l) => {
+                    listener = Some(l);
+                    break;
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        let listener = match (listener, last_err) {
+            (Some(l), _) => l,
+            (None, Some(e)) => return Err(e.into()),
+            (None, None) => unreachable!("the port range is never empty"),
+        };
+        let local = Endpoint::new(listener.local_addr()?);
+        debug!(socket = %self.kind, endpoint = %local, "bound");
+        let core = Arc::clone(self);
+        tokio::spawn(async move { core.accept_loop(listener).await });
+        Ok(local)
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let accepted = tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                r = listener.accept() => r,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let core = Arc::clone(&self);
+                    tokio::spawn(connection::run(core, stream, peer, None));
+                }
+                Err(e) => {
+                    // Out of descriptors or similar: pause rather than spin.
+                    warn!(socket = %self.kind, error = %e, "accept failed");
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => return,
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts connecting (in the background, with reconnects). Messages for this peer may be
+    /// queued at once (DEALER, PUSH), as libzmq does.
+    pub(crate) fn connect(self: &Arc<Self>, endpoint: &str) -> Result<(), ZmtpError> {
+        if self.is_closed() {
+            return Err(ZmtpError::Closed);
+        }
+        let spec = ConnectSpec::parse(endpoint)?;
+        let pipe = self.new_pipe();
+        if matches!(self.kind, SocketType::Dealer | SocketType::Push) {
+            lock(&self.state).pipes.push(Arc::clone(&pipe));
+            self.space.notify_waiters();
+        }
+        let core = Arc::clone(self);
+        tokio::spawn(async move { core.connect_loop(spec, pipe).await });
+        Ok(())
+    }
+
+    async fn connect_loop(self: Arc<Self>, spec: ConnectSpec, pipe: Arc<Pipe>) {
+        let mut delay = self.opts.reconnect_ivl;
+        loop {
+            let attempt = async {
+                let addrs = spec.resolve().await?;
+                let mut last = std::io::Error::other("no address");
+                for addr in addrs {
+                    match TcpStream::connect(addr).await {
+                        Ok(s) => return Ok((s, addr)),
+                        Err(e) => last = e,
+                    }
+                }
+                Err(last)
+            };
+            let attempt = tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                r = tokio::time::timeout(self.opts.handshake_timeout, attempt) => r,
+            };
+            match attempt {
+                Ok(Ok((stream, addr))) => {
+                    let handshook =
+                        connection::run(Arc::clone(&self), stream, addr, Some(Arc::clone(&pipe)))
+                            .await;
+                    if handshook {
+                        delay = self.opts.reconnect_ivl;
+                    }
+                }
+                Ok(Err(e)) => trace!(endpoint = %spec.text, error = %e, "connect failed"),
+                Err(_) => trace!(endpoint = %spec.text, "connect timed out"),
+            }
+            if self.cancel.is_cancelled() {
+                return;
+            }
+            trace!(endpoint = %spec.text, ?delay, "reconnecting");
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(self.opts.reconnect_ivl_max.max(self.opts.reconnect_ivl));
+        }
+    }
+
+    /// Makes a handshaken connection routable. `pipe` is the connected endpoint's queue, or
+    /// `None` for an accepted connection.
+    pub(crate) fn attach(
+        self: &Arc<Self>,
+        pipe: Option<Arc<Pipe>>,
+        peer_meta: &Metadata,
+        v31: bool,
+        conn: CancellationToken,
+    ) -> Result<Attachment, ConnectionError> {
+        let connect_side = pipe.is_some();
+        let pipe = pipe.unwrap_or_else(|| self.new_pipe());
+        pipe.set_v31(v31);
+        *lock(&pipe.conn) = Some(conn);
+        let mut st = lock(&self.state);
+        let mut identity = Bytes::new();
+        match self.kind {
+            SocketType::Router => {
+                identity = match peer_meta.get("Identity") {
+                    Some(id) if !id.is_empty() => id.clone(),
+                    _ => self.auto_identity(&mut st),
+                };
+                if let Some(old) = st.routes.get(&identity) {
+                    if !self.opts.router_handover {
+                        debug!(identity = ?identity, "duplicate identity refused");
+                        return Err(ConnectionError::DuplicateIdentity);
+                    }
+                    debug!(identity = ?identity, "identity handed over to a new connection");
+                    if let Some(token) = lock(&old.conn).take() {
+                        token.cancel();
+                    }
+                    old.clear();
+                }
+                *lock(&pipe.identity) = identity.clone();
+                st.routes.insert(identity.clone(), Arc::clone(&pipe));
+            }
+            SocketType::Dealer | SocketType::Push => {
+                if !connect_side {
+                    st.pipes.push(Arc::clone(&pipe));
+                }
+            }
+            SocketType::Sub => {
+                for topic in st.subscriptions.topics() {
+                    pipe.push_control(subscription_frame(true, topic, v31));
+                }
+                st.pipes.push(Arc::clone(&pipe));
+            }
+            SocketType::Pub | SocketType::Pull => {
+                lock(&pipe.subs).clear();
+                st.pipes.push(Arc::clone(&pipe));
+            }
+        }
+        st.live += 1;
+        let live = st.live;
+        drop(st);
+        self.peers.send_replace(live);
+        self.space.notify_waiters();
+        Ok(Attachment {
+            core: Arc::clone(self),
+            pipe,
+            identity,
+            connect_side,
+        })
+    }
+
+    fn auto_identity(&self, st: &mut State) -> Bytes {
+        loop {
+            st.next_auto_id = st.next_auto_id.wrapping_add(1);
+            let mut id = BytesMut::with_capacity(5);
+            id.put_u8(0);
+            id.put_u32(st.next_auto_id);
+            let id = id.freeze();
+            if !st.routes.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    fn detach(&self, pipe: &Arc<Pipe>, connect_side: bool) {
+        let mut st = lock(&self.state);
+        match self.kind {
+            SocketType::Router => {
+                let id = lock(&pipe.identity).clone();
+                if st.routes.get(&id).is_some_and(|p| Arc::ptr_eq(p, pipe)) {
+                    st.routes.remove(&id);
+                }
+            }
+            SocketType::Dealer | SocketType::Push if connect_side => {}
+            _ => st.pipes.retain(|p| !Arc::ptr_eq(p, pipe)),
+        }
+        st.live = st.live.saturating_sub(1);
+        let live = st.live;
+        drop(st);
+        *lock(&pipe.conn) = None;
+        lock(&pipe.subs).clear();
+        if connect_side && matches!(self.kind, SocketType::Dealer | SocketType::Push) {
+            pipe.purge_control();
+        } else {
+            pipe.clear();
+        }
+        self.peers.send_replace(live);
+        trace!(pipe = pipe.id, "detached");
+    }
+
+    /// Number of peers whose handshake is complete.
+    pub(crate) fn peer_count(&self) -> usize {
+        *self.peers.borrow()
+    }
+
+    /// Waits until at least `n` peers are connected.
+    pub(crate) async fn wait_for_peers(&self, n: usize) {
+        let mut rx = self.peers.subscribe();
+        tokio::select! {
+            _ = rx.wait_for(|c| *c >= n) => {}
+            _ = self.cancel.cancelled() => {}
+        }
+    }
+
+    /// Queues a message without waiting.
+    pub(crate) fn try_send(&self, msg: Message) -> Result<(), TrySendError> {
+        if msg.is_empty() {
+            return Err(TrySendError::Invalid("a message needs at least one frame"));
+        }
+        if self.is_closed() {
+            return Err(TrySendError::Closed(msg));
+        }
+        match self.kind {
+            SocketType::Dealer | SocketType::Push => self.send_round_robin(msg),
+            SocketType::Router => self.send_routed(msg),
+            SocketType::Pub => {
+                self.send_fan_out(msg);
+                Ok(())
+            }
+            SocketType::Pull | SocketType::Sub => {
+                Err(TrySendError::Invalid("this socket type cannot send"))
+            }
+        }
+    }
+
+    fn send_round_robin(&self, mut msg: Message) -> Result<(), TrySendError> {
+        let mut st = lock(&self.state);
+        let n = st.pipes.len();
+        for i in 0..n {
+            let idx = (st.rr + i) % n;
+            match st.pipes[idx].try_push(msg) {
+                Ok(()) => {
+                    st.rr = (idx + 1) % n;
+                    return Ok(());
+                }
+                Err(m) => msg = m,
+            }
+        }
+        Err(TrySendError::WouldBlock(msg))
+    }
+
+    fn send_routed(&self, mut msg: Message) -> Result<(), TrySendError> {
+        let Some(id) = msg.pop_front() else {
+            return Err(TrySendError::Invalid("ROUTER needs an identity frame"));
+        };
+        if msg.is_empty() {
+            return Err(TrySendError::Invalid(
+                "ROUTER needs frames after the identity",
+            ));
+        }
+        let st = lock(&self.state);
+        let Some(pipe) = st.routes.get(&id) else {
+            drop(st);
+            if self.opts.router_mandatory {
+                msg.push_front(id);
+                return Err(TrySendError::Unroutable(msg));
+            }
+            trace!(identity = ?id, "dropping unroutable message");
+            return Ok(());
+        };
+        match pipe.try_push(msg) {
+            Ok(()) => Ok(()),
+            Err(mut m) if self.opts.router_mandatory => {
+                m.push_front(id);
+                Err(TrySendError::WouldBlock(m))
+            }
+            Err(_) => {
+                trace!(identity = ?id, "peer queue full, message dropped");
+                Ok(())
+            }
+        }
+    }
+
+    fn send_fan_out(&self, msg: Message) {
+        let st = lock(&self.state);
+        let topic = msg.first().map(|b| &b[..]).unwrap_or_default();
+        let mut targets = st.pipes.iter().filter(|p| lock(&p.subs).matches(topic));
+        let Some(mut current) = targets.next() else {
+            return;
+        };
+        // Clone for all but the last target.
+        for next in targets {
+            if current.try_push(msg.clone()).is_err() {
+                trace!("subscriber queue full, message dropped");
+            }
+            current = next;
+        }
+        if current.try_push(msg).is_err() {
+            trace!("subscriber queue full, message dropped");
+        }
+    }
+
+    /// Queues a message, waiting while every eligible peer queue is full.
+    pub(crate) async fn send(&self, msg: Message) -> Result<(), ZmtpError> {
+        let mut msg = match self.try_send(msg) {
+            Ok(()) => return Ok(()),
+            Err(e) => self.retryable(e)?,
+        };
+        loop {
+            let notified = self.space.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            msg = match self.try_send(msg) {
+                Ok(()) => return Ok(()),
+                Err(e) => self.retryable(e)?,
+            };
+            tokio::select! {
+                _ = notified => {}
+                _ = self.cancel.cancelled() => return Err(ZmtpError::Closed),
+            }
+        }
+    }
+
+    fn retryable(&self, e: TrySendError) -> Result<Message, ZmtpError> {
+        match e {
+            TrySendError::WouldBlock(m) => Ok(m),
+            TrySendError::Unroutable(_) => Err(ZmtpError::Unroutable),
+            TrySendError::Closed(_) => Err(ZmtpError::Closed),
+            TrySendError::Invalid(why) => Err(ZmtpError::InvalidMessage(why)),
+        }
+    }
+
+    /// Hands a batch of received messages to the socket.
+    pub(crate) async fn deliver(
+        &self,
+        pipe: &Pipe,
+        batch: &mut Vec<Message>,
+    ) -> Result<(), ConnectionError> {
+        match self.kind {
+            SocketType::Pull | SocketType::Dealer | SocketType::Router => {}
+            SocketType::Sub => {
+                let st = lock(&self.state);
+                batch.retain(|m| {
+                    st.subscriptions
+                        .matches(m.first().map(|b| &b[..]).unwrap_or_default())
+                });
+            }
+            SocketType::Pub => {
+                // ZMTP 3.0 subscriptions: a message whose first byte is 1 (subscribe) or 0 (cancel).
+                let mut subs = lock(&pipe.subs);
+                for m in batch.drain(..) {
+                    let Some(body) = m.first() else { continue };
+                    match body.first() {
+                        Some(1) => {
+                            subs.add(body.slice(1..));
+                        }
+                        Some(0) => {
+                            subs.remove(&body[1..]);
+                        }
+                        _ => trace!("PUB ignores a message from a subscriber"),
+                    }
+                }
+                return Ok(());
+            }
+            SocketType::Push => {
+                trace!(count = batch.len(), "PUSH drops messages from its peer");
+                batch.clear();
+                return Ok(());
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.inbound
+            .push_batch(batch)
+            .await
+            .map_err(|_| ConnectionError::SocketClosed)
+    }
+
+    /// A SUBSCRIBE or CANCEL from the peer (PUB only; others ignore it).
+    pub(crate) fn peer_subscription(&self, pipe: &Pipe, subscribe: bool, topic: Bytes) {
+        if self.kind != SocketType::Pub {
+            trace!("ignoring a subscription sent to a non-PUB socket");
+            return;
+        }
+        trace!(subscribe, topic = ?topic, "peer subscription");
+        let mut subs = lock(&pipe.subs);
+        if subscribe {
+            subs.add(topic);
+        } else {
+            subs.remove(&topic);
+        }
+    }
+
+    /// SUB: adds (or removes) one of our subscriptions and tells every connected publisher.
+    pub(crate) fn subscribe(&self, topic: Bytes, subscribe: bool) -> Result<(), ZmtpError> {
+        if self.is_closed() {
+            return Err(ZmtpError::Closed);
+        }
+        let mut st = lock(&self.state);
+        let changed = if subscribe {
+            st.subscriptions.add(topic.clone())
+        } else {
+            st.subscriptions.remove(&topic)
+        };
+        if changed {
+            for pipe in &st.pipes {
+                pipe.push_control(subscription_frame(subscribe, &topic, pipe.is_v31()));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn recv(&self) -> Result<Message, ZmtpError> {
+        self.inbound.pop().await.map_err(|_| ZmtpError::Closed)
+    }
+
+    pub(crate) fn try_recv(&self) -> Result<Option<Message>, ZmtpError> {
+        self.inbound.try_pop().map_err(|_| ZmtpError::Closed)
+    }
+
+    /// Stops sending, waits up to the linger time for queues to drain, then shuts down.
+    pub(crate) async fn close(&self) {
+        if self.closed.swap(true, Ordering::Relaxed) {
+            self.shutdown();
+            return;
+        }
+        let pipes: Vec<Arc<Pipe>> = {
+            let st = lock(&self.state);
+            st.pipes.iter().chain(st.routes.values()).cloned().collect()
+        };
+        let drained = async {
+            for p in &pipes {
+                p.wait_idle().await;
+            }
+        };
+        if tokio::time::timeout(self.opts.linger, drained)
+            .await
+            .is_err()
+        {
+            debug!(socket = %self.kind, "linger expired with messages queued");
+        }
+        self.shutdown();
+    }
+
+    /// Ends every task of the socket at once.
+    pub(crate) fn shutdown(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        self.cancel.cancel();
+        self.inbound.close();
+        self.space.notify_waiters();
+    }
+}
+
+/// A subscription as a SUBSCRIBE/CANCEL command (ZMTP 3.1) or as a 0x01/0x00 message (3.0).
+pub(crate) fn subscription_frame(subscribe: bool, topic: &Bytes, v31: bool) -> Frame {
+    if v31 {
+        let cmd = if subscribe {
+            Command::Subscribe(topic.clone())
+        } else {
+            Command::Cancel(topic.clone())
+        };
+        match cmd.to_frame() {
+            Ok(f) => return f,
+            Err(e) => warn!(error = %e, "cannot encode subscription"),
+        }
+    }
+    let mut body = BytesMut::with_capacity(1 + topic.len());
+    body.put_u8(u8::from(subscribe));
+    body.put_slice(topic);
+    Frame::message(body.freeze(), false)
+}

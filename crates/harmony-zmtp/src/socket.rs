@@ -1,0 +1,162 @@
+//! The public socket types: thin, typed handles over the shared engine.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::core::Core;
+use crate::endpoint::Endpoint;
+use crate::error::{TrySendError, ZmtpError};
+use crate::message::Message;
+use crate::options::SocketOptions;
+use crate::socket_type::SocketType;
+
+macro_rules! socket_common {
+    ($name:ident, $kind:expr) => {
+        impl $name {
+            /// A new socket; it does nothing until bound or connected.
+            pub fn new(options: SocketOptions) -> Self {
+                Self {
+                    core: Core::new($kind, options),
+                }
+            }
+
+            /// Listens on `tcp://host:port` (`*` for every interface, port `0` or `*` for any
+            /// free port, `*[first-last]` for the first free one in a range); returns the
+            /// endpoint actually bound.
+            pub async fn bind(&self, endpoint: &str) -> Result<Endpoint, ZmtpError> {
+                self.core.bind(endpoint).await
+            }
+
+            /// Connects to `tcp://host:port` in the background, reconnecting with exponential
+            /// backoff whenever the connection is lost.
+            pub async fn connect(&self, endpoint: &str) -> Result<(), ZmtpError> {
+                self.core.connect(endpoint)
+            }
+
+            /// Number of peers whose handshake has completed.
+            pub fn peer_count(&self) -> usize {
+                self.core.peer_count()
+            }
+
+            /// Waits until at least `n` peers are connected (returns early if the socket closes).
+            pub async fn wait_for_peers(&self, n: usize) {
+                self.core.wait_for_peers(n).await
+            }
+
+            /// The socket's options.
+            pub fn options(&self) -> &SocketOptions {
+                &self.core.opts
+            }
+
+            /// Closes the socket: no more sends, waits up to `linger` for queued messages to be
+            /// written, then drops every connection. Dropping the socket closes it without linger.
+            pub async fn close(&self) {
+                self.core.close().await
+            }
+        }
+
+        impl Drop for $name {
+            fn drop(&mut self) {
+                self.core.shutdown();
+            }
+        }
+    };
+}
+
+macro_rules! socket_send {
+    ($name:ident) => {
+        impl $name {
+            /// Queues a message, waiting while the peer queues are full.
+            pub async fn send(&self, msg: impl Into<Message>) -> Result<(), ZmtpError> {
+                self.core.send(msg.into()).await
+            }
+
+            /// Queues a message without waiting; hands it back if it cannot be queued now.
+            pub fn try_send(&self, msg: impl Into<Message>) -> Result<(), TrySendError> {
+                self.core.try_send(msg.into())
+            }
+        }
+    };
+}
+
+macro_rules! socket_recv {
+    ($name:ident) => {
+        impl $name {
+            /// Waits for the next message.
+            pub async fn recv(&self) -> Result<Message, ZmtpError> {
+                self.core.recv().await
+            }
+
+            /// The next message if one is waiting.
+            pub fn try_recv(&self) -> Result<Option<Message>, ZmtpError> {
+                self.core.try_recv()
+            }
+        }
+    };
+}
+
+/// ROUTER: receives `[identity, frames...]` from any peer; sends to the peer named by the first
+/// frame. Peers are identified by their `Identity` property, else by a generated 5-byte id
+/// (`0x00` + counter). Unroutable messages are dropped, or reported with `router_mandatory`.
+#[derive(Debug)]
+pub struct RouterSocket {
+    core: Arc<Core>,
+}
+socket_common!(RouterSocket, SocketType::Router);
+socket_send!(RouterSocket);
+socket_recv!(RouterSocket);
+
+/// DEALER: sends round-robin to its peers, receives fair-queued from them.
+#[derive(Debug)]
+pub struct DealerSocket {
+    core: Arc<Core>,
+}
+socket_common!(DealerSocket, SocketType::Dealer);
+socket_send!(DealerSocket);
+socket_recv!(DealerSocket);
+
+/// PUSH: sends round-robin to its PULL peers.
+#[derive(Debug)]
+pub struct PushSocket {
+    core: Arc<Core>,
+}
+socket_common!(PushSocket, SocketType::Push);
+socket_send!(PushSocket);
+
+/// PULL: receives from its PUSH peers.
+#[derive(Debug)]
+pub struct PullSocket {
+    core: Arc<Core>,
+}
+socket_common!(PullSocket, SocketType::Pull);
+socket_recv!(PullSocket);
+
+/// PUB: sends each message to every subscriber whose subscription is a prefix of its first
+/// frame. Never waits: a subscriber whose queue is full misses the message.
+#[derive(Debug)]
+pub struct PubSocket {
+    core: Arc<Core>,
+}
+socket_common!(PubSocket, SocketType::Pub);
+socket_send!(PubSocket);
+
+/// SUB: receives the messages matching its subscriptions (prefixes of the first frame).
+#[derive(Debug)]
+pub struct SubSocket {
+    core: Arc<Core>,
+}
+socket_common!(SubSocket, SocketType::Sub);
+socket_recv!(SubSocket);
+
+impl SubSocket {
+    /// Subscribes to messages starting with `topic` (empty: everything).
+    pub fn subscribe(&self, topic: impl Into<Bytes>) -> Result<(), ZmtpError> {
+        self.core.subscribe(topic.into(), true)
+    }
+
+    /// Cancels one earlier subscription to `topic`.
+    pub fn unsubscribe(&self, topic: impl Into<Bytes>) -> Result<(), ZmtpError> {
+        self.core.subscribe(topic.into(), false)
+    }
+}
