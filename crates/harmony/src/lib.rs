@@ -1,4 +1,20 @@
-//! Harmony: the facade crate. Re-exports the protocol crates and offers one combined node.
+//! Harmony: programs on a LAN find each other, know who is alive, and talk one-to-one
+//! (whisper) and one-to-many (shout to a group), wire-compatible with Zyre and pyre.
+//!
+//! Start with [`Node::builder`]. The protocol crates are re-exported: [`wire`] (codecs),
+//! [`security`] (NULL/PLAIN/CURVE), [`zmtp`] (ZeroMQ sockets), [`beacon`] (discovery),
+//! [`peer`] and [`group`] (the ZRE state machines).
 
+pub mod error;
+pub mod node;
+
+pub use error::NodeError;
+pub use harmony_beacon as beacon;
+pub use harmony_group as group;
+pub use harmony_group::Event;
+pub use harmony_peer as peer;
 pub use harmony_security as security;
 pub use harmony_wire as wire;
+pub use harmony_zmtp as zmtp;
+pub use node::{Content, InterfaceSelectArg, Node, NodeBuilder, PeerInfo};
+pub use uuid::Uuid;

@@ -1,0 +1,107 @@
+//! `harmony chat`: a Zyre chat client on stdin/stdout.
+
+use clap::Args;
+use harmony::{Node, NodeError};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use super::{output, parse_header, start, NetArgs};
+
+#[derive(Debug, Args)]
+pub(crate) struct ChatArgs {
+    /// This node's name.
+    #[arg(short, long)]
+    name: String,
+    /// The group to join and shout to.
+    #[arg(short, long)]
+    group: String,
+    /// A header sent to every peer, `KEY=VALUE` (repeatable).
+    #[arg(long = "header", value_parser = parse_header)]
+    headers: Vec<(String, String)>,
+    /// Print one JSON object per event (and a first STARTED object) instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+pub(crate) async fn run(args: ChatArgs) -> Result<(), NodeError> {
+    let mut builder = args.net.apply(Node::builder().name(&args.name));
+    for (k, v) in &args.headers {
+        builder = builder.header(k, v);
+    }
+    let mut node = start(builder).await?;
+    let iface = node.interface().clone();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "event": "STARTED", "uuid": harmony::peer::uuid_string(&node.uuid()), "name": node.name(),
+                "endpoint": node.endpoint(), "interface": iface.name, "broadcast": iface.broadcast.to_string(),
+            })
+        );
+    } else {
+        eprintln!(
+            "harmony: {} ({}) on {} {}, beacons to {}:{}; type to shout to {}, `/w NAME text` to whisper",
+            node.name(),
+            harmony::peer::uuid_string(&node.uuid()),
+            iface.name,
+            node.endpoint(),
+            iface.broadcast,
+            args.net.port,
+            args.group
+        );
+    }
+    node.join(&args.group).await?;
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin_open = true;
+    loop {
+        tokio::select! {
+            line = lines.next_line(), if stdin_open => match line {
+                Ok(Some(line)) => handle_line(&node, &args.group, &line).await?,
+                _ => stdin_open = false,
+            },
+            event = node.next_event() => match event {
+                Some(event) => print_event(&event, args.json),
+                None => break,
+            },
+            _ = tokio::signal::ctrl_c() => break,
+        }
+        if !stdin_open {
+            break;
+        }
+    }
+    node.stop().await?;
+    while let Some(event) = node.next_event().await {
+        print_event(&event, args.json);
+    }
+    Ok(())
+}
+
+fn print_event(event: &harmony::Event, json: bool) {
+    if json {
+        println!("{}", output::json(event));
+    } else {
+        println!("{}", output::line(event));
+    }
+}
+
+async fn handle_line(node: &Node, group: &str, line: &str) -> Result<(), NodeError> {
+    if let Some(rest) = line.strip_prefix("/w ") {
+        let (who, text) = rest.split_once(' ').unwrap_or((rest, ""));
+        let mut sent = false;
+        for p in node.peer_infos().await? {
+            if p.name == who || harmony::peer::uuid_string(&p.uuid).eq_ignore_ascii_case(who) {
+                node.whisper(p.uuid, text.to_owned()).await?;
+                sent = true;
+            }
+        }
+        if !sent {
+            eprintln!("harmony: no peer named {who:?}");
+        }
+        Ok(())
+    } else if !line.is_empty() {
+        node.shout(group, line.to_owned()).await
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,77 @@
+//! Command-line parsing and the subcommands.
+
+mod chat;
+mod demo;
+mod output;
+mod peers;
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use harmony::{Node, NodeBuilder, NodeError};
+
+/// Harmony: find peers on the LAN, see who is alive, chat in groups (Zyre/pyre compatible).
+#[derive(Debug, Parser)]
+#[command(name = "harmony", version)]
+pub(crate) struct Cli {
+    /// Log what the node does (or set RUST_LOG).
+    #[arg(short, long, global = true)]
+    pub(crate) verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Several nodes on this machine find each other, join a group, chat and leave.
+    Demo(demo::DemoArgs),
+    /// Join a group; lines on stdin are shouted (`/w NAME text` whispers); events are printed.
+    Chat(chat::ChatArgs),
+    /// Lists the nodes out there: name, uuid, endpoint, groups, headers.
+    Peers(peers::PeersArgs),
+}
+
+/// Discovery settings shared by `chat` and `peers`.
+#[derive(Debug, Clone, Args)]
+struct NetArgs {
+    /// Beacon interface: `auto` (first broadcast-capable one, as Zyre), `loopback`/`lo`
+    /// (this machine only), a name such as `eth0`, or an address.
+    #[arg(short, long, default_value = "auto")]
+    interface: String,
+    /// UDP discovery port.
+    #[arg(long, default_value_t = harmony::beacon::DEFAULT_PORT)]
+    port: u16,
+    /// Beacon interval in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    interval_ms: u64,
+}
+
+impl NetArgs {
+    fn apply(&self, builder: NodeBuilder) -> NodeBuilder {
+        builder
+            .interface(self.interface.as_str())
+            .port(self.port)
+            .interval(Duration::from_millis(self.interval_ms.max(10)))
+    }
+}
+
+/// Parses `KEY=VALUE`.
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
+/// Starts a node, turning errors into sentences a user can act on.
+async fn start(builder: NodeBuilder) -> Result<Node, NodeError> {
+    builder.start().await
+}
+
+pub(crate) async fn run(cli: Cli) -> Result<(), NodeError> {
+    match cli.command {
+        Command::Demo(args) => demo::run(args).await,
+        Command::Chat(args) => chat::run(args).await,
+        Command::Peers(args) => peers::run(args).await,
+    }
+}
