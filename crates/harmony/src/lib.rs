@@ -16,5 +16,5 @@ pub use harmony_peer as peer;
 pub use harmony_security as security;
 pub use harmony_wire as wire;
 pub use harmony_zmtp as zmtp;
-pub use node::{Content, InterfaceSelectArg, Node, NodeBuilder, PeerInfo};
+pub use node::{next_event_any, Content, InterfaceSelectArg, Node, NodeBuilder, PeerInfo};
 pub use uuid::Uuid;

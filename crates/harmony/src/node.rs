@@ -455,6 +455,27 @@ impl Node {
     }
 }
 
+/// The next event of any of several nodes (e.g. many nodes in one process), with the index of
+/// the node it came from; `None` once every node has stopped and been drained.
+pub async fn next_event_any(nodes: &mut [Node]) -> Option<(usize, Event)> {
+    std::future::poll_fn(|cx| {
+        let mut open = false;
+        for (i, node) in nodes.iter_mut().enumerate() {
+            match node.poll_next_event(cx) {
+                std::task::Poll::Ready(Some(ev)) => return std::task::Poll::Ready(Some((i, ev))),
+                std::task::Poll::Ready(None) => {}
+                std::task::Poll::Pending => open = true,
+            }
+        }
+        if open {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(None)
+        }
+    })
+    .await
+}
+
 /// What a node knows of one peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerInfo {

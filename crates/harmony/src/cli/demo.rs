@@ -1,7 +1,5 @@
 //! `harmony demo`: a few nodes on this machine find each other, chat and leave, narrated.
 
-use std::future::poll_fn;
-use std::task::Poll;
 use std::time::Duration;
 
 use clap::Args;
@@ -41,16 +39,10 @@ impl Demo {
     /// The next event of any node, with the node's index.
     async fn next(&mut self) -> Option<(usize, Event)> {
         let deadline = Instant::now() + STEP_TIMEOUT;
-        let nodes = &mut self.nodes;
-        let any = poll_fn(|cx| {
-            for (i, node) in nodes.iter_mut().enumerate() {
-                if let Poll::Ready(Some(ev)) = node.poll_next_event(cx) {
-                    return Poll::Ready((i, ev));
-                }
-            }
-            Poll::Pending
-        });
-        tokio::time::timeout_at(deadline, any).await.ok()
+        tokio::time::timeout_at(deadline, harmony::next_event_any(&mut self.nodes))
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Reads events until `want` of them matched `pred`, narrating each with `tell`.

@@ -1,0 +1,200 @@
+//! Several real nodes on loopback (real UDP beacons, real ZMTP connections) in one process.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use harmony::{next_event_any, Event, Node, Uuid};
+use tokio::time::timeout;
+
+const STEP: Duration = Duration::from_secs(15);
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_nodes(n: usize, port: u16) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        let node = Node::builder()
+            .name(format!("node{i}"))
+            .header("X-INDEX", i.to_string())
+            .loopback()
+            .port(port)
+            .interval(Duration::from_millis(100))
+            .start()
+            .await
+            .expect("node starts");
+        nodes.push(node);
+    }
+    nodes
+}
+
+/// Reads events of all nodes until `done` says the collected set is complete.
+async fn collect(
+    nodes: &mut [Node],
+    mut keep: impl FnMut(usize, &Event) -> bool,
+    want: usize,
+) -> Vec<(usize, Event)> {
+    let mut got = Vec::new();
+    timeout(STEP, async {
+        while got.len() < want {
+            let (i, ev) = next_event_any(nodes).await.expect("nodes still running");
+            if keep(i, &ev) {
+                got.push((i, ev));
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out with {}/{want} events: {got:?}", got.len()));
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_nodes_discover_join_shout_whisper_leave_and_exit() {
+    let n = 6;
+    let mut nodes = start_nodes(n, free_udp_port()).await;
+    let uuids: Vec<Uuid> = nodes.iter().map(Node::uuid).collect();
+
+    // Every node sees every other exactly once, with its headers and endpoint.
+    let enters = collect(
+        &mut nodes,
+        |_, e| matches!(e, Event::Enter { .. }),
+        n * (n - 1),
+    )
+    .await;
+    let mut pairs = HashSet::new();
+    for (i, ev) in &enters {
+        let Event::Enter {
+            peer,
+            name,
+            headers,
+            endpoint,
+        } = ev
+        else {
+            unreachable!()
+        };
+        let j = uuids.iter().position(|u| u == peer).expect("known peer");
+        assert_ne!(*i, j, "a node never sees itself");
+        assert!(pairs.insert((*i, j)), "duplicate ENTER {i} -> {j}");
+        assert_eq!(name, &format!("node{j}"));
+        assert_eq!(headers, &vec![("X-INDEX".to_owned(), j.to_string())]);
+        assert_eq!(endpoint, nodes[j].endpoint());
+    }
+    for node in &nodes {
+        let mut peers = node.peers().await.unwrap();
+        peers.sort();
+        let mut others: Vec<Uuid> = uuids
+            .iter()
+            .copied()
+            .filter(|u| *u != node.uuid())
+            .collect();
+        others.sort();
+        assert_eq!(peers, others);
+        assert_eq!(
+            node.peer_header_value(others[0], "X-INDEX")
+                .await
+                .unwrap()
+                .is_some(),
+            true
+        );
+    }
+
+    // Everyone joins; each node sees n-1 JOINs.
+    for node in &nodes {
+        node.join("GROUP").await.unwrap();
+    }
+    let joins = collect(
+        &mut nodes,
+        |_, e| matches!(e, Event::Join { .. }),
+        n * (n - 1),
+    )
+    .await;
+    assert!(joins.iter().all(|(_, e)| e.group() == Some("GROUP")));
+    assert_eq!(nodes[0].peers_by_group("GROUP").await.unwrap().len(), n - 1);
+    assert_eq!(
+        nodes[0].own_groups().await.unwrap(),
+        vec!["GROUP".to_owned()]
+    );
+
+    // A two-frame shout reaches every other member once, frames intact.
+    nodes[0]
+        .shout(
+            "GROUP",
+            vec![bytes::Bytes::from("part1"), bytes::Bytes::from("part2")],
+        )
+        .await
+        .unwrap();
+    let shouts = collect(&mut nodes, |_, e| matches!(e, Event::Shout { .. }), n - 1).await;
+    let receivers: HashSet<usize> = shouts.iter().map(|(i, _)| *i).collect();
+    assert_eq!(receivers, (1..n).collect());
+    for (_, ev) in &shouts {
+        let Event::Shout { peer, content, .. } = ev else {
+            unreachable!()
+        };
+        assert_eq!(*peer, uuids[0]);
+        assert_eq!(
+            content,
+            &vec![bytes::Bytes::from("part1"), bytes::Bytes::from("part2")]
+        );
+    }
+
+    // Whisper goes to exactly one node.
+    nodes[3].whisper(uuids[1], "just you").await.unwrap();
+    let whispers = collect(&mut nodes, |_, e| matches!(e, Event::Whisper { .. }), 1).await;
+    assert_eq!(whispers[0].0, 1);
+    assert!(
+        nodes[3].whisper(Uuid::new_v4(), "nobody").await.is_err(),
+        "unknown peer is an error"
+    );
+
+    // A leave is seen by all others; a shout then skips the leaver.
+    nodes[2].leave("GROUP").await.unwrap();
+    let leaves = collect(&mut nodes, |_, e| matches!(e, Event::Leave { .. }), n - 1).await;
+    assert!(leaves.iter().all(|(i, e)| *i != 2 && e.peer() == uuids[2]));
+    nodes[0].shout("GROUP", "after leave").await.unwrap();
+    let shouts = collect(&mut nodes, |_, e| matches!(e, Event::Shout { .. }), n - 2).await;
+    assert!(shouts.iter().all(|(i, _)| *i != 2 && *i != 0));
+
+    // A node that stops is seen to EXIT by all others (port-0 beacon), and emits STOP itself.
+    let mut last = nodes.pop().unwrap();
+    last.stop().await.unwrap();
+    let mut tail = Vec::new();
+    while let Some(ev) = last.next_event().await {
+        tail.push(ev);
+    }
+    assert!(
+        matches!(tail.last(), Some(Event::Stop { .. })),
+        "STOP is the last event: {tail:?}"
+    );
+    let exits = collect(&mut nodes, |_, e| matches!(e, Event::Exit { .. }), n - 1).await;
+    let mut count: HashMap<usize, usize> = HashMap::new();
+    for (i, ev) in &exits {
+        assert_eq!(ev.peer(), uuids[n - 1]);
+        *count.entry(*i).or_default() += 1;
+    }
+    assert!(count.values().all(|c| *c == 1));
+    for node in &mut nodes {
+        node.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn clear_errors_for_bad_settings() {
+    let err = Node::builder()
+        .interface("no-such-if0")
+        .start()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no-such-if0"), "{err}");
+    let err = Node::builder()
+        .name("x".repeat(300))
+        .loopback()
+        .start()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("255"), "{err}");
+}
