@@ -134,19 +134,26 @@ pub(crate) enum Verdict {
     Refuse(String),
 }
 
-/// Checks the peer's greeting: same mechanism, opposite role.
-pub(crate) fn check_peer(peer: &Greeting, ours: zmtp::Mechanism, as_server: bool) -> Result<()> {
+/// What libzmq 4.x's PLAIN server sends instead of `\x05ERROR`: its C literal `"\x05ERROR"`
+/// parses as the escape `\x05E` (0x5E, '^') followed by "RROR" (`src/plain_common.hpp`).
+const LIBZMQ_MANGLED_ERROR: &[u8] = b"^RROR";
+
+/// Recognises libzmq's mangled PLAIN ERROR command (`^RROR` + reason-len + reason) and returns
+/// its reason, so a refusal is reported as [`SecurityError::PeerError`] and not as garbage.
+pub(crate) fn libzmq_mangled_error(body: &[u8]) -> Option<String> {
+    let rest = body.strip_prefix(LIBZMQ_MANGLED_ERROR)?;
+    let (&len, reason) = rest.split_first()?;
+    (reason.len() == usize::from(len)).then(|| String::from_utf8_lossy(reason).into_owned())
+}
+
+/// Checks the peer's greeting: same mechanism. The as-server flag is *not* checked: libzmq
+/// 4.3 always sends 0 there, whatever its role (`zmtp_engine.cpp` zeroes the filler), so a
+/// libzmq CURVE or PLAIN server looks like a client. The roles come from the configuration.
+pub(crate) fn check_peer(peer: &Greeting, ours: zmtp::Mechanism) -> Result<()> {
     if peer.mechanism != ours {
         return Err(SecurityError::Incompatible(format!(
             "peer wants {} but this socket uses {}",
             peer.mechanism.as_str(),
-            ours.as_str()
-        )));
-    }
-    if peer.as_server == as_server {
-        return Err(SecurityError::Incompatible(format!(
-            "both peers are {} of {}",
-            if as_server { "servers" } else { "clients" },
             ours.as_str()
         )));
     }

@@ -31,6 +31,9 @@ pub(crate) fn handshake_command(mechanism: &'static str, frame: &Frame) -> Resul
             got: "a message frame".into(),
         });
     }
+    if let Some(reason) = crate::mechanism::libzmq_mangled_error(&frame.body) {
+        return Err(SecurityError::PeerError(reason));
+    }
     match Command::decode(&frame.body, MAX_METADATA)? {
         Command::Error(reason) => Err(SecurityError::PeerError(
             String::from_utf8_lossy(&reason).into_owned(),

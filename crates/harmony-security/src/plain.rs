@@ -81,7 +81,7 @@ impl Mechanism for PlainClient {
         local: &Metadata,
         out: &mut Vec<Frame>,
     ) -> Result<Handshake> {
-        check_peer(peer, zmtp::Mechanism::Plain, false)?;
+        check_peer(peer, zmtp::Mechanism::Plain)?;
         if self.state != ClientState::Idle {
             return Err(SecurityError::Unexpected {
                 mechanism: NAME,
@@ -190,7 +190,7 @@ impl Mechanism for PlainServer {
         local: &Metadata,
         _out: &mut Vec<Frame>,
     ) -> Result<Handshake> {
-        check_peer(peer, zmtp::Mechanism::Plain, true)?;
+        check_peer(peer, zmtp::Mechanism::Plain)?;
         if !matches!(self.state, ServerState::Idle) {
             return Err(SecurityError::Unexpected {
                 mechanism: NAME,
@@ -250,5 +250,233 @@ impl Mechanism for PlainServer {
 
     fn into_cipher(self: Box<Self>) -> Option<Box<dyn Cipher>> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{meta, run};
+    use crate::{StandardAuthenticator, USER_ID};
+    use std::net::IpAddr;
+
+    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    fn client(user: &'static str, pass: &'static str) -> PlainClient {
+        PlainClient::new(user.into(), pass.into())
+    }
+
+    fn auth() -> StandardAuthenticator {
+        StandardAuthenticator::new().password("admin", "secret")
+    }
+
+    #[test]
+    fn full_handshake() {
+        let auth = auth();
+        let mut c = client("admin", "secret");
+        let mut s = PlainServer::new();
+        let r = run(
+            &mut c,
+            &mut s,
+            &meta("DEALER").with("Identity", ""),
+            &meta("ROUTER"),
+            &|req| auth.check(PEER, req),
+        );
+        let server_view = r.server.unwrap().unwrap();
+        assert_eq!(server_view.get("Socket-Type").unwrap(), "DEALER");
+        assert_eq!(server_view.get(USER_ID).unwrap(), "admin");
+        assert_eq!(r.client.unwrap().unwrap(), meta("ROUTER"));
+        let names: Vec<_> = r
+            .client_sent
+            .iter()
+            .chain(&r.server_sent)
+            .map(|f| Command::decode(&f.body, 1 << 16).unwrap())
+            .map(|c| command_name(&c))
+            .collect();
+        assert_eq!(names, ["HELLO", "INITIATE", "WELCOME", "READY"]);
+        assert_eq!(&r.client_sent[0].body[..], b"\x05HELLO\x05admin\x06secret");
+        assert_eq!(
+            r.requests[0].credentials,
+            Credentials::Plain {
+                username: "admin".into(),
+                password: "secret".into()
+            }
+        );
+        assert!(Box::new(c).into_cipher().is_none());
+        assert!(Box::new(s).into_cipher().is_none());
+    }
+
+    #[test]
+    fn wrong_password_is_refused_with_error_400() {
+        let auth = auth();
+        for (user, pass) in [("admin", "wrong"), ("nobody", "secret"), ("", "")] {
+            let mut c = client(user, pass);
+            let mut s = PlainServer::new();
+            let r = run(&mut c, &mut s, &meta("DEALER"), &meta("ROUTER"), &|req| {
+                auth.check(PEER, req)
+            });
+            assert_eq!(r.server.unwrap(), Err(SecurityError::Refused("400".into())));
+            assert_eq!(
+                r.client.unwrap(),
+                Err(SecurityError::PeerError("400".into()))
+            );
+            assert_eq!(r.server_sent.len(), 1);
+            assert_eq!(&r.server_sent[0].body[..], b"\x05ERROR\x03400");
+            assert_eq!(r.client_sent.len(), 1, "no INITIATE after a refusal");
+        }
+    }
+
+    /// libzmq 4.3's PLAIN server sends ERROR as `^RROR` (a C hex-escape slip); it still means
+    /// "refused", not garbage.
+    #[test]
+    fn libzmq_mangled_error_is_a_refusal() {
+        let mut c = client("admin", "guess");
+        let mut out = Vec::new();
+        c.start(
+            &Greeting::new(zmtp::Mechanism::Plain, false),
+            &Metadata::new(),
+            &mut out,
+        )
+        .unwrap();
+        let mangled = Frame::command(&b"^RROR\x03400"[..]);
+        assert_eq!(
+            c.receive(mangled, &mut out),
+            Err(SecurityError::PeerError("400".into()))
+        );
+        let mut c = client("admin", "guess");
+        c.start(
+            &Greeting::new(zmtp::Mechanism::Plain, false),
+            &Metadata::new(),
+            &mut out,
+        )
+        .unwrap();
+        assert!(matches!(
+            c.receive(Frame::command(&b"^RROR\x05400"[..]), &mut out),
+            Err(SecurityError::Wire(_))
+        ));
+    }
+
+    #[test]
+    fn status_300_closes_silently_and_500_sends_error() {
+        let mut c = client("a", "b");
+        let mut s = PlainServer::new();
+        let r = run(&mut c, &mut s, &meta("DEALER"), &meta("ROUTER"), &|_| {
+            AuthReply::temporary()
+        });
+        assert_eq!(r.server.unwrap(), Err(SecurityError::RefusedTemporarily));
+        assert!(r.server_sent.is_empty());
+        assert!(r.client.is_none());
+
+        let mut c = client("a", "b");
+        let mut s = PlainServer::new();
+        let r = run(&mut c, &mut s, &meta("DEALER"), &meta("ROUTER"), &|_| {
+            AuthReply::internal_error()
+        });
+        assert_eq!(r.server.unwrap(), Err(SecurityError::Refused("500".into())));
+        assert_eq!(
+            r.client.unwrap(),
+            Err(SecurityError::PeerError("500".into()))
+        );
+    }
+
+    #[test]
+    fn the_peer_cannot_spoof_its_user_id() {
+        let auth = auth();
+        let mut c = client("admin", "secret");
+        let mut s = PlainServer::new();
+        let spoof = meta("DEALER").with("user-id", "root");
+        let r = run(&mut c, &mut s, &spoof, &meta("ROUTER"), &|req| {
+            auth.check(PEER, req)
+        });
+        assert_eq!(r.server.unwrap().unwrap().get(USER_ID).unwrap(), "admin");
+        // With no user id from the authenticator, the peer's claim is still dropped.
+        let mut c = client("admin", "secret");
+        let mut s = PlainServer::new();
+        let r = run(&mut c, &mut s, &spoof, &meta("ROUTER"), &|_| {
+            AuthReply::allow("")
+        });
+        assert_eq!(r.server.unwrap().unwrap().get(USER_ID), None);
+    }
+
+    #[test]
+    fn out_of_order_and_foreign_commands_are_refused() {
+        let g_server = Greeting::new(zmtp::Mechanism::Plain, true);
+        let g_client = Greeting::new(zmtp::Mechanism::Plain, false);
+        let mut out = Vec::new();
+        // Server: INITIATE before HELLO, a message frame, a CURVE-sized HELLO.
+        let mut s = PlainServer::new();
+        s.start(&g_client, &Metadata::new(), &mut out).unwrap();
+        let initiate = Command::Initiate(Metadata::new()).to_frame().unwrap();
+        assert!(s.receive(initiate, &mut out).is_err());
+        let mut s = PlainServer::new();
+        s.start(&g_client, &Metadata::new(), &mut out).unwrap();
+        assert!(s
+            .receive(Frame::message(&b"\x05HELLO\x00\x00"[..], false), &mut out)
+            .is_err());
+        let mut s = PlainServer::new();
+        s.start(&g_client, &Metadata::new(), &mut out).unwrap();
+        let mut curve_hello = b"\x05HELLO\x01\x00".to_vec();
+        curve_hello.resize(200, 0);
+        assert!(s.receive(Frame::command(curve_hello), &mut out).is_err());
+        // Server: authenticated() with nothing pending.
+        let mut s = PlainServer::new();
+        assert!(s.authenticated(AuthReply::allow("x"), &mut out).is_err());
+        // Client: READY before WELCOME; wrong mechanism or role in the greeting.
+        let mut c = client("a", "b");
+        c.start(&g_server, &Metadata::new(), &mut out).unwrap();
+        let ready = Command::Ready(Metadata::new()).to_frame().unwrap();
+        assert!(c.receive(ready, &mut out).is_err());
+        let mut c = client("a", "b");
+        assert!(matches!(
+            c.start(
+                &Greeting::new(zmtp::Mechanism::Curve, true),
+                &Metadata::new(),
+                &mut out
+            ),
+            Err(SecurityError::Incompatible(_))
+        ));
+        // libzmq servers send as-server 0: accepted.
+        let mut c = client("a", "b");
+        assert!(c.start(&g_client, &Metadata::new(), &mut out).is_ok());
+        let mut s = PlainServer::new();
+        assert!(matches!(
+            s.start(
+                &Greeting::new(zmtp::Mechanism::Null, false),
+                &Metadata::new(),
+                &mut out
+            ),
+            Err(SecurityError::Incompatible(_))
+        ));
+        // Credentials longer than 255 bytes cannot be sent.
+        let mut c = PlainClient::new(vec![b'u'; 256].into(), Bytes::new());
+        assert!(c.start(&g_server, &Metadata::new(), &mut out).is_err());
+    }
+
+    #[test]
+    fn config_builds_the_right_sides() {
+        use crate::MechanismConfig;
+        let client = MechanismConfig::PlainClient {
+            username: "u".into(),
+            password: "p".into(),
+        };
+        assert_eq!(client.kind(), zmtp::Mechanism::Plain);
+        assert!(!client.as_server() && !client.build().as_server());
+        assert!(
+            !format!("{client:?}").contains("\"p\""),
+            "password not in Debug"
+        );
+        let server = MechanismConfig::PlainServer;
+        assert!(server.as_server() && server.build().as_server());
+        let keys = crate::KeyPair::generate();
+        let cs = MechanismConfig::CurveServer { keys: keys.clone() };
+        assert_eq!(cs.kind(), zmtp::Mechanism::Curve);
+        assert!(cs.as_server() && cs.build().as_server());
+        let cc = MechanismConfig::CurveClient {
+            keys: keys.clone(),
+            server_key: *keys.public(),
+        };
+        assert!(!cc.as_server() && !cc.build().as_server());
+        assert!(!format!("{cc:?}").contains(keys.secret_z85().as_str()));
+        assert!(!MechanismConfig::Null.as_server());
     }
 }

@@ -168,6 +168,9 @@ pub(super) fn handshake_raw(frame: &Frame) -> Result<RawCommand> {
             got: "a message frame".into(),
         });
     }
+    if let Some(reason) = crate::mechanism::libzmq_mangled_error(&frame.body) {
+        return Err(SecurityError::PeerError(reason));
+    }
     let raw = RawCommand::decode(&frame.body)?;
     if raw.is("ERROR") {
         return match Command::from_raw(raw, 0)? {
@@ -202,7 +205,7 @@ impl Mechanism for CurveClient {
         local: &Metadata,
         out: &mut Vec<Frame>,
     ) -> Result<Handshake> {
-        check_peer(peer, zmtp::Mechanism::Curve, false)?;
+        check_peer(peer, zmtp::Mechanism::Curve)?;
         if !matches!(self.state, State::Idle) {
             return Err(SecurityError::Unexpected {
                 mechanism: NAME,

@@ -232,7 +232,7 @@ impl Mechanism for CurveServer {
         local: &Metadata,
         _out: &mut Vec<Frame>,
     ) -> Result<Handshake> {
-        check_peer(peer, zmtp::Mechanism::Curve, true)?;
+        check_peer(peer, zmtp::Mechanism::Curve)?;
         if !matches!(self.state, State::Idle) {
             return Err(SecurityError::Unexpected {
                 mechanism: NAME,
