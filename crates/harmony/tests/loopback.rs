@@ -94,13 +94,9 @@ async fn six_nodes_discover_join_shout_whisper_leave_and_exit() {
             .collect();
         others.sort();
         assert_eq!(peers, others);
-        assert_eq!(
-            node.peer_header_value(others[0], "X-INDEX")
-                .await
-                .unwrap()
-                .is_some(),
-            true
-        );
+        let j = uuids.iter().position(|u| *u == others[0]).unwrap();
+        let value = node.peer_header_value(others[0], "X-INDEX").await.unwrap();
+        assert_eq!(value, Some(j.to_string()));
     }
 
     // Everyone joins; each node sees n-1 JOINs.
