@@ -229,14 +229,39 @@ impl ZreNode {
             return;
         }
         if let ZreBody::Hello(hello) = &message.body {
+            let mut replaced = false;
             if let Some(peer) = self.peers.get(&from) {
                 if peer.is_ready() {
-                    // A second HELLO: the peer restarted (same UUID) or reconnected. Zyre
-                    // removes the obsolete peer and starts afresh.
-                    debug!(peer = %from, "HELLO from a ready peer: recreating it");
-                    self.remove_peer(from);
+                    if peer.replaced()
+                        && now < peer.created() + self.reap_interval
+                        && hello.endpoint == peer.endpoint()
+                    {
+                        // We replaced this session moments ago because of the peer's new
+                        // HELLO, and sent ours to a peer that had us ready: this HELLO is most
+                        // likely its answer (it replaced us in turn). Only its inbound session
+                        // restarts; replacing again (Zyre) lets two nodes whose new HELLOs
+                        // cross replace each other forever (a HELLO storm).
+                        debug!(peer = %from, "HELLO answering ours: new inbound session");
+                        self.restart_inbound(from);
+                    } else {
+                        // The peer restarted (same UUID) or dropped us: Zyre removes the
+                        // obsolete peer and starts afresh.
+                        debug!(peer = %from, "HELLO from a ready peer: recreating it");
+                        self.remove_peer(from);
+                        replaced = true;
+                    }
                 } else if !self.endpoint.is_empty() && peer.endpoint() == self.endpoint {
                     return;
+                } else if now >= peer.created() + self.reap_interval {
+                    // Not ready long after our HELLO went out: a live peer that got it would
+                    // have answered at once, so this HELLO comes from its own discovery of us
+                    // and ours was lost (e.g. it reached an earlier incarnation that crashed).
+                    // Start our session again so it gets a HELLO; without this it would
+                    // ignore us until it expires us.
+                    debug!(peer = %from, "late HELLO from a peer that is not ready: resending ours");
+                    let endpoint = peer.endpoint().to_owned();
+                    self.remove_peer(from);
+                    self.require_peer(from, &endpoint, now);
                 }
             }
             if !self.peers.contains_key(&from) {
@@ -245,6 +270,11 @@ impl ZreNode {
                 }
                 let endpoint = hello.endpoint.clone();
                 self.require_peer(from, &endpoint, now);
+                if replaced {
+                    if let Some(p) = self.peers.get_mut(&from) {
+                        p.set_replaced();
+                    }
+                }
             }
         }
         let Some(peer) = self.peers.get_mut(&from) else {
@@ -515,6 +545,23 @@ impl ZreNode {
             .filter_map(|(name, g)| g.members.remove(&uuid).then(|| name.clone()))
             .collect();
         for group in affected {
+            self.member_gone(&group, uuid);
+        }
+    }
+
+    /// The peer started a new inbound session while ours to it goes on: EXIT now, ENTER with
+    /// its HELLO.
+    fn restart_inbound(&mut self, uuid: Uuid) {
+        let Some(peer) = self.peers.get_mut(&uuid) else {
+            return;
+        };
+        let name = peer.name().to_owned();
+        let groups = peer.reset_inbound();
+        self.events.push_back(Event::Exit { peer: uuid, name });
+        for group in groups {
+            if let Some(g) = self.groups.get_mut(&group) {
+                g.members.remove(&uuid);
+            }
             self.member_gone(&group, uuid);
         }
     }

@@ -155,10 +155,11 @@ fn hello_from_unknown_is_discovery() {
 #[test]
 fn second_hello_recreates_peer() {
     let t = Instant::now();
+    let later = t + Duration::from_secs(2);
     let mut n = with_bob(t);
     n.handle_message(bob(), msg(2, ZreBody::Ping), t);
     actions(&mut n);
-    n.handle_message(bob(), hello(&["C"], 4), t);
+    n.handle_message(bob(), hello(&["C"], 4), later);
     let a = actions(&mut n);
     assert_eq!(a[0], Action::Disconnect { peer: bob() });
     assert!(matches!(&a[1], Action::Connect { .. }));
@@ -166,6 +167,67 @@ fn second_hello_recreates_peer() {
     assert_eq!(kinds(&events(&mut n)), ["EXIT", "ENTER", "JOIN"]);
     assert_eq!(n.peers_by_group("A"), Vec::<Uuid>::new());
     assert_eq!(n.peers_by_group("C"), vec![bob()]);
+}
+
+#[test]
+fn hello_answering_our_replacement_hello_restarts_inbound_only() {
+    // bob's new HELLO made us replace its session and send a new HELLO of ours; bob had us
+    // ready, so it replaces us too and answers with a HELLO. That answer must not make us
+    // replace the session again (both sides would do it forever: a HELLO storm).
+    let t = Instant::now();
+    let ms = Duration::from_millis;
+    let mut n = with_bob(t);
+    n.handle_message(bob(), hello(&["A"], 1), t + ms(2000));
+    assert_eq!(actions(&mut n).len(), 3, "Disconnect, Connect, HELLO");
+    assert_eq!(kinds(&events(&mut n)), ["EXIT", "ENTER", "JOIN"]);
+    n.handle_message(bob(), hello(&["C"], 4), t + ms(2300));
+    assert!(actions(&mut n).is_empty());
+    assert_eq!(kinds(&events(&mut n)), ["EXIT", "ENTER", "JOIN"]);
+    assert_eq!(n.peers_by_group("C"), vec![bob()]);
+    assert!(n.peers_by_group("A").is_empty());
+    // The inbound sequence restarted at 1; ours goes on (HELLO was 1, now 2).
+    n.handle_message(bob(), msg(2, ZreBody::Ping), t + ms(2400));
+    let a = actions(&mut n);
+    assert!(
+        matches!(
+            &a[..],
+            [Action::Send {
+                message: ZreMessage {
+                    sequence: 2,
+                    body: ZreBody::PingOk
+                },
+                ..
+            }]
+        ),
+        "{a:?}"
+    );
+    // A HELLO from a peer first met through its HELLO (discovery) is a restart: replace.
+    let mut n = with_bob(t);
+    n.handle_message(bob(), hello(&[], 0), t + ms(300));
+    assert_eq!(actions(&mut n).len(), 3);
+}
+
+#[test]
+fn late_hello_from_unready_peer_resends_ours() {
+    // We met bob by beacon and sent HELLO; its HELLO comes only 3 s later: ours was lost
+    // (e.g. it reached a crashed earlier incarnation), so we send a new one.
+    let t = Instant::now();
+    let mut n = node(t);
+    n.handle_beacon(bob(), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 6000, t);
+    assert_eq!(actions(&mut n).len(), 2);
+    n.handle_message(bob(), hello(&[], 0), t + Duration::from_secs(3));
+    let a = actions(&mut n);
+    assert_eq!(a[0], Action::Disconnect { peer: bob() });
+    assert!(matches!(&a[1], Action::Connect { .. }));
+    assert!(matches!(&a[2], Action::Send { message, .. } if message.sequence == 1));
+    assert_eq!(kinds(&events(&mut n)), ["ENTER"]);
+    // A prompt answer does not.
+    let mut n = node(t);
+    n.handle_beacon(bob(), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 6000, t);
+    actions(&mut n);
+    n.handle_message(bob(), hello(&[], 0), t + Duration::from_millis(50));
+    assert!(actions(&mut n).is_empty());
+    assert_eq!(kinds(&events(&mut n)), ["ENTER"]);
 }
 
 #[test]

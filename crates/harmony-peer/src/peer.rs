@@ -73,6 +73,8 @@ pub struct Peer {
     connected: bool,
     sent_sequence: u16,
     want_sequence: u16,
+    created: Instant,
+    replaced: bool,
     evasive_at: Instant,
     expired_at: Instant,
     reported_evasive: bool,
@@ -96,6 +98,8 @@ impl Peer {
             connected: true,
             sent_sequence: 0,
             want_sequence: 0,
+            created: now,
+            replaced: false,
             evasive_at: now,
             expired_at: now,
             reported_evasive: false,
@@ -165,6 +169,31 @@ impl Peer {
     /// The sequence number the last message we sent carried (0 before HELLO).
     pub fn sent_sequence(&self) -> u16 {
         self.sent_sequence
+    }
+
+    /// When this session (and our outbound connection with its HELLO) started.
+    pub fn created(&self) -> Instant {
+        self.created
+    }
+
+    /// Marks this session as the replacement of a ready one that the peer's new HELLO ended
+    /// (our HELLO on it then reaches a peer that has us ready, and it answers with a HELLO).
+    pub fn set_replaced(&mut self) {
+        self.replaced = true;
+    }
+
+    /// Whether [`Peer::set_replaced`] was called.
+    pub fn replaced(&self) -> bool {
+        self.replaced
+    }
+
+    /// Forgets the inbound session (the peer started a new one with a new HELLO) while our
+    /// outbound session goes on: not ready, no groups, status 0. Returns the groups it was in.
+    pub fn reset_inbound(&mut self) -> BTreeSet<String> {
+        self.ready = false;
+        self.want_sequence = 0;
+        self.status = 0;
+        std::mem::take(&mut self.groups)
     }
 
     /// When the peer turns evasive if nothing arrives before.

@@ -1,0 +1,421 @@
+//! Deterministic simulation: 50 nodes on an in-memory network (see `support`), random joins,
+//! leaves, shouts, whispers, crashes, clean stops and restarts under fixed seeds, virtual
+//! clock with Zyre's default timeouts. Restarts reuse the slot's endpoint and take a new UUID
+//! or (half of the time) the same UUID again.
+//!
+//! Checked:
+//! * per observer and peer UUID, ENTER and EXIT alternate (starting with ENTER); JOIN/LEAVE per
+//!   group alternate inside a session; no event about a peer outside a session;
+//! * after a crash, every node that had the crashed node entered and stays alive gets its EXIT
+//!   within expired timeout + one reap interval + latency;
+//! * no shout or whisper is delivered twice; every shout reaches every member that was alive
+//!   and in the group for its whole duration (10 s before to 5 s after), and so does every
+//!   whisper between such nodes;
+//! * after a quiet period: peer tables and group membership converge (queries and the views
+//!   rebuilt from events agree with the truth), and every member of the contested group agrees
+//!   that the lowest contesting UUID is leader;
+//! * ELECT/LEADER are only ever sent in the contested group (asserted by the network).
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use bytes::Bytes;
+use harmony_group::Event;
+use support::{NetConfig, Sim};
+use uuid::Uuid;
+
+const NODES: usize = 50;
+const GROUPS: [&str; 4] = ["G0", "G1", "G2", "G3"];
+const LEAD: &str = "LEAD";
+const CHURN_END: u64 = 60_000;
+const QUIET_END: u64 = 100_000;
+const OP_EVERY: u64 = 50;
+
+#[derive(Debug)]
+struct Sent {
+    t: u64,
+    inc: u64,
+    group: Option<String>,
+    to: Option<Uuid>,
+}
+
+fn run(seed: u64) {
+    let mut sim = Sim::new(seed, NODES, NetConfig::default());
+    sim.election_groups.push(LEAD.to_owned());
+    let mut sent: HashMap<u64, Sent> = HashMap::new();
+    let mut next_msg: u64 = 0;
+    let mut down: Vec<usize> = Vec::new();
+
+    // Start everybody over the first two seconds; a third contests in LEAD, all join LEAD.
+    let mut contest: Vec<bool> = Vec::new();
+    for slot in 0..NODES {
+        sim.run_until(slot as u64 * 40);
+        let c = sim.rng.pct(30);
+        contest.push(c);
+        let uuid = sim.rng.uuid();
+        sim.start(slot, uuid, if c { &[LEAD] } else { &[] });
+        sim.join(slot, LEAD);
+    }
+
+    let mut t = 2_000;
+    while t < QUIET_END - 10_000 {
+        sim.run_until(t);
+        let churn = t < CHURN_END;
+        let live = sim.live_slots();
+        let slot = live[sim.rng.below(live.len() as u64) as usize];
+        let group = GROUPS[sim.rng.below(GROUPS.len() as u64) as usize];
+        match sim.rng.below(100) {
+            0..=19 if churn => {
+                sim.join(slot, group);
+            }
+            20..=29 if churn => {
+                sim.leave(slot, group);
+            }
+            30..=64 => {
+                next_msg += 1;
+                let inc = sim.live_inc(slot).expect("live");
+                sent.insert(
+                    next_msg,
+                    Sent {
+                        t,
+                        inc,
+                        group: Some(group.to_owned()),
+                        to: None,
+                    },
+                );
+                let payload = vec![Bytes::from(next_msg.to_be_bytes().to_vec())];
+                sim.with(slot, |n| n.shout(group, payload));
+            }
+            65..=89 => {
+                let peers = sim.node(slot).expect("live").peers();
+                if !peers.is_empty() {
+                    let to = peers[sim.rng.below(peers.len() as u64) as usize];
+                    next_msg += 1;
+                    let inc = sim.live_inc(slot).expect("live");
+                    sent.insert(
+                        next_msg,
+                        Sent {
+                            t,
+                            inc,
+                            group: None,
+                            to: Some(to),
+                        },
+                    );
+                    let payload = vec![Bytes::from(next_msg.to_be_bytes().to_vec())];
+                    sim.with(slot, |n| n.whisper(to, payload))
+                        .expect("whisper to a known peer");
+                }
+            }
+            90..=92 if churn && down.len() < 6 => {
+                sim.crash(slot);
+                down.push(slot);
+            }
+            93 if churn && down.len() < 6 => {
+                sim.stop(slot);
+                down.push(slot);
+            }
+            94..=97 if churn && !down.is_empty() => {
+                let i = sim.rng.below(down.len() as u64) as usize;
+                let s = down.swap_remove(i);
+                let last = sim
+                    .lives
+                    .iter()
+                    .rev()
+                    .find(|l| l.slot == s)
+                    .expect("had a life")
+                    .clone();
+                let uuid = if sim.rng.pct(50) {
+                    last.uuid
+                } else {
+                    sim.rng.uuid()
+                };
+                sim.start(s, uuid, if contest[s] { &[LEAD] } else { &[] });
+                sim.join(s, LEAD);
+                for g in GROUPS {
+                    if sim.rng.pct(40) {
+                        sim.join(s, g);
+                    }
+                }
+            }
+            _ => {}
+        }
+        t += OP_EVERY;
+    }
+    // Bring back whoever is down, then let things settle past the expired timeout.
+    for s in std::mem::take(&mut down) {
+        let uuid = sim.rng.uuid();
+        sim.start(s, uuid, if contest[s] { &[LEAD] } else { &[] });
+        sim.join(s, LEAD);
+    }
+    sim.run_until(QUIET_END);
+
+    check_sessions(&sim);
+    check_exit_after_crash(&sim);
+    check_delivery(&sim, &sent);
+    check_convergence(&sim);
+    assert!(sim.delivered > 30_000, "traffic: {}", sim.delivered);
+}
+
+/// ENTER/EXIT alternate per (observer, peer); JOIN/LEAVE alternate per group inside a
+/// session; nothing about a peer outside a session.
+fn check_sessions(sim: &Sim) {
+    let mut open: BTreeMap<(u64, Uuid), BTreeSet<String>> = BTreeMap::new();
+    let mut enters = 0;
+    for r in &sim.log {
+        let key = (r.inc, r.event.peer());
+        match &r.event {
+            Event::Enter { .. } => {
+                assert!(
+                    open.insert(key, BTreeSet::new()).is_none(),
+                    "double ENTER {r:?}"
+                );
+                enters += 1;
+            }
+            Event::Exit { .. } => {
+                assert!(open.remove(&key).is_some(), "EXIT without ENTER {r:?}");
+            }
+            Event::Join { group, .. } => {
+                let groups = open
+                    .get_mut(&key)
+                    .unwrap_or_else(|| panic!("JOIN outside session {r:?}"));
+                assert!(groups.insert(group.clone()), "double JOIN {r:?}");
+            }
+            Event::Leave { group, .. } => {
+                let groups = open
+                    .get_mut(&key)
+                    .unwrap_or_else(|| panic!("LEAVE outside session {r:?}"));
+                assert!(groups.remove(group), "LEAVE without JOIN {r:?}");
+            }
+            Event::Whisper { .. }
+            | Event::Shout { .. }
+            | Event::Evasive { .. }
+            | Event::Silent { .. } => {
+                assert!(open.contains_key(&key), "event outside session {r:?}");
+            }
+            Event::Stop { .. } => {
+                assert_eq!(r.event.peer(), sim.lives[r.inc as usize].uuid);
+                open.retain(|(inc, _), _| *inc != r.inc);
+            }
+            _ => {}
+        }
+    }
+    assert!(enters > NODES * (NODES - 1), "only {enters} ENTER events");
+}
+
+/// After a crash, every node that had it entered and stays alive sees EXIT in time.
+fn check_exit_after_crash(sim: &Sim) {
+    let cfg = &sim.config;
+    let bound = cfg.peer.expired_timeout.as_millis() as u64
+        + cfg.peer.reap_interval().as_millis() as u64
+        + cfg.latency_max_ms
+        + 1;
+    let mut crashes = 0;
+    for life in &sim.lives {
+        let Some((tc, true)) = life.end else {
+            continue;
+        };
+        crashes += 1;
+        for (inc, obs) in sim.lives.iter().enumerate() {
+            if !obs.alive_over(tc, tc + bound) {
+                continue;
+            }
+            // Was the crashed node entered at `tc` for this observer?
+            let mut entered = false;
+            let mut exit_at = None;
+            for r in sim
+                .log
+                .iter()
+                .filter(|r| r.inc == inc as u64 && r.event.peer() == life.uuid)
+            {
+                match r.event {
+                    Event::Enter { .. } if r.t <= tc => entered = true,
+                    Event::Exit { .. } if r.t <= tc => entered = false,
+                    Event::Exit { .. } if exit_at.is_none() => exit_at = Some(r.t),
+                    _ => {}
+                }
+            }
+            if entered {
+                let at = exit_at.unwrap_or_else(|| {
+                    panic!(
+                        "observer {inc} never saw EXIT of {} crashed at {tc}",
+                        life.uuid
+                    )
+                });
+                assert!(
+                    at <= tc + bound,
+                    "EXIT of {} after {} ms (crash at {tc})",
+                    life.uuid,
+                    at - tc
+                );
+            }
+        }
+    }
+    assert!(crashes >= 3, "only {crashes} crashes");
+}
+
+/// No duplicate delivery; delivery to every eligible member.
+fn check_delivery(sim: &Sim, sent: &HashMap<u64, Sent>) {
+    let mut got: HashMap<(u64, u64), u32> = HashMap::new();
+    for r in &sim.log {
+        let (Event::Shout { content, .. } | Event::Whisper { content, .. }) = &r.event else {
+            continue;
+        };
+        let id = u64::from_be_bytes(content[0][..8].try_into().expect("8-byte id"));
+        let s = &sent[&id];
+        assert_eq!(
+            sim.lives[s.inc as usize].uuid,
+            r.event.peer(),
+            "sender of {id}"
+        );
+        if let Event::Shout { group, .. } = &r.event {
+            assert_eq!(Some(group), s.group.as_ref());
+        }
+        *got.entry((r.inc, id)).or_default() += 1;
+    }
+    assert!(
+        got.values().all(|&n| n == 1),
+        "a message was delivered twice"
+    );
+    let (before, after) = (10_000, 5_000);
+    let mut checked = 0;
+    for (id, s) in sent {
+        let sender = &sim.lives[s.inc as usize];
+        if !sender.alive_over(s.t.saturating_sub(before), s.t + after) || s.t < before {
+            continue;
+        }
+        for (inc, r) in sim.lives.iter().enumerate() {
+            if inc as u64 == s.inc || !r.alive_over(s.t - before, s.t + after) {
+                continue;
+            }
+            let eligible = match (&s.group, s.to) {
+                (Some(g), _) => r.member_over(g, s.t - before, s.t + after),
+                (None, Some(to)) => to == r.uuid,
+                _ => false,
+            };
+            if eligible {
+                checked += 1;
+                if got.get(&(inc as u64, *id)) != Some(&1) {
+                    dump(sim, s.inc, inc as u64);
+                }
+                assert_eq!(
+                    got.get(&(inc as u64, *id)),
+                    Some(&1),
+                    "message {id} ({s:?}) not delivered to incarnation {inc}"
+                );
+            }
+        }
+    }
+    assert!(checked > 1000, "only {checked} deliveries checked");
+}
+
+/// Prints what two incarnations saw of each other (for failures).
+fn dump(sim: &Sim, a: u64, b: u64) {
+    let (ua, ub) = (sim.lives[a as usize].uuid, sim.lives[b as usize].uuid);
+    eprintln!(
+        "life {a}: {:?}\nlife {b}: {:?}",
+        sim.lives[a as usize], sim.lives[b as usize]
+    );
+    for r in &sim.log {
+        if (r.inc == a && r.event.peer() == ub) || (r.inc == b && r.event.peer() == ua) {
+            eprintln!(
+                "{:>6} inc {} {} {:?}",
+                r.t,
+                r.inc,
+                r.event.kind(),
+                r.event.group()
+            );
+        }
+    }
+}
+
+/// Peer tables, groups and leaders agree with the truth after the quiet period.
+fn check_convergence(sim: &Sim) {
+    let live: Vec<usize> = sim.live_slots();
+    assert_eq!(live.len(), NODES);
+    let truth: BTreeMap<Uuid, (u64, BTreeSet<String>)> = live
+        .iter()
+        .map(|&s| {
+            let n = sim.node(s).expect("live");
+            (
+                n.uuid(),
+                (
+                    sim.live_inc(s).expect("live"),
+                    n.own_groups().into_iter().collect(),
+                ),
+            )
+        })
+        .collect();
+    let contesters: BTreeSet<Uuid> = truth
+        .iter()
+        .filter(|(_, (inc, groups))| {
+            groups.contains(LEAD) && sim.lives[*inc as usize].contest.iter().any(|g| g == LEAD)
+        })
+        .map(|(u, _)| *u)
+        .collect();
+    let expected_leader = contesters.iter().next().copied();
+    for &s in &live {
+        let n = sim.node(s).expect("live");
+        let inc = sim.live_inc(s).expect("live");
+        let others: Vec<Uuid> = truth.keys().copied().filter(|u| *u != n.uuid()).collect();
+        assert_eq!(n.peers(), others, "peer table of slot {s}");
+        // The view rebuilt from this incarnation's events.
+        let mut view: BTreeMap<Uuid, BTreeSet<String>> = BTreeMap::new();
+        let mut last_leader = None;
+        for r in sim.log.iter().filter(|r| r.inc == inc) {
+            let p = r.event.peer();
+            match &r.event {
+                Event::Enter { .. } => {
+                    view.insert(p, BTreeSet::new());
+                }
+                Event::Exit { .. } => {
+                    view.remove(&p);
+                }
+                Event::Join { group, .. } => {
+                    view.get_mut(&p).expect("session").insert(group.clone());
+                }
+                Event::Leave { group, .. } => {
+                    view.get_mut(&p).expect("session").remove(group);
+                }
+                Event::Leader { group, .. } if group == LEAD => last_leader = Some(p),
+                _ => {}
+            }
+        }
+        assert_eq!(
+            view.keys().copied().collect::<Vec<_>>(),
+            others,
+            "event view of slot {s}"
+        );
+        for (u, (_, groups)) in truth.iter().filter(|(u, _)| **u != n.uuid()) {
+            assert_eq!(&view[u], groups, "slot {s}'s view of {u}'s groups");
+        }
+        for g in GROUPS.iter().chain([&LEAD]) {
+            let members: Vec<Uuid> = truth
+                .iter()
+                .filter(|(u, (_, gs))| **u != n.uuid() && gs.contains(*g))
+                .map(|(u, _)| *u)
+                .collect();
+            assert_eq!(n.peers_by_group(g), members, "slot {s}, group {g}");
+        }
+        assert_eq!(n.leader(LEAD), expected_leader, "leader seen by slot {s}");
+        assert_eq!(
+            last_leader, expected_leader,
+            "last LEADER event at slot {s}"
+        );
+    }
+}
+
+#[test]
+fn fifty_nodes_seed_1() {
+    run(1);
+}
+
+#[test]
+fn fifty_nodes_seed_2() {
+    run(0x5eed_0002);
+}
+
+#[test]
+fn fifty_nodes_seed_3() {
+    run(0xdead_beef);
+}
