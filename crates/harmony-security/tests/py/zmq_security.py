@@ -50,15 +50,40 @@ def serve(sock, ctx, auth):
 
 
 def connect_and_ask(sock, ctx, port):
+    """Sends one message and prints the reply; on a failed handshake prints the first
+    handshake-failure event libzmq reports (name and value, e.g. HANDSHAKE_FAILED_AUTH 400)."""
+    from zmq.utils.monitor import recv_monitor_message
+
     sock.setsockopt(zmq.RCVTIMEO, TIMEOUT_MS)
     sock.setsockopt(zmq.LINGER, 0)
+    monitor = sock.get_monitor_socket(
+        zmq.EVENT_HANDSHAKE_FAILED_AUTH
+        | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+        | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+        | zmq.EVENT_HANDSHAKE_SUCCEEDED
+    )
     sock.connect(f"tcp://127.0.0.1:{port}")
     sock.send_multipart([b"ping", b"pong"])
-    try:
-        reply = sock.recv_multipart()
-        out({"reply": [m.decode() for m in reply]})
-    except zmq.Again:
-        out({"timeout": True})
+    poller = zmq.Poller()
+    poller.register(sock, zmq.POLLIN)
+    poller.register(monitor, zmq.POLLIN)
+    for _ in range(100):
+        ready = dict(poller.poll(TIMEOUT_MS))
+        if not ready:
+            out({"timeout": True})
+            break
+        if monitor in ready:
+            event = recv_monitor_message(monitor)
+            name = zmq.Event(event["event"]).name
+            if name != "HANDSHAKE_SUCCEEDED":
+                out({"handshake_failed": name, "value": event["value"]})
+                break
+        if sock in ready:
+            reply = sock.recv_multipart()
+            out({"reply": [m.decode() for m in reply]})
+            break
+    sock.disable_monitor()
+    monitor.close()
     sock.close()
     ctx.term()
 
