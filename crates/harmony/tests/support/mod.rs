@@ -74,9 +74,8 @@ impl JsonProc {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
-                    let Ok(v) = serde_json::from_str::<Value>(&line) else {
-                        continue;
-                    };
+                    // Text lines (harmony chat without --json) come as JSON strings.
+                    let v = serde_json::from_str::<Value>(&line).unwrap_or(Value::String(line));
                     self.seen.push(v.clone());
                     if pred(&v) {
                         return v;

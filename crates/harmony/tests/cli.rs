@@ -1,0 +1,165 @@
+//! The `harmony` program as a user runs it: chat (text and JSON), peers, demo, clear errors.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::{is, JsonProc};
+
+const WAIT: Duration = Duration::from_secs(20);
+const BIN: &str = env!("CARGO_BIN_EXE_harmony");
+
+fn free_udp_port() -> String {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string()
+}
+
+fn chat(name: &str, port: &str, json: bool) -> JsonProc {
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "chat",
+        "--name",
+        name,
+        "--group",
+        "ROOM",
+        "--interface",
+        "loopback",
+        "--port",
+        port,
+    ]);
+    cmd.args(["--interval-ms", "100", "--header", "X-TEST=yes"]);
+    if json {
+        cmd.arg("--json");
+    }
+    JsonProc::spawn(name, &mut cmd)
+}
+
+#[test]
+fn two_chat_programs_talk_in_text_and_json() {
+    let port = free_udp_port();
+    let mut json = chat("jay", &port, true);
+    let mut text = chat("tex", &port, false);
+    let jay = json.expect("STARTED", WAIT, |v| is(v, "STARTED", &[]))["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Text lines: `ENTER <uuid> <name> <endpoint>`, `JOIN <uuid> <name> <group>`.
+    let enter = text.expect("ENTER line", WAIT, |v| {
+        v.as_str().is_some_and(|l| l.starts_with("ENTER "))
+    });
+    let parts: Vec<&str> = enter.as_str().unwrap().split(' ').collect();
+    assert_eq!(parts.len(), 4, "{parts:?}");
+    assert_eq!((parts[1], parts[2]), (jay.as_str(), "jay"));
+    assert!(parts[3].starts_with("tcp://127.0.0.1:"));
+    text.expect("JOIN line", WAIT, |v| {
+        v.as_str() == Some(&format!("JOIN {jay} jay ROOM"))
+    });
+
+    // JSON objects carry every field, headers included.
+    let enter = json.expect("ENTER", WAIT, |v| is(v, "ENTER", &[("name", "tex")]));
+    assert_eq!(enter["headers"]["X-TEST"], "yes");
+    let tex = enter["uuid"].as_str().unwrap().to_owned();
+    json.expect("JOIN", WAIT, |v| {
+        is(v, "JOIN", &[("uuid", &tex), ("group", "ROOM")])
+    });
+
+    text.send("hello there");
+    let shout = json.expect("SHOUT", WAIT, |v| is(v, "SHOUT", &[("uuid", &tex)]));
+    assert_eq!(
+        (shout["group"].as_str(), shout["text"].as_str()),
+        (Some("ROOM"), Some("hello there"))
+    );
+    json.send("/w tex a secret");
+    text.expect("WHISPER line", WAIT, |v| {
+        v.as_str() == Some(&format!("WHISPER {jay} jay a secret"))
+    });
+
+    // EOF on stdin stops the program; the other side sees EXIT.
+    json.close_stdin();
+    assert!(json.wait_exit(WAIT).success());
+    text.expect("EXIT line", WAIT, |v| {
+        v.as_str() == Some(&format!("EXIT {jay} jay"))
+    });
+}
+
+#[test]
+fn peers_lists_what_is_out_there() {
+    let port = free_udp_port();
+    let mut node = chat("lister-target", &port, true);
+    node.expect("STARTED", WAIT, |v| is(v, "STARTED", &[]));
+    let out = Command::new(BIN)
+        .args([
+            "peers",
+            "--json",
+            "--wait",
+            "1",
+            "--interface",
+            "loopback",
+            "--port",
+            &port,
+            "--interval-ms",
+            "100",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let peers = list.as_array().unwrap();
+    assert_eq!(peers.len(), 1, "{list}");
+    assert_eq!(peers[0]["name"], "lister-target");
+    assert_eq!(peers[0]["groups"][0], "ROOM");
+    assert_eq!(peers[0]["headers"]["X-TEST"], "yes");
+}
+
+#[test]
+fn demo_runs_to_the_end() {
+    let out = Command::new(BIN)
+        .args(["demo", "--nodes", "3"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("all 3 nodes see each other"), "{stdout}");
+    assert!(stdout.contains("got a WHISPER from brook"), "{stdout}");
+    assert!(stdout.contains("sees cyd exit"), "{stdout}");
+}
+
+#[test]
+fn clear_errors() {
+    let out = Command::new(BIN)
+        .args([
+            "chat",
+            "--name",
+            "x",
+            "--group",
+            "g",
+            "--interface",
+            "nosuch0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nosuch0"), "{err}");
+    let long = "n".repeat(300);
+    let out = Command::new(BIN)
+        .args(["chat", "--name", &long, "--group", "g", "--interface", "lo"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("255"));
+}
