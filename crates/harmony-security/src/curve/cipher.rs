@@ -2,11 +2,12 @@
 
 use std::fmt;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use crypto_box::SalsaBox;
+use bytes::{Buf, BufMut, BytesMut};
+use crypto_box::aead::AeadInPlace;
+use crypto_box::{SalsaBox, Tag};
 use harmony_wire::zmtp::Frame;
 
-use super::{be_u64, open, prefix, seal, short_nonce, MESSAGE_MIN_LEN};
+use super::{be_u64, prefix, short_nonce, MAC_LEN, MESSAGE_MIN_LEN};
 use crate::error::{Result, SecurityError};
 use crate::mechanism::Cipher;
 
@@ -78,12 +79,11 @@ impl fmt::Debug for CurveCipher {
 
 impl Cipher for CurveCipher {
     fn encrypt(&mut self, frame: &Frame, dst: &mut BytesMut) -> Result<()> {
-        let key = self.key()?;
         let nonce = self.next_send;
         if nonce == u64::MAX {
             return Err(SecurityError::Crypto("CURVE nonces exhausted"));
         }
-        let mut plaintext = Vec::with_capacity(1 + frame.body.len());
+        let key = self.key()?;
         let mut flags = 0;
         if frame.more {
             flags |= FLAG_MORE;
@@ -91,17 +91,30 @@ impl Cipher for CurveCipher {
         if frame.command {
             flags |= FLAG_COMMAND;
         }
-        plaintext.push(flags);
-        plaintext.extend_from_slice(&frame.body);
-        let boxed = seal(key, &short_nonce(self.send_prefix, nonce), &plaintext)?;
-        self.next_send = nonce + 1;
-
-        let len = MESSAGE.len() + 8 + boxed.len();
+        // Outer frame (flags 0, like libzmq) | "\x07MESSAGE" | nonce | MAC | Box[flags + body],
+        // sealed in place in `dst`: no intermediate buffer.
+        let len = MESSAGE.len() + 8 + MAC_LEN + 1 + frame.body.len();
         dst.reserve(Frame::header_len(len) + len);
         Frame::encode_header(false, false, len, dst);
         dst.put_slice(MESSAGE);
         dst.put_u64(nonce);
-        dst.put_slice(&boxed);
+        let mac_at = dst.len();
+        dst.put_bytes(0, MAC_LEN);
+        let text_at = dst.len();
+        dst.put_u8(flags);
+        dst.put_slice(&frame.body);
+        match key.encrypt_in_place_detached(
+            &short_nonce(self.send_prefix, nonce),
+            b"",
+            &mut dst[text_at..],
+        ) {
+            Ok(tag) => dst[mac_at..text_at].copy_from_slice(&tag),
+            Err(_) => {
+                dst.truncate(mac_at);
+                return Err(SecurityError::Crypto("cannot seal a CURVE MESSAGE"));
+            }
+        }
+        self.next_send = nonce + 1;
         Ok(())
     }
 
@@ -120,13 +133,11 @@ impl Cipher for CurveCipher {
                 "CURVE MESSAGE nonce replayed or reordered",
             ));
         }
-        let plaintext = open(
-            key,
-            &short_nonce(self.recv_prefix, nonce),
-            &body[16..],
-            "CURVE MESSAGE box does not open",
-        )?;
-        let flags = plaintext[0];
+        let tag = Tag::clone_from_slice(&body[16..16 + MAC_LEN]);
+        let mut text = BytesMut::from(&body[16 + MAC_LEN..]);
+        key.decrypt_in_place_detached(&short_nonce(self.recv_prefix, nonce), b"", &mut text, &tag)
+            .map_err(|_| SecurityError::Crypto("CURVE MESSAGE box does not open"))?;
+        let flags = text[0];
         let more = flags & FLAG_MORE != 0;
         let command = flags & FLAG_COMMAND != 0;
         if more && command {
@@ -135,10 +146,11 @@ impl Cipher for CurveCipher {
             ));
         }
         self.last_recv = nonce;
+        text.advance(1);
         Ok(Frame {
             more,
             command,
-            body: Bytes::copy_from_slice(&plaintext[1..]),
+            body: text.freeze(),
         })
     }
 }

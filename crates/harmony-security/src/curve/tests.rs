@@ -537,3 +537,55 @@ fn wrong_greetings_and_out_of_order_commands_are_refused() {
         Err(SecurityError::Crypto(_))
     ));
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(16))]
+
+        /// Any frame survives the round trip; any single bit flip or truncation of the MESSAGE
+        /// is refused without consuming the nonce.
+        #[test]
+        fn messages_round_trip_and_resist_tampering(
+            body in proptest::collection::vec(any::<u8>(), 0..600),
+            kind in 0u8..3,
+            flip in any::<prop::sample::Index>(),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let (mut client, mut server) = connected(&keys());
+            let frame = match kind {
+                0 => Frame::message(body, false),
+                1 => Frame::message(body, true),
+                _ => Frame::command(body),
+            };
+            let (_, wire_frame) = wire(&mut *client, &frame);
+            let mut flipped = wire_frame.body.to_vec();
+            let at = flip.index(flipped.len());
+            flipped[at] ^= 1 << (at % 8);
+            prop_assert!(server.decrypt(Frame::message(flipped, false)).is_err());
+            let short = wire_frame.body.slice(..cut.index(wire_frame.body.len()));
+            prop_assert!(server.decrypt(Frame::message(short, false)).is_err());
+            prop_assert_eq!(server.decrypt(wire_frame).unwrap(), frame);
+        }
+
+        /// Garbage at any handshake step is an error, never a panic.
+        #[test]
+        fn garbage_during_the_handshake_is_refused(
+            body in proptest::collection::vec(any::<u8>(), 0..400),
+            name in prop::sample::select(vec!["HELLO", "WELCOME", "INITIATE", "READY", "ERROR"]),
+        ) {
+            let mut cmd = vec![name.len() as u8];
+            cmd.extend_from_slice(name.as_bytes());
+            cmd.extend_from_slice(&body);
+            let k = keys();
+            let mut w = welcomed(&k);
+            prop_assert!(w.client.receive(Frame::command(cmd.clone()), &mut Vec::new()).is_err());
+            prop_assert!(w.server.receive(Frame::command(cmd.clone()), &mut Vec::new()).is_err());
+            let mut server = CurveServer::new(k.server.clone());
+            server.start(&client_greeting(), &Metadata::new(), &mut Vec::new()).unwrap();
+            prop_assert!(server.receive(Frame::command(cmd), &mut Vec::new()).is_err());
+        }
+    }
+}
