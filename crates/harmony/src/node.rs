@@ -17,8 +17,9 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -181,7 +182,9 @@ impl NodeBuilder {
         }
         let (cmd_tx, cmd_rx) = mpsc::channel(1024);
         let (event_tx, event_rx) = mpsc::channel(event_queue.max(1));
+        let known = Arc::new(RwLock::new(HashSet::new()));
         let driver = Driver {
+            known: known.clone(),
             core,
             inbox,
             beacons: Some(beacons),
@@ -196,6 +199,7 @@ impl NodeBuilder {
             name,
             endpoint,
             interface,
+            known,
             commands: cmd_tx,
             events: event_rx,
             task: Some(task),
@@ -236,7 +240,7 @@ type Query = Box<dyn FnOnce(&ZreNode) + Send>;
 enum Command {
     Join(String),
     Leave(String),
-    Whisper(Uuid, Vec<Bytes>, oneshot::Sender<Result<(), NodeError>>),
+    Whisper(Uuid, Vec<Bytes>),
     Shout(String, Vec<Bytes>),
     Query(Query),
     Stop,
@@ -249,6 +253,8 @@ pub struct Node {
     name: String,
     endpoint: String,
     interface: SelectedInterface,
+    /// Ready peers, kept by the driver, so `whisper` can refuse unknown peers without a round trip.
+    known: Arc<RwLock<HashSet<Uuid>>>,
     commands: mpsc::Sender<Command>,
     events: mpsc::Receiver<Event>,
     task: Option<JoinHandle<()>>,
@@ -331,12 +337,18 @@ impl Node {
         self.command(Command::Leave(group.into())).await
     }
 
-    /// Sends a message to one peer.
+    /// Sends a message to one peer; an error if no ready peer has this UUID. Does not wait for
+    /// the network: the message is queued (a peer that left meanwhile drops it, as in Zyre).
     pub async fn whisper(&self, peer: Uuid, content: impl Into<Content>) -> Result<(), NodeError> {
-        let (tx, rx) = oneshot::channel();
-        self.command(Command::Whisper(peer, content.into().0, tx))
-            .await?;
-        rx.await.map_err(|_| NodeError::Stopped)?
+        if !self
+            .known
+            .read()
+            .map(|k| k.contains(&peer))
+            .unwrap_or(false)
+        {
+            return Err(NodeError::UnknownPeer(peer));
+        }
+        self.command(Command::Whisper(peer, content.into().0)).await
     }
 
     /// Sends a message to every peer in a group (we need not be in it).
@@ -494,6 +506,7 @@ pub struct PeerInfo {
 /// The background task: moves bytes and timers, the state machine decides.
 struct Driver {
     core: ZreNode,
+    known: Arc<RwLock<HashSet<Uuid>>>,
     inbox: RouterSocket,
     beacons: Option<Beacon>,
     dealers: HashMap<Uuid, DealerSocket>,
@@ -549,12 +562,10 @@ impl Driver {
             Command::Leave(group) => {
                 self.core.leave(&group);
             }
-            Command::Whisper(peer, content, reply) => {
-                let result = self
-                    .core
-                    .whisper(peer, content)
-                    .map_err(|_| NodeError::UnknownPeer(peer));
-                let _ = reply.send(result);
+            Command::Whisper(peer, content) => {
+                if let Err(e) = self.core.whisper(peer, content) {
+                    debug!(peer = %peer, error = %e, "whisper dropped");
+                }
             }
             Command::Shout(group, content) => {
                 self.core.shout(&group, content);
@@ -590,11 +601,26 @@ impl Driver {
             self.execute(action);
         }
         while let Some(event) = self.core.poll_event() {
+            match &event {
+                Event::Enter { peer, .. } => self.set_known(*peer, true),
+                Event::Exit { peer, .. } => self.set_known(*peer, false),
+                _ => {}
+            }
             if self.events.send(event).await.is_err() {
                 return false;
             }
         }
         true
+    }
+
+    fn set_known(&self, peer: Uuid, ready: bool) {
+        if let Ok(mut known) = self.known.write() {
+            if ready {
+                known.insert(peer);
+            } else {
+                known.remove(&peer);
+            }
+        }
     }
 
     fn execute(&mut self, action: Action) {
