@@ -209,6 +209,12 @@ pub trait Cipher: Send {
 
     /// Decrypts one received wire frame into the frame it carries.
     fn decrypt(&mut self, frame: Frame) -> Result<Frame>;
+
+    /// How many bytes a wire frame body is longer than the frame it carries (CURVE: 33), so a
+    /// driver can allow `max message size + overhead` on the wire.
+    fn overhead(&self) -> usize {
+        0
+    }
 }
 
 /// How a socket secures its connections; builds one [`Mechanism`] per connection.
@@ -218,6 +224,9 @@ pub enum MechanismConfig {
     /// No security (the default).
     #[default]
     Null,
+    /// NULL, but the authenticator is asked about each peer (by address) before READY, as
+    /// libzmq does when a ZAP domain is set.
+    NullAuthenticated,
     /// PLAIN client: sends a user name and password in clear.
     PlainClient {
         /// User name (0-255 bytes).
@@ -245,7 +254,7 @@ impl MechanismConfig {
     /// The mechanism name for the greeting.
     pub fn kind(&self) -> zmtp::Mechanism {
         match self {
-            Self::Null => zmtp::Mechanism::Null,
+            Self::Null | Self::NullAuthenticated => zmtp::Mechanism::Null,
             Self::PlainClient { .. } | Self::PlainServer => zmtp::Mechanism::Plain,
             Self::CurveClient { .. } | Self::CurveServer { .. } => zmtp::Mechanism::Curve,
         }
@@ -260,6 +269,7 @@ impl MechanismConfig {
     pub fn build(&self) -> Box<dyn Mechanism> {
         match self {
             Self::Null => Box::new(crate::null::NullMechanism::new()),
+            Self::NullAuthenticated => Box::new(crate::null::NullMechanism::with_authentication()),
             Self::PlainClient { username, password } => Box::new(crate::plain::PlainClient::new(
                 username.clone(),
                 password.clone(),
@@ -277,6 +287,7 @@ impl fmt::Debug for MechanismConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Null => f.write_str("Null"),
+            Self::NullAuthenticated => f.write_str("NullAuthenticated"),
             Self::PlainClient { username, .. } => f
                 .debug_struct("PlainClient")
                 .field("username", username)

@@ -1,10 +1,16 @@
 //! The NULL mechanism (rfc/23, rfc/37). Like libzmq, both sides send READY at once and wait for
 //! the peer's READY, whatever their role.
+//!
+//! With authentication on (libzmq: a ZAP domain set), the authenticator is asked first, with
+//! [`Credentials::Null`] (so only the address counts); READY follows a "200", ERROR a
+//! "400"/"500", and a "300" closes silently.
 
 use harmony_wire::zmtp::{self, Command, Frame, Greeting, Metadata};
 
 use crate::error::{Result, SecurityError};
-use crate::mechanism::{AuthReply, Cipher, Handshake, Mechanism};
+use crate::mechanism::{
+    AuthReply, AuthRequest, Cipher, Credentials, Handshake, Mechanism, Verdict,
+};
 
 /// Largest metadata block accepted in READY.
 const MAX_METADATA: usize = 64 << 10;
@@ -14,12 +20,26 @@ const MAX_METADATA: usize = 64 << 10;
 pub struct NullMechanism {
     started: bool,
     done: bool,
+    /// Ask the authenticator before sending READY.
+    authenticate: bool,
+    /// Our READY, held back while the authenticator decides.
+    held: Option<Metadata>,
+    /// The authenticator's answer, merged into the peer's metadata.
+    reply: Option<AuthReply>,
 }
 
 impl NullMechanism {
     /// A fresh state machine.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A state machine that asks the authenticator about the peer (its address) first.
+    pub fn with_authentication() -> Self {
+        Self {
+            authenticate: true,
+            ..Self::default()
+        }
     }
 }
 
@@ -71,6 +91,19 @@ impl Mechanism for NullMechanism {
                 peer.mechanism.as_str()
             )));
         }
+        if self.started || self.held.is_some() {
+            return Err(SecurityError::Unexpected {
+                mechanism: "NULL",
+                got: "a second start".into(),
+            });
+        }
+        if self.authenticate {
+            self.held = Some(local.clone());
+            return Ok(Handshake::Authenticate(AuthRequest {
+                mechanism: zmtp::Mechanism::Null,
+                credentials: Credentials::Null,
+            }));
+        }
         out.push(Command::Ready(local.clone()).to_frame()?);
         self.started = true;
         Ok(Handshake::Continue)
@@ -80,7 +113,10 @@ impl Mechanism for NullMechanism {
         match handshake_command("NULL", &frame)? {
             Command::Ready(meta) if self.started && !self.done => {
                 self.done = true;
-                Ok(Handshake::Done(meta))
+                Ok(Handshake::Done(match &self.reply {
+                    Some(reply) => reply.merge_into(meta),
+                    None => meta,
+                }))
             }
             other => Err(SecurityError::Unexpected {
                 mechanism: "NULL",
@@ -89,11 +125,26 @@ impl Mechanism for NullMechanism {
         }
     }
 
-    fn authenticated(&mut self, _reply: AuthReply, _out: &mut Vec<Frame>) -> Result<Handshake> {
-        Err(SecurityError::Unexpected {
-            mechanism: "NULL",
-            got: "an authentication reply".into(),
-        })
+    fn authenticated(&mut self, reply: AuthReply, out: &mut Vec<Frame>) -> Result<Handshake> {
+        let Some(local) = self.held.take() else {
+            return Err(SecurityError::Unexpected {
+                mechanism: "NULL",
+                got: "an authentication reply".into(),
+            });
+        };
+        match reply.verdict() {
+            Verdict::Allow => {
+                out.push(Command::Ready(local).to_frame()?);
+                self.started = true;
+                self.reply = Some(reply);
+                Ok(Handshake::Continue)
+            }
+            Verdict::Temporary => Err(SecurityError::RefusedTemporarily),
+            Verdict::Refuse(status) => {
+                out.push(Command::Error(status.clone().into()).to_frame()?);
+                Err(SecurityError::Refused(status))
+            }
+        }
     }
 
     fn into_cipher(self: Box<Self>) -> Option<Box<dyn Cipher>> {
@@ -174,5 +225,54 @@ mod tests {
             m.receive(ping, &mut Vec::new()),
             Err(SecurityError::Unexpected { .. })
         ));
+    }
+
+    #[test]
+    fn authenticated_null_asks_first_then_sends_ready() {
+        use crate::testing::{meta, run};
+        let peer_ip = std::net::IpAddr::from([127, 0, 0, 9]);
+        let deny = crate::StandardAuthenticator::new().deny(peer_ip);
+        let mut client = NullMechanism::new();
+        let mut server = NullMechanism::with_authentication();
+        let r = run(
+            &mut client,
+            &mut server,
+            &meta("DEALER"),
+            &meta("ROUTER"),
+            &|req| deny.check(peer_ip, req),
+        );
+        assert_eq!(r.server.unwrap(), Err(SecurityError::Refused("400".into())));
+        assert_eq!(r.server_sent.len(), 1, "ERROR only, no READY");
+        assert_eq!(
+            r.client.unwrap(),
+            Err(SecurityError::PeerError("400".into()))
+        );
+        assert_eq!(r.requests[0].credentials, Credentials::Null);
+
+        let mut client = NullMechanism::new();
+        let mut server = NullMechanism::with_authentication();
+        let r = run(
+            &mut client,
+            &mut server,
+            &meta("DEALER"),
+            &meta("ROUTER"),
+            &|_| AuthReply::allow("guest"),
+        );
+        assert_eq!(
+            r.server.unwrap().unwrap().get(crate::USER_ID).unwrap(),
+            "guest"
+        );
+        assert_eq!(r.client.unwrap().unwrap(), meta("ROUTER"));
+
+        let mut server = NullMechanism::with_authentication();
+        let mut out = Vec::new();
+        server
+            .start(&peer(zmtp::Mechanism::Null), &Metadata::new(), &mut out)
+            .unwrap();
+        assert_eq!(
+            server.authenticated(AuthReply::temporary(), &mut out),
+            Err(SecurityError::RefusedTemporarily)
+        );
+        assert!(out.is_empty());
     }
 }

@@ -118,6 +118,10 @@ impl Cipher for CurveCipher {
         Ok(())
     }
 
+    fn overhead(&self) -> usize {
+        MESSAGE_MIN_LEN
+    }
+
     fn decrypt(&mut self, frame: Frame) -> Result<Frame> {
         let key = self.key()?;
         let body = &frame.body;

@@ -182,7 +182,8 @@ fn traffic_both_ways_with_more_and_command_flags() {
         assert!(!outer.command && !outer.more, "outer flags 0 like libzmq");
         assert!(bytes[0] == 0x00 || bytes[0] == 0x02);
         assert!(outer.body.len() >= MESSAGE_MIN_LEN);
-        assert_eq!(outer.body.len(), MESSAGE_MIN_LEN + frame.body.len());
+        assert_eq!(outer.body.len(), client.overhead() + frame.body.len());
+        assert_eq!(client.overhead(), MESSAGE_MIN_LEN);
         assert_eq!(&outer.body[..8], b"\x07MESSAGE");
         assert_eq!(
             &outer.body[8..16],
