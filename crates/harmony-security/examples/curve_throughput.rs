@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use harmony_security::{Handshake, KeyPair, Mechanism, MechanismConfig};
+use harmony_security::{Handshake, KeyPair, MechanismConfig};
 use harmony_wire::zmtp::{Frame, FrameCodec, Greeting, Metadata};
 
 /// Runs one full in-memory handshake and returns both ciphers.
