@@ -37,6 +37,8 @@ use crate::error::NodeError;
 
 /// Largest first frame of a ZRE message accepted (HELLO with its headers and groups).
 const MAX_ZRE_HEADER: usize = 1 << 20;
+/// Most commands or inbox messages handled per wake-up before timers and events get a turn.
+const BATCH: usize = 256;
 /// Largest whole message accepted on the inbox.
 const MAX_MESSAGE: usize = 256 << 20;
 
@@ -530,10 +532,33 @@ impl Driver {
                         self.flush().await;
                         break;
                     }
-                    Some(cmd) => self.apply(cmd),
+                    Some(cmd) => {
+                        self.apply(cmd);
+                        // Take what else is queued in one go: one wake-up, many commands.
+                        for _ in 0..BATCH {
+                            match self.commands.try_recv() {
+                                Ok(Command::Stop) => {
+                                    self.core.stop();
+                                    self.flush().await;
+                                    self.shutdown().await;
+                                    return;
+                                }
+                                Ok(cmd) => self.apply(cmd),
+                                Err(_) => break,
+                            }
+                        }
+                    }
                 },
                 msg = self.inbox.recv() => match msg {
-                    Ok(msg) => self.on_inbox(msg),
+                    Ok(msg) => {
+                        self.on_inbox(msg);
+                        for _ in 0..BATCH {
+                            match self.inbox.try_recv() {
+                                Ok(Some(msg)) => self.on_inbox(msg),
+                                _ => break,
+                            }
+                        }
+                    }
                     Err(e) => {
                         warn!(error = %e, "inbox closed");
                         self.core.stop();

@@ -1,0 +1,243 @@
+//! ZRE benchmark (run by `cargo xtask bench zre`, release build): whisper throughput and round
+//! trip between two nodes, shout fan-out to 10 nodes, time until 50 nodes all see each other,
+//! each beside raw ZMTP DEALER -> ROUTER measured in the same run. Loopback only.
+//!
+//! Usage: bench_zre [--messages N] [--nodes N]
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use harmony::zmtp::{DealerSocket, Message, RouterSocket, SocketOptions};
+use harmony::{next_event_any, Event, Node};
+
+const PAYLOAD: usize = 64;
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn nodes(n: usize, port: u16, interval: Duration) -> Vec<Node> {
+    let mut v = Vec::new();
+    for i in 0..n {
+        let node = Node::builder()
+            .name(format!("b{i}"))
+            .loopback()
+            .port(port)
+            .interval(interval)
+            .send_hwm(1_000_000)
+            .start()
+            .await
+            .expect("node");
+        v.push(node);
+    }
+    v
+}
+
+/// Waits until `want` events matching `pred` arrived; returns when the last one came.
+async fn wait_for(nodes: &mut [Node], want: usize, pred: impl Fn(&Event) -> bool) -> Instant {
+    let mut seen = 0;
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while seen < want {
+            let (_, ev) = next_event_any(nodes).await.expect("running");
+            if pred(&ev) {
+                seen += 1;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out: {seen}/{want}"));
+    Instant::now()
+}
+
+async fn raw_zmtp(messages: usize) -> f64 {
+    let router = RouterSocket::new(SocketOptions::default().recv_hwm(100_000));
+    let ep = router.bind("tcp://127.0.0.1:0").await.unwrap();
+    let dealer = DealerSocket::new(
+        SocketOptions::default()
+            .send_hwm(100_000)
+            .identity(&b"\x01bench"[..]),
+    );
+    dealer.connect(&ep.to_string()).await.unwrap();
+    let payload = Bytes::from(vec![7u8; PAYLOAD]);
+    let start = Instant::now();
+    let sender = tokio::spawn(async move {
+        for _ in 0..messages {
+            dealer.send(Message::from(payload.clone())).await.unwrap();
+        }
+        dealer
+    });
+    for _ in 0..messages {
+        router.recv().await.unwrap();
+    }
+    let rate = messages as f64 / start.elapsed().as_secs_f64();
+    drop(sender.await);
+    rate
+}
+
+async fn whisper_rate(messages: usize) -> f64 {
+    let mut pair = nodes(2, free_udp_port(), Duration::from_millis(100)).await;
+    wait_for(&mut pair, 2, |e| matches!(e, Event::Enter { .. })).await;
+    let to = pair[1].uuid();
+    let payload = Bytes::from(vec![7u8; PAYLOAD]);
+    let start = Instant::now();
+    let (a, rest) = pair.split_at_mut(1);
+    let sender = async {
+        for _ in 0..messages {
+            a[0].whisper(to, payload.clone()).await.unwrap();
+        }
+    };
+    let receiver = wait_for(rest, messages, |e| matches!(e, Event::Whisper { .. }));
+    let (_, done) = tokio::join!(sender, receiver);
+    let rate = messages as f64 / (done - start).as_secs_f64();
+    for n in &mut pair {
+        n.stop().await.unwrap();
+    }
+    rate
+}
+
+async fn whisper_round_trip(rounds: usize) -> (Duration, Duration) {
+    let mut pair = nodes(2, free_udp_port(), Duration::from_millis(100)).await;
+    wait_for(&mut pair, 2, |e| matches!(e, Event::Enter { .. })).await;
+    let (a_id, b_id) = (pair[0].uuid(), pair[1].uuid());
+    let mut b = pair.pop().unwrap();
+    let mut a = pair.pop().unwrap();
+    let echo = tokio::spawn(async move {
+        let mut n = 0;
+        while n < rounds {
+            if let Some(Event::Whisper { content, .. }) = b.next_event().await {
+                b.whisper(a_id, content).await.unwrap();
+                n += 1;
+            }
+        }
+        b
+    });
+    let mut samples = Vec::with_capacity(rounds);
+    let payload = Bytes::from(vec![7u8; PAYLOAD]);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        a.whisper(b_id, payload.clone()).await.unwrap();
+        loop {
+            if let Some(Event::Whisper { .. }) = a.next_event().await {
+                break;
+            }
+        }
+        samples.push(t.elapsed());
+    }
+    let mut b = echo.await.unwrap();
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+    samples.sort();
+    (
+        samples[samples.len() / 2],
+        samples[samples.len() * 99 / 100],
+    )
+}
+
+async fn shout_fanout(receivers: usize, messages: usize) -> f64 {
+    let mut all = nodes(receivers + 1, free_udp_port(), Duration::from_millis(100)).await;
+    let n = all.len();
+    wait_for(&mut all, n * (n - 1), |e| matches!(e, Event::Enter { .. })).await;
+    for node in &all[1..] {
+        node.join("FAN").await.unwrap();
+    }
+    wait_for(&mut all, receivers * (n - 1), |e| {
+        matches!(e, Event::Join { .. })
+    })
+    .await;
+    let payload = Bytes::from(vec![7u8; PAYLOAD]);
+    let start = Instant::now();
+    let (a, rest) = all.split_at_mut(1);
+    let sender = async {
+        for _ in 0..messages {
+            a[0].shout("FAN", payload.clone()).await.unwrap();
+        }
+    };
+    let receiver = wait_for(rest, messages * receivers, |e| {
+        matches!(e, Event::Shout { .. })
+    });
+    let (_, done) = tokio::join!(sender, receiver);
+    let rate = (messages * receivers) as f64 / (done - start).as_secs_f64();
+    for node in &mut all {
+        node.stop().await.unwrap();
+    }
+    rate
+}
+
+async fn discovery(n: usize, interval: Duration) -> Duration {
+    let port = free_udp_port();
+    let start = Instant::now();
+    let mut all = nodes(n, port, interval).await;
+    let started = Instant::now();
+    let done = wait_for(&mut all, n * (n - 1), |e| matches!(e, Event::Enter { .. })).await;
+    eprintln!(
+        "  ({n} nodes started in {:.0} ms)",
+        (started - start).as_secs_f64() * 1e3
+    );
+    for node in &mut all {
+        node.stop().await.unwrap();
+    }
+    done - start
+}
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() {
+    let messages = arg("--messages", 200_000);
+    let n = arg("--nodes", 50);
+    let raw = raw_zmtp(messages).await;
+    let whisper = whisper_rate(messages).await;
+    let (median, p99) = whisper_round_trip(2_000).await;
+    let fan = shout_fanout(10, messages / 10).await;
+    let interval = Duration::from_secs(1);
+    let disco = discovery(n, interval).await;
+    println!("ZRE benchmark, loopback, {PAYLOAD} B messages, {messages} messages per run");
+    println!("{:<44} {:>14} {:>10}", "measurement", "figure", "ratio");
+    println!(
+        "{:<44} {:>10.0} k/s {:>10}",
+        "raw ZMTP DEALER->ROUTER (baseline)",
+        raw / 1e3,
+        "1.00"
+    );
+    println!(
+        "{:<44} {:>10.0} k/s {:>9.2}x",
+        "whisper, node -> node",
+        whisper / 1e3,
+        whisper / raw
+    );
+    println!(
+        "{:<44} {:>10.0} k/s {:>9.2}x",
+        "shout fan-out to 10 nodes (deliveries)",
+        fan / 1e3,
+        fan / raw
+    );
+    println!(
+        "{:<44} {:>11.0} us {:>10}",
+        "whisper round trip, median",
+        median.as_secs_f64() * 1e6,
+        ""
+    );
+    println!(
+        "{:<44} {:>11.0} us {:>10}",
+        "whisper round trip, p99",
+        p99.as_secs_f64() * 1e6,
+        ""
+    );
+    println!(
+        "{:<44} {:>11.0} ms {:>8.2} iv",
+        format!("{n} nodes all see each other (interval 1 s)"),
+        disco.as_secs_f64() * 1e3,
+        disco.as_secs_f64() / interval.as_secs_f64()
+    );
+}
