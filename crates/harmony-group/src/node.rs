@@ -281,6 +281,20 @@ impl ZreNode {
             // Not HELLO from an unknown peer: ignore (Zyre does the same).
             return;
         };
+        if !peer.is_ready()
+            && !matches!(message.body, ZreBody::Hello(_))
+            && now >= peer.created() + self.reap_interval
+        {
+            // It talks to us on a session we never saw the HELLO of, long after we sent ours:
+            // it has us ready but we lost its HELLO, or (restarted with the same UUID) we
+            // have it ready while it never got our HELLO. A new HELLO of ours makes it start
+            // a fresh session with us (Zyre ignores such messages until one side expires).
+            debug!(peer = %from, "message on an unknown session: sending a new HELLO");
+            let endpoint = peer.endpoint().to_owned();
+            self.remove_peer(from);
+            self.require_peer(from, &endpoint, now);
+            return;
+        }
         match peer.receive(&message, now) {
             Ok(Received::Accepted) => {}
             Ok(Received::Ignored) => return,

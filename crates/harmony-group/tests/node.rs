@@ -687,3 +687,25 @@ fn election_lowest_uuid_wins_and_reelects() {
     nodes[0].join("SOLO");
     assert_eq!(last_leader(&mut nodes[0], "SOLO"), Some(nodes[0].uuid()));
 }
+
+#[test]
+fn messages_on_an_unknown_session_trigger_a_new_hello() {
+    // We know bob (beacon, HELLO sent) but it keeps talking mid-session without ever having
+    // sent us a HELLO: after a reap interval we start a new session so it gets ours.
+    let t = Instant::now();
+    let ms = Duration::from_millis;
+    let mut n = node(t);
+    n.handle_beacon(bob(), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 6000, t);
+    actions(&mut n);
+    n.handle_message(bob(), msg(7, ZreBody::PingOk), t + ms(500));
+    assert!(actions(&mut n).is_empty(), "too early: ignored");
+    n.handle_message(bob(), msg(8, ZreBody::PingOk), t + ms(1500));
+    let a = actions(&mut n);
+    assert_eq!(a[0], Action::Disconnect { peer: bob() });
+    assert!(matches!(&a[1], Action::Connect { .. }));
+    assert!(matches!(&a[2], Action::Send { message, .. } if message.sequence == 1));
+    assert!(events(&mut n).is_empty());
+    // and not again right away
+    n.handle_message(bob(), msg(9, ZreBody::PingOk), t + ms(1600));
+    assert!(actions(&mut n).is_empty());
+}

@@ -43,7 +43,7 @@ struct Sent {
 fn run(seed: u64) {
     let mut sim = Sim::new(seed, NODES, NetConfig::default());
     sim.election_groups.push(LEAD.to_owned());
-    let mut sent: HashMap<u64, Sent> = HashMap::new();
+    let mut sent: BTreeMap<u64, Sent> = BTreeMap::new();
     let mut next_msg: u64 = 0;
     let mut down: Vec<usize> = Vec::new();
 
@@ -255,7 +255,7 @@ fn check_exit_after_crash(sim: &Sim) {
 }
 
 /// No duplicate delivery; delivery to every eligible member.
-fn check_delivery(sim: &Sim, sent: &HashMap<u64, Sent>) {
+fn check_delivery(sim: &Sim, sent: &BTreeMap<u64, Sent>) {
     let mut got: HashMap<(u64, u64), u32> = HashMap::new();
     for r in &sim.log {
         let (Event::Shout { content, .. } | Event::Whisper { content, .. }) = &r.event else {
@@ -418,4 +418,17 @@ fn fifty_nodes_seed_2() {
 #[test]
 fn fifty_nodes_seed_3() {
     run(0xdead_beef);
+}
+
+/// More seeds on demand: `SIM_SEEDS=1-40 cargo test -p harmony-group --test simulation -- --ignored`.
+#[test]
+#[ignore = "long: a sweep over SIM_SEEDS (default 100-119)"]
+fn fifty_nodes_seed_sweep() {
+    let spec = std::env::var("SIM_SEEDS").unwrap_or_else(|_| "100-119".into());
+    let (a, b) = spec.split_once('-').unwrap_or((&spec, &spec));
+    let (a, b): (u64, u64) = (a.parse().expect("seed"), b.parse().expect("seed"));
+    for seed in a..=b {
+        eprintln!("seed {seed}");
+        run(seed);
+    }
 }
