@@ -25,7 +25,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use harmony_beacon::{Beacon, BeaconConfig, InterfaceSelect, SelectedInterface, ZreBeacon};
 use harmony_group::{Action, Event, NodeConfig, ZreNode};
-use harmony_wire::zre::ZreMessage;
+use harmony_security::{public_key_from_z85, KeyPair, MechanismConfig};
+use harmony_wire::zre::{ZreBody, ZreMessage};
 use harmony_zmtp::{DealerSocket, Message, RouterSocket, SocketOptions, TrySendError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -39,6 +40,8 @@ use crate::error::NodeError;
 const MAX_ZRE_HEADER: usize = 1 << 20;
 /// Most commands or inbox messages handled per wake-up before timers and events get a turn.
 const BATCH: usize = 256;
+/// The HELLO header that carries a node's CURVE public key (Z85), as in Zyre.
+pub const PUBLIC_KEY_HEADER: &str = "X-PUBLICKEY";
 /// Largest whole message accepted on the inbox.
 const MAX_MESSAGE: usize = 256 << 20;
 
@@ -50,6 +53,7 @@ pub struct NodeBuilder {
     send_hwm: usize,
     event_queue: usize,
     contests: Vec<String>,
+    curve: Option<KeyPair>,
 }
 
 impl Default for NodeBuilder {
@@ -63,6 +67,7 @@ impl Default for NodeBuilder {
             send_hwm: 100_000,
             event_queue: 4096,
             contests: Vec::new(),
+            curve: None,
         }
     }
 }
@@ -137,6 +142,15 @@ impl NodeBuilder {
         self
     }
 
+    /// Encrypted mode, as Zyre's `zyre_set_zcert`: the inbox is a CURVE server with these keys,
+    /// the `X-PUBLICKEY` header carries the public key in Z85, beacons are version 3 (with the
+    /// key), and every outbound connection is a CURVE client of the peer's key. Plaintext nodes
+    /// (v1 beacons, HELLOs without `X-PUBLICKEY`) are ignored: nobody is downgraded.
+    pub fn curve(mut self, keys: KeyPair) -> Self {
+        self.curve = Some(keys);
+        self
+    }
+
     /// Selects the interface, binds the inbox, starts beacons and the driver task.
     pub async fn start(self) -> Result<Node, NodeError> {
         let Self {
@@ -145,6 +159,7 @@ impl NodeBuilder {
             send_hwm,
             event_queue,
             contests,
+            curve,
         } = self;
         if config.name.len() > 255 {
             return Err(NodeError::Invalid(format!(
@@ -159,19 +174,28 @@ impl NodeBuilder {
                 )));
             }
         }
+        if let Some(keys) = &curve {
+            config.headers.retain(|(k, _)| k != PUBLIC_KEY_HEADER);
+            config
+                .headers
+                .push((PUBLIC_KEY_HEADER.to_owned(), keys.public_z85()));
+        }
         let interface = beacon.select_interface()?;
-        let inbox = RouterSocket::new(
-            SocketOptions::default()
-                .router_handover(true)
-                .max_msg_size(MAX_MESSAGE)
-                .recv_hwm(100_000),
-        );
+        let mut inbox_options = SocketOptions::default()
+            .router_handover(true)
+            .max_msg_size(MAX_MESSAGE)
+            .recv_hwm(100_000);
+        if let Some(keys) = &curve {
+            inbox_options =
+                inbox_options.mechanism(MechanismConfig::CurveServer { keys: keys.clone() });
+        }
+        let inbox = RouterSocket::new(inbox_options);
         let bound = inbox.bind(&inbox_bind_endpoint(&interface)).await?;
         config.endpoint = interface.tcp_endpoint(bound.port());
         let payload = ZreBeacon {
             uuid: config.uuid,
             port: bound.port(),
-            public_key: None,
+            public_key: curve.as_ref().map(|k| *k.public()),
         };
         let beacons = Beacon::start_on(interface.clone(), &beacon, payload)?;
         info!(uuid = %config.uuid, name = %config.name, endpoint = %config.endpoint,
@@ -187,6 +211,8 @@ impl NodeBuilder {
         let known = Arc::new(RwLock::new(HashSet::new()));
         let driver = Driver {
             known: known.clone(),
+            curve,
+            peer_keys: HashMap::new(),
             core,
             inbox,
             beacons: Some(beacons),
@@ -509,6 +535,10 @@ pub struct PeerInfo {
 struct Driver {
     core: ZreNode,
     known: Arc<RwLock<HashSet<Uuid>>>,
+    /// Our keys in encrypted mode.
+    curve: Option<KeyPair>,
+    /// Peers' CURVE public keys, from their v3 beacons or their HELLO's `X-PUBLICKEY`.
+    peer_keys: HashMap<Uuid, [u8; 32]>,
     inbox: RouterSocket,
     beacons: Option<Beacon>,
     dealers: HashMap<Uuid, DealerSocket>,
@@ -568,6 +598,9 @@ impl Driver {
                 },
                 heard = recv_beacon(&mut self.beacons) => {
                     if let Some((beacon, from)) = heard {
+                        if let Some(key) = beacon.public_key {
+                            self.peer_keys.insert(beacon.uuid, key);
+                        }
                         self.core.handle_beacon(beacon.uuid, from.ip(), beacon.port, std::time::Instant::now());
                     } else {
                         self.beacons = None;
@@ -611,7 +644,27 @@ impl Driver {
         };
         let now = std::time::Instant::now();
         match ZreMessage::decode(&frames[1..], MAX_ZRE_HEADER) {
-            Ok(message) => self.core.handle_message(from, message, now),
+            Ok(message) => {
+                if self.curve.is_some() {
+                    if let ZreBody::Hello(hello) = &message.body {
+                        let key = hello
+                            .headers
+                            .iter()
+                            .find(|(k, _)| k == PUBLIC_KEY_HEADER)
+                            .and_then(|(_, v)| public_key_from_z85(v).ok());
+                        match key {
+                            Some(key) => {
+                                self.peer_keys.insert(from, key);
+                            }
+                            None => {
+                                debug!(peer = %from, "HELLO without a valid X-PUBLICKEY ignored (encrypted mode)");
+                                return;
+                            }
+                        }
+                    }
+                }
+                self.core.handle_message(from, message, now)
+            }
             Err(e) => {
                 debug!(peer = %from, error = %e, "malformed ZRE message");
                 self.core.handle_malformed(from, now);
@@ -651,12 +704,24 @@ impl Driver {
     fn execute(&mut self, action: Action) {
         match action {
             Action::Connect { peer, endpoint } => {
-                let options = SocketOptions::default()
+                let mut options = SocketOptions::default()
                     .identity(Bytes::copy_from_slice(&harmony_peer::routing_id(
                         &self.core.uuid(),
                     )))
                     .send_hwm(self.send_hwm)
                     .linger(Duration::ZERO);
+                if let Some(keys) = &self.curve {
+                    let Some(server_key) = self.peer_keys.get(&peer) else {
+                        warn!(peer = %peer, "no CURVE key known for this peer; not connecting");
+                        self.core
+                            .handle_send_failed(peer, std::time::Instant::now());
+                        return;
+                    };
+                    options = options.mechanism(MechanismConfig::CurveClient {
+                        keys: keys.clone(),
+                        server_key: *server_key,
+                    });
+                }
                 let dealer = DealerSocket::new(options);
                 if let Err(e) = connect_now(&dealer, &endpoint) {
                     warn!(peer = %peer, endpoint = %endpoint, error = %e, "cannot connect to peer");

@@ -194,3 +194,48 @@ async fn clear_errors_for_bad_settings() {
         .unwrap_err();
     assert!(err.to_string().contains("255"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_nodes_chat_and_never_meet_plaintext_nodes() {
+    use harmony::security::KeyPair;
+    let port = free_udp_port();
+    let mut secure = Vec::new();
+    for name in ["sec0", "sec1"] {
+        let node = Node::builder()
+            .name(name)
+            .curve(KeyPair::generate())
+            .loopback()
+            .port(port)
+            .interval(Duration::from_millis(100))
+            .start()
+            .await
+            .unwrap();
+        secure.push(node);
+    }
+    let mut plain = start_nodes(1, port).await;
+
+    let enters = collect(&mut secure, |_, e| matches!(e, Event::Enter { .. }), 2).await;
+    for (i, ev) in &enters {
+        let Event::Enter { peer, headers, .. } = ev else {
+            unreachable!()
+        };
+        assert_eq!(*peer, secure[1 - i].uuid());
+        let key = headers
+            .iter()
+            .find(|(k, _)| k == "X-PUBLICKEY")
+            .expect("X-PUBLICKEY header");
+        assert_eq!(key.1.len(), 40, "Z85 of 32 bytes");
+    }
+    let to = secure[1].uuid();
+    secure[0].whisper(to, "over CURVE").await.unwrap();
+    let got = collect(&mut secure, |_, e| matches!(e, Event::Whisper { .. }), 1).await;
+    assert_eq!(got[0].0, 1);
+
+    // Ten beacon intervals later the plaintext node has still seen nobody, and nobody saw it.
+    let quiet = timeout(Duration::from_secs(1), next_event_any(&mut plain)).await;
+    assert!(quiet.is_err(), "plaintext node got {quiet:?}");
+    assert!(secure[0].peers().await.unwrap() == vec![to]);
+    for node in secure.iter_mut().chain(plain.iter_mut()) {
+        node.stop().await.unwrap();
+    }
+}
