@@ -163,3 +163,74 @@ fn clear_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("255"));
 }
+
+#[test]
+fn keygen_certificates_load_in_pyzmq_and_drive_encrypted_chat() {
+    let dir = std::env::temp_dir().join(format!("harmony-keygen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut keys = Vec::new();
+    for name in ["alice", "bob"] {
+        let path = dir.join(format!("{name}.cert"));
+        let out = Command::new(BIN).arg("keygen").arg(&path).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let printed = String::from_utf8_lossy(&out.stdout);
+        let public = printed
+            .lines()
+            .next()
+            .unwrap()
+            .strip_prefix("public key ")
+            .unwrap()
+            .to_owned();
+        // pyzmq reads both files and finds the same public key (and a secret key in _secret).
+        let check = "import sys, zmq.auth as a\n\
+                     p, s = a.load_certificate(sys.argv[1])\n\
+                     p2, s2 = a.load_certificate(sys.argv[1] + '_secret')\n\
+                     assert s is None and s2 is not None and p == p2\n\
+                     print(p.decode())";
+        let out = Command::new(harmony_testkit::python())
+            .args(["-c", check])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), public);
+        keys.push((path, public));
+    }
+    let port = free_udp_port();
+    let spawn = |name: &str, cert: &std::path::Path| {
+        JsonProc::spawn(
+            name,
+            Command::new(BIN)
+                .args([
+                    "chat",
+                    "--json",
+                    "--name",
+                    name,
+                    "--group",
+                    "SECRET",
+                    "--interface",
+                    "loopback",
+                ])
+                .args(["--port", &port, "--interval-ms", "100", "--curve-cert"])
+                .arg(cert),
+        )
+    };
+    let mut alice = spawn("alice", &keys[0].0);
+    let mut bob = spawn("bob", &keys[1].0);
+    let enter = alice.expect("ENTER bob", WAIT, |v| is(v, "ENTER", &[("name", "bob")]));
+    assert_eq!(enter["headers"]["X-PUBLICKEY"], keys[1].1.as_str());
+    bob.expect("JOIN alice", WAIT, |v| is(v, "JOIN", &[("name", "alice")]));
+    alice.expect("JOIN bob", WAIT, |v| is(v, "JOIN", &[("name", "bob")]));
+    alice.send("encrypted hello");
+    let shout = bob.expect("SHOUT", WAIT, |v| is(v, "SHOUT", &[("name", "alice")]));
+    assert_eq!(shout["text"], "encrypted hello");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -25,7 +25,7 @@ pub(crate) struct ChatArgs {
 }
 
 pub(crate) async fn run(args: ChatArgs) -> Result<(), NodeError> {
-    let mut builder = args.net.apply(Node::builder().name(&args.name));
+    let mut builder = args.net.apply(Node::builder().name(&args.name))?;
     for (k, v) in &args.headers {
         builder = builder.header(k, v);
     }

@@ -2,12 +2,14 @@
 
 mod chat;
 mod demo;
+mod keygen;
 mod output;
 mod peers;
 
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use harmony::security::{Certificate, KeyPair};
 use harmony::{Node, NodeBuilder, NodeError};
 
 /// Harmony: find peers on the LAN, see who is alive, chat in groups (Zyre/pyre compatible).
@@ -29,6 +31,8 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Lists the nodes out there: name, uuid, endpoint, groups, headers.
     Peers(peers::PeersArgs),
+    /// Writes a CURVE certificate pair NAME and NAME_secret (czmq zcert / pyzmq zmq.auth format).
+    Keygen(keygen::KeygenArgs),
 }
 
 /// Discovery settings shared by `chat` and `peers`.
@@ -44,14 +48,34 @@ struct NetArgs {
     /// Beacon interval in milliseconds.
     #[arg(long, default_value_t = 1000)]
     interval_ms: u64,
+    /// Encrypted mode with a key pair generated for this run (CURVE; only encrypted nodes meet).
+    #[arg(long)]
+    curve: bool,
+    /// Encrypted mode with the key pair of this certificate file (its `_secret` file is read).
+    #[arg(long, value_name = "FILE")]
+    curve_cert: Option<std::path::PathBuf>,
 }
 
 impl NetArgs {
-    fn apply(&self, builder: NodeBuilder) -> NodeBuilder {
-        builder
+    fn apply(&self, builder: NodeBuilder) -> Result<NodeBuilder, NodeError> {
+        let mut builder = builder
             .interface(self.interface.as_str())
             .port(self.port)
-            .interval(Duration::from_millis(self.interval_ms.max(10)))
+            .interval(Duration::from_millis(self.interval_ms.max(10)));
+        if let Some(path) = &self.curve_cert {
+            let cert = Certificate::load(path)
+                .map_err(|e| NodeError::Invalid(format!("certificate {}: {e}", path.display())))?;
+            let keys = cert.key_pair().cloned().ok_or_else(|| {
+                NodeError::Invalid(format!(
+                    "certificate {} has no secret key (need its _secret file)",
+                    path.display()
+                ))
+            })?;
+            builder = builder.curve(keys);
+        } else if self.curve {
+            builder = builder.curve(KeyPair::generate());
+        }
+        Ok(builder)
     }
 }
 
@@ -73,5 +97,6 @@ pub(crate) async fn run(cli: Cli) -> Result<(), NodeError> {
         Command::Demo(args) => demo::run(args).await,
         Command::Chat(args) => chat::run(args).await,
         Command::Peers(args) => peers::run(args).await,
+        Command::Keygen(args) => keygen::run(args),
     }
 }

@@ -21,7 +21,7 @@ pub(crate) struct PeersArgs {
 
 pub(crate) async fn run(args: PeersArgs) -> Result<(), NodeError> {
     let wait = Duration::try_from_secs_f64(args.wait.max(0.0)).unwrap_or(Duration::from_secs(3));
-    let mut node = start(args.net.apply(Node::builder().name("harmony-peers"))).await?;
+    let mut node = start(args.net.apply(Node::builder().name("harmony-peers"))?).await?;
     let iface = node.interface().clone();
     if !args.json {
         eprintln!(
