@@ -68,6 +68,8 @@ pub struct NetConfig {
     pub latency_max_ms: u64,
     /// Peer timeouts of every node.
     pub peer: PeerConfig,
+    /// Messages a connection may have in flight before a send fails (the driver's queue).
+    pub send_queue_limit: Option<usize>,
 }
 
 impl Default for NetConfig {
@@ -78,6 +80,7 @@ impl Default for NetConfig {
             latency_min_ms: 1,
             latency_max_ms: 40,
             peer: PeerConfig::default(),
+            send_queue_limit: None,
         }
     }
 }
@@ -148,6 +151,7 @@ struct Conn {
     id: u64,
     endpoint: String,
     last_ms: u64,
+    in_flight: usize,
     /// Messages that arrived while nothing lived at the endpoint: held like a ZMQ DEALER
     /// holds them while reconnecting, delivered when a node binds there.
     held: Vec<(Uuid, Vec<Bytes>)>,
@@ -199,6 +203,8 @@ pub struct Sim {
     pub lives: Vec<Life>,
     /// Messages delivered to a node.
     pub delivered: u64,
+    /// Sends refused because a connection's queue was full: (time, sender inc, peer).
+    pub send_failures: Vec<(u64, u64, Uuid)>,
     /// Groups in which ELECT/LEADER may be sent (anything else panics).
     pub election_groups: Vec<String>,
     /// Print the traffic between these two UUIDs (debugging aid).
@@ -235,6 +241,7 @@ impl Sim {
             log: Vec::new(),
             lives: Vec::new(),
             delivered: 0,
+            send_failures: Vec::new(),
             election_groups: Vec::new(),
             trace: std::env::var("SIM_TRACE").ok().and_then(|v| {
                 let (a, b) = v.split_once(',')?;
@@ -397,6 +404,7 @@ impl Sim {
         for event in events {
             self.log.push(Record { t: now, inc, event });
         }
+        let mut failed: Vec<Uuid> = Vec::new();
         for action in actions {
             if let Some((a, b)) = self.trace {
                 let peer = match &action {
@@ -418,6 +426,7 @@ impl Sim {
                             id,
                             endpoint,
                             last_ms: now,
+                            in_flight: 0,
                             held: Vec::new(),
                         },
                     );
@@ -427,6 +436,19 @@ impl Sim {
                     self.conns.remove(&(inc, peer));
                 }
                 Action::Send { peer, message } => {
+                    if failed.contains(&peer) {
+                        continue;
+                    }
+                    let full = self.conns.get(&(inc, peer)).is_some_and(|c| {
+                        self.config
+                            .send_queue_limit
+                            .is_some_and(|l| c.in_flight >= l)
+                    });
+                    if full {
+                        failed.push(peer);
+                        self.send_failures.push((now, inc, peer));
+                        continue;
+                    }
                     if let ZreBody::Elect { group, .. } | ZreBody::Leader { group, .. } =
                         &message.body
                     {
@@ -443,6 +465,7 @@ impl Sim {
                         .expect("Send before Connect");
                     let at = (now + lat).max(conn.last_ms);
                     conn.last_ms = at;
+                    conn.in_flight += 1;
                     let id = conn.id;
                     self.schedule(
                         at,
@@ -458,11 +481,17 @@ impl Sim {
         }
         if let Some(t) = timeout {
             let at = t.saturating_duration_since(self.base).as_millis() as u64;
-            let live = self.slots[slot].live.as_mut().expect("live");
+            let Some(live) = self.slots[slot].live.as_mut() else {
+                return;
+            };
             if live.timer_at != Some(at) {
                 live.timer_at = Some(at);
                 self.schedule(at, Item::Timer { slot, inc, at });
             }
+        }
+        let now_i = self.instant(now);
+        for peer in failed {
+            self.with(slot, |n| n.handle_send_failed(peer, now_i));
         }
     }
 
@@ -527,6 +556,9 @@ impl Sim {
                 Some(c) => std::mem::take(&mut c.held),
                 None => continue,
             };
+            if let Some(c) = self.conns.get_mut(&key) {
+                c.in_flight -= held.len();
+            }
             for (from, frames) in held {
                 if self.slots[slot].live.is_none() {
                     return;
@@ -603,6 +635,7 @@ impl Sim {
                     c.held.push((from, frames));
                     return;
                 }
+                c.in_flight -= 1;
                 self.deliver(slot, from, &frames);
             }
         }
