@@ -23,6 +23,16 @@
 //! * a send failure (queue full) removes the peer at once instead of keeping it silent;
 //! * a new UUID at the endpoint of a known peer removes that peer at once (Zyre disconnects it
 //!   and lets it expire);
+//! * sessions that got out of step heal without waiting for an expiry, and never in an
+//!   endless exchange of HELLOs (a Zyre "HELLO storm"):
+//!   - a HELLO from a ready peer replaces its session (EXIT, new connection, our HELLO, ENTER)
+//!     as in Zyre, except when we replaced that session less than a reap interval ago for the
+//!     same reason: then it is the peer's answer to our new HELLO and only its inbound
+//!     session restarts (EXIT, ENTER; no new connection);
+//!   - a HELLO from a peer that is not ready, arriving a reap interval or more after ours
+//!     went out, means ours was lost (it reached an earlier incarnation): we send a new one;
+//!   - non-HELLO messages from a peer that is not ready, a reap interval or more after our
+//!     HELLO, mean it has a session we never saw the start of: we send a new HELLO;
 //! * EVASIVE and SILENT are emitted once per quiet spell (Zyre repeats them every reap);
 //!   the PING is repeated every reap interval as in Zyre;
 //! * leader election: instead of Zyre's echo wave, each contester announces itself with ELECT
@@ -30,7 +40,8 @@
 //!   and every member computes the leader as the lowest UUID among the contesting members. A
 //!   LEADER event is emitted whenever that result changes (it converges to the same leader on
 //!   every member once membership is stable); the leader also sends LEADER. ELECT/LEADER are
-//!   only sent by nodes that called [`ZreNode::contest_in_group`]. Zyre's echo wave does not
+//!   only sent by nodes that called [`ZreNode::contest_in_group`], and only count when they
+//!   come from a member of the group naming itself. Zyre's echo wave does not
 //!   complete against Harmony contesters (interop of elections with Zyre is not a goal).
 
 mod config;

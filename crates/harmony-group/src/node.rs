@@ -369,6 +369,7 @@ impl ZreNode {
         };
         self.send_to_all(&body);
         self.update_leader(group);
+        self.forget_if_unused(group);
         true
     }
 
@@ -723,6 +724,19 @@ impl ZreNode {
             g.candidates.remove(&uuid);
         }
         self.update_leader(group);
+        self.forget_if_unused(group);
+    }
+
+    /// Drops the record of a group nobody (us included) is in or contests in, so group names
+    /// peers come and go with do not pile up.
+    fn forget_if_unused(&mut self, group: &str) {
+        let unused = self
+            .groups
+            .get(group)
+            .is_some_and(|g| g.members.is_empty() && !g.contest && g.leader.is_none());
+        if unused && !self.own_groups.contains(group) {
+            self.groups.remove(group);
+        }
     }
 
     /// Whether we take part in `group`'s election now.
@@ -746,7 +760,16 @@ impl ZreNode {
             debug!(peer = %from, group, id, "election message for another node, ignored");
             return;
         }
-        let g = self.groups.entry(group.to_owned()).or_default();
+        // Its JOIN (or HELLO) came first on the same connection, so a real contester is a
+        // member by now; anything else is ignored (and allocates nothing).
+        let Some(g) = self
+            .groups
+            .get_mut(group)
+            .filter(|g| g.members.contains(&from))
+        else {
+            debug!(peer = %from, group, "election message from a non-member, ignored");
+            return;
+        };
         if g.candidates.insert(from) {
             self.update_leader(group);
         }

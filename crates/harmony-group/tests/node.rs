@@ -709,3 +709,64 @@ fn messages_on_an_unknown_session_trigger_a_new_hello() {
     n.handle_message(bob(), msg(9, ZreBody::PingOk), t + ms(1600));
     assert!(actions(&mut n).is_empty());
 }
+
+#[test]
+fn election_messages_from_non_members_are_ignored() {
+    let t = Instant::now();
+    let mut n = with_bob(t);
+    n.contest_in_group("Z");
+    n.join("Z");
+    assert_eq!(last_leader(&mut n, "Z"), Some(Uuid::from_u128(ME)));
+    actions(&mut n);
+    // bob is not in Z: its claim does not count, nor does a claim naming someone else.
+    n.handle_message(
+        bob(),
+        msg(
+            2,
+            ZreBody::Elect {
+                group: "Z".into(),
+                challenger_id: harmony_group::uuid_string(&bob()),
+            },
+        ),
+        t,
+    );
+    n.handle_message(
+        bob(),
+        msg(
+            3,
+            ZreBody::Leader {
+                group: "NOPE".into(),
+                leader_id: "garbage".into(),
+            },
+        ),
+        t,
+    );
+    assert!(events(&mut n).is_empty());
+    assert_eq!(n.leader("Z"), Some(Uuid::from_u128(ME)));
+    assert!(n.peer_groups().iter().all(|g| g != "NOPE"));
+    // Once bob joins Z its claim counts, but 0xB000 > 0xA000: we stay leader.
+    n.handle_message(
+        bob(),
+        msg(
+            4,
+            ZreBody::Join {
+                group: "Z".into(),
+                status: 2,
+            },
+        ),
+        t,
+    );
+    n.handle_message(
+        bob(),
+        msg(
+            5,
+            ZreBody::Elect {
+                group: "Z".into(),
+                challenger_id: harmony_group::uuid_string(&bob()),
+            },
+        ),
+        t,
+    );
+    assert_eq!(kinds(&events(&mut n)), ["JOIN"]);
+    assert_eq!(n.leader("Z"), Some(Uuid::from_u128(ME)));
+}
