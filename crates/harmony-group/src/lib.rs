@@ -50,7 +50,9 @@ mod node;
 
 pub use config::NodeConfig;
 pub use event::{Action, Event};
-pub use harmony_peer::{uuid_string, PeerConfig};
+pub use harmony_peer::{
+    parse_uuid_string, routing_id, uuid_from_routing_id, uuid_string, Peer, PeerConfig,
+};
 pub use node::ZreNode;
 
 use uuid::Uuid;
@@ -65,4 +67,19 @@ pub enum GroupError {
     /// The node was stopped.
     #[error("node stopped")]
     Stopped,
+    /// An inbox message whose routing id is not `0x01` + 16 bytes (dropped, as Zyre does).
+    #[error("bad routing id ({0} bytes)")]
+    BadRoutingId(usize),
+    /// An inbox message that does not decode (the sending peer is removed).
+    #[error("malformed message from {peer}: {error}")]
+    Malformed {
+        /// The sender.
+        peer: Uuid,
+        /// What the decoder said.
+        error: harmony_wire::WireError,
+    },
 }
+
+/// Largest first frame [`ZreNode::handle_frames`] decodes (a HELLO with many groups and
+/// headers fits easily; a peer sending more is dropped as malformed).
+pub const MAX_FIRST_FRAME: usize = 1 << 20;

@@ -307,6 +307,30 @@ impl ZreNode {
         self.dispatch(from, message.body);
     }
 
+    /// One message from the ROUTER inbox as frames: the routing id (17 bytes, `0x01` + UUID)
+    /// and the message frames. Decodes and calls [`ZreNode::handle_message`], or
+    /// [`ZreNode::handle_malformed`] if it does not decode. The error is informational: the
+    /// node already did what it should (drop, or remove the peer).
+    pub fn handle_frames(
+        &mut self,
+        routing_id: &[u8],
+        frames: &[Bytes],
+        now: Instant,
+    ) -> Result<(), GroupError> {
+        let from = harmony_peer::uuid_from_routing_id(routing_id)
+            .ok_or(GroupError::BadRoutingId(routing_id.len()))?;
+        match ZreMessage::decode(frames, crate::MAX_FIRST_FRAME) {
+            Ok(message) => {
+                self.handle_message(from, message, now);
+                Ok(())
+            }
+            Err(error) => {
+                self.handle_malformed(from, now);
+                Err(GroupError::Malformed { peer: from, error })
+            }
+        }
+    }
+
     /// The driver could not decode a message from `from` (bad signature, version, field):
     /// the sender consumed a sequence number we will never see, so its session is broken.
     /// Remove the peer now (EXIT) instead of waiting for the next message to show the gap.

@@ -770,3 +770,23 @@ fn election_messages_from_non_members_are_ignored() {
     assert_eq!(kinds(&events(&mut n)), ["JOIN"]);
     assert_eq!(n.leader("Z"), Some(Uuid::from_u128(ME)));
 }
+
+#[test]
+fn handle_frames_decodes_and_drops_bad_input() {
+    let t = Instant::now();
+    let mut n = node(t);
+    let id = harmony_peer::routing_id(&bob());
+    let frames = hello(&["A"], 1).to_frames().expect("encodes");
+    n.handle_frames(&id, &frames, t).expect("valid");
+    assert_eq!(kinds(&events(&mut n)), ["ENTER", "JOIN"]);
+    assert!(matches!(
+        n.handle_frames(&id[..16], &frames, t),
+        Err(harmony_group::GroupError::BadRoutingId(16))
+    ));
+    let junk = vec![Bytes::from_static(b"\xAA\xA1\x63\x02\x00\x02")];
+    assert!(matches!(
+        n.handle_frames(&id, &junk, t),
+        Err(harmony_group::GroupError::Malformed { .. })
+    ));
+    assert_eq!(kinds(&events(&mut n)), ["EXIT"]);
+}
