@@ -790,3 +790,103 @@ fn handle_frames_decodes_and_drops_bad_input() {
     ));
     assert_eq!(kinds(&events(&mut n)), ["EXIT"]);
 }
+
+/// Random garbage from random peers, interleaved with commands and timeouts: never panics,
+/// and the tables stay consistent.
+#[test]
+fn random_input_never_breaks_the_node() {
+    let mut x: u64 = 0x1234_5678_9abc_def1;
+    let mut rnd = |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let t0 = Instant::now();
+    let mut n = node(t0);
+    n.contest_in_group("G1");
+    let groups = ["G1", "G2", "G3"];
+    for step in 0..20_000u64 {
+        let now = t0 + Duration::from_millis(step * 7);
+        let from = Uuid::from_u128(0xB000 + u128::from(rnd(6)));
+        let group = groups[rnd(3) as usize].to_owned();
+        let body = match rnd(12) {
+            0 => ZreBody::Hello(Hello {
+                endpoint: format!("tcp://10.0.0.{}:6000", rnd(4)),
+                groups: vec![group.clone()],
+                status: rnd(256) as u8,
+                name: "x".into(),
+                headers: vec![],
+            }),
+            1 => ZreBody::Whisper {
+                content: vec![Bytes::from_static(b"w")],
+            },
+            2 => ZreBody::Shout {
+                group,
+                content: vec![],
+            },
+            3 => ZreBody::Join {
+                group,
+                status: rnd(256) as u8,
+            },
+            4 => ZreBody::Leave {
+                group,
+                status: rnd(256) as u8,
+            },
+            5 => ZreBody::Ping,
+            6 => ZreBody::PingOk,
+            7 => ZreBody::Elect {
+                group,
+                challenger_id: harmony_group::uuid_string(&from),
+            },
+            8 => ZreBody::Leader {
+                group,
+                leader_id: "nonsense".into(),
+            },
+            9 => ZreBody::Goodbye,
+            _ => ZreBody::Ping,
+        };
+        // Mostly plausible sequence numbers, sometimes not.
+        let sequence = if rnd(4) == 0 {
+            rnd(65536) as u16
+        } else {
+            1 + rnd(3) as u16
+        };
+        n.handle_message(from, msg(sequence, body), now);
+        match rnd(40) {
+            0 => {
+                n.join(&groups[rnd(3) as usize].to_owned());
+            }
+            1 => {
+                n.leave(&groups[rnd(3) as usize].to_owned());
+            }
+            2 => n.handle_timeout(now),
+            3 => n.handle_send_failed(from, now),
+            4 => n.handle_malformed(from, now),
+            5 => n.handle_beacon(
+                from,
+                IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9)),
+                rnd(2) as u16,
+                now,
+            ),
+            6 => {
+                n.shout("G2", vec![Bytes::from_static(b"s")]);
+            }
+            _ => {}
+        }
+        actions(&mut n);
+        events(&mut n);
+        let peers = n.peers();
+        for g in n.peer_groups() {
+            for m in n.peers_by_group(&g) {
+                assert!(
+                    peers.contains(&m),
+                    "member {m} of {g} is not an entered peer"
+                );
+            }
+        }
+        if let Some(l) = n.leader("G1") {
+            assert!(l == n.uuid() || n.peers_by_group("G1").contains(&l));
+        }
+    }
+}
