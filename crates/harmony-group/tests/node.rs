@@ -855,10 +855,10 @@ fn random_input_never_breaks_the_node() {
         n.handle_message(from, msg(sequence, body), now);
         match rnd(40) {
             0 => {
-                n.join(&groups[rnd(3) as usize].to_owned());
+                n.join(groups[rnd(3) as usize]);
             }
             1 => {
-                n.leave(&groups[rnd(3) as usize].to_owned());
+                n.leave(groups[rnd(3) as usize]);
             }
             2 => n.handle_timeout(now),
             3 => n.handle_send_failed(from, now),
