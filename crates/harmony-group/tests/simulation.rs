@@ -154,6 +154,21 @@ fn run_with(seed: u64, config: NetConfig) {
     }
     sim.run_until(QUIET_END);
 
+    let ends = |crash: bool| {
+        sim.lives
+            .iter()
+            .filter(|l| l.end.is_some_and(|(_, c)| c == crash))
+            .count()
+    };
+    eprintln!(
+        "seed {seed}: {} incarnations, {} crashes, {} clean stops, {} messages delivered, {} events, {} shouts/whispers",
+        sim.lives.len(),
+        ends(true),
+        ends(false),
+        sim.delivered,
+        sim.log.len(),
+        sent.len()
+    );
     check_sessions(&sim);
     check_exit_after_crash(&sim);
     check_delivery(&sim, &sent);
