@@ -518,6 +518,11 @@ impl ZreNode {
         self.peers.get(&uuid).map(Peer::endpoint)
     }
 
+    /// Zyre's name for [`ZreNode::peer_endpoint`].
+    pub fn peer_address(&self, uuid: Uuid) -> Option<&str> {
+        self.peer_endpoint(uuid)
+    }
+
     /// A header value from a peer's HELLO.
     pub fn peer_header_value(&self, uuid: Uuid, key: &str) -> Option<&str> {
         self.peers.get(&uuid).and_then(|p| p.header(key))
