@@ -581,10 +581,11 @@ impl Driver {
                 },
                 msg = self.inbox.recv() => match msg {
                     Ok(msg) => {
-                        self.on_inbox(msg);
+                        let now = std::time::Instant::now();
+                        self.on_inbox(msg, now);
                         for _ in 0..BATCH {
                             match self.inbox.try_recv() {
-                                Ok(Some(msg)) => self.on_inbox(msg),
+                                Ok(Some(msg)) => self.on_inbox(msg, now),
                                 _ => break,
                             }
                         }
@@ -633,7 +634,7 @@ impl Driver {
         }
     }
 
-    fn on_inbox(&mut self, msg: Message) {
+    fn on_inbox(&mut self, msg: Message, now: std::time::Instant) {
         let frames = msg.frames();
         let Some(from) = frames
             .first()
@@ -642,7 +643,7 @@ impl Driver {
             debug!("dropped a message whose routing id is not 0x01 + UUID");
             return;
         };
-        let now = std::time::Instant::now();
+
         match ZreMessage::decode(&frames[1..], MAX_ZRE_HEADER) {
             Ok(message) => {
                 if self.curve.is_some() {
