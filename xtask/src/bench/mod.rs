@@ -4,6 +4,7 @@
 //! A new family is a module file here plus one arm in [`family`].
 
 mod wire;
+mod zre;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ const FAMILIES: &[&str] = &["wire", "zmtp", "zre", "curve"];
 fn family(name: &str) -> Option<Family> {
     Some(match name {
         "wire" => wire::run,
+        "zre" => zre::run,
         _ => return None,
     })
 }

@@ -1,0 +1,25 @@
+//! The `zre` family: whisper throughput and round trip between two nodes, shout fan-out to 10
+//! nodes, time until 50 nodes see each other, beside raw ZMTP DEALER -> ROUTER from the same run
+//! (the program is `crates/harmony/examples/bench_zre.rs`; loopback only).
+
+use super::BenchOpts;
+use crate::run::{cargo, step, Result};
+
+/// Builds and runs the ZRE benchmark program in release mode; it prints its own table.
+pub(super) fn run(opts: &BenchOpts) -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--release",
+        "-p",
+        "harmony",
+        "--example",
+        "bench_zre",
+        "--",
+    ]);
+    if opts.quick {
+        cmd.args(["--messages", "20000", "--nodes", "20"]);
+    }
+    step("bench_zre", &mut cmd)?;
+    Ok(())
+}
