@@ -164,7 +164,7 @@ async fn handshake(
             Handshake::Done(meta) => break meta,
             Handshake::Authenticate(request) => {
                 let reply = match &core.opts.authenticator {
-                    Some(auth) => auth.authenticate(peer, request).await,
+                    Some(auth) => auth.authenticate(peer.ip(), &request).await,
                     None => AuthReply::allow(""),
                 };
                 mechanism.authenticated(reply, &mut out)?

@@ -47,8 +47,8 @@ mod subscription;
 
 pub use endpoint::Endpoint;
 pub use error::{TrySendError, ZmtpError};
-pub use harmony_security::MechanismConfig;
+pub use harmony_security::{Authenticator, MechanismConfig};
 pub use message::Message;
-pub use options::{Authenticator, SocketOptions};
+pub use options::SocketOptions;
 pub use socket::{DealerSocket, PubSocket, PullSocket, PushSocket, RouterSocket, SubSocket};
 pub use socket_type::SocketType;

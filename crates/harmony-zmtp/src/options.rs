@@ -1,24 +1,11 @@
 //! Socket options: identity, high-water marks, limits, timers, security.
 
 use std::fmt;
-use std::future::Future;
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use harmony_security::{AuthReply, AuthRequest, MechanismConfig};
-
-/// A boxed future, as returned by [`Authenticator::authenticate`].
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Decides whether a peer may connect (the ZAP idea, in process). Asked by the server side of
-/// PLAIN and CURVE handshakes; without one, every peer is let in.
-pub trait Authenticator: Send + Sync + 'static {
-    /// Judges one handshake; `peer` is the remote TCP address.
-    fn authenticate(&self, peer: SocketAddr, request: AuthRequest) -> BoxFuture<'_, AuthReply>;
-}
+use harmony_security::{Authenticator, MechanismConfig};
 
 /// Options of a socket. Build with `SocketOptions::default()` and the setter methods, or with
 /// struct update syntax (`SocketOptions { send_hwm: 10, ..Default::default() }`).
@@ -54,7 +41,8 @@ pub struct SocketOptions {
     pub router_mandatory: bool,
     /// Security mechanism of every connection.
     pub mechanism: MechanismConfig,
-    /// Judges peers during PLAIN/CURVE handshakes (server side).
+    /// Judges peers during PLAIN/CURVE handshakes (server side); without one every peer is let
+    /// in, as libzmq does without a ZAP handler.
     pub authenticator: Option<Arc<dyn Authenticator>>,
 }
 
