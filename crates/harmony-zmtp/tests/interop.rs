@@ -4,6 +4,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
+use harmony_security::{KeyPair, MechanismConfig, StandardAuthenticator};
 use harmony_zmtp::{
     DealerSocket, Message, PubSocket, PullSocket, PushSocket, RouterSocket, SocketOptions,
     SubSocket,
@@ -433,6 +434,66 @@ async fn dealer_reconnects_after_libzmq_restart() {
         assert_eq!(m[0], "again");
         quit(&dealer).await;
         py.exit().await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn curve_dealer_to_libzmq_router() {
+    timeout(T, async {
+        let server = KeyPair::generate();
+        let client = KeyPair::generate();
+        let mut py = Py::start(&[
+            "router-echo",
+            "tcp://127.0.0.1:*",
+            "--bind",
+            &format!("--curve-server={}", &*server.secret_z85()),
+        ])
+        .await;
+        let ep = py.ready().await;
+        let dealer = DealerSocket::new(opts().identity(&b"curvy"[..]).mechanism(
+            MechanismConfig::CurveClient {
+                keys: client,
+                server_key: *server.public(),
+            },
+        ));
+        dealer.connect(&ep).await.unwrap();
+        dealer_client(&dealer, Some(b"curvy")).await;
+        quit(&dealer).await;
+        py.exit().await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn curve_libzmq_dealer_to_router() {
+    timeout(T, async {
+        let server = KeyPair::generate();
+        let client = KeyPair::generate();
+        let auth = StandardAuthenticator::new().curve_allow_key(*client.public());
+        let router = RouterSocket::new(
+            opts()
+                .mechanism(MechanismConfig::CurveServer {
+                    keys: server.clone(),
+                })
+                .authenticator(std::sync::Arc::new(auth)),
+        );
+        let ep = router.bind("tcp://127.0.0.1:0").await.unwrap();
+        let keys = format!("{},{}", &*client.secret_z85(), server.public_z85());
+        let mut py = Py::start(&[
+            "dealer-client",
+            &ep.to_string(),
+            "--identity",
+            "py-curve",
+            "--expect-identity",
+            &format!("--curve-client={keys}"),
+        ])
+        .await;
+        py.ready().await;
+        router_echo(&router).await;
+        py.expect_ok_and_exit().await;
     })
     .await
     .unwrap();

@@ -37,6 +37,16 @@ def make(ctx, kind, args, **opts):
     s.setsockopt(zmq.SNDTIMEO, TIMEOUT_MS)
     if args.identity:
         s.setsockopt(zmq.ROUTING_ID, args.identity.encode())
+    if args.curve_server:
+        secret = args.curve_server.encode()
+        s.curve_server = True
+        s.curve_secretkey = secret
+        s.curve_publickey = zmq.curve_public(secret)
+    if args.curve_client:
+        secret, server = args.curve_client.split(",")
+        s.curve_secretkey = secret.encode()
+        s.curve_publickey = zmq.curve_public(secret.encode())
+        s.curve_serverkey = server.encode()
     if args.heartbeat:
         s.setsockopt(zmq.HEARTBEAT_IVL, args.heartbeat)
         s.setsockopt(zmq.HEARTBEAT_TIMEOUT, args.heartbeat * 3)
@@ -232,6 +242,8 @@ def main():
     p.add_argument("--bind", action="store_true")
     p.add_argument("--identity")
     p.add_argument("--expect-identity", action="store_true")
+    p.add_argument("--curve-server", help="CURVE server with this Z85 secret key")
+    p.add_argument("--curve-client", help="CURVE client: SECRET,SERVERPUBLIC in Z85")
     p.add_argument("--heartbeat", type=int, default=0, help="HEARTBEAT_IVL in ms")
     args = p.parse_args()
     scenarios = {
