@@ -1,5 +1,6 @@
 //! Rough CURVE cost: handshakes per second and MESSAGE seal+open throughput, in memory.
-//! Run with `cargo run --release -p harmony-security --example curve_throughput`.
+//! Run with `cargo run --release -p harmony-security --example curve_throughput [SIZE...]`;
+//! given sizes replace the default 64 B, 1 KiB and 64 KiB and skip the handshake figure.
 
 use std::time::{Duration, Instant};
 
@@ -58,21 +59,28 @@ fn main() {
     };
     let server = MechanismConfig::CurveServer { keys: server_keys };
 
-    let start = Instant::now();
-    let mut n = 0u32;
-    while start.elapsed() < Duration::from_secs(1) {
-        handshake(&client, &server);
-        n += 1;
+    let mut sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    if sizes.is_empty() {
+        sizes = vec![64, 1024, 65536];
+        let start = Instant::now();
+        let mut n = 0u32;
+        while start.elapsed() < Duration::from_secs(1) {
+            handshake(&client, &server);
+            n += 1;
+        }
+        println!(
+            "handshakes: {:.0}/s ({:.2} ms each)",
+            f64::from(n) / start.elapsed().as_secs_f64(),
+            start.elapsed().as_secs_f64() * 1e3 / f64::from(n)
+        );
     }
-    println!(
-        "handshakes: {:.0}/s ({:.2} ms each)",
-        f64::from(n) / start.elapsed().as_secs_f64(),
-        start.elapsed().as_secs_f64() * 1e3 / f64::from(n)
-    );
 
     let (mut tx, mut rx) = handshake(&client, &server);
     let mut codec = FrameCodec::new(1 << 24);
-    for size in [64usize, 1024, 65536] {
+    for size in sizes {
         let frame = Frame::message(vec![0x5A; size], false);
         let mut wire = BytesMut::new();
         let start = Instant::now();

@@ -3,10 +3,9 @@
 use std::fmt;
 
 use bytes::{Buf, BufMut, BytesMut};
-use crypto_box::aead::AeadInPlace;
-use crypto_box::{SalsaBox, Tag};
 use harmony_wire::zmtp::Frame;
 
+use super::nacl::BoxKey;
 use super::{be_u64, prefix, short_nonce, MAC_LEN, MESSAGE_MIN_LEN};
 use crate::error::{Result, SecurityError};
 use crate::mechanism::Cipher;
@@ -25,7 +24,7 @@ const FLAG_COMMAND: u8 = 0x02;
 /// the handshake left them; a received nonce must be strictly greater than the last one accepted,
 /// and only a box that opens moves it forward.
 pub struct CurveCipher {
-    key: Option<SalsaBox>,
+    key: Option<BoxKey>,
     send_prefix: &'static [u8; 16],
     recv_prefix: &'static [u8; 16],
     next_send: u64,
@@ -34,7 +33,7 @@ pub struct CurveCipher {
 
 impl CurveCipher {
     /// The cipher of a finished handshake.
-    pub(crate) fn new(key: SalsaBox, is_server: bool, next_send: u64, last_recv: u64) -> Self {
+    pub(crate) fn new(key: BoxKey, is_server: bool, next_send: u64, last_recv: u64) -> Self {
         let (send_prefix, recv_prefix) = if is_server {
             (prefix::MESSAGE_S, prefix::MESSAGE_C)
         } else {
@@ -61,7 +60,7 @@ impl CurveCipher {
         }
     }
 
-    fn key(&self) -> Result<&SalsaBox> {
+    fn key(&self) -> Result<&BoxKey> {
         self.key
             .as_ref()
             .ok_or(SecurityError::Crypto("the CURVE handshake did not finish"))
@@ -103,17 +102,8 @@ impl Cipher for CurveCipher {
         let text_at = dst.len();
         dst.put_u8(flags);
         dst.put_slice(&frame.body);
-        match key.encrypt_in_place_detached(
-            &short_nonce(self.send_prefix, nonce),
-            b"",
-            &mut dst[text_at..],
-        ) {
-            Ok(tag) => dst[mac_at..text_at].copy_from_slice(&tag),
-            Err(_) => {
-                dst.truncate(mac_at);
-                return Err(SecurityError::Crypto("cannot seal a CURVE MESSAGE"));
-            }
-        }
+        let tag = key.seal(&short_nonce(self.send_prefix, nonce), &mut dst[text_at..]);
+        dst[mac_at..text_at].copy_from_slice(&tag);
         self.next_send = nonce + 1;
         Ok(())
     }
@@ -137,9 +127,18 @@ impl Cipher for CurveCipher {
                 "CURVE MESSAGE nonce replayed or reordered",
             ));
         }
-        let tag = Tag::clone_from_slice(&body[16..16 + MAC_LEN]);
-        let mut text = BytesMut::from(&body[16 + MAC_LEN..]);
-        key.decrypt_in_place_detached(&short_nonce(self.recv_prefix, nonce), b"", &mut text, &tag)
+        let mut tag = [0u8; MAC_LEN];
+        tag.copy_from_slice(&body[16..16 + MAC_LEN]);
+        let start = 16 + MAC_LEN;
+        // Open in place when nobody else holds the frame's bytes; otherwise one copy.
+        let mut text = match frame.body.try_into_mut() {
+            Ok(mut whole) => {
+                whole.advance(start);
+                whole
+            }
+            Err(shared) => BytesMut::from(&shared[start..]),
+        };
+        key.open(&short_nonce(self.recv_prefix, nonce), &mut text, &tag)
             .map_err(|_| SecurityError::Crypto("CURVE MESSAGE box does not open"))?;
         let flags = text[0];
         let more = flags & FLAG_MORE != 0;

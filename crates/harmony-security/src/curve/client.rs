@@ -2,8 +2,8 @@
 
 use std::fmt;
 
+use super::nacl::BoxKey;
 use bytes::{BufMut, BytesMut};
-use crypto_box::SalsaBox;
 use harmony_wire::zmtp::{self, Command, Frame, Greeting, Metadata, RawCommand};
 
 use super::cipher::CurveCipher;
@@ -23,9 +23,9 @@ pub(super) enum State {
     /// HELLO sent with this transient key pair (C').
     ExpectWelcome { transient: KeyPair },
     /// INITIATE sent; the box key between S' and C'.
-    ExpectReady { key: SalsaBox },
+    ExpectReady { key: BoxKey },
     /// READY received.
-    Done { key: SalsaBox, last_recv: u64 },
+    Done { key: BoxKey, last_recv: u64 },
     /// A step failed; nothing more is accepted.
     Failed,
 }
@@ -112,7 +112,7 @@ impl CurveClient {
     /// Builds INITIATE from its parts (split out so tests can forge a vouch).
     pub(super) fn initiate(
         &mut self,
-        key: &SalsaBox,
+        key: &BoxKey,
         cookie: &[u8],
         vouch_tail: &[u8],
         vouch_box: &[u8],
@@ -132,7 +132,7 @@ impl CurveClient {
         Ok(Frame::command(body.freeze()))
     }
 
-    fn ready(key: &SalsaBox, body: &[u8]) -> Result<(Metadata, u64)> {
+    fn ready(key: &BoxKey, body: &[u8]) -> Result<(Metadata, u64)> {
         if body.len() < READY_MIN_LEN {
             return Err(SecurityError::Crypto("CURVE READY too short"));
         }

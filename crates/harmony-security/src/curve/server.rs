@@ -2,9 +2,9 @@
 
 use std::fmt;
 
+use super::nacl::BoxKey;
 use bytes::{BufMut, Bytes, BytesMut};
 use crypto_box::aead::Aead;
-use crypto_box::SalsaBox;
 use harmony_wire::zmtp::{self, Command, Frame, Greeting, Metadata};
 use zeroize::Zeroizing;
 
@@ -41,12 +41,12 @@ enum State {
     },
     /// INITIATE accepted; waiting for the authenticator.
     Authenticating {
-        key: SalsaBox,
+        key: BoxKey,
         last_recv: u64,
         peer: Metadata,
     },
     /// READY sent.
-    Done { key: SalsaBox, last_recv: u64 },
+    Done { key: BoxKey, last_recv: u64 },
     /// A step failed; nothing more is accepted.
     Failed,
 }
@@ -135,7 +135,7 @@ impl CurveServer {
         transient: &KeyPair,
         cookie_key: &[u8; 32],
         hello_nonce: u64,
-    ) -> Result<(SalsaBox, [u8; KEY_LEN], u64, Metadata)> {
+    ) -> Result<(BoxKey, [u8; KEY_LEN], u64, Metadata)> {
         if body.len() < INITIATE_MIN_LEN {
             return Err(SecurityError::Crypto("CURVE INITIATE too short"));
         }
@@ -193,7 +193,7 @@ impl CurveServer {
         Ok((key, client_key, nonce, meta))
     }
 
-    fn ready(&mut self, key: &SalsaBox) -> Result<Frame> {
+    fn ready(&mut self, key: &BoxKey) -> Result<Frame> {
         let mut meta = BytesMut::new();
         self.local.encode(&mut meta)?;
         let nonce = self.next_nonce;
