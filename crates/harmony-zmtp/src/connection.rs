@@ -9,11 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use harmony_security::{AuthReply, Cipher, Handshake};
 use harmony_wire::zmtp::{
-    Command, Frame, FrameCodec, Greeting, Metadata, GREETING_LEN, SIGNATURE_LEN,
+    Command, Frame, FrameCodec, Greeting, Metadata, FLAG_COMMAND, FLAG_LONG, FLAG_MORE,
+    GREETING_LEN, SIGNATURE_LEN,
 };
+use harmony_wire::WireError;
 use smallvec::SmallVec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -28,9 +30,13 @@ use crate::pipe::{lock, Outgoing, Pipe};
 use crate::socket_type::SocketType;
 
 /// Size of each read buffer allocation.
-const READ_BUF: usize = 256 << 10;
+const READ_BUF: usize = 128 << 10;
 /// Read only when at least this much room is free (else grow first).
 const READ_MIN: usize = 32 << 10;
+/// Incomplete frames at least this large are read into a buffer of their own.
+const LARGE_FRAME: usize = 32 << 10;
+/// How much to read after a large frame (see `read_loop`).
+const PEEK_AFTER_LARGE: usize = 4 << 10;
 /// Frame bodies at least this large are written from the caller's buffer, not copied.
 const ZERO_COPY_MIN: usize = 16 << 10;
 /// Largest frame accepted during the handshake.
@@ -211,6 +217,92 @@ impl Liveness {
     }
 }
 
+/// Incoming frames turned into messages, batched for delivery.
+struct Assembler<'a> {
+    core: &'a Core,
+    pipe: &'a Pipe,
+    cipher: Option<&'a SharedCipher>,
+    identity: &'a Bytes,
+    max: usize,
+    partial: Frames,
+    partial_len: usize,
+    batch: Vec<Message>,
+    /// The TTL of the peer's last PING: silence longer than this closes the connection.
+    ttl: Option<Duration>,
+}
+
+impl Assembler<'_> {
+    fn frame(&mut self, frame: Frame) -> Result<(), ConnectionError> {
+        let frame = match self.cipher {
+            Some(c) => lock(c).decrypt(frame)?,
+            None => frame,
+        };
+        if frame.command {
+            return handle_command(self.core, self.pipe, &frame, &mut self.ttl);
+        }
+        if self.partial.is_empty() && self.core.kind == SocketType::Router {
+            self.partial.push(self.identity.clone());
+        }
+        self.partial_len += frame.body.len();
+        if self.partial_len > self.max {
+            return Err(ConnectionError::TooLarge {
+                len: self.partial_len,
+                limit: self.max,
+            });
+        }
+        self.partial.push(frame.body);
+        if !frame.more {
+            self.batch
+                .push(Message::from_smallvec(std::mem::take(&mut self.partial)));
+            self.partial_len = 0;
+        }
+        Ok(())
+    }
+}
+
+/// Flags, header length and body length of the frame at the start of `buf`, once its header
+/// is complete.
+fn peek_header(buf: &[u8]) -> Result<Option<(u8, usize, u64)>, ConnectionError> {
+    let Some(&flags) = buf.first() else {
+        return Ok(None);
+    };
+    if flags & !(FLAG_MORE | FLAG_LONG | FLAG_COMMAND) != 0
+        || (flags & FLAG_COMMAND != 0 && flags & FLAG_MORE != 0)
+    {
+        return Err(WireError::BadFlags(flags).into());
+    }
+    Ok(if flags & FLAG_LONG != 0 {
+        buf.get(1..9).map(|b| {
+            let mut n = [0u8; 8];
+            n.copy_from_slice(b);
+            (flags, 9, u64::from_be_bytes(n))
+        })
+    } else {
+        buf.get(1).map(|&n| (flags, 2, u64::from(n)))
+    })
+}
+
+/// Reads at most `limit` bytes into `buf`, failing after `ttl` of silence.
+async fn read_some(
+    rd: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    limit: usize,
+    ttl: Option<Duration>,
+) -> Result<(), ConnectionError> {
+    let mut limited = (&mut *buf).limit(limit);
+    let read = rd.read_buf(&mut limited);
+    let n = match ttl {
+        Some(t) => tokio::time::timeout(t, read)
+            .await
+            .map_err(|_| ConnectionError::HeartbeatTimeout)??,
+        None => read.await?,
+    };
+    if n == 0 {
+        return Err(ConnectionError::Eof);
+    }
+    Ok(())
+}
+
 async fn read_loop(
     core: &Core,
     pipe: &Pipe,
@@ -222,52 +314,66 @@ async fn read_loop(
 ) -> Result<(), ConnectionError> {
     let max = core.opts.max_msg_size;
     let mut codec = FrameCodec::new(max as u64);
-    let prefix_identity = core.kind == SocketType::Router;
-    let mut partial: Frames = SmallVec::new();
-    let mut partial_len = 0usize;
-    let mut batch: Vec<Message> = Vec::with_capacity(64);
-    let mut ttl: Option<Duration> = None;
+    let mut asm = Assembler {
+        core,
+        pipe,
+        cipher,
+        identity,
+        max,
+        partial: SmallVec::new(),
+        partial_len: 0,
+        batch: Vec::with_capacity(64),
+        ttl: None,
+    };
+    // After a large frame, read just a little: the next header, and not much of the next
+    // large body, which then goes straight into its own buffer instead of being copied.
+    let mut after_large = false;
     loop {
-        while let Some(frame) = codec.decode_frame(&mut buf)? {
-            let frame = match cipher {
-                Some(c) => lock(c).decrypt(frame)?,
-                None => frame,
-            };
-            if frame.command {
-                handle_command(core, pipe, &frame, &mut ttl)?;
-                continue;
-            }
-            if partial.is_empty() && prefix_identity {
-                partial.push(identity.clone());
-            }
-            partial_len += frame.body.len();
-            if partial_len > max {
+        while let Some((flags, header, len)) = peek_header(&buf)? {
+            if len > max as u64 {
                 return Err(ConnectionError::TooLarge {
-                    len: partial_len,
+                    len: len as usize,
                     limit: max,
                 });
             }
-            partial.push(frame.body);
-            if !frame.more {
-                batch.push(Message::from_smallvec(std::mem::take(&mut partial)));
-                partial_len = 0;
+            let len = len as usize;
+            if buf.len() >= header + len {
+                if let Some(frame) = codec.decode_frame(&mut buf)? {
+                    asm.frame(frame)?;
+                }
+                continue;
             }
+            if len < LARGE_FRAME {
+                break;
+            }
+            buf.advance(header);
+            let mut body = BytesMut::with_capacity(len);
+            body.extend_from_slice(&buf);
+            buf.clear();
+            while body.len() < len {
+                let want = len - body.len();
+                read_some(&mut rd, &mut body, want, asm.ttl).await?;
+                live.touch();
+            }
+            asm.frame(Frame {
+                more: flags & FLAG_MORE != 0,
+                command: flags & FLAG_COMMAND != 0,
+                body: body.freeze(),
+            })?;
+            after_large = true;
         }
-        if !batch.is_empty() {
-            core.deliver(pipe, &mut batch).await?;
+        if !asm.batch.is_empty() {
+            core.deliver(pipe, &mut asm.batch).await?;
         }
         if buf.capacity() - buf.len() < READ_MIN {
             buf.reserve(READ_BUF);
         }
-        let n = match ttl {
-            Some(t) => tokio::time::timeout(t, rd.read_buf(&mut buf))
-                .await
-                .map_err(|_| ConnectionError::HeartbeatTimeout)??,
-            None => rd.read_buf(&mut buf).await?,
+        let limit = if std::mem::take(&mut after_large) {
+            PEEK_AFTER_LARGE
+        } else {
+            usize::MAX
         };
-        if n == 0 {
-            return Err(ConnectionError::Eof);
-        }
+        read_some(&mut rd, &mut buf, limit, asm.ttl).await?;
         live.touch();
     }
 }
@@ -415,7 +521,7 @@ async fn write_loop(
         tokio::select! {
             was_full = pipe.drain(&mut items) => {
                 if was_full {
-                    core.space.notify_waiters();
+                    core.space.wake_all();
                 }
                 for item in items.drain(..) {
                     match (item, cipher) {

@@ -4,11 +4,12 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use harmony_wire::zmtp::{Command, Frame, Metadata};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace, warn};
 
@@ -21,6 +22,7 @@ use crate::options::SocketOptions;
 use crate::pipe::{lock, Pipe};
 use crate::socket_type::SocketType;
 use crate::subscription::Subscriptions;
+use crate::wakers::Wakers;
 
 /// Mutable routing state, behind one short lock.
 #[derive(Debug, Default)]
@@ -44,8 +46,8 @@ pub(crate) struct Core {
     pub(crate) opts: SocketOptions,
     state: Mutex<State>,
     pub(crate) inbound: Inbound,
-    /// Some peer queue went below its high-water mark, or a peer appeared.
-    pub(crate) space: Notify,
+    /// Senders waiting until some peer queue goes below its mark, or a peer appears.
+    pub(crate) space: Wakers,
     pub(crate) cancel: CancellationToken,
     closed: AtomicBool,
     next_pipe: AtomicU64,
@@ -84,7 +86,7 @@ impl Core {
                 ..State::default()
             }),
             opts,
-            space: Notify::new(),
+            space: Wakers::default(),
             cancel: CancellationToken::new(),
             closed: AtomicBool::new(false),
             next_pipe: AtomicU64::new(1),
@@ -176,7 +178,7 @@ impl Core {
         let pipe = self.new_pipe();
         if matches!(self.kind, SocketType::Dealer | SocketType::Push) {
             lock(&self.state).pipes.push(Arc::clone(&pipe));
-            self.space.notify_waiters();
+            self.space.wake_all();
         }
         let core = Arc::clone(self);
         tokio::spawn(async move { core.connect_loop(spec, pipe).await });
@@ -280,7 +282,7 @@ impl Core {
         let live = st.live;
         drop(st);
         self.peers.send_replace(live);
-        self.space.notify_waiters();
+        self.space.wake_all();
         Ok(Attachment {
             core: Arc::clone(self),
             pipe,
@@ -430,24 +432,34 @@ impl Core {
         }
     }
 
-    /// Queues a message, waiting while every eligible peer queue is full.
-    pub(crate) async fn send(&self, msg: Message) -> Result<(), ZmtpError> {
-        let mut msg = match self.try_send(msg) {
-            Ok(()) => return Ok(()),
-            Err(e) => self.retryable(e)?,
+    /// Queues the message in `slot`, or parks the task while every eligible peer queue is full.
+    /// Synchronous until it would block, so the common case costs no future state.
+    pub(crate) fn poll_send(
+        &self,
+        cx: &mut Context<'_>,
+        slot: &mut Option<Message>,
+    ) -> Poll<Result<(), ZmtpError>> {
+        let Some(msg) = slot.take() else {
+            return Poll::Ready(Ok(()));
         };
-        loop {
-            let notified = self.space.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            msg = match self.try_send(msg) {
-                Ok(()) => return Ok(()),
-                Err(e) => self.retryable(e)?,
-            };
-            tokio::select! {
-                _ = notified => {}
-                _ = self.cancel.cancelled() => return Err(ZmtpError::Closed),
-            }
+        let msg = match self.try_send(msg) {
+            Ok(()) => return Poll::Ready(Ok(())),
+            Err(e) => match self.retryable(e) {
+                Ok(m) => m,
+                Err(e) => return Poll::Ready(Err(e)),
+            },
+        };
+        self.space.register(cx.waker());
+        // Space may have appeared between the attempt and the registration.
+        match self.try_send(msg) {
+            Ok(()) => Poll::Ready(Ok(())),
+            Err(e) => match self.retryable(e) {
+                Ok(m) => {
+                    *slot = Some(m);
+                    Poll::Pending
+                }
+                Err(e) => Poll::Ready(Err(e)),
+            },
         }
     }
 
@@ -541,8 +553,8 @@ impl Core {
         Ok(())
     }
 
-    pub(crate) async fn recv(&self) -> Result<Message, ZmtpError> {
-        self.inbound.pop().await.map_err(|_| ZmtpError::Closed)
+    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Message, ZmtpError>> {
+        self.inbound.poll_pop(cx).map_err(|_| ZmtpError::Closed)
     }
 
     pub(crate) fn try_recv(&self) -> Result<Option<Message>, ZmtpError> {
@@ -578,7 +590,7 @@ impl Core {
         self.closed.store(true, Ordering::Relaxed);
         self.cancel.cancel();
         self.inbound.close();
-        self.space.notify_waiters();
+        self.space.wake_all();
     }
 }
 

@@ -4,10 +4,13 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
+use std::task::{Context, Poll};
+
 use tokio::sync::Notify;
 
 use crate::message::Message;
 use crate::pipe::lock;
+use crate::wakers::Wakers;
 
 #[derive(Debug, Default)]
 struct State {
@@ -20,7 +23,7 @@ struct State {
 #[derive(Debug)]
 pub(crate) struct Inbound {
     state: Mutex<State>,
-    readable: Notify,
+    readable: Wakers,
     space: Notify,
     cap: usize,
 }
@@ -33,7 +36,7 @@ impl Inbound {
     pub(crate) fn new(cap: usize) -> Self {
         Self {
             state: Mutex::new(State::default()),
-            readable: Notify::new(),
+            readable: Wakers::default(),
             space: Notify::new(),
             cap: cap.max(1),
         }
@@ -55,9 +58,7 @@ impl Inbound {
                 if st.queue.len() < self.cap {
                     st.queue.extend(batch.drain(..));
                     drop(st);
-                    // Wake every waiting receiver; the permit covers one that is about to wait.
-                    self.readable.notify_waiters();
-                    self.readable.notify_one();
+                    self.readable.wake_all();
                     return Ok(());
                 }
                 st.pushers_waiting = true;
@@ -84,13 +85,15 @@ impl Inbound {
         Ok(msg)
     }
 
-    /// Waits for a message.
-    pub(crate) async fn pop(&self) -> Result<Message, InboundClosed> {
-        loop {
-            if let Some(msg) = self.try_pop()? {
-                return Ok(msg);
-            }
-            self.readable.notified().await;
+    /// Takes one message, or parks the task until there is one.
+    pub(crate) fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<Result<Message, InboundClosed>> {
+        if let Some(msg) = self.try_pop()? {
+            return Poll::Ready(Ok(msg));
+        }
+        self.readable.register(cx.waker());
+        match self.try_pop()? {
+            Some(msg) => Poll::Ready(Ok(msg)),
+            None => Poll::Pending,
         }
     }
 
@@ -100,8 +103,7 @@ impl Inbound {
         st.closed = true;
         st.queue.clear();
         drop(st);
-        self.readable.notify_waiters();
-        self.readable.notify_one();
+        self.readable.wake_all();
         self.space.notify_waiters();
     }
 }

@@ -44,6 +44,7 @@ mod pipe;
 pub mod socket;
 pub mod socket_type;
 mod subscription;
+mod wakers;
 
 pub use endpoint::Endpoint;
 pub use error::{TrySendError, ZmtpError};

@@ -1,5 +1,6 @@
 //! The public socket types: thin, typed handles over the shared engine.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -68,8 +69,12 @@ macro_rules! socket_send {
     ($name:ident) => {
         impl $name {
             /// Queues a message, waiting while the peer queues are full.
-            pub async fn send(&self, msg: impl Into<Message>) -> Result<(), ZmtpError> {
-                self.core.send(msg.into()).await
+            pub fn send(
+                &self,
+                msg: impl Into<Message>,
+            ) -> impl Future<Output = Result<(), ZmtpError>> + Send + '_ {
+                let mut slot = Some(msg.into());
+                std::future::poll_fn(move |cx| self.core.poll_send(cx, &mut slot))
             }
 
             /// Queues a message without waiting; hands it back if it cannot be queued now.
@@ -84,8 +89,8 @@ macro_rules! socket_recv {
     ($name:ident) => {
         impl $name {
             /// Waits for the next message.
-            pub async fn recv(&self) -> Result<Message, ZmtpError> {
-                self.core.recv().await
+            pub fn recv(&self) -> impl Future<Output = Result<Message, ZmtpError>> + Send + '_ {
+                std::future::poll_fn(move |cx| self.core.poll_recv(cx))
             }
 
             /// The next message if one is waiting.
