@@ -45,11 +45,11 @@ impl BoxKey {
 
     /// Seals `buf` in place; returns the tag that goes before it on the wire.
     pub(crate) fn seal(&self, nonce: &Nonce, buf: &mut [u8]) -> [u8; TAG_LEN] {
-        let mut stream = Stream::new(&self.0, nonce);
-        let mac_key = stream.xor_after_mac_key(buf);
-        let tag = poly1305(&mac_key, buf);
-        drop(mac_key);
-        tag
+        let stream = Stream::new(&self.0, nonce);
+        let mut blocks = stream.first_blocks();
+        let mac_key = MacKey::take(&mut blocks);
+        stream.xor(&mut blocks, buf);
+        poly1305(&mac_key.0, buf)
     }
 
     /// Opens `buf` in place if `tag` authenticates it; on failure `buf` is left untouched.
@@ -59,13 +59,28 @@ impl BoxKey {
         buf: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Result<(), BadTag> {
-        let mut stream = Stream::new(&self.0, nonce);
-        let mac_key = stream.mac_key();
-        if !same_tag(&poly1305(&mac_key, buf), tag) {
+        let stream = Stream::new(&self.0, nonce);
+        let mut blocks = stream.first_blocks();
+        let mac_key = MacKey::take(&mut blocks);
+        if !same_tag(&poly1305(&mac_key.0, buf), tag) {
             return Err(BadTag);
         }
-        stream.xor_from(32, buf);
+        stream.xor(&mut blocks, buf);
         Ok(())
+    }
+}
+
+/// The one-time Poly1305 key, wiped after use like libsodium does. The rest of the keystream
+/// is not: it is worth no more than the plaintext it covered, which the caller keeps anyway.
+struct MacKey(Zeroizing<[u8; 32]>);
+
+impl MacKey {
+    /// Moves the key out of the first keystream bytes, wiping them there.
+    fn take(blocks: &mut [u8; 256]) -> Self {
+        let mut key = Zeroizing::new([0u8; 32]);
+        key.copy_from_slice(&blocks[..32]);
+        blocks[..32].zeroize();
+        Self(key)
     }
 }
 
@@ -112,44 +127,23 @@ impl Stream {
         Self { state }
     }
 
-    /// The Poly1305 key: the first 32 bytes of block 0.
-    fn mac_key(&mut self) -> Zeroizing<[u8; 32]> {
-        let mut blocks = Zeroizing::new([0u8; 256]);
+    /// Keystream blocks 0 to 3: the Poly1305 key (32 bytes), then what `xor` starts with.
+    fn first_blocks(&self) -> [u8; 256] {
+        let mut blocks = [0u8; 256];
         self.blocks4(0, &mut blocks);
-        let mut key = Zeroizing::new([0u8; 32]);
-        key.copy_from_slice(&blocks[..32]);
-        key
+        blocks
     }
 
-    /// XORs the keystream from byte 32 on into `buf` and returns the first 32 bytes (the
-    /// Poly1305 key), sharing block 0 between them.
-    fn xor_after_mac_key(&mut self, buf: &mut [u8]) -> Zeroizing<[u8; 32]> {
-        let mut blocks = Zeroizing::new([0u8; 256]);
-        self.blocks4(0, &mut blocks);
-        let mut key = Zeroizing::new([0u8; 32]);
-        key.copy_from_slice(&blocks[..32]);
+    /// XORs the keystream from byte 32 on into `buf`, given `first_blocks` (then reused as
+    /// scratch space).
+    fn xor(&self, blocks: &mut [u8; 256], buf: &mut [u8]) {
         let first = buf.len().min(256 - 32);
         let (head, rest) = buf.split_at_mut(first);
         xor(head, &blocks[32..32 + first]);
-        self.xor_blocks(4, rest, &mut blocks);
-        key
-    }
-
-    /// XORs the keystream from byte `skip` (a multiple of 32 below 256) on into `buf`.
-    fn xor_from(&mut self, skip: usize, buf: &mut [u8]) {
-        let mut blocks = Zeroizing::new([0u8; 256]);
-        self.blocks4(0, &mut blocks);
-        let first = buf.len().min(256 - skip);
-        let (head, rest) = buf.split_at_mut(first);
-        xor(head, &blocks[skip..skip + first]);
-        self.xor_blocks(4, rest, &mut blocks);
-    }
-
-    /// XORs the keystream from block `counter` on into `buf`, four blocks at a time.
-    fn xor_blocks(&mut self, mut counter: u64, buf: &mut [u8], scratch: &mut [u8; 256]) {
-        for chunk in buf.chunks_mut(256) {
-            self.blocks4(counter, scratch);
-            xor(chunk, &scratch[..chunk.len()]);
+        let mut counter = 4;
+        for chunk in rest.chunks_mut(256) {
+            self.blocks4(counter, blocks);
+            xor(chunk, &blocks[..chunk.len()]);
             counter += 4;
         }
     }
@@ -175,13 +169,15 @@ impl Stream {
             quarter(&mut x, 10, 11, 8, 9);
             quarter(&mut x, 15, 12, 13, 14);
         }
-        for (word, (x, input)) in x.iter_mut().zip(input.iter()).enumerate() {
-            let lanes = (*x + *input).to_array();
-            for (lane, v) in lanes.iter().enumerate() {
-                let at = lane * 64 + word * 4;
-                out[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        for group in 0..4 {
+            let words = core::array::from_fn(|i| x[4 * group + i] + input[4 * group + i]);
+            // Lane `l` of the transpose: words 4g..4g+3 of block `l`, i.e. 16 output bytes.
+            for (lane, row) in u32x4::transpose(words).iter().enumerate() {
+                let at = lane * 64 + group * 16;
+                for (k, v) in row.to_array().iter().enumerate() {
+                    out[at + 4 * k..at + 4 * k + 4].copy_from_slice(&v.to_le_bytes());
+                }
             }
-            *x = u32x4::ZERO;
         }
     }
 }
