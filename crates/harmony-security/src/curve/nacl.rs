@@ -214,58 +214,89 @@ fn poly1305(key: &[u8; 32], data: &[u8]) -> [u8; TAG_LEN] {
     poly1305_64(key, data)
 }
 
+const M44: u64 = (1 << 44) - 1;
+const M42: u64 = (1 << 42) - 1;
+
+/// `h·r` modulo 2^130 - 5 before carrying, in 44/44/42-bit limbs (2^130 wraps to 5, so the
+/// limb products that reach 2^132 come back multiplied by 20).
+#[inline(always)]
+fn products(h: [u64; 3], r: [u64; 3]) -> [u128; 3] {
+    let mul = |a: u64, b: u64| u128::from(a) * u128::from(b);
+    let (s1, s2) = (r[1] * 20, r[2] * 20);
+    [
+        mul(h[0], r[0]) + mul(h[1], s2) + mul(h[2], s1),
+        mul(h[0], r[1]) + mul(h[1], r[0]) + mul(h[2], s2),
+        mul(h[0], r[2]) + mul(h[1], r[1]) + mul(h[2], r[0]),
+    ]
+}
+
+/// Carries products back into limbs (the middle one may exceed 44 bits by a little).
+#[inline(always)]
+fn carry(d: [u128; 3]) -> [u64; 3] {
+    let mut c = (d[0] >> 44) as u64;
+    let mut h0 = d[0] as u64 & M44;
+    let d1 = d[1] + u128::from(c);
+    c = (d1 >> 44) as u64;
+    let h1 = d1 as u64 & M44;
+    let d2 = d[2] + u128::from(c);
+    c = (d2 >> 42) as u64;
+    let h2 = d2 as u64 & M42;
+    h0 += c * 5;
+    c = h0 >> 44;
+    h0 &= M44;
+    [h0, h1 + c, h2]
+}
+
 /// Poly1305 with three 44/44/42-bit limbs and 128-bit products (the "donna-64" layout).
 fn poly1305_64(key: &[u8; 32], data: &[u8]) -> [u8; TAG_LEN] {
-    const M44: u64 = (1 << 44) - 1;
-    const M42: u64 = (1 << 42) - 1;
-    let le = |b: &[u8]| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+    let le = |b: &[u8]| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&b[..8]);
+        u64::from_le_bytes(word)
+    };
 
     let t0 = le(&key[0..]);
     let t1 = le(&key[8..]);
-    let r0 = t0 & 0xffc_0fff_ffff;
-    let r1 = ((t0 >> 44) | (t1 << 20)) & 0xfff_ffc0_ffff;
-    let r2 = (t1 >> 24) & 0x00f_ffff_fc0f;
-    let s1 = r1 * (5 << 2);
-    let s2 = r2 * (5 << 2);
-    let (mut h0, mut h1, mut h2) = (0u64, 0u64, 0u64);
+    let r = [
+        t0 & 0xffc_0fff_ffff,
+        ((t0 >> 44) | (t1 << 20)) & 0xfff_ffc0_ffff,
+        (t1 >> 24) & 0x00f_ffff_fc0f,
+    ];
+    // r², for two blocks per step: h = (h + m1)·r² + m2·r, two independent products.
+    let rr = carry(products(r, r));
 
-    let mut block = |m: &[u8; 16], hibit: u64| {
+    // A 16-byte block as limbs, with 2^128 added (`hibit`) unless it is the padded tail.
+    let limbs = |m: &[u8], hibit: u64| {
         let t0 = le(&m[0..]);
         let t1 = le(&m[8..]);
-        h0 += t0 & M44;
-        h1 += ((t0 >> 44) | (t1 << 20)) & M44;
-        h2 += ((t1 >> 24) & M42) | hibit;
-        let mul = |a: u64, b: u64| u128::from(a) * u128::from(b);
-        let d0 = mul(h0, r0) + mul(h1, s2) + mul(h2, s1);
-        let mut d1 = mul(h0, r1) + mul(h1, r0) + mul(h2, s2);
-        let mut d2 = mul(h0, r2) + mul(h1, r1) + mul(h2, r0);
-        let mut c = (d0 >> 44) as u64;
-        h0 = d0 as u64 & M44;
-        d1 += u128::from(c);
-        c = (d1 >> 44) as u64;
-        h1 = d1 as u64 & M44;
-        d2 += u128::from(c);
-        c = (d2 >> 42) as u64;
-        h2 = d2 as u64 & M42;
-        h0 += c * 5;
-        c = h0 >> 44;
-        h0 &= M44;
-        h1 += c;
+        [
+            t0 & M44,
+            ((t0 >> 44) | (t1 << 20)) & M44,
+            ((t1 >> 24) & M42) | hibit,
+        ]
     };
+    let add = |h: [u64; 3], m: [u64; 3]| [h[0] + m[0], h[1] + m[1], h[2] + m[2]];
 
-    let mut blocks = data.chunks_exact(16);
+    let mut h = [0u64; 3];
+    let mut pairs = data.chunks_exact(32);
+    for m in &mut pairs {
+        let d1 = products(add(h, limbs(&m[..16], 1 << 40)), rr);
+        let d2 = products(limbs(&m[16..], 1 << 40), r);
+        h = carry([d1[0] + d2[0], d1[1] + d2[1], d1[2] + d2[2]]);
+    }
+    let rest = pairs.remainder();
+    let mut blocks = rest.chunks_exact(16);
     for m in &mut blocks {
-        let mut b = [0u8; 16];
-        b.copy_from_slice(m);
-        block(&b, 1 << 40);
+        h = carry(products(add(h, limbs(m, 1 << 40)), r));
     }
     let tail = blocks.remainder();
     if !tail.is_empty() {
         let mut b = [0u8; 16];
         b[..tail.len()].copy_from_slice(tail);
         b[tail.len()] = 1;
-        block(&b, 0);
+        h = carry(products(add(h, limbs(&b, 0)), r));
     }
+    let [mut h0, mut h1, mut h2] = h;
 
     // Fully carry h.
     let mut c = h1 >> 44;
