@@ -2,10 +2,12 @@
 //! MESSAGE traffic.
 //!
 //! The box is exactly XSalsa20-Poly1305 as `crypto_box::SalsaBox` (and libsodium) compute it;
-//! only the speed differs: Salsa20 runs four blocks at a time in `[u32; 4]` lanes that the
-//! compiler maps to SIMD registers, and Poly1305 uses 64-bit limbs for short messages, where
-//! the `poly1305` crate's AVX2 set-up costs more than the message itself. The tests check every
-//! output against `crypto_box` byte for byte.
+//! only the speed differs. Salsa20 runs four blocks side by side in `wide::u32x4` lanes (SSE2
+//! on x86-64, NEON or simd128 elsewhere, plain arrays otherwise), which the `salsa20` crate
+//! does not (one block at a time in scalar code). Below 4 KiB, Poly1305 uses 64-bit limbs,
+//! two blocks per step; there the `poly1305` crate's AVX2 set-up costs more than the message.
+//! Per message: one HSalsa20 (the nonce's subkey), the keystream blocks, one Poly1305 pass,
+//! no allocation. The tests check every output against `crypto_box` byte for byte.
 
 use crypto_box::aead::generic_array::GenericArray;
 use crypto_box::Nonce;
