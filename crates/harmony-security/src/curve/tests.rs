@@ -204,6 +204,29 @@ fn traffic_both_ways_with_more_and_command_flags() {
     }
 }
 
+/// A MESSAGE body that nobody else holds opens in place; a shared one is copied first and the
+/// other holder's bytes stay as they were.
+#[test]
+fn shared_and_unshared_message_bodies_open_alike() {
+    let (mut client, mut server) = connected(&keys());
+    for size in [0, 1, 223, 224, 225, 5000] {
+        let frame = Frame::message(vec![0x3C; size], size % 2 == 0);
+        let (_, alone) = wire(&mut *client, &frame);
+        assert!(alone.body.is_unique());
+        assert_eq!(server.decrypt(alone).unwrap(), frame);
+
+        let (_, shared) = wire(&mut *client, &frame);
+        let held = shared.clone();
+        let before = held.body.to_vec();
+        assert_eq!(server.decrypt(shared).unwrap(), frame);
+        assert_eq!(
+            held.body.to_vec(),
+            before,
+            "the other holder's bytes changed"
+        );
+    }
+}
+
 #[test]
 fn forged_replayed_reordered_truncated_messages_are_refused() {
     let (mut client, mut server) = connected(&keys());
