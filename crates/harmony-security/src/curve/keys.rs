@@ -71,8 +71,7 @@ impl KeyPair {
         Zeroizing::new(z85::encode_key(&self.secret))
     }
 
-    /// The crypto_box secret key (its scalar is wiped on drop); the reference in tests.
-    #[cfg(test)]
+    /// The crypto_box secret key (its scalar is wiped on drop).
     pub(crate) fn box_secret(&self) -> crypto_box::SecretKey {
         crypto_box::SecretKey::from_bytes(*self.secret)
     }
