@@ -1,0 +1,659 @@
+//! Hostile CURVE clients against a Harmony CURVE ROUTER, on raw loopback TCP: each bad
+//! connection is closed and delivers nothing, while a good DEALER on the same socket keeps
+//! working. Plus a wire capture showing that CURVE traffic carries no plaintext (and, as a
+//! control, that NULL traffic does).
+//!
+//! The raw client finishes real handshakes with harmony-security's sans-IO `CurveClient` and
+//! crafts bad frames by hand; the INITIATE vouch cases use a hand-written CurveZMQ client
+//! (crypto_box), whose good path is checked too so the refusals are for the right reason.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use crypto_box::aead::Aead;
+use crypto_box::{Nonce, PublicKey, SalsaBox, SecretKey};
+use harmony_security::{Cipher, Handshake, KeyPair, MechanismConfig, StandardAuthenticator};
+use harmony_wire::zmtp::{Frame, FrameCodec, Greeting, Mechanism, Metadata, GREETING_LEN};
+use harmony_zmtp::{DealerSocket, Endpoint, Message, RouterSocket, SocketOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
+
+/// Bound of every test.
+const T: Duration = Duration::from_secs(20);
+/// How long "nothing is delivered" is watched once the bad connection is seen closed.
+const QUIET: Duration = Duration::from_millis(300);
+
+fn opts() -> SocketOptions {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    SocketOptions::default()
+        .reconnect(Duration::from_millis(20), Duration::from_millis(200))
+        .handshake_timeout(Duration::from_secs(2))
+}
+
+/// A CURVE ROUTER letting in `good` (the DEALER) and `raw` (the hand-driven client), with a
+/// connected, working DEALER.
+struct Server {
+    keys: KeyPair,
+    raw: KeyPair,
+    router: RouterSocket,
+    ep: Endpoint,
+    dealer: DealerSocket,
+    round: u32,
+}
+
+impl Server {
+    async fn start() -> Self {
+        let keys = KeyPair::generate();
+        let good = KeyPair::generate();
+        let raw = KeyPair::generate();
+        let auth = StandardAuthenticator::new()
+            .curve_allow_key(*good.public())
+            .curve_allow_key(*raw.public());
+        let router = RouterSocket::new(
+            opts()
+                .mechanism(MechanismConfig::CurveServer { keys: keys.clone() })
+                .authenticator(Arc::new(auth)),
+        );
+        let ep = router.bind("tcp://127.0.0.1:0").await.unwrap();
+        let dealer = DealerSocket::new(opts().identity(&b"good"[..]).mechanism(
+            MechanismConfig::CurveClient {
+                keys: good,
+                server_key: *keys.public(),
+            },
+        ));
+        dealer.connect(&ep.to_string()).await.unwrap();
+        let mut server = Self {
+            keys,
+            raw,
+            router,
+            ep,
+            dealer,
+            round: 0,
+        };
+        server.serves().await;
+        server
+    }
+
+    /// The good DEALER still gets a two-frame message through and back; the first thing the
+    /// ROUTER receives is that message (so nothing from a bad connection came before it).
+    async fn serves(&mut self) {
+        self.round += 1;
+        let m = Message::from_frames([
+            Bytes::from(format!("good {}", self.round)),
+            Bytes::from(vec![b'g'; 3000]),
+        ]);
+        self.dealer.send(m.clone()).await.unwrap();
+        let got = self.router.recv().await.unwrap();
+        assert_eq!(got[0], "good", "a message from elsewhere: {got:?}");
+        assert_eq!(&got.frames()[1..], m.frames());
+        self.router.send(got).await.unwrap();
+        assert_eq!(self.dealer.recv().await.unwrap(), m);
+    }
+
+    /// Nothing reaches the application for a short while.
+    async fn delivers_nothing(&self) {
+        if let Ok(m) = timeout(QUIET, self.router.recv()).await {
+            panic!("delivered from a bad connection: {m:?}");
+        }
+    }
+
+    fn curve_client(&self) -> MechanismConfig {
+        MechanismConfig::CurveClient {
+            keys: self.raw.clone(),
+            server_key: *self.keys.public(),
+        }
+    }
+}
+
+/// One raw TCP connection speaking ZMTP frames by hand.
+struct Raw {
+    stream: TcpStream,
+    buf: BytesMut,
+    codec: FrameCodec,
+}
+
+impl Raw {
+    async fn connect(ep: &Endpoint) -> Self {
+        Self {
+            stream: TcpStream::connect(ep.addr()).await.unwrap(),
+            buf: BytesMut::new(),
+            codec: FrameCodec::new(1 << 20),
+        }
+    }
+
+    /// Sends our greeting and reads the server's.
+    async fn greet(&mut self, mechanism: Mechanism) -> Greeting {
+        self.write(&Greeting::new(mechanism, false).encode().unwrap())
+            .await;
+        while self.buf.len() < GREETING_LEN {
+            let n = timeout(T, self.stream.read_buf(&mut self.buf))
+                .await
+                .expect("no greeting in time")
+                .unwrap();
+            assert_ne!(n, 0, "closed before the greeting");
+        }
+        Greeting::decode(&self.buf.split_to(GREETING_LEN)).unwrap()
+    }
+
+    /// The next frame, `None` when the server closed.
+    async fn frame(&mut self) -> Option<Frame> {
+        timeout(T, async {
+            loop {
+                if let Some(f) = self.codec.decode_frame(&mut self.buf).unwrap() {
+                    return Some(f);
+                }
+                match self.stream.read_buf(&mut self.buf).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .expect("no frame in time")
+    }
+
+    async fn write(&mut self, bytes: &[u8]) {
+        // The server may already have closed: that is what some tests are after.
+        let _ = self.stream.write_all(bytes).await;
+    }
+
+    async fn send(&mut self, frames: &[Frame]) {
+        let mut out = BytesMut::new();
+        for f in frames {
+            f.encode(&mut out);
+        }
+        self.write(&out).await;
+    }
+
+    /// Reads until the server closes the connection (EOF or reset); panics if it stays open.
+    /// Whatever the server sends meanwhile (an ERROR command at most) is ignored.
+    async fn closed(mut self) {
+        let mut scratch = vec![0u8; 64 << 10];
+        let closed = timeout(Duration::from_secs(5), async {
+            loop {
+                match self.stream.read(&mut scratch).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "the server kept a bad connection open");
+    }
+}
+
+fn dealer_meta() -> Metadata {
+    Metadata::new()
+        .with("Socket-Type", "DEALER")
+        .with("Identity", "")
+}
+
+/// A real CURVE handshake with the sans-IO client; returns the connection and its cipher.
+async fn handshaken(server: &Server) -> (Raw, Box<dyn Cipher>) {
+    let config = server.curve_client();
+    let mut raw = Raw::connect(&server.ep).await;
+    let peer = raw.greet(Mechanism::Curve).await;
+    let mut mech = config.build();
+    let mut out = Vec::new();
+    let mut step = mech.start(&peer, &dealer_meta(), &mut out);
+    loop {
+        raw.send(&std::mem::take(&mut out)).await;
+        match step.expect("handshake step") {
+            Handshake::Continue => {
+                let frame = raw.frame().await.expect("closed during the handshake");
+                step = mech.receive(frame, &mut out);
+            }
+            Handshake::Authenticate(_) => panic!("a client is not asked to authenticate"),
+            Handshake::Done(meta) => {
+                assert_eq!(meta.get("Socket-Type").unwrap(), "ROUTER");
+                let cipher = mech.into_cipher().expect("CURVE has a cipher");
+                return (raw, cipher);
+            }
+        }
+    }
+}
+
+/// The wire bytes of one encrypted frame.
+fn sealed(cipher: &mut dyn Cipher, body: &'static [u8], more: bool) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    cipher
+        .encrypt(&Frame::message(body, more), &mut out)
+        .unwrap();
+    out.to_vec()
+}
+
+/// A wire frame's header length (1 flags byte + 1 or 8 size bytes).
+fn header_len(wire: &[u8]) -> usize {
+    if wire[0] & 0x02 != 0 {
+        9
+    } else {
+        2
+    }
+}
+
+#[tokio::test]
+async fn handshaken_raw_client_is_heard() {
+    // Control for the cases below: the raw client's valid MESSAGEs are delivered.
+    timeout(T, async {
+        let mut server = Server::start().await;
+        let (mut raw, mut cipher) = handshaken(&server).await;
+        let mut wire = sealed(&mut *cipher, b"raw one", true);
+        wire.extend(sealed(&mut *cipher, b"raw two", false));
+        raw.write(&wire).await;
+        let got = server.router.recv().await.unwrap();
+        assert_eq!(&got.frames()[1..], [&b"raw one"[..], b"raw two"]);
+        server.serves().await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn tampered_ciphertext_is_closed() {
+    timeout(T, async {
+        let mut server = Server::start().await;
+        // One flipped bit in the nonce, the MAC, the first and the last ciphertext byte.
+        for place in ["nonce", "mac", "flags", "last"] {
+            let (mut raw, mut cipher) = handshaken(&server).await;
+            let mut wire = sealed(&mut *cipher, b"tampered with", false);
+            let body = header_len(&wire);
+            let at = match place {
+                "nonce" => body + 8 + 7,
+                "mac" => body + 16 + 3,
+                "flags" => body + 32,
+                _ => wire.len() - 1,
+            };
+            wire[at] ^= 0x01;
+            raw.write(&wire).await;
+            raw.closed().await;
+            server.delivers_nothing().await;
+            server.serves().await;
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn replayed_message_is_closed() {
+    timeout(T, async {
+        let mut server = Server::start().await;
+        let (mut raw, mut cipher) = handshaken(&server).await;
+        let wire = sealed(&mut *cipher, b"only once", false);
+        raw.write(&wire).await;
+        assert_eq!(server.router.recv().await.unwrap()[1], "only once");
+        raw.write(&wire).await;
+        raw.closed().await;
+        server.delivers_nothing().await;
+        server.serves().await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn nonce_going_backwards_is_closed() {
+    timeout(T, async {
+        let mut server = Server::start().await;
+        let (mut raw, mut cipher) = handshaken(&server).await;
+        let first = sealed(&mut *cipher, b"first sealed", false);
+        let second = sealed(&mut *cipher, b"second sealed", false);
+        // A gap forward is fine; going back is not, even with an unused nonce.
+        raw.write(&second).await;
+        assert_eq!(server.router.recv().await.unwrap()[1], "second sealed");
+        raw.write(&first).await;
+        raw.closed().await;
+        server.delivers_nothing().await;
+        server.serves().await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn plaintext_after_curve_handshake_is_closed() {
+    timeout(T, async {
+        let mut server = Server::start().await;
+        for command in [false, true] {
+            let (mut raw, _cipher) = handshaken(&server).await;
+            let frame = if command {
+                Frame::command(&b"\x07MESSAGE too short"[..])
+            } else {
+                Frame::message(&b"in clear"[..], false)
+            };
+            raw.send(&[frame]).await;
+            raw.closed().await;
+            server.delivers_nothing().await;
+            server.serves().await;
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn hello_of_the_wrong_size_is_closed() {
+    timeout(T, async {
+        let mut server = Server::start().await;
+        for delta in [-1i32, 1, -100] {
+            let mut raw = Raw::connect(&server.ep).await;
+            let peer = raw.greet(Mechanism::Curve).await;
+            let mut mech = server.curve_client().build();
+            let mut out = Vec::new();
+            mech.start(&peer, &dealer_meta(), &mut out).unwrap();
+            let hello = out.pop().expect("HELLO");
+            assert!(hello.body.starts_with(b"\x05HELLO"));
+            let mut body = hello.body.to_vec();
+            body.resize((body.len() as i32 + delta) as usize, 0);
+            raw.send(&[Frame::command(body)]).await;
+            raw.closed().await;
+            server.delivers_nothing().await;
+            server.serves().await;
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn initiate_with_a_bad_cookie_is_closed() {
+    timeout(T, async {
+        let mut server = Server::start().await;
+        // INITIATE = "\x08INITIATE" (9) | cookie: nonce tail (16), box (80) | ...
+        for at in [9 + 3, 9 + 16 + 5, 9 + 95] {
+            let mut raw = Raw::connect(&server.ep).await;
+            let peer = raw.greet(Mechanism::Curve).await;
+            let mut mech = server.curve_client().build();
+            let mut out = Vec::new();
+            mech.start(&peer, &dealer_meta(), &mut out).unwrap();
+            raw.send(&std::mem::take(&mut out)).await;
+            let welcome = raw.frame().await.expect("WELCOME");
+            assert_eq!(
+                mech.receive(welcome, &mut out).unwrap(),
+                Handshake::Continue
+            );
+            let initiate = out.pop().expect("INITIATE");
+            assert!(initiate.body.starts_with(b"\x08INITIATE"));
+            let mut body = initiate.body.to_vec();
+            body[at] ^= 0x80;
+            raw.send(&[Frame::command(body)]).await;
+            raw.closed().await;
+            server.delivers_nothing().await;
+            server.serves().await;
+        }
+    })
+    .await
+    .unwrap();
+}
+
+// --- A CurveZMQ client written out by hand, for INITIATEs with a bad vouch ---
+
+fn short_nonce(prefix: &[u8; 16], n: u64) -> Nonce {
+    let mut nonce = [0u8; 24];
+    nonce[..16].copy_from_slice(prefix);
+    nonce[16..].copy_from_slice(&n.to_be_bytes());
+    nonce.into()
+}
+
+fn long_nonce(prefix: &[u8; 8], tail: &[u8]) -> Nonce {
+    let mut nonce = [0u8; 24];
+    nonce[..8].copy_from_slice(prefix);
+    nonce[8..].copy_from_slice(tail);
+    nonce.into()
+}
+
+fn salsa(their_public: &[u8; 32], ours: &KeyPair) -> SalsaBox {
+    SalsaBox::new(
+        &PublicKey::from(*their_public),
+        &SecretKey::from(*ours.secret()),
+    )
+}
+
+/// How the vouch inside INITIATE is made.
+#[derive(Debug, Clone, Copy)]
+enum Vouch {
+    /// Correctly: Box[C' + S](C -> S').
+    Good,
+    /// Sealed with another long-term key than the C that INITIATE names.
+    WrongSigner,
+    /// Naming another transient key than the connection's C'.
+    OtherTransient,
+    /// Naming another server than S.
+    OtherServer,
+    /// Random bytes.
+    Garbage,
+}
+
+/// Runs the handshake by hand up to INITIATE; returns the server's answer to INITIATE
+/// (`None`: it closed without one) and the connection.
+async fn hand_made_initiate(server: &Server, vouch: Vouch) -> (Option<Frame>, Raw) {
+    let c = &server.raw;
+    let s = *server.keys.public();
+    let c_t = KeyPair::generate();
+    let mut raw = Raw::connect(&server.ep).await;
+    raw.greet(Mechanism::Curve).await;
+
+    let mut hello = BytesMut::new();
+    hello.put_slice(b"\x05HELLO\x01\x00");
+    hello.put_bytes(0, 72);
+    hello.put_slice(c_t.public());
+    hello.put_u64(1);
+    let signature = salsa(&s, &c_t)
+        .encrypt(&short_nonce(b"CurveZMQHELLO---", 1), &[0u8; 64][..])
+        .unwrap();
+    hello.put_slice(&signature);
+    assert_eq!(hello.len(), 200);
+    raw.send(&[Frame::command(hello.freeze())]).await;
+
+    let welcome = raw.frame().await.expect("WELCOME");
+    assert!(welcome.command && welcome.body.starts_with(b"\x07WELCOME"));
+    assert_eq!(welcome.body.len(), 168);
+    let opened = salsa(&s, &c_t)
+        .decrypt(
+            &long_nonce(b"WELCOME-", &welcome.body[8..24]),
+            &welcome.body[24..],
+        )
+        .expect("WELCOME opens");
+    let s_t: [u8; 32] = opened[..32].try_into().unwrap();
+    let cookie = &opened[32..128];
+
+    let signer = match vouch {
+        Vouch::WrongSigner => KeyPair::generate(),
+        _ => c.clone(),
+    };
+    let named_transient = match vouch {
+        Vouch::OtherTransient => *KeyPair::generate().public(),
+        _ => *c_t.public(),
+    };
+    let named_server = match vouch {
+        Vouch::OtherServer => *KeyPair::generate().public(),
+        _ => s,
+    };
+    let vouch_tail = [0x5Au8; 16];
+    let vouch_box = match vouch {
+        Vouch::Garbage => vec![0xA5u8; 80],
+        _ => salsa(&s_t, &signer)
+            .encrypt(
+                &long_nonce(b"VOUCH---", &vouch_tail),
+                &[named_transient, named_server].concat()[..],
+            )
+            .unwrap(),
+    };
+    assert_eq!(vouch_box.len(), 80);
+    let mut plain = BytesMut::new();
+    plain.put_slice(c.public());
+    plain.put_slice(&vouch_tail);
+    plain.put_slice(&vouch_box);
+    dealer_meta().encode(&mut plain).unwrap();
+    let initiate_box = salsa(&s_t, &c_t)
+        .encrypt(&short_nonce(b"CurveZMQINITIATE", 2), &plain[..])
+        .unwrap();
+    let mut initiate = BytesMut::new();
+    initiate.put_slice(b"\x08INITIATE");
+    initiate.put_slice(cookie);
+    initiate.put_u64(2);
+    initiate.put_slice(&initiate_box);
+    raw.send(&[Frame::command(initiate.freeze())]).await;
+    (raw.frame().await, raw)
+}
+
+#[tokio::test]
+async fn initiate_with_a_bad_vouch_is_closed() {
+    timeout(T, async {
+        let mut server = Server::start().await;
+        // Control: the hand-made client is right, so the refusals below are about the vouch.
+        let (answer, _raw) = hand_made_initiate(&server, Vouch::Good).await;
+        let ready = answer.expect("READY for a good vouch");
+        assert!(
+            ready.command && ready.body.starts_with(b"\x05READY"),
+            "{ready:?}"
+        );
+        for vouch in [
+            Vouch::WrongSigner,
+            Vouch::OtherTransient,
+            Vouch::OtherServer,
+            Vouch::Garbage,
+        ] {
+            let (answer, raw) = hand_made_initiate(&server, vouch).await;
+            if let Some(f) = answer {
+                assert!(
+                    f.command && !f.body.starts_with(b"\x05READY"),
+                    "{vouch:?}: answered {f:?}"
+                );
+            }
+            raw.closed().await;
+            server.delivers_nothing().await;
+            server.serves().await;
+        }
+    })
+    .await
+    .unwrap();
+}
+
+// --- What a wire capture shows ---
+
+/// A TCP relay that forwards to `target` and records every byte, both directions.
+async fn recording_relay(target: Endpoint) -> (String, Arc<Mutex<Vec<u8>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let record = Arc::new(Mutex::new(Vec::new()));
+    let rec = record.clone();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let Ok(outbound) = TcpStream::connect(target.addr()).await else {
+                continue;
+            };
+            let (ri, wi) = inbound.into_split();
+            let (ro, wo) = outbound.into_split();
+            tokio::spawn(pump(ri, wo, rec.clone()));
+            tokio::spawn(pump(ro, wi, rec.clone()));
+        }
+    });
+    (format!("tcp://{addr}"), record)
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    record: Arc<Mutex<Vec<u8>>>,
+) {
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        record.lock().unwrap().extend_from_slice(&buf[..n]);
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A distinctive, non-repeating multi-frame plaintext of several KiB.
+fn secret_message() -> Message {
+    let frame = |tag: &str, lines: u32| {
+        let mut text = String::new();
+        for i in 0..lines {
+            text.push_str(&format!(
+                "harmony-plaintext {tag} line {i:04}: attack at dawn, the key is under the mat.\n"
+            ));
+        }
+        Bytes::from(text)
+    };
+    Message::from_frames([frame("alpha", 40), frame("beta", 30), frame("gamma", 20)])
+}
+
+/// How many 16-byte windows of `plain` occur anywhere in `capture`.
+fn windows_seen(capture: &[u8], plain: &Message) -> usize {
+    let seen: HashSet<&[u8]> = capture.windows(16).collect();
+    plain
+        .iter()
+        .flat_map(|f| f.windows(16))
+        .filter(|w| seen.contains(w))
+        .count()
+}
+
+/// Sends the secret DEALER -> relay -> ROUTER and back; returns the capture.
+async fn capture(server: MechanismConfig, client: MechanismConfig) -> Vec<u8> {
+    let router = RouterSocket::new(opts().mechanism(server));
+    let ep = router.bind("tcp://127.0.0.1:0").await.unwrap();
+    let (relay, record) = recording_relay(ep).await;
+    let dealer = DealerSocket::new(opts().mechanism(client));
+    dealer.connect(&relay).await.unwrap();
+    let m = secret_message();
+    dealer.send(m.clone()).await.unwrap();
+    let got = router.recv().await.unwrap();
+    assert_eq!(&got.frames()[1..], m.frames());
+    router.send(got).await.unwrap();
+    assert_eq!(dealer.recv().await.unwrap(), m);
+    let bytes = record.lock().unwrap().clone();
+    // Both directions went through the relay.
+    assert!(
+        bytes.len() > 2 * m.byte_len(),
+        "captured {} bytes",
+        bytes.len()
+    );
+    bytes
+}
+
+#[tokio::test]
+async fn curve_capture_holds_no_plaintext_but_null_does() {
+    timeout(T, async {
+        let plain = secret_message();
+        let server = KeyPair::generate();
+        let bytes = capture(
+            MechanismConfig::CurveServer {
+                keys: server.clone(),
+            },
+            MechanismConfig::CurveClient {
+                keys: KeyPair::generate(),
+                server_key: *server.public(),
+            },
+        )
+        .await;
+        assert_eq!(windows_seen(&bytes, &plain), 0, "plaintext on the wire");
+        for frame in plain.iter() {
+            assert!(!bytes.windows(frame.len()).any(|w| w == &frame[..]));
+        }
+        // Control: the same relay sees everything with NULL (twice: there and back).
+        let bytes = capture(MechanismConfig::Null, MechanismConfig::Null).await;
+        let all: usize = plain.iter().map(|f| f.len() - 15).sum();
+        assert_eq!(windows_seen(&bytes, &plain), all);
+        for frame in plain.iter() {
+            let copies = bytes
+                .windows(frame.len())
+                .filter(|w| w == &&frame[..])
+                .count();
+            assert_eq!(copies, 2);
+        }
+    })
+    .await
+    .unwrap();
+}
