@@ -15,6 +15,8 @@ pub mod auth;
 pub mod cert;
 pub mod curve;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod mechanism;
 pub mod null;
 pub mod plain;
