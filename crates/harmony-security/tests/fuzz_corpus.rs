@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use harmony_security::fuzzing;
-use harmony_security::{Handshake, KeyPair, Mechanism, MechanismConfig};
+use harmony_security::{Handshake, KeyPair, MechanismConfig};
 use harmony_wire::zmtp::{Frame, Greeting, Mechanism as Name, Metadata};
 
 type Check = fn(&[u8]);
