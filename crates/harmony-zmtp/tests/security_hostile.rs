@@ -14,7 +14,9 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use crypto_box::aead::Aead;
 use crypto_box::{Nonce, PublicKey, SalsaBox, SecretKey};
-use harmony_security::{Cipher, Handshake, KeyPair, MechanismConfig, StandardAuthenticator};
+use harmony_security::{
+    Cipher, Handshake, KeyPair, MechanismConfig, SecurityError, StandardAuthenticator,
+};
 use harmony_wire::zmtp::{Frame, FrameCodec, Greeting, Mechanism, Metadata, GREETING_LEN};
 use harmony_zmtp::{DealerSocket, Endpoint, Message, RouterSocket, SocketOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -387,6 +389,67 @@ async fn initiate_with_a_bad_cookie_is_closed() {
             server.delivers_nothing().await;
             server.serves().await;
         }
+    })
+    .await
+    .unwrap();
+}
+
+/// Runs a client handshake the server must refuse; returns the error the client ends with
+/// (`None`: the server closed without an ERROR command). The connection is then closed.
+async fn refused_handshake(server: &Server, config: MechanismConfig) -> Option<SecurityError> {
+    let mut raw = Raw::connect(&server.ep).await;
+    let peer = raw.greet(config.kind()).await;
+    let mut mech = config.build();
+    let mut out = Vec::new();
+    let mut step = mech.start(&peer, &dealer_meta(), &mut out);
+    let error = loop {
+        raw.send(&std::mem::take(&mut out)).await;
+        match step {
+            Ok(Handshake::Continue) => match raw.frame().await {
+                Some(frame) => step = mech.receive(frame, &mut out),
+                None => break None,
+            },
+            Ok(other) => panic!("a refused client got {other:?}"),
+            Err(e) => break Some(e),
+        }
+    };
+    raw.closed().await;
+    error
+}
+
+fn stranger(server: &Server) -> MechanismConfig {
+    MechanismConfig::CurveClient {
+        keys: KeyPair::generate(),
+        server_key: *server.keys.public(),
+    }
+}
+
+#[tokio::test]
+async fn unknown_client_key_is_closed() {
+    timeout(T, async {
+        let mut server = Server::start().await;
+        let error = refused_handshake(&server, stranger(&server)).await;
+        assert!(
+            matches!(error, None | Some(SecurityError::PeerError(_))),
+            "{error:?}"
+        );
+        server.delivers_nothing().await;
+        server.serves().await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+#[ignore = "reason: harmony-zmtp src/connection.rs handshake() leaves with `?` on a mechanism \
+            error before writing the frames the mechanism queued (the driver contract says to \
+            send them anyway), so a refused client never gets its ERROR \"400\""]
+async fn unknown_client_key_gets_error_400() {
+    timeout(T, async {
+        let mut server = Server::start().await;
+        let error = refused_handshake(&server, stranger(&server)).await;
+        assert_eq!(error, Some(SecurityError::PeerError("400".into())));
+        server.serves().await;
     })
     .await
     .unwrap();
