@@ -283,6 +283,44 @@ async fn tampered_ciphertext_is_closed() {
 }
 
 #[tokio::test]
+async fn tampered_last_frame_drops_the_whole_message() {
+    timeout(T, async {
+        let mut server = Server::start().await;
+        let (mut raw, mut cipher) = handshaken(&server).await;
+        let mut wire = sealed(&mut *cipher, b"part one", true);
+        wire.extend(sealed(&mut *cipher, b"part two", true));
+        let mut last = sealed(&mut *cipher, b"part three", false);
+        let end = last.len() - 1;
+        last[end] ^= 0x01;
+        wire.extend(last);
+        raw.write(&wire).await;
+        raw.closed().await;
+        server.delivers_nothing().await;
+        server.serves().await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn replay_inside_a_multipart_message_drops_it() {
+    timeout(T, async {
+        let mut server = Server::start().await;
+        let (mut raw, mut cipher) = handshaken(&server).await;
+        let first = sealed(&mut *cipher, b"head", true);
+        let mut wire = first.clone();
+        wire.extend(first);
+        wire.extend(sealed(&mut *cipher, b"tail", false));
+        raw.write(&wire).await;
+        raw.closed().await;
+        server.delivers_nothing().await;
+        server.serves().await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
 async fn replayed_message_is_closed() {
     timeout(T, async {
         let mut server = Server::start().await;
@@ -358,6 +396,73 @@ async fn hello_of_the_wrong_size_is_closed() {
             server.delivers_nothing().await;
             server.serves().await;
         }
+    })
+    .await
+    .unwrap();
+}
+
+/// The client's HELLO, changed by `tamper`, then the server must close.
+async fn bad_hello(server: &Server, tamper: impl FnOnce(&mut Vec<u8>)) {
+    let mut raw = Raw::connect(&server.ep).await;
+    let peer = raw.greet(Mechanism::Curve).await;
+    let mut mech = server.curve_client().build();
+    let mut out = Vec::new();
+    mech.start(&peer, &dealer_meta(), &mut out).unwrap();
+    let mut body = out.pop().expect("HELLO").body.to_vec();
+    tamper(&mut body);
+    raw.send(&[Frame::command(body)]).await;
+    raw.closed().await;
+}
+
+#[tokio::test]
+async fn hello_with_a_bad_version_signature_or_name_is_closed() {
+    timeout(T, async {
+        let mut server = Server::start().await;
+        // HELLO = "\x05HELLO" (6) | version (2) | padding (72) | C' (32) | nonce (8) | box (80)
+        bad_hello(&server, |b| b[6] = 2).await;
+        bad_hello(&server, |b| b[200 - 1] ^= 1).await;
+        bad_hello(&server, |b| b[112 + 5] ^= 1).await; // the nonce the box was sealed with
+        bad_hello(&server, |b| b[120 + 5] ^= 1).await; // the MAC
+        bad_hello(&server, |b| b[90] ^= 1).await; // C': the box does not open with it
+        bad_hello(&server, |b| b[1] = b'J').await; // "\x05JELLO"
+        server.delivers_nothing().await;
+        server.serves().await;
+    })
+    .await
+    .unwrap();
+}
+
+/// The client's INITIATE, changed by `tamper`, then the server must close.
+async fn bad_initiate(server: &Server, tamper: impl FnOnce(&mut Vec<u8>)) {
+    let mut raw = Raw::connect(&server.ep).await;
+    let peer = raw.greet(Mechanism::Curve).await;
+    let mut mech = server.curve_client().build();
+    let mut out = Vec::new();
+    mech.start(&peer, &dealer_meta(), &mut out).unwrap();
+    raw.send(&std::mem::take(&mut out)).await;
+    let welcome = raw.frame().await.expect("WELCOME");
+    assert_eq!(
+        mech.receive(welcome, &mut out).unwrap(),
+        Handshake::Continue
+    );
+    let mut body = out.pop().expect("INITIATE").body.to_vec();
+    assert!(body.starts_with(b"\x08INITIATE"));
+    tamper(&mut body);
+    raw.send(&[Frame::command(body)]).await;
+    raw.closed().await;
+}
+
+#[tokio::test]
+async fn initiate_with_a_bad_box_is_closed() {
+    timeout(T, async {
+        let mut server = Server::start().await;
+        // INITIATE = name (9) | cookie (96) | nonce (8) | Box[C + vouch + metadata]
+        bad_initiate(&server, |b| *b.last_mut().unwrap() ^= 1).await;
+        bad_initiate(&server, |b| b[9 + 96 + 7] ^= 1).await;
+        bad_initiate(&server, |b| b[9 + 96 + 8 + 3] ^= 1).await;
+        bad_initiate(&server, |b| b.truncate(256)).await;
+        server.delivers_nothing().await;
+        server.serves().await;
     })
     .await
     .unwrap();
