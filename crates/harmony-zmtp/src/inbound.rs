@@ -1,5 +1,6 @@
 //! The socket's receive queue: connections push whole batches of messages, `recv` pops one at a
-//! time. Bounded by the receive high-water mark: a full queue makes connections stop reading.
+//! time. Bounded by the receive high-water mark (messages) and by a byte budget: a full queue
+//! makes connections stop reading, so large messages do not pile up by the gigabyte.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -15,6 +16,8 @@ use crate::wakers::Wakers;
 #[derive(Debug, Default)]
 struct State {
     queue: VecDeque<Message>,
+    /// Bytes of the queued messages.
+    bytes: usize,
     closed: bool,
     pushers_waiting: bool,
 }
@@ -27,6 +30,9 @@ pub(crate) struct Inbound {
     space: Notify,
     cap: usize,
 }
+
+/// Bytes queued before connections stop reading (one batch may overshoot it).
+const BYTE_BUDGET: usize = 4 << 20;
 
 /// The queue was closed.
 #[derive(Debug)]
@@ -55,7 +61,8 @@ impl Inbound {
                     batch.clear();
                     return Err(InboundClosed);
                 }
-                if st.queue.len() < self.cap {
+                if st.queue.len() < self.cap && st.bytes < BYTE_BUDGET {
+                    st.bytes += batch.iter().map(Message::byte_len).sum::<usize>();
                     st.queue.extend(batch.drain(..));
                     drop(st);
                     self.readable.wake_all();
@@ -71,10 +78,13 @@ impl Inbound {
     pub(crate) fn try_pop(&self) -> Result<Option<Message>, InboundClosed> {
         let mut st = lock(&self.state);
         let msg = st.queue.pop_front();
-        if msg.is_none() && st.closed {
-            return Err(InboundClosed);
+        match &msg {
+            Some(m) => st.bytes -= m.byte_len(),
+            None if st.closed => return Err(InboundClosed),
+            None => {}
         }
-        let wake_pushers = st.pushers_waiting && st.queue.len() < self.cap;
+        let wake_pushers =
+            st.pushers_waiting && st.queue.len() < self.cap && st.bytes < BYTE_BUDGET;
         if wake_pushers {
             st.pushers_waiting = false;
         }
@@ -102,6 +112,7 @@ impl Inbound {
         let mut st = lock(&self.state);
         st.closed = true;
         st.queue.clear();
+        st.bytes = 0;
         drop(st);
         self.readable.wake_all();
         self.space.notify_waiters();
