@@ -4,6 +4,7 @@
 //! A new family is a module file here plus one arm in [`family`].
 
 mod wire;
+mod zmtp;
 mod zre;
 
 use std::fs;
@@ -22,6 +23,7 @@ const FAMILIES: &[&str] = &["wire", "zmtp", "zre", "curve"];
 fn family(name: &str) -> Option<Family> {
     Some(match name {
         "wire" => wire::run,
+        "zmtp" => zmtp::run,
         "zre" => zre::run,
         _ => return None,
     })
