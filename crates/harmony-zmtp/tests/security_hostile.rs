@@ -15,7 +15,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crypto_box::aead::Aead;
 use crypto_box::{Nonce, PublicKey, SalsaBox, SecretKey};
 use harmony_security::{
-    Cipher, Handshake, KeyPair, MechanismConfig, SecurityError, StandardAuthenticator,
+    AuthReply, Cipher, Handshake, KeyPair, MechanismConfig, SecurityError, StandardAuthenticator,
 };
 use harmony_wire::zmtp::{Frame, FrameCodec, Greeting, Mechanism, Metadata, GREETING_LEN};
 use harmony_zmtp::{DealerSocket, Endpoint, Message, RouterSocket, SocketOptions};
@@ -127,8 +127,12 @@ struct Raw {
 
 impl Raw {
     async fn connect(ep: &Endpoint) -> Self {
+        Self::from(TcpStream::connect(ep.addr()).await.unwrap())
+    }
+
+    fn from(stream: TcpStream) -> Self {
         Self {
-            stream: TcpStream::connect(ep.addr()).await.unwrap(),
+            stream,
             buf: BytesMut::new(),
             codec: FrameCodec::new(1 << 20),
         }
@@ -136,7 +140,12 @@ impl Raw {
 
     /// Sends our greeting and reads the server's.
     async fn greet(&mut self, mechanism: Mechanism) -> Greeting {
-        self.write(&Greeting::new(mechanism, false).encode().unwrap())
+        self.greet_as(mechanism, false).await
+    }
+
+    /// Sends our greeting (as the mechanism's server or not) and reads the peer's.
+    async fn greet_as(&mut self, mechanism: Mechanism, as_server: bool) -> Greeting {
+        self.write(&Greeting::new(mechanism, as_server).encode().unwrap())
             .await;
         while self.buf.len() < GREETING_LEN {
             let n = timeout(T, self.stream.read_buf(&mut self.buf))
@@ -383,6 +392,29 @@ async fn curve_message_over_max_msg_size_is_closed() {
 }
 
 #[tokio::test]
+#[ignore = "reason: harmony-zmtp src/connection.rs read_loop() returns on the first bad frame \
+            (`asm.frame(frame)?`) before `core.deliver(pipe, &mut asm.batch)`, so complete, \
+            valid messages that arrived in the same read are dropped (libzmq delivers them)"]
+async fn valid_message_before_a_bad_frame_in_the_same_read_is_delivered() {
+    timeout(T, async {
+        let mut server = Server::start().await;
+        let (mut raw, mut cipher) = handshaken(&server).await;
+        let good = sealed(&mut *cipher, b"sent before the replay", false);
+        raw.write(&[good.clone(), good].concat()).await;
+        raw.closed().await;
+        let m = timeout(Duration::from_secs(5), server.router.recv())
+            .await
+            .expect("the valid message was dropped with the connection")
+            .unwrap();
+        assert_eq!(m[1], "sent before the replay");
+        server.delivers_nothing().await;
+        server.serves().await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
 async fn replayed_message_is_closed() {
     timeout(T, async {
         let mut server = Server::start().await;
@@ -617,6 +649,164 @@ async fn unknown_client_key_gets_error_400() {
         let error = refused_handshake(&server, stranger(&server)).await;
         assert_eq!(error, Some(SecurityError::PeerError("400".into())));
         server.serves().await;
+    })
+    .await
+    .unwrap();
+}
+
+// --- A hostile CURVE server against a Harmony CURVE DEALER ---
+
+/// A raw CURVE server (harmony-security's sans-IO `CurveServer`) and a Harmony DEALER, its
+/// client, connected to it.
+struct HostileServer {
+    keys: KeyPair,
+    listener: TcpListener,
+    dealer: DealerSocket,
+}
+
+/// Where a raw server's handshake is tampered with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Spoil {
+    Nothing,
+    /// A flipped bit in WELCOME's box.
+    Welcome,
+    /// A flipped bit in READY's box.
+    Ready,
+}
+
+impl HostileServer {
+    async fn start() -> Self {
+        let keys = KeyPair::generate();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ep = format!("tcp://{}", listener.local_addr().unwrap());
+        let dealer = DealerSocket::new(opts().mechanism(MechanismConfig::CurveClient {
+            keys: KeyPair::generate(),
+            server_key: *keys.public(),
+        }));
+        dealer.connect(&ep).await.unwrap();
+        Self {
+            keys,
+            listener,
+            dealer,
+        }
+    }
+
+    /// Accepts the DEALER's next connection and runs the server side of the handshake,
+    /// spoiling it as asked; returns the cipher when the handshake was not spoiled.
+    async fn accept(&self, spoil: Spoil) -> (Raw, Option<Box<dyn Cipher>>) {
+        let (stream, _) = timeout(T, self.listener.accept())
+            .await
+            .expect("the DEALER did not (re)connect")
+            .unwrap();
+        let mut raw = Raw::from(stream);
+        let peer = raw.greet_as(Mechanism::Curve, true).await;
+        let config = MechanismConfig::CurveServer {
+            keys: self.keys.clone(),
+        };
+        let mut mech = config.build();
+        let meta = Metadata::new().with("Socket-Type", "ROUTER");
+        let mut out = Vec::new();
+        let mut step = mech.start(&peer, &meta, &mut out).unwrap();
+        loop {
+            if let Some(last) = out.last_mut() {
+                let spoilt = (spoil == Spoil::Welcome && last.body.starts_with(b"\x07WELCOME"))
+                    || (spoil == Spoil::Ready && last.body.starts_with(b"\x05READY"));
+                if spoilt {
+                    let mut body = last.body.to_vec();
+                    *body.last_mut().unwrap() ^= 1;
+                    *last = Frame::command(body);
+                    raw.send(&std::mem::take(&mut out)).await;
+                    return (raw, None);
+                }
+            }
+            raw.send(&std::mem::take(&mut out)).await;
+            step = match step {
+                Handshake::Continue => {
+                    let frame = raw.frame().await.expect("the DEALER closed the handshake");
+                    mech.receive(frame, &mut out).unwrap()
+                }
+                Handshake::Authenticate(_) => {
+                    mech.authenticated(AuthReply::allow(""), &mut out).unwrap()
+                }
+                Handshake::Done(_) => {
+                    raw.send(&std::mem::take(&mut out)).await;
+                    return (raw, mech.into_cipher());
+                }
+            };
+        }
+    }
+
+    /// Nothing reaches the DEALER's application for a short while.
+    async fn delivers_nothing(&self) {
+        if let Ok(m) = timeout(QUIET, self.dealer.recv()).await {
+            panic!("the DEALER took a message from a bad connection: {m:?}");
+        }
+    }
+
+    /// The DEALER reconnects, and a good handshake and message get through.
+    async fn recovers(&self) {
+        let (mut raw, cipher) = self.accept(Spoil::Nothing).await;
+        let mut cipher = cipher.expect("a cipher");
+        let mut wire = sealed(&mut *cipher, b"honest", true);
+        wire.extend(sealed(&mut *cipher, b"server", false));
+        raw.write(&wire).await;
+        let m = self.dealer.recv().await.unwrap();
+        assert_eq!(m.frames(), [&b"honest"[..], b"server"]);
+    }
+}
+
+#[tokio::test]
+async fn client_drops_a_server_with_a_bad_welcome_or_ready() {
+    timeout(T, async {
+        let server = HostileServer::start().await;
+        for spoil in [Spoil::Welcome, Spoil::Ready] {
+            let (raw, _) = server.accept(spoil).await;
+            raw.closed().await;
+            server.delivers_nothing().await;
+        }
+        server.recovers().await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn client_drops_tampered_replayed_and_backward_messages() {
+    timeout(T, async {
+        let server = HostileServer::start().await;
+        for case in ["tampered", "replayed", "backwards", "clear"] {
+            let (mut raw, cipher) = server.accept(Spoil::Nothing).await;
+            let mut cipher = cipher.expect("a cipher");
+            let first = sealed(&mut *cipher, b"first", false);
+            let second = sealed(&mut *cipher, b"second", false);
+            let wire = match case {
+                "tampered" => {
+                    let mut w = first;
+                    let end = w.len() - 1;
+                    w[end] ^= 1;
+                    w
+                }
+                "replayed" => {
+                    raw.write(&first).await;
+                    assert_eq!(server.dealer.recv().await.unwrap()[0], "first");
+                    first
+                }
+                "backwards" => {
+                    raw.write(&second).await;
+                    assert_eq!(server.dealer.recv().await.unwrap()[0], "second");
+                    first
+                }
+                _ => {
+                    let mut w = BytesMut::new();
+                    Frame::message(&b"in clear"[..], false).encode(&mut w);
+                    w.to_vec()
+                }
+            };
+            raw.write(&wire).await;
+            raw.closed().await;
+            server.delivers_nothing().await;
+        }
+        server.recovers().await;
     })
     .await
     .unwrap();
