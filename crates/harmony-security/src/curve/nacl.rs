@@ -19,7 +19,10 @@ pub(crate) struct BoxKey(SalsaBox);
 impl BoxKey {
     /// `crypto_box_beforenm`: X25519 then HSalsa20, done once.
     pub(crate) fn new(their: &[u8; KEY_LEN], our: &KeyPair) -> Self {
-        Self(SalsaBox::new(&PublicKey::from_bytes(*their), &our.box_secret()))
+        Self(SalsaBox::new(
+            &PublicKey::from_bytes(*their),
+            &our.box_secret(),
+        ))
     }
 
     /// Seals `buf` in place; returns the tag that goes before it on the wire.
