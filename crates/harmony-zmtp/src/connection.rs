@@ -30,9 +30,9 @@ use crate::pipe::{lock, Outgoing, Pipe};
 use crate::socket_type::SocketType;
 
 /// Size of each read buffer allocation.
-const READ_BUF: usize = 128 << 10;
+const READ_BUF: usize = 64 << 10;
 /// Read only when at least this much room is free (else grow first).
-const READ_MIN: usize = 32 << 10;
+const READ_MIN: usize = 16 << 10;
 /// Incomplete frames at least this large are read into a buffer of their own.
 const LARGE_FRAME: usize = 32 << 10;
 /// How much to read after a large frame (see `read_loop`).
@@ -240,6 +240,17 @@ impl Assembler<'_> {
         if frame.command {
             return handle_command(self.core, self.pipe, &frame, &mut self.ttl);
         }
+        if !frame.more && self.partial.is_empty() && self.core.kind != SocketType::Router {
+            // The common single-frame message, built in place.
+            if frame.body.len() > self.max {
+                return Err(ConnectionError::TooLarge {
+                    len: frame.body.len(),
+                    limit: self.max,
+                });
+            }
+            self.batch.push(Message::from(frame.body));
+            return Ok(());
+        }
         if self.partial.is_empty() && self.core.kind == SocketType::Router {
             self.partial.push(self.identity.clone());
         }
@@ -313,7 +324,6 @@ async fn read_loop(
     live: &Liveness,
 ) -> Result<(), ConnectionError> {
     let max = core.opts.max_msg_size;
-    let mut codec = FrameCodec::new(max as u64);
     let mut asm = Assembler {
         core,
         pipe,
@@ -338,9 +348,14 @@ async fn read_loop(
             }
             let len = len as usize;
             if buf.len() >= header + len {
-                if let Some(frame) = codec.decode_frame(&mut buf)? {
-                    asm.frame(frame)?;
-                }
+                // The header is already parsed (and its flags checked): cut the body off.
+                buf.advance(header);
+                let body = buf.split_to(len).freeze();
+                asm.frame(Frame {
+                    more: flags & FLAG_MORE != 0,
+                    command: flags & FLAG_COMMAND != 0,
+                    body,
+                })?;
                 continue;
             }
             if len < LARGE_FRAME {
