@@ -26,6 +26,8 @@ struct State {
 #[derive(Debug)]
 pub(crate) struct Inbound {
     state: Mutex<State>,
+    /// The receivers' side: messages already taken over from `state`.
+    local: Mutex<VecDeque<Message>>,
     readable: Wakers,
     space: Notify,
     cap: usize,
@@ -42,6 +44,7 @@ impl Inbound {
     pub(crate) fn new(cap: usize) -> Self {
         Self {
             state: Mutex::new(State::default()),
+            local: Mutex::new(VecDeque::new()),
             readable: Wakers::default(),
             space: Notify::new(),
             cap: cap.max(1),
@@ -74,25 +77,29 @@ impl Inbound {
         }
     }
 
-    /// Takes one message if there is one.
+    /// Takes one message if there is one. Receivers pop from their own side of the queue and
+    /// take the shared side over in one swap when theirs is empty: one shared lock per batch.
     pub(crate) fn try_pop(&self) -> Result<Option<Message>, InboundClosed> {
+        let mut local = lock(&self.local);
+        if let Some(msg) = local.pop_front() {
+            return Ok(Some(msg));
+        }
         let mut st = lock(&self.state);
-        let msg = st.queue.pop_front();
-        match &msg {
-            Some(m) => st.bytes -= m.byte_len(),
-            None if st.closed => return Err(InboundClosed),
-            None => {}
+        if st.queue.is_empty() {
+            return if st.closed {
+                Err(InboundClosed)
+            } else {
+                Ok(None)
+            };
         }
-        let wake_pushers =
-            st.pushers_waiting && st.queue.len() < self.cap && st.bytes < BYTE_BUDGET;
-        if wake_pushers {
-            st.pushers_waiting = false;
-        }
+        std::mem::swap(&mut *local, &mut st.queue);
+        st.bytes = 0;
+        let wake_pushers = std::mem::take(&mut st.pushers_waiting);
         drop(st);
         if wake_pushers {
             self.space.notify_waiters();
         }
-        Ok(msg)
+        Ok(local.pop_front())
     }
 
     /// Takes one message, or parks the task until there is one.
@@ -114,6 +121,7 @@ impl Inbound {
         st.queue.clear();
         st.bytes = 0;
         drop(st);
+        lock(&self.local).clear();
         self.readable.wake_all();
         self.space.notify_waiters();
     }
