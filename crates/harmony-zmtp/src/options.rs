@@ -16,7 +16,9 @@ pub struct SocketOptions {
     pub identity: Option<Bytes>,
     /// Messages queued per peer before sends wait (or `try_send` reports `WouldBlock`).
     pub send_hwm: usize,
-    /// Messages queued for `recv` before connections stop reading (backpressure to the peers).
+    /// Messages queued for `recv` before connections stop reading (backpressure to the peers);
+    /// queued bytes are bounded too (4 MiB), and a batch already taken over by `recv` is not
+    /// counted.
     pub recv_hwm: usize,
     /// Largest message (sum of frame sizes) accepted from a peer; a larger one closes that connection.
     pub max_msg_size: usize,
