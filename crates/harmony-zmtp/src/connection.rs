@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use harmony_security::{AuthReply, Cipher, Handshake};
+use harmony_security::{AuthReply, Cipher, Handshake, SecurityError};
 use harmony_wire::zmtp::{
     Command, Frame, FrameCodec, Greeting, Metadata, FLAG_COMMAND, FLAG_LONG, FLAG_MORE,
     GREETING_LEN, SIGNATURE_LEN,
@@ -163,7 +163,8 @@ async fn handshake(
 
     let mut out = Vec::new();
     let mut codec = FrameCodec::new(HANDSHAKE_MAX_FRAME);
-    let mut step = mechanism.start(&theirs, &core.local_meta, &mut out)?;
+    let started = mechanism.start(&theirs, &core.local_meta, &mut out);
+    let mut step = settle(wr, &mut out, started).await?;
     let meta = loop {
         write_frames(wr, &mut out).await?;
         step = match step {
@@ -173,7 +174,8 @@ async fn handshake(
                     Some(auth) => auth.authenticate(peer.ip(), &request).await,
                     None => AuthReply::allow(""),
                 };
-                mechanism.authenticated(reply, &mut out)?
+                let answered = mechanism.authenticated(reply, &mut out);
+                settle(wr, &mut out, answered).await?
             }
             Handshake::Continue => {
                 let frame = loop {
@@ -184,12 +186,26 @@ async fn handshake(
                         return Err(ConnectionError::Eof);
                     }
                 };
-                mechanism.receive(frame, &mut out)?
+                let received = mechanism.receive(frame, &mut out);
+                settle(wr, &mut out, received).await?
             }
         };
     };
     write_frames(wr, &mut out).await?;
     Ok((theirs, meta, mechanism.into_cipher()))
+}
+
+/// Passes a mechanism step on; when it failed, first sends what the mechanism queued (an ERROR
+/// telling the peer why), best effort.
+async fn settle<T>(
+    wr: &mut OwnedWriteHalf,
+    out: &mut Vec<Frame>,
+    step: Result<T, SecurityError>,
+) -> Result<T, ConnectionError> {
+    if step.is_err() {
+        let _ = write_frames(wr, out).await;
+    }
+    Ok(step?)
 }
 
 /// When the peer was last heard from, in microseconds since the connection started.
@@ -271,6 +287,63 @@ impl Assembler<'_> {
     }
 }
 
+/// Hands over the messages that arrived before a bad frame (as libzmq does), then yields the
+/// error that closes the connection.
+async fn deliver_then(
+    core: &Core,
+    pipe: &Pipe,
+    batch: &mut Vec<Message>,
+    error: ConnectionError,
+) -> ConnectionError {
+    if !batch.is_empty() {
+        if let Err(e) = core.deliver(pipe, batch).await {
+            return e;
+        }
+    }
+    error
+}
+
+/// Buffers of large frames, kept (as empty handles) after the frame went to the application
+/// and reused once it has dropped it: a stream of large messages then reads into memory that
+/// is already mapped and cached instead of fresh pages.
+#[derive(Default)]
+struct BodyPool {
+    spare: VecDeque<(BytesMut, usize)>,
+    bytes: usize,
+}
+
+impl BodyPool {
+    /// Bytes of buffers kept per connection.
+    const LIMIT: usize = 2 << 20;
+
+    /// An empty buffer with room for `len` bytes, and the size of its allocation.
+    fn take(&mut self, len: usize) -> (BytesMut, usize) {
+        for i in 0..self.spare.len() {
+            let (buf, size) = &mut self.spare[i];
+            if *size >= len && buf.try_reclaim(*size) {
+                let size = *size;
+                self.bytes -= size;
+                if let Some(found) = self.spare.remove(i) {
+                    return found;
+                }
+            }
+        }
+        (BytesMut::with_capacity(len), len)
+    }
+
+    /// Keeps the (empty) rest of a buffer whose allocation is `size` bytes.
+    fn retire(&mut self, rest: BytesMut, size: usize) {
+        while self.bytes + size > Self::LIMIT {
+            match self.spare.pop_front() {
+                Some((_, s)) => self.bytes -= s,
+                None => return,
+            }
+        }
+        self.bytes += size;
+        self.spare.push_back((rest, size));
+    }
+}
+
 /// Flags, header length and body length of the frame at the start of `buf`, once its header
 /// is complete.
 fn peek_header(buf: &[u8]) -> Result<Option<(u8, usize, u64)>, ConnectionError> {
@@ -324,6 +397,9 @@ async fn read_loop(
     live: &Liveness,
 ) -> Result<(), ConnectionError> {
     let max = core.opts.max_msg_size;
+    // A CURVE box is longer than the frame it carries; the limit is on the frame.
+    let wire_max = max.saturating_add(cipher.map_or(0, |c| lock(c).overhead()));
+    let mut bodies = BodyPool::default();
     let mut asm = Assembler {
         core,
         pipe,
@@ -339,30 +415,39 @@ async fn read_loop(
     // large body, which then goes straight into its own buffer instead of being copied.
     let mut after_large = false;
     loop {
-        while let Some((flags, header, len)) = peek_header(&buf)? {
-            if len > max as u64 {
-                return Err(ConnectionError::TooLarge {
+        loop {
+            let (flags, header, len) = match peek_header(&buf) {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(e) => return Err(deliver_then(core, pipe, &mut asm.batch, e).await),
+            };
+            if len > wire_max as u64 {
+                let e = ConnectionError::TooLarge {
                     len: len as usize,
                     limit: max,
-                });
+                };
+                return Err(deliver_then(core, pipe, &mut asm.batch, e).await);
             }
             let len = len as usize;
             if buf.len() >= header + len {
                 // The header is already parsed (and its flags checked): cut the body off.
                 buf.advance(header);
                 let body = buf.split_to(len).freeze();
-                asm.frame(Frame {
+                let framed = asm.frame(Frame {
                     more: flags & FLAG_MORE != 0,
                     command: flags & FLAG_COMMAND != 0,
                     body,
-                })?;
+                });
+                if let Err(e) = framed {
+                    return Err(deliver_then(core, pipe, &mut asm.batch, e).await);
+                }
                 continue;
             }
             if len < LARGE_FRAME {
                 break;
             }
             buf.advance(header);
-            let mut body = BytesMut::with_capacity(len);
+            let (mut body, size) = bodies.take(len);
             body.extend_from_slice(&buf);
             buf.clear();
             while body.len() < len {
@@ -370,11 +455,16 @@ async fn read_loop(
                 read_some(&mut rd, &mut body, want, asm.ttl).await?;
                 live.touch();
             }
-            asm.frame(Frame {
+            let frame = body.split_to(len).freeze();
+            bodies.retire(body, size);
+            let framed = asm.frame(Frame {
                 more: flags & FLAG_MORE != 0,
                 command: flags & FLAG_COMMAND != 0,
-                body: body.freeze(),
-            })?;
+                body: frame,
+            });
+            if let Err(e) = framed {
+                return Err(deliver_then(core, pipe, &mut asm.batch, e).await);
+            }
             after_large = true;
         }
         if !asm.batch.is_empty() {
