@@ -340,10 +340,6 @@ async fn replay_inside_a_multipart_message_drops_it() {
 const MAX: usize = 64 << 10;
 
 #[tokio::test]
-#[ignore = "reason: harmony-zmtp src/connection.rs read_loop() checks each wire frame against \
-            max_msg_size (FrameCodec::new(max) and `len > max`) without adding \
-            Cipher::overhead(), so a CURVE message of max_msg_size - 32 ..= max_msg_size bytes \
-            closes the connection although it is within the limit"]
 async fn curve_message_of_exactly_max_msg_size_is_delivered() {
     timeout(T, async {
         let mut server = Server::start_with(opts().max_msg_size(MAX)).await;
@@ -392,9 +388,6 @@ async fn curve_message_over_max_msg_size_is_closed() {
 }
 
 #[tokio::test]
-#[ignore = "reason: harmony-zmtp src/connection.rs read_loop() returns on the first bad frame \
-            (`asm.frame(frame)?`) before `core.deliver(pipe, &mut asm.batch)`, so complete, \
-            valid messages that arrived in the same read are dropped (libzmq delivers them)"]
 async fn valid_message_before_a_bad_frame_in_the_same_read_is_delivered() {
     timeout(T, async {
         let mut server = Server::start().await;
@@ -640,9 +633,6 @@ async fn unknown_client_key_is_closed() {
 }
 
 #[tokio::test]
-#[ignore = "reason: harmony-zmtp src/connection.rs handshake() leaves with `?` on a mechanism \
-            error before writing the frames the mechanism queued (the driver contract says to \
-            send them anyway), so a refused client never gets its ERROR \"400\""]
 async fn unknown_client_key_gets_error_400() {
     timeout(T, async {
         let mut server = Server::start().await;
