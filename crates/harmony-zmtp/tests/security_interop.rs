@@ -450,10 +450,10 @@ const CRYPTOGRAPHIC: &str = "EVENT HANDSHAKE_FAILED_PROTOCOL 285212673";
 
 /// One round trip of a Harmony DEALER through the libzmq echo ROUTER.
 async fn round_trip(dealer: &DealerSocket, py: &mut Py, tag: &str) {
-    let m = Message::from_frames([Bytes::from(tag.to_owned()), Bytes::from(vec![b'z'; 5000])]);
+    let m = Message::from_frames([Bytes::from(tag.to_owned()), Bytes::new(), big(b"z")]);
     dealer.send(m.clone()).await.unwrap();
     assert_eq!(dealer.recv().await.unwrap(), m);
-    assert_eq!(py.until("GOT").await, "GOT 2 frames");
+    assert_eq!(py.until("GOT").await, "GOT 3 frames");
 }
 
 /// A Harmony DEALER the libzmq server refuses: the server reports the failed handshake, the
@@ -588,13 +588,16 @@ impl Guarded {
         refused
     }
 
-    /// A good libzmq client gets its message echoed.
+    /// A good libzmq client gets its message (three frames, one of 1 MiB) echoed.
     async fn admits(&mut self, client_args: &[&str]) {
         let mut args = vec!["client", &self.ep];
         args.extend_from_slice(client_args);
         let mut py = Py::sec(&args).await;
         let got = self.router.recv().await.unwrap();
-        assert_eq!(&got.frames()[1..], [&b"hello"[..], b"libzmq"]);
+        assert_eq!(
+            &got.frames()[1..],
+            [Bytes::from_static(b"hello"), Bytes::new(), big(b"libzmq")]
+        );
         self.router.send(got).await.unwrap();
         py.expect("OK").await;
         py.finish().await;
@@ -708,6 +711,79 @@ async fn libzmq_client_refused_by_harmony_is_told_why() {
             refused.starts_with("REFUSED HANDSHAKE_FAILED_PROTOCOL"),
             "{refused}"
         );
+    })
+    .await
+    .unwrap();
+}
+
+// --- Heartbeats travel inside CURVE MESSAGE boxes (libzmq's command flag) ---
+
+#[tokio::test]
+async fn curve_heartbeats_with_libzmq_router() {
+    timeout(T, async {
+        let keys = Keys::new();
+        // libzmq PINGs every 300 ms and drops us after 900 ms without traffic; we PING too.
+        // (Not 50/150 ms as in interop.rs: an unoptimised build needs more than 150 ms to
+        // open or seal 1 MiB of CURVE, and meanwhile PONGs wait.)
+        let mut py = Py::peer(&[
+            "router-echo",
+            "tcp://127.0.0.1:*",
+            "--bind",
+            "--heartbeat",
+            "300",
+            &keys.py_server(),
+        ])
+        .await;
+        let ep = py.ready().await;
+        let dealer = DealerSocket::new(
+            opts()
+                .mechanism(keys.client_config())
+                .heartbeat_ivl(Duration::from_millis(100))
+                .heartbeat_timeout(Duration::from_millis(900)),
+        );
+        dealer.connect(&ep).await.unwrap();
+        dealer.send("hello").await.unwrap();
+        assert_eq!(dealer.recv().await.unwrap()[0], "hello");
+        // The condition under test is an idle connection: only heartbeats for a second.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(dealer.peer_count(), 1);
+        dealer.send("disconnects").await.unwrap();
+        let m = dealer.recv().await.unwrap();
+        assert_eq!(m.frames(), &[&b"disconnects"[..], b"0"]);
+        dealer.send("quit").await.unwrap();
+        assert_eq!(dealer.recv().await.unwrap()[0], "bye");
+        py.finish().await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn curve_heartbeats_from_libzmq_dealer() {
+    timeout(T, async {
+        let keys = Keys::new();
+        // The timeout is explicit: by default it equals the interval, and the time spent
+        // opening a 1 MiB box (long in an unoptimised build) counts as the peer's silence.
+        let router = RouterSocket::new(
+            keys.server_opts()
+                .heartbeat_ivl(Duration::from_millis(100))
+                .heartbeat_timeout(Duration::from_millis(900)),
+        );
+        let ep = router.bind("tcp://127.0.0.1:0").await.unwrap();
+        // peer.py idles a second, then checks its connection was never dropped. 300 ms PINGs
+        // (900 ms timeout): see curve_heartbeats_with_libzmq_router.
+        let mut py = Py::peer(&[
+            "dealer-client",
+            &ep.to_string(),
+            "--heartbeat",
+            "300",
+            &keys.py_client(),
+        ])
+        .await;
+        py.ready().await;
+        router_echo(&router).await;
+        py.expect("OK").await;
+        py.finish().await;
     })
     .await
     .unwrap();

@@ -10,8 +10,8 @@ usage:
       [b"quit"] is answered with b"bye" and ends; so does 30 s without any activity.
   sec_peer.py client ENDPOINT [--curve-client SECRET,SERVERPUBLIC] [--plain-client USER:PASS]
                               [--refused]
-      DEALER connecting to ENDPOINT. Without --refused: sends [b"hello", b"libzmq"], expects it
-      echoed, prints 'OK'. With --refused: sends [b"intruder"], waits for the first handshake
+      DEALER connecting to ENDPOINT. Without --refused: sends [b"hello", b"", b"libzmq" + 1 MiB
+      of b"x"], expects it echoed, prints 'OK'. With --refused: sends [b"intruder"], waits for the first handshake
       failure or disconnection and prints 'REFUSED <name> <value>'; a reply prints 'FAIL'.
 """
 
@@ -25,6 +25,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import recv_monitor_message
 
 TIMEOUT_MS = 10000
+BIG = 1 << 20
 IDLE_MS = 30000
 EVENTS = (
     zmq.EVENT_HANDSHAKE_SUCCEEDED
@@ -117,7 +118,7 @@ def client(args):
         s.plain_password = password.encode()
     monitor = s.get_monitor_socket(EVENTS)
     s.connect(args.endpoint)
-    sent = [b"intruder"] if args.refused else [b"hello", b"libzmq"]
+    sent = [b"intruder"] if args.refused else [b"hello", b"", b"libzmq" + b"x" * BIG]
     s.send_multipart(sent)
     poller = zmq.Poller()
     poller.register(s, zmq.POLLIN)
