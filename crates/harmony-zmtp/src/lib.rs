@@ -32,6 +32,14 @@
 //! ([`SocketOptions::send_hwm`]); received messages share one bounded queue
 //! ([`SocketOptions::recv_hwm`]). A connection that misbehaves is closed and reported through
 //! `tracing`; the socket and its other connections go on.
+//!
+//! Security: set [`SocketOptions::mechanism`] (NULL, PLAIN, CURVE from `harmony-security`) and,
+//! on the server side, [`SocketOptions::authenticator`].
+//!
+//! Performance tools with libzmq's arguments and output, to run against libzmq's own:
+//! `cargo run --release -p harmony-zmtp --example local_thr -- tcp://127.0.0.1:5555 64 1000000`
+//! (likewise `remote_thr`, `local_lat`, `remote_lat`); `cargo xtask bench zmtp` compares
+//! Harmony, libzmq and raw TCP in one run.
 
 mod connection;
 mod core;
