@@ -41,6 +41,8 @@ const PEEK_AFTER_LARGE: usize = 4 << 10;
 const ZERO_COPY_MIN: usize = 16 << 10;
 /// Largest frame accepted during the handshake.
 const HANDSHAKE_MAX_FRAME: u64 = 64 << 10;
+/// Queued protocol frames beyond which PINGs go unanswered (the peer is not reading).
+const MAX_PENDING_REPLIES: usize = 1024;
 /// Largest metadata accepted in commands after the handshake.
 const COMMAND_LIMIT: usize = 64 << 10;
 
@@ -494,7 +496,9 @@ fn handle_command(
             if t > 0 {
                 *ttl = Some(Duration::from_millis(u64::from(t) * 100));
             }
-            pipe.push_control(Command::Pong { context }.to_frame()?);
+            if !pipe.push_reply(Command::Pong { context }.to_frame()?, MAX_PENDING_REPLIES) {
+                trace!("peer is not reading: PONG dropped");
+            }
         }
         Command::Pong { .. } => {}
         Command::Subscribe(topic) => core.peer_subscription(pipe, true, topic),

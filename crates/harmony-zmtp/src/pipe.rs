@@ -27,6 +27,8 @@ pub(crate) enum Outgoing {
 struct Queue {
     items: VecDeque<Outgoing>,
     messages: usize,
+    /// Protocol frames among `items`.
+    controls: usize,
     writer_waiting: bool,
     /// The writer took a batch and has not finished writing it.
     writing: bool,
@@ -83,11 +85,25 @@ impl Pipe {
         Ok(())
     }
 
-    /// Queues a protocol frame (never refused).
+    /// Queues a protocol frame of our own (never refused).
     pub(crate) fn push_control(&self, frame: Frame) {
         let mut q = lock(&self.queue);
+        q.controls += 1;
         q.items.push_back(Outgoing::Control(frame));
         self.wake(q);
+    }
+
+    /// Queues a reply the peer asked for (a PONG), unless the queue already holds more than
+    /// `limit` protocol frames: a peer that sends PINGs but never reads cannot grow it.
+    pub(crate) fn push_reply(&self, frame: Frame, limit: usize) -> bool {
+        let mut q = lock(&self.queue);
+        if q.controls >= limit {
+            return false;
+        }
+        q.controls += 1;
+        q.items.push_back(Outgoing::Control(frame));
+        self.wake(q);
+        true
     }
 
     fn wake(&self, mut q: MutexGuard<'_, Queue>) {
@@ -108,6 +124,7 @@ impl Pipe {
                     let was_full = q.messages >= self.hwm;
                     std::mem::swap(&mut q.items, into);
                     q.messages = 0;
+                    q.controls = 0;
                     q.writing = true;
                     return was_full;
                 }
@@ -131,6 +148,7 @@ impl Pipe {
     pub(crate) fn purge_control(&self) {
         let mut q = lock(&self.queue);
         q.items.retain(|i| matches!(i, Outgoing::Message(_)));
+        q.controls = 0;
         q.writing = false;
     }
 
@@ -139,6 +157,7 @@ impl Pipe {
         let mut q = lock(&self.queue);
         q.items.clear();
         q.messages = 0;
+        q.controls = 0;
         q.writing = false;
         drop(q);
         self.idle.notify_waiters();

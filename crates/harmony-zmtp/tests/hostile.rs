@@ -249,3 +249,27 @@ async fn zmtp30_peer_gets_pong_and_message_form_subscriptions_work() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn ping_flood_from_a_peer_that_never_reads_is_bounded() {
+    let (router, ep) = router().await;
+    timeout(T, async {
+        let (mut s, _) = handshaken(&ep, "DEALER", 1).await;
+        let mut out = BytesMut::new();
+        let ping = Command::Ping {
+            ttl: 0,
+            context: Bytes::from_static(b"0123456789abcdef"),
+        };
+        for _ in 0..20_000 {
+            ping.encode_frame(&mut out).unwrap();
+        }
+        Frame::message(&b"after the flood"[..], false).encode(&mut out);
+        s.write_all(&out).await.unwrap();
+        // The flood is answered only up to a bound (the client reads nothing), and the
+        // connection still delivers what follows.
+        assert_eq!(router.recv().await.unwrap()[1], "after the flood");
+        assert_serves(&router, &ep).await;
+    })
+    .await
+    .unwrap();
+}
