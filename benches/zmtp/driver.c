@@ -5,7 +5,11 @@
  *
  * `zmq` is libzmq's own perf tools (PULL/PUSH, REP/REQ, same output format); `tcp` is raw TCP
  * with ZMTP-style frame headers (flags + 1 or 8 byte size), writes batched into 64 KiB, reads
- * from a 256 KiB buffer: the ceiling any ZMTP implementation can reach on this machine. */
+ * from a 256 KiB buffer: the ceiling any ZMTP implementation can reach on this machine.
+ *
+ * With ZMTP_PERF_CURVE=1 in the environment, `zmq` sockets use CURVE with the fixed test key
+ * pair of libzmq's zmq_curve(7) page (the Harmony perf tools use the same pair): the binding
+ * side is the server, the connecting side the client. */
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -54,6 +58,35 @@ static void print_lat(size_t size, uint64_t count, uint64_t elapsed)
 
 /* ---- libzmq ---- */
 
+static const char test_server_secret[] = "JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6";
+static const char test_client_secret[] = "D:)Q[IlAW!ahhC2ac:9*A}h:p?([4%wOTJ%JR%cs";
+
+/* Sets up CURVE on `s` when ZMTP_PERF_CURVE is set (and not "0"). */
+static void zmq_security(void *s, int server)
+{
+    const char *on = getenv("ZMTP_PERF_CURVE");
+    if (!on || !*on || !strcmp(on, "0"))
+        return;
+    if (!zmq_has("curve")) {
+        fprintf(stderr, "this libzmq has no CURVE\n");
+        exit(1);
+    }
+    char server_public[41], client_public[41];
+    if (zmq_curve_public(server_public, test_server_secret)
+        || zmq_curve_public(client_public, test_client_secret))
+        die("zmq_curve_public");
+    int one = 1;
+    if (server) {
+        if (zmq_setsockopt(s, ZMQ_CURVE_SERVER, &one, sizeof one)
+            || zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, test_server_secret, 40))
+            die("curve server options");
+    } else if (zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, server_public, 40)
+               || zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, client_public, 40)
+               || zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, test_client_secret, 40)) {
+        die("curve client options");
+    }
+}
+
 static int zmq_mode(const char *mode, const char *ep, size_t size, uint64_t count)
 {
     void *ctx = zmq_ctx_new();
@@ -63,6 +96,7 @@ static int zmq_mode(const char *mode, const char *ep, size_t size, uint64_t coun
                : !strcmp(mode, "local_lat")  ? ZMQ_REP
                                              : ZMQ_REQ;
     void *s = zmq_socket(ctx, type);
+    zmq_security(s, bind);
     if ((bind ? zmq_bind(s, ep) : zmq_connect(s, ep)) != 0)
         die("bind/connect");
     zmq_msg_t msg;

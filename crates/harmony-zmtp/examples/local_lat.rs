@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use harmony_zmtp::{RouterSocket, SocketOptions};
+use harmony_zmtp::RouterSocket;
 
 mod perf;
 
@@ -14,7 +14,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     perf::runtime().block_on(async move {
-        let router = RouterSocket::new(SocketOptions::default());
+        let router = RouterSocket::new(perf::options(true));
         if let Err(e) = router.bind(&bind_to).await {
             eprintln!("error in bind: {e}");
             return ExitCode::FAILURE;

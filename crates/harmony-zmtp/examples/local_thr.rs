@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use harmony_zmtp::{PullSocket, SocketOptions};
+use harmony_zmtp::PullSocket;
 
 mod perf;
 
@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     perf::runtime().block_on(async move {
-        let pull = PullSocket::new(SocketOptions::default());
+        let pull = PullSocket::new(perf::options(true));
         if let Err(e) = pull.bind(&bind_to).await {
             eprintln!("error in bind: {e}");
             return ExitCode::FAILURE;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use bytes::Bytes;
-use harmony_zmtp::{DealerSocket, Message, SocketOptions};
+use harmony_zmtp::{DealerSocket, Message};
 
 mod perf;
 
@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     perf::runtime().block_on(async move {
-        let dealer = DealerSocket::new(SocketOptions::default());
+        let dealer = DealerSocket::new(perf::options(false));
         if let Err(e) = dealer.connect(&connect_to).await {
             eprintln!("error in connect: {e}");
             return ExitCode::FAILURE;

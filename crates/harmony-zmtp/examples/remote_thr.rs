@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use bytes::Bytes;
-use harmony_zmtp::{Message, PushSocket, SocketOptions};
+use harmony_zmtp::{Message, PushSocket};
 
 mod perf;
 
@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     perf::runtime().block_on(async move {
-        let push = PushSocket::new(SocketOptions::default().linger(Duration::from_secs(60)));
+        let push = PushSocket::new(perf::options(false).linger(Duration::from_secs(60)));
         if let Err(e) = push.connect(&connect_to).await {
             eprintln!("error in connect: {e}");
             return ExitCode::FAILURE;

@@ -3,6 +3,7 @@
 //!
 //! A new family is a module file here plus one arm in [`family`].
 
+mod curve;
 mod wire;
 mod zmtp;
 mod zre;
@@ -25,6 +26,7 @@ fn family(name: &str) -> Option<Family> {
         "wire" => wire::run,
         "zmtp" => zmtp::run,
         "zre" => zre::run,
+        "curve" => curve::run,
         _ => return None,
     })
 }

@@ -13,7 +13,7 @@ use crate::run::{cargo, root, step, target_dir, Result};
 
 /// Who is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
+pub(super) enum Side {
     Harmony,
     Libzmq,
     RawTcp,
@@ -23,7 +23,15 @@ impl Side {
     const ALL: [Self; 3] = [Self::Harmony, Self::Libzmq, Self::RawTcp];
 
     /// The command for one perf tool (`local_thr`, `remote_lat`, ...).
-    fn tool(self, tools: &Tools, name: &str) -> Command {
+    /// The `curve` family sets `ZMTP_PERF_CURVE` on it; here it is NULL, whatever the caller's
+    /// environment says.
+    pub(super) fn tool(self, tools: &Tools, name: &str) -> Command {
+        let mut c = self.command(tools, name);
+        c.env_remove("ZMTP_PERF_CURVE");
+        c
+    }
+
+    fn command(self, tools: &Tools, name: &str) -> Command {
         match self {
             Self::Harmony => Command::new(tools.examples.join(name)),
             Self::Libzmq | Self::RawTcp => {
@@ -35,21 +43,29 @@ impl Side {
     }
 }
 
-struct Tools {
-    examples: PathBuf,
-    driver: PathBuf,
+/// Where the perf tools are: Harmony's examples directory and the C driver.
+pub(super) struct Tools {
+    pub(super) examples: PathBuf,
+    pub(super) driver: PathBuf,
+}
+
+impl Tools {
+    /// Builds the Harmony perf tools (release) and the C driver.
+    pub(super) fn build() -> Result<Self> {
+        step(
+            "build the Harmony perf tools",
+            cargo().args(["build", "--release", "-p", "harmony-zmtp", "--examples"]),
+        )?;
+        Ok(Self {
+            examples: target_dir().join("release/examples"),
+            driver: build_driver()?,
+        })
+    }
 }
 
 /// Builds everything, measures, prints the table.
 pub(super) fn run(opts: &BenchOpts) -> Result<()> {
-    step(
-        "build the Harmony perf tools",
-        cargo().args(["build", "--release", "-p", "harmony-zmtp", "--examples"]),
-    )?;
-    let tools = Tools {
-        examples: target_dir().join("release/examples"),
-        driver: build_driver()?,
-    };
+    let tools = Tools::build()?;
     let scale = if opts.quick { 10 } else { 1 };
     let sizes: [(usize, u64); 3] = [
         (64, 10_000_000 / scale),
@@ -62,14 +78,14 @@ pub(super) fn run(opts: &BenchOpts) -> Result<()> {
     for (size, count) in sizes {
         let mut figures = [0.0; 3];
         for (i, side) in Side::ALL.iter().enumerate() {
-            figures[i] = median(|| throughput(&tools, *side, size, count))?;
+            figures[i] = median(|| throughput(&|n| side.tool(&tools, n), size, count))?;
             eprintln!("    {side:?} {size} B: {:.0} msg/s", figures[i]);
         }
         rows.push((size, figures));
     }
     let mut latency = [0.0; 3];
     for (i, side) in Side::ALL.iter().enumerate() {
-        latency[i] = median(|| self::latency(&tools, *side, 64, roundtrips))?;
+        latency[i] = median(|| self::latency(&|n| side.tool(&tools, n), 64, roundtrips))?;
         eprintln!("    {side:?} latency: {:.2} us", latency[i]);
     }
     print_table(&rows, &latency);
@@ -149,11 +165,14 @@ fn figure(output: &str, label: &str) -> Result<f64> {
         .ok_or_else(|| format!("no {label:?} in {output:?}"))
 }
 
+/// A perf tool's command by name (`local_thr`, `remote_lat`, ...), for one side measured.
+pub(super) type ToolFn<'a> = &'a dyn Fn(&str) -> Command;
+
 /// Messages per second for `count` messages of `size` bytes, PUSH -> PULL (or raw TCP).
-fn throughput(tools: &Tools, side: Side, size: usize, count: u64) -> Result<f64> {
+pub(super) fn throughput(tool: ToolFn<'_>, size: usize, count: u64) -> Result<f64> {
     let ep = free_endpoint()?;
-    let local = spawn(side.tool(tools, "local_thr"), &ep, size, count)?;
-    let remote = spawn(side.tool(tools, "remote_thr"), &ep, size, count)?;
+    let local = spawn(tool("local_thr"), &ep, size, count)?;
+    let remote = spawn(tool("remote_thr"), &ep, size, count)?;
     let limit = Duration::from_secs(120);
     let out = finish(local, limit)?;
     finish(remote, limit)?;
@@ -161,23 +180,25 @@ fn throughput(tools: &Tools, side: Side, size: usize, count: u64) -> Result<f64>
 }
 
 /// One-way latency in microseconds (half the mean round trip), as libzmq's `remote_lat` prints.
-fn latency(tools: &Tools, side: Side, size: usize, roundtrips: u64) -> Result<f64> {
+pub(super) fn latency(tool: ToolFn<'_>, size: usize, roundtrips: u64) -> Result<f64> {
     let ep = free_endpoint()?;
-    let local = spawn(side.tool(tools, "local_lat"), &ep, size, roundtrips)?;
-    let remote = spawn(side.tool(tools, "remote_lat"), &ep, size, roundtrips)?;
+    let local = spawn(tool("local_lat"), &ep, size, roundtrips)?;
+    let remote = spawn(tool("remote_lat"), &ep, size, roundtrips)?;
     let limit = Duration::from_secs(120);
     let out = finish(remote, limit)?;
     finish(local, limit)?;
     figure(&out, "average latency: ")
 }
 
-fn median(mut f: impl FnMut() -> Result<f64>) -> Result<f64> {
+/// The median of three runs.
+pub(super) fn median(mut f: impl FnMut() -> Result<f64>) -> Result<f64> {
     let mut v = [f()?, f()?, f()?];
     v.sort_by(f64::total_cmp);
     Ok(v[1])
 }
 
-fn rate(size: usize, msgs: f64) -> String {
+/// Messages per second as M/s, or as GB/s for large messages.
+pub(super) fn rate(size: usize, msgs: f64) -> String {
     if size >= 16 << 10 {
         format!("{:.2} GB/s", msgs * size as f64 / 1e9)
     } else {

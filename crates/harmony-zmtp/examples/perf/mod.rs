@@ -1,4 +1,5 @@
-//! Shared bits of the four perf tools: libzmq's argument order, and the runtime.
+//! Shared bits of the four perf tools: libzmq's argument order, the runtime, and the
+//! security (`ZMTP_PERF_CURVE=1`: CURVE with a fixed test key pair).
 
 /// Parses `<endpoint> <message-size> <count>`, printing `usage` on error.
 pub(crate) fn args(usage: &str) -> Option<(String, usize, u64)> {
@@ -32,4 +33,30 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
     };
     b.enable_all().build().expect("tokio runtime")
+}
+
+/// The server's secret key of the CURVE test key pair (from libzmq's `zmq_curve(7)` page, so
+/// the C driver in `benches/zmtp/` uses the same pair).
+const TEST_SERVER_SECRET: &str = "JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6";
+/// The client's secret key of the CURVE test key pair.
+const TEST_CLIENT_SECRET: &str = "D:)Q[IlAW!ahhC2ac:9*A}h:p?([4%wOTJ%JR%cs";
+
+/// Socket options for a perf tool: NULL, or CURVE with the fixed test key pair when
+/// `ZMTP_PERF_CURVE=1` (the binding side is the CURVE server, the connecting side the client).
+pub(crate) fn options(server: bool) -> harmony_zmtp::SocketOptions {
+    use harmony_security::KeyPair;
+    use harmony_zmtp::MechanismConfig;
+    let opts = harmony_zmtp::SocketOptions::default();
+    if std::env::var("ZMTP_PERF_CURVE").map_or(true, |v| v.is_empty() || v == "0") {
+        return opts;
+    }
+    let server_keys = KeyPair::from_secret_z85(TEST_SERVER_SECRET).expect("test server key");
+    opts.mechanism(if server {
+        MechanismConfig::CurveServer { keys: server_keys }
+    } else {
+        MechanismConfig::CurveClient {
+            keys: KeyPair::from_secret_z85(TEST_CLIENT_SECRET).expect("test client key"),
+            server_key: *server_keys.public(),
+        }
+    })
 }
