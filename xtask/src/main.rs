@@ -17,7 +17,12 @@ use clap::{Parser, Subcommand};
 
 /// Harmony's task runner.
 #[derive(Debug, Parser)]
-#[command(name = "xtask", bin_name = "cargo xtask", about, disable_version_flag = true)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    about,
+    disable_version_flag = true
+)]
 struct Cli {
     #[command(subcommand)]
     task: Task,
