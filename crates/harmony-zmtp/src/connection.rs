@@ -103,7 +103,7 @@ async fn drive(
     *handshook = true;
     debug!(peer_type = %String::from_utf8_lossy(&peer_type), v31 = greeting.is_v31(), "connected");
     let cipher = cipher.map(Mutex::new);
-    let live = Liveness::new();
+    let live = Liveness::new(Instant::now());
     let reader = read_loop(
         core,
         &attached.pipe,
@@ -115,8 +115,10 @@ async fn drive(
     );
     let writer = write_loop(core, &attached.pipe, wr, cipher.as_ref(), &live);
     tokio::select! {
-        r = reader => r,
+        // The writer first, so queued PONGs go out before the reader takes up more work.
+        biased;
         w = writer => w,
+        r = reader => r,
     }
 }
 
@@ -210,28 +212,77 @@ async fn settle<T>(
     Ok(step?)
 }
 
-/// When the peer was last heard from, in microseconds since the connection started.
+/// What the writer's heartbeat check concludes about a PING it sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Heard {
+    /// Traffic arrived after the PING: the peer is alive.
+    Answered,
+    /// No verdict yet: the timeout has not run out, or the reader is busy (the answer may be
+    /// waiting in the socket's buffer).
+    Pending,
+    /// The reader has waited on the socket for the whole timeout since the PING, in vain.
+    Silent,
+}
+
+/// When the peer was last heard from, and since when the reader has been waiting for it, in
+/// microseconds since the connection started.
+///
+/// Only time the reader spends waiting on the socket counts as the peer's silence: time spent
+/// processing what arrived (opening large CURVE boxes, a long batch, delivering to a slow
+/// application) does not, since the peer's answer may be sitting unread in the socket buffer.
 struct Liveness {
     start: Instant,
     last_rx: AtomicU64,
+    /// When the reader began its current wait on the socket; [`Liveness::BUSY`] while it is
+    /// processing instead.
+    waiting_since: AtomicU64,
 }
 
 impl Liveness {
-    fn new() -> Self {
+    /// `waiting_since` while the reader is not waiting on the socket.
+    const BUSY: u64 = u64::MAX;
+
+    fn new(start: Instant) -> Self {
         Self {
-            start: Instant::now(),
+            start,
             last_rx: AtomicU64::new(0),
+            waiting_since: AtomicU64::new(Self::BUSY),
         }
     }
 
-    fn touch(&self) {
-        // Rounded up, so traffic is never dated before a PING sent just before it.
-        let us = self.start.elapsed().as_micros() as u64 + 1;
-        self.last_rx.store(us, Ordering::Relaxed);
+    /// Microseconds since `start`, rounded up: traffic is never dated before a PING sent
+    /// just before it, and a wait never starts before the PING it follows.
+    fn stamp(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.start).as_micros() as u64 + 1
     }
 
-    fn last_rx(&self) -> Instant {
-        self.start + Duration::from_micros(self.last_rx.load(Ordering::Relaxed))
+    fn at(&self, us: u64) -> Instant {
+        self.start + Duration::from_micros(us)
+    }
+
+    /// Bytes arrived at `now`; the reader goes on to process them.
+    fn received(&self, now: Instant) {
+        self.last_rx.store(self.stamp(now), Ordering::Relaxed);
+        self.waiting_since.store(Self::BUSY, Ordering::Relaxed);
+    }
+
+    /// The reader, done with everything it had, starts waiting on the socket at `now`.
+    fn waiting(&self, now: Instant) {
+        self.waiting_since.store(self.stamp(now), Ordering::Relaxed);
+    }
+
+    /// The state at `now` of a PING sent at `sent`, given the heartbeat `timeout`.
+    fn heard(&self, sent: Instant, now: Instant, timeout: Option<Duration>) -> Heard {
+        if self.at(self.last_rx.load(Ordering::Relaxed)) >= sent {
+            return Heard::Answered;
+        }
+        let waiting = self.waiting_since.load(Ordering::Relaxed);
+        match timeout {
+            Some(t) if waiting != Self::BUSY && now >= self.at(waiting).max(sent) + t => {
+                Heard::Silent
+            }
+            _ => Heard::Pending,
+        }
     }
 }
 
@@ -247,6 +298,8 @@ struct Assembler<'a> {
     batch: Vec<Message>,
     /// The TTL of the peer's last PING: silence longer than this closes the connection.
     ttl: Option<Duration>,
+    /// A PING was answered: the reader should let the writer send the PONG before going on.
+    replied: bool,
 }
 
 impl Assembler<'_> {
@@ -256,7 +309,13 @@ impl Assembler<'_> {
             None => frame,
         };
         if frame.command {
-            return handle_command(self.core, self.pipe, &frame, &mut self.ttl);
+            return handle_command(
+                self.core,
+                self.pipe,
+                &frame,
+                &mut self.ttl,
+                &mut self.replied,
+            );
         }
         if !frame.more && self.partial.is_empty() && self.core.kind != SocketType::Router {
             // The common single-frame message, built in place.
@@ -412,11 +471,15 @@ async fn read_loop(
         partial_len: 0,
         batch: Vec::with_capacity(64),
         ttl: None,
+        replied: false,
     };
     // After a large frame, read just a little: the next header, and not much of the next
     // large body, which then goes straight into its own buffer instead of being copied.
     let mut after_large = false;
     loop {
+        // Set when a PING was just answered: the rest of the buffer waits until the writer
+        // has had its turn, so a PONG never queues behind a long batch.
+        let mut pong_first = false;
         loop {
             let (flags, header, len) = match peek_header(&buf) {
                 Ok(Some(h)) => h,
@@ -443,6 +506,10 @@ async fn read_loop(
                 if let Err(e) = framed {
                     return Err(deliver_then(core, pipe, &mut asm.batch, e).await);
                 }
+                if std::mem::take(&mut asm.replied) {
+                    pong_first = true;
+                    break;
+                }
                 continue;
             }
             if len < LARGE_FRAME {
@@ -454,8 +521,9 @@ async fn read_loop(
             buf.clear();
             while body.len() < len {
                 let want = len - body.len();
+                live.waiting(Instant::now());
                 read_some(&mut rd, &mut body, want, asm.ttl).await?;
-                live.touch();
+                live.received(Instant::now());
             }
             let frame = body.split_to(len).freeze();
             bodies.retire(body, size);
@@ -468,9 +536,19 @@ async fn read_loop(
                 return Err(deliver_then(core, pipe, &mut asm.batch, e).await);
             }
             after_large = true;
+            if std::mem::take(&mut asm.replied) {
+                pong_first = true;
+                break;
+            }
         }
         if !asm.batch.is_empty() {
             core.deliver(pipe, &mut asm.batch).await?;
+        }
+        if pong_first {
+            // `drive` polls the writer first: it sends the PONG before this task goes on.
+            tokio::task::yield_now().await;
+            // The buffer may still hold whole frames: parse them before reading again.
+            continue;
         }
         if buf.capacity() - buf.len() < READ_MIN {
             buf.reserve(READ_BUF);
@@ -480,8 +558,9 @@ async fn read_loop(
         } else {
             usize::MAX
         };
+        live.waiting(Instant::now());
         read_some(&mut rd, &mut buf, limit, asm.ttl).await?;
-        live.touch();
+        live.received(Instant::now());
     }
 }
 
@@ -490,13 +569,16 @@ fn handle_command(
     pipe: &Pipe,
     frame: &Frame,
     ttl: &mut Option<Duration>,
+    replied: &mut bool,
 ) -> Result<(), ConnectionError> {
     match Command::decode(&frame.body, COMMAND_LIMIT)? {
         Command::Ping { ttl: t, context } => {
             if t > 0 {
                 *ttl = Some(Duration::from_millis(u64::from(t) * 100));
             }
-            if !pipe.push_reply(Command::Pong { context }.to_frame()?, MAX_PENDING_REPLIES) {
+            if pipe.push_reply(Command::Pong { context }.to_frame()?, MAX_PENDING_REPLIES) {
+                *replied = true;
+            } else {
                 trace!("peer is not reading: PONG dropped");
             }
         }
@@ -652,10 +734,10 @@ async fn write_loop(
             _ = tick(&mut pinger) => {
                 let now = Instant::now();
                 if let Some(sent) = unanswered {
-                    if live.last_rx() >= sent {
-                        unanswered = None;
-                    } else if timeout.is_some_and(|t| now >= sent + t) {
-                        return Err(ConnectionError::HeartbeatTimeout);
+                    match live.heard(sent, now, timeout) {
+                        Heard::Answered => unanswered = None,
+                        Heard::Pending => {}
+                        Heard::Silent => return Err(ConnectionError::HeartbeatTimeout),
                     }
                 }
                 if unanswered.is_none() {
@@ -665,5 +747,75 @@ async fn write_loop(
                 pipe.push_control(ping.to_frame()?);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_busy_reader_never_makes_the_peer_silent() {
+        let t0 = Instant::now();
+        let live = Liveness::new(t0);
+        let timeout = Some(ms(30));
+        // Bytes arrive at 1 ms; the reader then opens big boxes for 500 ms.
+        live.received(t0 + ms(1));
+        let ping = t0 + ms(10);
+        for at in [ms(39), ms(41), ms(100), ms(499)] {
+            assert_eq!(
+                live.heard(ping, t0 + at, timeout),
+                Heard::Pending,
+                "at {at:?}"
+            );
+        }
+        // Done at 500 ms, it waits, and the PONG (already buffered) arrives at once.
+        live.waiting(t0 + ms(500));
+        assert_eq!(live.heard(ping, t0 + ms(500), timeout), Heard::Pending);
+        live.received(t0 + ms(500));
+        assert_eq!(live.heard(ping, t0 + ms(501), timeout), Heard::Answered);
+    }
+
+    #[test]
+    fn silence_counts_only_while_the_reader_waits() {
+        let t0 = Instant::now();
+        let live = Liveness::new(t0);
+        let timeout = Some(ms(30));
+        live.received(t0 + ms(1));
+        let ping = t0 + ms(10);
+        // Busy until 100 ms, then waiting in vain: silent 30 ms later, not before.
+        live.waiting(t0 + ms(100));
+        assert_eq!(live.heard(ping, t0 + ms(129), timeout), Heard::Pending);
+        assert_eq!(live.heard(ping, t0 + ms(131), timeout), Heard::Silent);
+    }
+
+    #[test]
+    fn a_dead_peer_times_out_from_the_ping() {
+        let t0 = Instant::now();
+        let live = Liveness::new(t0);
+        let timeout = Some(ms(30));
+        live.received(t0 + ms(1));
+        live.waiting(t0 + ms(2));
+        let ping = t0 + ms(10);
+        assert_eq!(live.heard(ping, t0 + ms(39), timeout), Heard::Pending);
+        assert_eq!(live.heard(ping, t0 + ms(41), timeout), Heard::Silent);
+        // Without a timeout there is never a verdict of silence.
+        assert_eq!(live.heard(ping, t0 + ms(10_000), None), Heard::Pending);
+    }
+
+    #[test]
+    fn traffic_before_the_ping_does_not_answer_it() {
+        let t0 = Instant::now();
+        let live = Liveness::new(t0);
+        let ping = t0 + ms(10);
+        live.received(ping - Duration::from_micros(2));
+        live.waiting(ping - Duration::from_micros(1));
+        assert_eq!(live.heard(ping, ping, Some(ms(30))), Heard::Pending);
+        live.received(ping);
+        assert_eq!(live.heard(ping, ping, Some(ms(30))), Heard::Answered);
     }
 }
