@@ -230,6 +230,8 @@ impl NodeBuilder {
             known,
             commands: cmd_tx,
             events: event_rx,
+            pending: std::collections::VecDeque::new(),
+            scratch: Vec::new(),
             task: Some(task),
         })
     }
@@ -285,8 +287,15 @@ pub struct Node {
     known: Arc<RwLock<HashSet<Uuid>>>,
     commands: mpsc::Sender<Command>,
     events: mpsc::Receiver<Event>,
+    /// Events taken from the channel in bulk, handed out one by one.
+    pending: std::collections::VecDeque<Event>,
+    /// Reused buffer for `recv_many`.
+    scratch: Vec<Event>,
     task: Option<JoinHandle<()>>,
 }
+
+/// Most events moved from the channel in one go.
+const EVENT_BATCH: usize = 256;
 
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -391,7 +400,7 @@ impl Node {
 
     /// The next event; `None` once the node has stopped and every event was read.
     pub async fn next_event(&mut self) -> Option<Event> {
-        self.events.recv().await
+        std::future::poll_fn(|cx| self.poll_next_event(cx)).await
     }
 
     /// Polls for the next event (for combining several nodes or building a `Stream`).
@@ -399,12 +408,27 @@ impl Node {
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Event>> {
-        self.events.poll_recv(cx)
+        if let Some(event) = self.pending.pop_front() {
+            return std::task::Poll::Ready(Some(event));
+        }
+        match self
+            .events
+            .poll_recv_many(cx, &mut self.scratch, EVENT_BATCH)
+        {
+            std::task::Poll::Ready(0) => std::task::Poll::Ready(None),
+            std::task::Poll::Ready(_) => {
+                self.pending.extend(self.scratch.drain(..));
+                std::task::Poll::Ready(self.pending.pop_front())
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
     }
 
     /// The next event if one is waiting.
     pub fn try_next_event(&mut self) -> Option<Event> {
-        self.events.try_recv().ok()
+        self.pending
+            .pop_front()
+            .or_else(|| self.events.try_recv().ok())
     }
 
     /// Runs `f` on the node's state and returns what it computes.
