@@ -303,10 +303,15 @@ struct Assembler<'a> {
 }
 
 impl Assembler<'_> {
-    fn frame(&mut self, frame: Frame) -> Result<(), ConnectionError> {
+    /// Takes one wire frame; its `body` is the frame's own (CURVE opens it in place).
+    fn frame(&mut self, more: bool, command: bool, body: BytesMut) -> Result<(), ConnectionError> {
         let frame = match self.cipher {
-            Some(c) => lock(c).decrypt(frame)?,
-            None => frame,
+            Some(c) => lock(c).decrypt_owned(more, command, body)?,
+            None => Frame {
+                more,
+                command,
+                body: body.freeze(),
+            },
         };
         if frame.command {
             return handle_command(
@@ -497,12 +502,8 @@ async fn read_loop(
             if buf.len() >= header + len {
                 // The header is already parsed (and its flags checked): cut the body off.
                 buf.advance(header);
-                let body = buf.split_to(len).freeze();
-                let framed = asm.frame(Frame {
-                    more: flags & FLAG_MORE != 0,
-                    command: flags & FLAG_COMMAND != 0,
-                    body,
-                });
+                let body = buf.split_to(len);
+                let framed = asm.frame(flags & FLAG_MORE != 0, flags & FLAG_COMMAND != 0, body);
                 if let Err(e) = framed {
                     return Err(deliver_then(core, pipe, &mut asm.batch, e).await);
                 }
@@ -525,13 +526,9 @@ async fn read_loop(
                 read_some(&mut rd, &mut body, want, asm.ttl).await?;
                 live.received(Instant::now());
             }
-            let frame = body.split_to(len).freeze();
+            let frame = body.split_to(len);
             bodies.retire(body, size);
-            let framed = asm.frame(Frame {
-                more: flags & FLAG_MORE != 0,
-                command: flags & FLAG_COMMAND != 0,
-                body: frame,
-            });
+            let framed = asm.frame(flags & FLAG_MORE != 0, flags & FLAG_COMMAND != 0, frame);
             if let Err(e) = framed {
                 return Err(deliver_then(core, pipe, &mut asm.batch, e).await);
             }

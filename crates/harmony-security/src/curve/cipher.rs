@@ -76,6 +76,53 @@ impl fmt::Debug for CurveCipher {
     }
 }
 
+/// Where the box starts in a MESSAGE command's body: after name, nonce and MAC.
+const TEXT_AT: usize = MESSAGE.len() + 8 + MAC_LEN;
+
+impl CurveCipher {
+    /// Checks a MESSAGE command's name, length and nonce; returns the nonce and the MAC.
+    fn check(&self, body: &[u8]) -> Result<(u64, [u8; MAC_LEN])> {
+        self.key()?;
+        if !body.starts_with(MESSAGE) {
+            return Err(SecurityError::Crypto("expected a CURVE MESSAGE"));
+        }
+        if body.len() < MESSAGE_MIN_LEN {
+            return Err(SecurityError::Crypto("CURVE MESSAGE too short"));
+        }
+        let nonce = be_u64(&body[8..16]);
+        if nonce <= self.last_recv {
+            return Err(SecurityError::Crypto(
+                "CURVE MESSAGE nonce replayed or reordered",
+            ));
+        }
+        let mut tag = [0u8; MAC_LEN];
+        tag.copy_from_slice(&body[16..TEXT_AT]);
+        Ok((nonce, tag))
+    }
+
+    /// Opens the box `text` (flags + body) in place and yields the frame it carries.
+    fn open(&mut self, nonce: u64, tag: &[u8; MAC_LEN], mut text: BytesMut) -> Result<Frame> {
+        self.key()?
+            .open(&short_nonce(self.recv_prefix, nonce), &mut text, tag)
+            .map_err(|_| SecurityError::Crypto("CURVE MESSAGE box does not open"))?;
+        let flags = text[0];
+        let more = flags & FLAG_MORE != 0;
+        let command = flags & FLAG_COMMAND != 0;
+        if more && command {
+            return Err(SecurityError::Crypto(
+                "CURVE MESSAGE flags MORE and COMMAND together",
+            ));
+        }
+        self.last_recv = nonce;
+        text.advance(1);
+        Ok(Frame {
+            more,
+            command,
+            body: text.freeze(),
+        })
+    }
+}
+
 impl Cipher for CurveCipher {
     fn encrypt(&mut self, frame: &Frame, dst: &mut BytesMut) -> Result<()> {
         let nonce = self.next_send;
@@ -113,47 +160,21 @@ impl Cipher for CurveCipher {
     }
 
     fn decrypt(&mut self, frame: Frame) -> Result<Frame> {
-        let key = self.key()?;
-        let body = &frame.body;
-        if !body.starts_with(MESSAGE) {
-            return Err(SecurityError::Crypto("expected a CURVE MESSAGE"));
-        }
-        if body.len() < MESSAGE_MIN_LEN {
-            return Err(SecurityError::Crypto("CURVE MESSAGE too short"));
-        }
-        let nonce = be_u64(&body[8..16]);
-        if nonce <= self.last_recv {
-            return Err(SecurityError::Crypto(
-                "CURVE MESSAGE nonce replayed or reordered",
-            ));
-        }
-        let mut tag = [0u8; MAC_LEN];
-        tag.copy_from_slice(&body[16..16 + MAC_LEN]);
-        let start = 16 + MAC_LEN;
+        let (nonce, tag) = self.check(&frame.body)?;
         // Open in place when nobody else holds the frame's bytes; otherwise one copy.
-        let mut text = match frame.body.try_into_mut() {
+        let text = match frame.body.try_into_mut() {
             Ok(mut whole) => {
-                whole.advance(start);
+                whole.advance(TEXT_AT);
                 whole
             }
-            Err(shared) => BytesMut::from(&shared[start..]),
+            Err(shared) => BytesMut::from(&shared[TEXT_AT..]),
         };
-        key.open(&short_nonce(self.recv_prefix, nonce), &mut text, &tag)
-            .map_err(|_| SecurityError::Crypto("CURVE MESSAGE box does not open"))?;
-        let flags = text[0];
-        let more = flags & FLAG_MORE != 0;
-        let command = flags & FLAG_COMMAND != 0;
-        if more && command {
-            return Err(SecurityError::Crypto(
-                "CURVE MESSAGE flags MORE and COMMAND together",
-            ));
-        }
-        self.last_recv = nonce;
-        text.advance(1);
-        Ok(Frame {
-            more,
-            command,
-            body: text.freeze(),
-        })
+        self.open(nonce, &tag, text)
+    }
+
+    fn decrypt_owned(&mut self, _more: bool, _command: bool, mut body: BytesMut) -> Result<Frame> {
+        let (nonce, tag) = self.check(&body)?;
+        body.advance(TEXT_AT);
+        self.open(nonce, &tag, body)
     }
 }
