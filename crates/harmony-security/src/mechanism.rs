@@ -3,7 +3,7 @@
 use std::fmt;
 
 use bytes::{Bytes, BytesMut};
-use harmony_wire::zmtp::{self, Frame, Greeting, Metadata};
+use harmony_wire::zmtp::{self, Command, Frame, Greeting, Metadata, RawCommand};
 
 use crate::curve::{KeyPair, KEY_LEN};
 use crate::error::{Result, SecurityError};
@@ -88,15 +88,19 @@ impl AuthReply {
         self.status == "200"
     }
 
-    /// What a mechanism does with this reply. Like libzmq, only 200/300/400/500 are valid;
-    /// anything else counts as an internal error.
-    pub(crate) fn verdict(&self) -> Verdict {
-        match self.status.as_str() {
-            "200" => Verdict::Allow,
-            "300" => Verdict::Temporary,
-            "400" => Verdict::Refuse("400".into()),
-            _ => Verdict::Refuse("500".into()),
-        }
+    /// What a server does with the authenticator's answer. Like libzmq, only 200/300/400/500
+    /// are valid; anything else counts as an internal error. "200" hands the reply back, to go
+    /// on with; "300" fails with [`SecurityError::RefusedTemporarily`] and queues nothing;
+    /// "400" and "500" queue ERROR with that status and fail with [`SecurityError::Refused`].
+    pub(crate) fn admit(self, out: &mut Vec<Frame>) -> Result<Self> {
+        let status = match self.status.as_str() {
+            "200" => return Ok(self),
+            "300" => return Err(SecurityError::RefusedTemporarily),
+            "400" => "400",
+            _ => "500",
+        };
+        out.push(Command::Error(Bytes::from_static(status.as_bytes())).to_frame()?);
+        Err(SecurityError::Refused(status.into()))
     }
 
     /// The peer's metadata with this reply's additions: its properties, then `User-Id` when
@@ -123,17 +127,6 @@ impl AuthReply {
 /// The metadata property carrying the authenticator's user id (as libzmq names it).
 pub const USER_ID: &str = "User-Id";
 
-/// How a mechanism acts on an [`AuthReply`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    /// 200: continue the handshake.
-    Allow,
-    /// 300: close without a word.
-    Temporary,
-    /// 400 or 500 (the status to send in ERROR).
-    Refuse(String),
-}
-
 /// What libzmq 4.x's PLAIN server sends instead of `\x05ERROR`: its C literal `"\x05ERROR"`
 /// parses as the escape `\x05E` (0x5E, '^') followed by "RROR" (`src/plain_common.hpp`).
 const LIBZMQ_MANGLED_ERROR: &[u8] = b"^RROR";
@@ -158,6 +151,80 @@ pub(crate) fn check_peer(peer: &Greeting, ours: zmtp::Mechanism) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The opening of every [`Mechanism::start`]: the peer's greeting must name `ours` (see
+/// [`check_peer`]), and the state machine must be `idle` (`start` comes once, and first).
+pub(crate) fn check_start(
+    peer: &Greeting,
+    ours: zmtp::Mechanism,
+    name: &'static str,
+    idle: bool,
+) -> Result<()> {
+    check_peer(peer, ours)?;
+    if !idle {
+        return Err(unexpected(name, "a second start"));
+    }
+    Ok(())
+}
+
+/// [`SecurityError::Unexpected`]: `got` does not fit where the `mechanism` handshake stands.
+pub(crate) fn unexpected(mechanism: &'static str, got: impl Into<String>) -> SecurityError {
+    SecurityError::Unexpected {
+        mechanism,
+        got: got.into(),
+    }
+}
+
+/// [`unexpected`] for an authentication reply handed to a client: only servers ask.
+pub(crate) fn reply_to_client(mechanism: &'static str) -> SecurityError {
+    unexpected(mechanism, "an authentication reply on the client side")
+}
+
+/// Largest metadata block accepted in a handshake command (READY, INITIATE).
+pub(crate) const MAX_METADATA: usize = 64 << 10;
+
+/// Splits a frame received during the `mechanism` handshake into a raw command, refusing
+/// message frames; the peer's ERROR (libzmq's mangled PLAIN one too) becomes
+/// [`SecurityError::PeerError`].
+pub(crate) fn handshake_raw(mechanism: &'static str, frame: &Frame) -> Result<RawCommand> {
+    if !frame.command {
+        return Err(unexpected(mechanism, "a message frame"));
+    }
+    if let Some(reason) = libzmq_mangled_error(&frame.body) {
+        return Err(SecurityError::PeerError(reason));
+    }
+    let raw = RawCommand::decode(&frame.body)?;
+    if raw.is("ERROR") {
+        return match Command::from_raw(raw, 0)? {
+            Command::Error(reason) => Err(SecurityError::PeerError(
+                String::from_utf8_lossy(&reason).into_owned(),
+            )),
+            _ => Err(SecurityError::Crypto("malformed ERROR")),
+        };
+    }
+    Ok(raw)
+}
+
+/// [`handshake_raw`], then the command decoded (metadata up to [`MAX_METADATA`]).
+pub(crate) fn handshake_command(mechanism: &'static str, frame: &Frame) -> Result<Command> {
+    Ok(Command::from_raw(
+        handshake_raw(mechanism, frame)?,
+        MAX_METADATA,
+    )?)
+}
+
+/// [`unexpected`] naming the command that arrived.
+pub(crate) fn unexpected_command(mechanism: &'static str, raw: &RawCommand) -> SecurityError {
+    unexpected(mechanism, String::from_utf8_lossy(&raw.name))
+}
+
+/// A short name for a command, for error messages.
+pub(crate) fn command_name(cmd: &Command) -> String {
+    match cmd.to_raw() {
+        Ok(raw) => String::from_utf8_lossy(&raw.name).into_owned(),
+        Err(_) => "an unencodable command".into(),
+    }
 }
 
 /// Where a handshake stands after a step.

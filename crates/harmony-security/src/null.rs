@@ -7,13 +7,13 @@
 
 use harmony_wire::zmtp::{self, Command, Frame, Greeting, Metadata};
 
-use crate::error::{Result, SecurityError};
+use crate::error::Result;
 use crate::mechanism::{
-    AuthReply, AuthRequest, Cipher, Credentials, Handshake, Mechanism, Verdict,
+    check_start, command_name, handshake_command, unexpected, AuthReply, AuthRequest, Cipher,
+    Credentials, Handshake, Mechanism,
 };
 
-/// Largest metadata block accepted in READY.
-const MAX_METADATA: usize = 64 << 10;
+const NAME: &str = "NULL";
 
 /// The NULL mechanism state machine.
 #[derive(Debug, Default)]
@@ -43,33 +43,6 @@ impl NullMechanism {
     }
 }
 
-/// Turns a received handshake frame into a command, refusing message frames.
-pub(crate) fn handshake_command(mechanism: &'static str, frame: &Frame) -> Result<Command> {
-    if !frame.command {
-        return Err(SecurityError::Unexpected {
-            mechanism,
-            got: "a message frame".into(),
-        });
-    }
-    if let Some(reason) = crate::mechanism::libzmq_mangled_error(&frame.body) {
-        return Err(SecurityError::PeerError(reason));
-    }
-    match Command::decode(&frame.body, MAX_METADATA)? {
-        Command::Error(reason) => Err(SecurityError::PeerError(
-            String::from_utf8_lossy(&reason).into_owned(),
-        )),
-        cmd => Ok(cmd),
-    }
-}
-
-/// A short name for a command, for error messages.
-pub(crate) fn command_name(cmd: &Command) -> String {
-    match cmd.to_raw() {
-        Ok(raw) => String::from_utf8_lossy(&raw.name).into_owned(),
-        Err(_) => "an unencodable command".into(),
-    }
-}
-
 impl Mechanism for NullMechanism {
     fn kind(&self) -> zmtp::Mechanism {
         zmtp::Mechanism::Null
@@ -85,18 +58,8 @@ impl Mechanism for NullMechanism {
         local: &Metadata,
         out: &mut Vec<Frame>,
     ) -> Result<Handshake> {
-        if peer.mechanism != zmtp::Mechanism::Null {
-            return Err(SecurityError::Incompatible(format!(
-                "peer wants {} but this socket uses NULL",
-                peer.mechanism.as_str()
-            )));
-        }
-        if self.started || self.held.is_some() {
-            return Err(SecurityError::Unexpected {
-                mechanism: "NULL",
-                got: "a second start".into(),
-            });
-        }
+        let idle = !self.started && self.held.is_none();
+        check_start(peer, zmtp::Mechanism::Null, NAME, idle)?;
         if self.authenticate {
             self.held = Some(local.clone());
             return Ok(Handshake::Authenticate(AuthRequest {
@@ -110,7 +73,7 @@ impl Mechanism for NullMechanism {
     }
 
     fn receive(&mut self, frame: Frame, _out: &mut Vec<Frame>) -> Result<Handshake> {
-        match handshake_command("NULL", &frame)? {
+        match handshake_command(NAME, &frame)? {
             Command::Ready(meta) if self.started && !self.done => {
                 self.done = true;
                 Ok(Handshake::Done(match &self.reply {
@@ -118,33 +81,19 @@ impl Mechanism for NullMechanism {
                     None => meta,
                 }))
             }
-            other => Err(SecurityError::Unexpected {
-                mechanism: "NULL",
-                got: command_name(&other),
-            }),
+            other => Err(unexpected(NAME, command_name(&other))),
         }
     }
 
     fn authenticated(&mut self, reply: AuthReply, out: &mut Vec<Frame>) -> Result<Handshake> {
         let Some(local) = self.held.take() else {
-            return Err(SecurityError::Unexpected {
-                mechanism: "NULL",
-                got: "an authentication reply".into(),
-            });
+            return Err(unexpected(NAME, "an authentication reply"));
         };
-        match reply.verdict() {
-            Verdict::Allow => {
-                out.push(Command::Ready(local).to_frame()?);
-                self.started = true;
-                self.reply = Some(reply);
-                Ok(Handshake::Continue)
-            }
-            Verdict::Temporary => Err(SecurityError::RefusedTemporarily),
-            Verdict::Refuse(status) => {
-                out.push(Command::Error(status.clone().into()).to_frame()?);
-                Err(SecurityError::Refused(status))
-            }
-        }
+        let reply = reply.admit(out)?;
+        out.push(Command::Ready(local).to_frame()?);
+        self.started = true;
+        self.reply = Some(reply);
+        Ok(Handshake::Continue)
     }
 
     fn into_cipher(self: Box<Self>) -> Option<Box<dyn Cipher>> {
@@ -155,6 +104,7 @@ impl Mechanism for NullMechanism {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SecurityError;
 
     fn peer(mechanism: zmtp::Mechanism) -> Greeting {
         Greeting::new(mechanism, false)
@@ -229,18 +179,12 @@ mod tests {
 
     #[test]
     fn authenticated_null_asks_first_then_sends_ready() {
-        use crate::testing::{meta, run};
+        use crate::testing::{meta, run_dealer_router};
         let peer_ip = std::net::IpAddr::from([127, 0, 0, 9]);
         let deny = crate::StandardAuthenticator::new().deny(peer_ip);
         let mut client = NullMechanism::new();
         let mut server = NullMechanism::with_authentication();
-        let r = run(
-            &mut client,
-            &mut server,
-            &meta("DEALER"),
-            &meta("ROUTER"),
-            &|req| deny.check(peer_ip, req),
-        );
+        let r = run_dealer_router(&mut client, &mut server, &|req| deny.check(peer_ip, req));
         assert_eq!(r.server.unwrap(), Err(SecurityError::Refused("400".into())));
         assert_eq!(r.server_sent.len(), 1, "ERROR only, no READY");
         assert_eq!(
@@ -251,13 +195,7 @@ mod tests {
 
         let mut client = NullMechanism::new();
         let mut server = NullMechanism::with_authentication();
-        let r = run(
-            &mut client,
-            &mut server,
-            &meta("DEALER"),
-            &meta("ROUTER"),
-            &|_| AuthReply::allow("guest"),
-        );
+        let r = run_dealer_router(&mut client, &mut server, &|_| AuthReply::allow("guest"));
         assert_eq!(
             r.server.unwrap().unwrap().get(crate::USER_ID).unwrap(),
             "guest"

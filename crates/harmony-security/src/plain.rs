@@ -13,11 +13,11 @@ use std::fmt;
 use bytes::Bytes;
 use harmony_wire::zmtp::{self, Command, Frame, Greeting, Metadata, PlainHello};
 
-use crate::error::{Result, SecurityError};
+use crate::error::Result;
 use crate::mechanism::{
-    check_peer, AuthReply, AuthRequest, Cipher, Credentials, Handshake, Mechanism, Verdict,
+    check_start, command_name, handshake_command, reply_to_client, unexpected, AuthReply,
+    AuthRequest, Cipher, Credentials, Handshake, Mechanism,
 };
-use crate::null::{command_name, handshake_command};
 
 const NAME: &str = "PLAIN";
 
@@ -59,13 +59,6 @@ impl fmt::Debug for PlainClient {
     }
 }
 
-fn unexpected(cmd: &Command) -> SecurityError {
-    SecurityError::Unexpected {
-        mechanism: NAME,
-        got: command_name(cmd),
-    }
-}
-
 impl Mechanism for PlainClient {
     fn kind(&self) -> zmtp::Mechanism {
         zmtp::Mechanism::Plain
@@ -81,13 +74,8 @@ impl Mechanism for PlainClient {
         local: &Metadata,
         out: &mut Vec<Frame>,
     ) -> Result<Handshake> {
-        check_peer(peer, zmtp::Mechanism::Plain)?;
-        if self.state != ClientState::Idle {
-            return Err(SecurityError::Unexpected {
-                mechanism: NAME,
-                got: "a second start".into(),
-            });
-        }
+        let idle = self.state == ClientState::Idle;
+        check_start(peer, zmtp::Mechanism::Plain, NAME, idle)?;
         self.state = ClientState::Failed;
         self.local = local.clone();
         let hello = Command::Hello(PlainHello {
@@ -111,16 +99,13 @@ impl Mechanism for PlainClient {
                 self.state = ClientState::Done;
                 Ok(Handshake::Done(meta))
             }
-            (_, other) => Err(unexpected(&other)),
+            (_, other) => Err(unexpected(NAME, command_name(&other))),
         }
     }
 
     fn authenticated(&mut self, _reply: AuthReply, _out: &mut Vec<Frame>) -> Result<Handshake> {
         self.state = ClientState::Failed;
-        Err(SecurityError::Unexpected {
-            mechanism: NAME,
-            got: "an authentication reply on the client side".into(),
-        })
+        Err(reply_to_client(NAME))
     }
 
     fn into_cipher(self: Box<Self>) -> Option<Box<dyn Cipher>> {
@@ -190,13 +175,8 @@ impl Mechanism for PlainServer {
         local: &Metadata,
         _out: &mut Vec<Frame>,
     ) -> Result<Handshake> {
-        check_peer(peer, zmtp::Mechanism::Plain)?;
-        if !matches!(self.state, ServerState::Idle) {
-            return Err(SecurityError::Unexpected {
-                mechanism: NAME,
-                got: "a second start".into(),
-            });
-        }
+        let idle = matches!(self.state, ServerState::Idle);
+        check_start(peer, zmtp::Mechanism::Plain, NAME, idle)?;
         self.local = local.clone();
         self.state = ServerState::ExpectHello;
         Ok(Handshake::Continue)
@@ -220,7 +200,7 @@ impl Mechanism for PlainServer {
                 self.state = ServerState::Done;
                 Ok(Handshake::Done(reply.merge_into(meta)))
             }
-            (_, other) => Err(unexpected(&other)),
+            (_, other) => Err(unexpected(NAME, command_name(&other))),
         }
     }
 
@@ -229,23 +209,12 @@ impl Mechanism for PlainServer {
             std::mem::replace(&mut self.state, ServerState::Failed),
             ServerState::Authenticating
         ) {
-            return Err(SecurityError::Unexpected {
-                mechanism: NAME,
-                got: "an authentication reply nobody asked for".into(),
-            });
+            return Err(unexpected(NAME, "an authentication reply nobody asked for"));
         }
-        match reply.verdict() {
-            Verdict::Allow => {
-                out.push(Command::Welcome.to_frame()?);
-                self.state = ServerState::ExpectInitiate(reply);
-                Ok(Handshake::Continue)
-            }
-            Verdict::Temporary => Err(SecurityError::RefusedTemporarily),
-            Verdict::Refuse(status) => {
-                out.push(Command::Error(Bytes::from(status.clone())).to_frame()?);
-                Err(SecurityError::Refused(status))
-            }
-        }
+        let reply = reply.admit(out)?;
+        out.push(Command::Welcome.to_frame()?);
+        self.state = ServerState::ExpectInitiate(reply);
+        Ok(Handshake::Continue)
     }
 
     fn into_cipher(self: Box<Self>) -> Option<Box<dyn Cipher>> {
@@ -256,8 +225,8 @@ impl Mechanism for PlainServer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{meta, run};
-    use crate::{StandardAuthenticator, USER_ID};
+    use crate::testing::{meta, run, run_dealer_router};
+    use crate::{SecurityError, StandardAuthenticator, USER_ID};
     use std::net::IpAddr;
 
     const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
@@ -312,9 +281,7 @@ mod tests {
         for (user, pass) in [("admin", "wrong"), ("nobody", "secret"), ("", "")] {
             let mut c = client(user, pass);
             let mut s = PlainServer::new();
-            let r = run(&mut c, &mut s, &meta("DEALER"), &meta("ROUTER"), &|req| {
-                auth.check(PEER, req)
-            });
+            let r = run_dealer_router(&mut c, &mut s, &|req| auth.check(PEER, req));
             assert_eq!(r.server.unwrap(), Err(SecurityError::Refused("400".into())));
             assert_eq!(
                 r.client.unwrap(),
@@ -360,18 +327,14 @@ mod tests {
     fn status_300_closes_silently_and_500_sends_error() {
         let mut c = client("a", "b");
         let mut s = PlainServer::new();
-        let r = run(&mut c, &mut s, &meta("DEALER"), &meta("ROUTER"), &|_| {
-            AuthReply::temporary()
-        });
+        let r = run_dealer_router(&mut c, &mut s, &|_| AuthReply::temporary());
         assert_eq!(r.server.unwrap(), Err(SecurityError::RefusedTemporarily));
         assert!(r.server_sent.is_empty());
         assert!(r.client.is_none());
 
         let mut c = client("a", "b");
         let mut s = PlainServer::new();
-        let r = run(&mut c, &mut s, &meta("DEALER"), &meta("ROUTER"), &|_| {
-            AuthReply::internal_error()
-        });
+        let r = run_dealer_router(&mut c, &mut s, &|_| AuthReply::internal_error());
         assert_eq!(r.server.unwrap(), Err(SecurityError::Refused("500".into())));
         assert_eq!(
             r.client.unwrap(),

@@ -99,6 +99,15 @@ pub(crate) fn run(
     run
 }
 
+/// [`run`] between a DEALER client and a ROUTER server (each sending only its Socket-Type).
+pub(crate) fn run_dealer_router(
+    client: &mut dyn Mechanism,
+    server: &mut dyn Mechanism,
+    auth: &dyn Fn(&AuthRequest) -> AuthReply,
+) -> Run {
+    run(client, server, &meta("DEALER"), &meta("ROUTER"), auth)
+}
+
 /// Metadata as a socket would send it.
 pub(crate) fn meta(socket_type: &str) -> Metadata {
     Metadata::new().with("Socket-Type", socket_type.to_string())

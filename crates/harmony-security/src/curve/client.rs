@@ -4,16 +4,19 @@ use std::fmt;
 
 use super::nacl::BoxKey;
 use bytes::{BufMut, BytesMut};
-use harmony_wire::zmtp::{self, Command, Frame, Greeting, Metadata, RawCommand};
+use harmony_wire::zmtp::{self, Frame, Greeting, Metadata};
 
 use super::cipher::CurveCipher;
 use super::keys::{random_bytes, KeyPair, KEY_LEN};
 use super::{
     be_u64, long_nonce, open, prefix, salsa_box, seal, short_nonce, COOKIE_LEN, HELLO_LEN,
-    MAX_METADATA, READY_MIN_LEN, WELCOME_LEN,
+    READY_MIN_LEN, WELCOME_LEN,
 };
 use crate::error::{Result, SecurityError};
-use crate::mechanism::{check_peer, AuthReply, Cipher, Handshake, Mechanism};
+use crate::mechanism::{
+    check_start, handshake_raw, reply_to_client, unexpected_command, AuthReply, Cipher, Handshake,
+    Mechanism, MAX_METADATA,
+};
 
 const NAME: &str = "CURVE";
 
@@ -160,36 +163,6 @@ impl fmt::Debug for CurveClient {
     }
 }
 
-/// Splits a handshake frame into a raw command; a server ERROR becomes [`SecurityError::PeerError`].
-pub(super) fn handshake_raw(frame: &Frame) -> Result<RawCommand> {
-    if !frame.command {
-        return Err(SecurityError::Unexpected {
-            mechanism: NAME,
-            got: "a message frame".into(),
-        });
-    }
-    if let Some(reason) = crate::mechanism::libzmq_mangled_error(&frame.body) {
-        return Err(SecurityError::PeerError(reason));
-    }
-    let raw = RawCommand::decode(&frame.body)?;
-    if raw.is("ERROR") {
-        return match Command::from_raw(raw, 0)? {
-            Command::Error(reason) => Err(SecurityError::PeerError(
-                String::from_utf8_lossy(&reason).into_owned(),
-            )),
-            _ => Err(SecurityError::Crypto("malformed ERROR")),
-        };
-    }
-    Ok(raw)
-}
-
-fn unexpected(raw: &RawCommand) -> SecurityError {
-    SecurityError::Unexpected {
-        mechanism: NAME,
-        got: String::from_utf8_lossy(&raw.name).into_owned(),
-    }
-}
-
 impl Mechanism for CurveClient {
     fn kind(&self) -> zmtp::Mechanism {
         zmtp::Mechanism::Curve
@@ -205,13 +178,8 @@ impl Mechanism for CurveClient {
         local: &Metadata,
         out: &mut Vec<Frame>,
     ) -> Result<Handshake> {
-        check_peer(peer, zmtp::Mechanism::Curve)?;
-        if !matches!(self.state, State::Idle) {
-            return Err(SecurityError::Unexpected {
-                mechanism: NAME,
-                got: "a second start".into(),
-            });
-        }
+        let idle = matches!(self.state, State::Idle);
+        check_start(peer, zmtp::Mechanism::Curve, NAME, idle)?;
         self.local = local.clone();
         self.state = State::Failed;
         self.hello(out)?;
@@ -220,7 +188,7 @@ impl Mechanism for CurveClient {
 
     fn receive(&mut self, frame: Frame, out: &mut Vec<Frame>) -> Result<Handshake> {
         let state = std::mem::replace(&mut self.state, State::Failed);
-        let raw = handshake_raw(&frame)?;
+        let raw = handshake_raw(NAME, &frame)?;
         match state {
             State::ExpectWelcome { transient } if raw.is("WELCOME") => {
                 self.welcome(&transient, &frame.body, out)?;
@@ -234,16 +202,13 @@ impl Mechanism for CurveClient {
                 };
                 Ok(Handshake::Done(meta))
             }
-            _ => Err(unexpected(&raw)),
+            _ => Err(unexpected_command(NAME, &raw)),
         }
     }
 
     fn authenticated(&mut self, _reply: AuthReply, _out: &mut Vec<Frame>) -> Result<Handshake> {
         self.state = State::Failed;
-        Err(SecurityError::Unexpected {
-            mechanism: NAME,
-            got: "an authentication reply on the client side".into(),
-        })
+        Err(reply_to_client(NAME))
     }
 
     fn into_cipher(self: Box<Self>) -> Option<Box<dyn Cipher>> {

@@ -43,8 +43,6 @@ pub const READY_MIN_LEN: usize = 30;
 /// Smallest MESSAGE command body (flags byte, empty payload).
 pub const MESSAGE_MIN_LEN: usize = 33;
 
-/// Largest metadata block accepted in INITIATE or READY.
-const MAX_METADATA: usize = 64 << 10;
 /// Bytes a box adds to its plaintext (the Poly1305 tag).
 const MAC_LEN: usize = 16;
 /// Size of the cookie the server hands out in WELCOME: nonce (16) + secretbox (80).

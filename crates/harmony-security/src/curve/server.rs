@@ -5,19 +5,19 @@ use std::fmt;
 use super::nacl::BoxKey;
 use bytes::{BufMut, Bytes, BytesMut};
 use crypto_box::aead::Aead;
-use harmony_wire::zmtp::{self, Command, Frame, Greeting, Metadata};
+use harmony_wire::zmtp::{self, Frame, Greeting, Metadata};
 use zeroize::Zeroizing;
 
 use super::cipher::CurveCipher;
-use super::client::handshake_raw;
 use super::keys::{random_bytes, KeyPair, KEY_LEN};
 use super::{
     be_u64, cookie_box, long_nonce, open, prefix, salsa_box, same, seal, short_nonce, COOKIE_LEN,
-    HELLO_LEN, INITIATE_MIN_LEN, MAC_LEN, MAX_METADATA, VOUCH_LEN,
+    HELLO_LEN, INITIATE_MIN_LEN, MAC_LEN, VOUCH_LEN,
 };
 use crate::error::{Result, SecurityError};
 use crate::mechanism::{
-    check_peer, AuthReply, AuthRequest, Cipher, Credentials, Handshake, Mechanism, Verdict,
+    check_start, handshake_raw, unexpected, unexpected_command, AuthReply, AuthRequest, Cipher,
+    Credentials, Handshake, Mechanism, MAX_METADATA,
 };
 
 const NAME: &str = "CURVE";
@@ -232,13 +232,8 @@ impl Mechanism for CurveServer {
         local: &Metadata,
         _out: &mut Vec<Frame>,
     ) -> Result<Handshake> {
-        check_peer(peer, zmtp::Mechanism::Curve)?;
-        if !matches!(self.state, State::Idle) {
-            return Err(SecurityError::Unexpected {
-                mechanism: NAME,
-                got: "a second start".into(),
-            });
-        }
+        let idle = matches!(self.state, State::Idle);
+        check_start(peer, zmtp::Mechanism::Curve, NAME, idle)?;
         self.local = local.clone();
         self.state = State::ExpectHello;
         Ok(Handshake::Continue)
@@ -246,7 +241,7 @@ impl Mechanism for CurveServer {
 
     fn receive(&mut self, frame: Frame, out: &mut Vec<Frame>) -> Result<Handshake> {
         let state = std::mem::replace(&mut self.state, State::Failed);
-        let raw = handshake_raw(&frame)?;
+        let raw = handshake_raw(NAME, &frame)?;
         match state {
             State::ExpectHello if raw.is("HELLO") => {
                 self.hello(&frame.body, out)?;
@@ -278,10 +273,7 @@ impl Mechanism for CurveServer {
                     },
                 }))
             }
-            _ => Err(SecurityError::Unexpected {
-                mechanism: NAME,
-                got: String::from_utf8_lossy(&raw.name).into_owned(),
-            }),
+            _ => Err(unexpected_command(NAME, &raw)),
         }
     }
 
@@ -292,24 +284,13 @@ impl Mechanism for CurveServer {
             peer,
         } = std::mem::replace(&mut self.state, State::Failed)
         else {
-            return Err(SecurityError::Unexpected {
-                mechanism: NAME,
-                got: "an authentication reply nobody asked for".into(),
-            });
+            return Err(unexpected(NAME, "an authentication reply nobody asked for"));
         };
-        match reply.verdict() {
-            Verdict::Allow => {
-                out.push(self.ready(&key)?);
-                let meta = reply.merge_into(peer);
-                self.state = State::Done { key, last_recv };
-                Ok(Handshake::Done(meta))
-            }
-            Verdict::Temporary => Err(SecurityError::RefusedTemporarily),
-            Verdict::Refuse(status) => {
-                out.push(Command::Error(Bytes::from(status.clone())).to_frame()?);
-                Err(SecurityError::Refused(status))
-            }
-        }
+        let reply = reply.admit(out)?;
+        out.push(self.ready(&key)?);
+        let meta = reply.merge_into(peer);
+        self.state = State::Done { key, last_recv };
+        Ok(Handshake::Done(meta))
     }
 
     fn into_cipher(self: Box<Self>) -> Option<Box<dyn Cipher>> {

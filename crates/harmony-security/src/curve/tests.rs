@@ -5,7 +5,7 @@ use harmony_wire::zmtp::{self, Command, Frame, FrameCodec, Greeting, Metadata};
 
 use super::*;
 use crate::mechanism::{AuthReply, AuthRequest, Cipher, Credentials, Handshake, Mechanism};
-use crate::testing::{meta, run};
+use crate::testing::{meta, run, run_dealer_router};
 use crate::SecurityError;
 
 fn allow_all(_: &AuthRequest) -> AuthReply {
@@ -36,13 +36,7 @@ fn keys() -> Keys {
 fn connected(k: &Keys) -> (Box<dyn Cipher>, Box<dyn Cipher>) {
     let mut client = Box::new(CurveClient::new(k.client.clone(), *k.server.public()));
     let mut server = Box::new(CurveServer::new(k.server.clone()));
-    let r = run(
-        &mut *client,
-        &mut *server,
-        &meta("DEALER"),
-        &meta("ROUTER"),
-        &allow_all,
-    );
+    let r = run_dealer_router(&mut *client, &mut *server, &allow_all);
     assert!(matches!(r.client, Some(Ok(_))));
     assert!(matches!(r.server, Some(Ok(_))));
     (
@@ -319,13 +313,7 @@ fn wrong_server_key_fails_at_hello() {
     let impostor = KeyPair::generate();
     let mut client = CurveClient::new(k.client.clone(), *impostor.public());
     let mut server = CurveServer::new(k.server.clone());
-    let r = run(
-        &mut client,
-        &mut server,
-        &meta("DEALER"),
-        &meta("ROUTER"),
-        &allow_all,
-    );
+    let r = run_dealer_router(&mut client, &mut server, &allow_all);
     assert!(matches!(r.server, Some(Err(SecurityError::Crypto(_)))));
     assert!(
         r.client.is_none(),
@@ -443,13 +431,7 @@ fn unknown_client_key_gets_error_400() {
     let mut server = CurveServer::new(k.server.clone());
     let auth = crate::StandardAuthenticator::new().curve_allow_key([1; 32]);
     let peer = std::net::IpAddr::from([127, 0, 0, 1]);
-    let r = run(
-        &mut client,
-        &mut server,
-        &meta("DEALER"),
-        &meta("ROUTER"),
-        &|req| auth.check(peer, req),
-    );
+    let r = run_dealer_router(&mut client, &mut server, &|req| auth.check(peer, req));
     assert_eq!(r.server.unwrap(), Err(SecurityError::Refused("400".into())));
     assert_eq!(
         r.client.unwrap(),
@@ -464,13 +446,7 @@ fn statuses_300_and_500() {
     let k = keys();
     let mut client = CurveClient::new(k.client.clone(), *k.server.public());
     let mut server = CurveServer::new(k.server.clone());
-    let r = run(
-        &mut client,
-        &mut server,
-        &meta("DEALER"),
-        &meta("ROUTER"),
-        &|_| AuthReply::temporary(),
-    );
+    let r = run_dealer_router(&mut client, &mut server, &|_| AuthReply::temporary());
     assert_eq!(r.server.unwrap(), Err(SecurityError::RefusedTemporarily));
     assert_eq!(r.server_sent.len(), 1, "only WELCOME, no ERROR");
     assert!(r.client.is_none());
@@ -478,16 +454,10 @@ fn statuses_300_and_500() {
     for status in ["500", "999"] {
         let mut client = CurveClient::new(k.client.clone(), *k.server.public());
         let mut server = CurveServer::new(k.server.clone());
-        let r = run(
-            &mut client,
-            &mut server,
-            &meta("DEALER"),
-            &meta("ROUTER"),
-            &|_| AuthReply {
-                status: status.into(),
-                ..AuthReply::deny()
-            },
-        );
+        let r = run_dealer_router(&mut client, &mut server, &|_| AuthReply {
+            status: status.into(),
+            ..AuthReply::deny()
+        });
         assert_eq!(r.server.unwrap(), Err(SecurityError::Refused("500".into())));
         assert_eq!(
             r.client.unwrap(),
