@@ -1,23 +1,17 @@
 //! Harmony <-> Harmony over loopback: every socket pair, identities, queues, reconnects.
 
+mod support;
+
 use std::time::Duration;
 
 use bytes::Bytes;
 use harmony_zmtp::{
-    DealerSocket, Message, PubSocket, PullSocket, PushSocket, RouterSocket, SocketOptions,
-    SubSocket, TrySendError,
+    DealerSocket, Message, PubSocket, PullSocket, PushSocket, RouterSocket, SubSocket, TrySendError,
 };
+use support::opts;
 use tokio::time::timeout;
 
 const T: Duration = Duration::from_secs(10);
-
-fn opts() -> SocketOptions {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    SocketOptions::default().reconnect(Duration::from_millis(20), Duration::from_millis(200))
-}
 
 #[tokio::test]
 async fn router_dealer_round_trip_with_identity() {

@@ -1,22 +1,17 @@
 //! PLAIN and CURVE between Harmony sockets, with an authenticator deciding who gets in.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use harmony_security::{KeyPair, MechanismConfig, StandardAuthenticator};
-use harmony_zmtp::{DealerSocket, Message, RouterSocket, SocketOptions};
+use harmony_zmtp::{DealerSocket, Message, RouterSocket};
+use support::{curve_client, curve_server, opts};
 use tokio::time::timeout;
 
 const T: Duration = Duration::from_secs(10);
-
-fn opts() -> SocketOptions {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    SocketOptions::default().reconnect(Duration::from_millis(20), Duration::from_millis(200))
-}
 
 async fn echo_once(router: &RouterSocket, dealer: &DealerSocket) {
     let m = Message::from_frames([
@@ -40,21 +35,11 @@ async fn refused(router: &RouterSocket, dealer: &DealerSocket) {
 }
 
 fn curve_router(server: &KeyPair, allowed: &KeyPair) -> RouterSocket {
-    let auth = StandardAuthenticator::new().curve_allow_key(*allowed.public());
-    RouterSocket::new(
-        opts()
-            .mechanism(MechanismConfig::CurveServer {
-                keys: server.clone(),
-            })
-            .authenticator(Arc::new(auth)),
-    )
+    RouterSocket::new(curve_server(opts(), server, &[allowed]))
 }
 
 fn curve_dealer(keys: KeyPair, server: &KeyPair) -> DealerSocket {
-    DealerSocket::new(opts().mechanism(MechanismConfig::CurveClient {
-        keys,
-        server_key: *server.public(),
-    }))
+    DealerSocket::new(opts().mechanism(curve_client(&keys, server)))
 }
 
 #[tokio::test]

@@ -7,6 +7,8 @@
 //! crafts bad frames by hand; the INITIATE vouch cases use a hand-written CurveZMQ client
 //! (crypto_box), whose good path is checked too so the refusals are for the right reason.
 
+mod support;
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,11 +16,10 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use crypto_box::aead::Aead;
 use crypto_box::{Nonce, PublicKey, SalsaBox, SecretKey};
-use harmony_security::{
-    AuthReply, Cipher, Handshake, KeyPair, MechanismConfig, SecurityError, StandardAuthenticator,
-};
-use harmony_wire::zmtp::{Frame, FrameCodec, Greeting, Mechanism, Metadata, GREETING_LEN};
+use harmony_security::{AuthReply, Cipher, Handshake, KeyPair, MechanismConfig, SecurityError};
+use harmony_wire::zmtp::{Frame, Mechanism, Metadata};
 use harmony_zmtp::{DealerSocket, Endpoint, Message, RouterSocket, SocketOptions};
+use support::{curve_client, curve_server, Raw};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
@@ -29,13 +30,7 @@ const T: Duration = Duration::from_secs(20);
 const QUIET: Duration = Duration::from_millis(300);
 
 fn opts() -> SocketOptions {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    SocketOptions::default()
-        .reconnect(Duration::from_millis(20), Duration::from_millis(200))
-        .handshake_timeout(Duration::from_secs(2))
+    support::opts().handshake_timeout(Duration::from_secs(2))
 }
 
 /// A CURVE ROUTER letting in `good` (the DEALER) and `raw` (the hand-driven client), with a
@@ -59,21 +54,13 @@ impl Server {
         let keys = KeyPair::generate();
         let good = KeyPair::generate();
         let raw = KeyPair::generate();
-        let auth = StandardAuthenticator::new()
-            .curve_allow_key(*good.public())
-            .curve_allow_key(*raw.public());
-        let router = RouterSocket::new(
-            router_opts
-                .mechanism(MechanismConfig::CurveServer { keys: keys.clone() })
-                .authenticator(Arc::new(auth)),
-        );
+        let router = RouterSocket::new(curve_server(router_opts, &keys, &[&good, &raw]));
         let ep = router.bind("tcp://127.0.0.1:0").await.unwrap();
-        let dealer = DealerSocket::new(opts().identity(&b"good"[..]).mechanism(
-            MechanismConfig::CurveClient {
-                keys: good,
-                server_key: *keys.public(),
-            },
-        ));
+        let dealer = DealerSocket::new(
+            opts()
+                .identity(&b"good"[..])
+                .mechanism(curve_client(&good, &keys)),
+        );
         dealer.connect(&ep.to_string()).await.unwrap();
         let mut server = Self {
             keys,
@@ -111,96 +98,7 @@ impl Server {
     }
 
     fn curve_client(&self) -> MechanismConfig {
-        MechanismConfig::CurveClient {
-            keys: self.raw.clone(),
-            server_key: *self.keys.public(),
-        }
-    }
-}
-
-/// One raw TCP connection speaking ZMTP frames by hand.
-struct Raw {
-    stream: TcpStream,
-    buf: BytesMut,
-    codec: FrameCodec,
-}
-
-impl Raw {
-    async fn connect(ep: &Endpoint) -> Self {
-        Self::from(TcpStream::connect(ep.addr()).await.unwrap())
-    }
-
-    fn from(stream: TcpStream) -> Self {
-        Self {
-            stream,
-            buf: BytesMut::new(),
-            codec: FrameCodec::new(1 << 20),
-        }
-    }
-
-    /// Sends our greeting and reads the server's.
-    async fn greet(&mut self, mechanism: Mechanism) -> Greeting {
-        self.greet_as(mechanism, false).await
-    }
-
-    /// Sends our greeting (as the mechanism's server or not) and reads the peer's.
-    async fn greet_as(&mut self, mechanism: Mechanism, as_server: bool) -> Greeting {
-        self.write(&Greeting::new(mechanism, as_server).encode().unwrap())
-            .await;
-        while self.buf.len() < GREETING_LEN {
-            let n = timeout(T, self.stream.read_buf(&mut self.buf))
-                .await
-                .expect("no greeting in time")
-                .unwrap();
-            assert_ne!(n, 0, "closed before the greeting");
-        }
-        Greeting::decode(&self.buf.split_to(GREETING_LEN)).unwrap()
-    }
-
-    /// The next frame, `None` when the server closed.
-    async fn frame(&mut self) -> Option<Frame> {
-        timeout(T, async {
-            loop {
-                if let Some(f) = self.codec.decode_frame(&mut self.buf).unwrap() {
-                    return Some(f);
-                }
-                match self.stream.read_buf(&mut self.buf).await {
-                    Ok(0) | Err(_) => return None,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await
-        .expect("no frame in time")
-    }
-
-    async fn write(&mut self, bytes: &[u8]) {
-        // The server may already have closed: that is what some tests are after.
-        let _ = self.stream.write_all(bytes).await;
-    }
-
-    async fn send(&mut self, frames: &[Frame]) {
-        let mut out = BytesMut::new();
-        for f in frames {
-            f.encode(&mut out);
-        }
-        self.write(&out).await;
-    }
-
-    /// Reads until the server closes the connection (EOF or reset); panics if it stays open.
-    /// Whatever the server sends meanwhile (an ERROR command at most) is ignored.
-    async fn closed(mut self) {
-        let mut scratch = vec![0u8; 64 << 10];
-        let closed = timeout(Duration::from_secs(5), async {
-            loop {
-                match self.stream.read(&mut scratch).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await;
-        assert!(closed.is_ok(), "the server kept a bad connection open");
+        curve_client(&self.raw, &self.keys)
     }
 }
 
@@ -210,29 +108,63 @@ fn dealer_meta() -> Metadata {
         .with("Identity", "")
 }
 
-/// A real CURVE handshake with the sans-IO client; returns the connection and its cipher.
-async fn handshaken(server: &Server) -> (Raw, Box<dyn Cipher>) {
-    let config = server.curve_client();
-    let mut raw = Raw::connect(&server.ep).await;
-    let peer = raw.greet(Mechanism::Curve).await;
-    let mut mech = config.build();
-    let mut out = Vec::new();
-    let mut step = mech.start(&peer, &dealer_meta(), &mut out);
-    loop {
-        raw.send(&std::mem::take(&mut out)).await;
-        match step.expect("handshake step") {
-            Handshake::Continue => {
-                let frame = raw.frame().await.expect("closed during the handshake");
-                step = mech.receive(frame, &mut out);
-            }
-            Handshake::Authenticate(_) => panic!("a client is not asked to authenticate"),
-            Handshake::Done(meta) => {
-                assert_eq!(meta.get("Socket-Type").unwrap(), "ROUTER");
-                let cipher = mech.into_cipher().expect("CURVE has a cipher");
-                return (raw, cipher);
+/// A sans-IO client of `config`'s mechanism, started as a DEALER on a raw connection to the
+/// server that has exchanged greetings.
+struct Client {
+    raw: Raw,
+    mech: Box<dyn harmony_security::Mechanism>,
+    /// What `start` queued (HELLO for CURVE), not sent yet.
+    out: Vec<Frame>,
+    /// What `start` returned.
+    step: Result<Handshake, SecurityError>,
+}
+
+impl Client {
+    async fn start(server: &Server, config: &MechanismConfig) -> Self {
+        let mut raw = Raw::connect(&server.ep).await;
+        let peer = raw.greet(config.kind()).await;
+        let mut mech = config.build();
+        let mut out = Vec::new();
+        let step = mech.start(&peer, &dealer_meta(), &mut out);
+        Self {
+            raw,
+            mech,
+            out,
+            step,
+        }
+    }
+
+    /// The raw client's CURVE client, started.
+    async fn curve(server: &Server) -> Self {
+        Self::start(server, &server.curve_client()).await
+    }
+
+    /// Sends what is queued and carries the handshake on to its end: the server's metadata,
+    /// or the error the client ended with (`None`: the server closed without an ERROR).
+    async fn finish(&mut self) -> Result<Metadata, Option<SecurityError>> {
+        loop {
+            self.raw.send(&std::mem::take(&mut self.out)).await;
+            let step = std::mem::replace(&mut self.step, Ok(Handshake::Continue));
+            match step {
+                Ok(Handshake::Continue) => match self.raw.frame().await {
+                    Some(frame) => self.step = self.mech.receive(frame, &mut self.out),
+                    None => return Err(None),
+                },
+                Ok(Handshake::Authenticate(_)) => panic!("a client is not asked to authenticate"),
+                Ok(Handshake::Done(meta)) => return Ok(meta),
+                Err(e) => return Err(Some(e)),
             }
         }
     }
+}
+
+/// A real CURVE handshake with the sans-IO client; returns the connection and its cipher.
+async fn handshaken(server: &Server) -> (Raw, Box<dyn Cipher>) {
+    let mut client = Client::curve(server).await;
+    let meta = client.finish().await.expect("the handshake failed");
+    assert_eq!(meta.get("Socket-Type").unwrap(), "ROUTER");
+    let cipher = client.mech.into_cipher().expect("CURVE has a cipher");
+    (client.raw, cipher)
 }
 
 /// The wire bytes of one encrypted frame.
@@ -469,17 +401,7 @@ async fn hello_of_the_wrong_size_is_closed() {
     timeout(T, async {
         let mut server = Server::start().await;
         for delta in [-1i32, 1, -100] {
-            let mut raw = Raw::connect(&server.ep).await;
-            let peer = raw.greet(Mechanism::Curve).await;
-            let mut mech = server.curve_client().build();
-            let mut out = Vec::new();
-            mech.start(&peer, &dealer_meta(), &mut out).unwrap();
-            let hello = out.pop().expect("HELLO");
-            assert!(hello.body.starts_with(b"\x05HELLO"));
-            let mut body = hello.body.to_vec();
-            body.resize((body.len() as i32 + delta) as usize, 0);
-            raw.send(&[Frame::command(body)]).await;
-            raw.closed().await;
+            bad_hello(&server, |b| b.resize((b.len() as i32 + delta) as usize, 0)).await;
             server.delivers_nothing().await;
             server.serves().await;
         }
@@ -490,15 +412,13 @@ async fn hello_of_the_wrong_size_is_closed() {
 
 /// The client's HELLO, changed by `tamper`, then the server must close.
 async fn bad_hello(server: &Server, tamper: impl FnOnce(&mut Vec<u8>)) {
-    let mut raw = Raw::connect(&server.ep).await;
-    let peer = raw.greet(Mechanism::Curve).await;
-    let mut mech = server.curve_client().build();
-    let mut out = Vec::new();
-    mech.start(&peer, &dealer_meta(), &mut out).unwrap();
-    let mut body = out.pop().expect("HELLO").body.to_vec();
+    let mut client = Client::curve(server).await;
+    assert_eq!(client.step, Ok(Handshake::Continue));
+    let mut body = client.out.pop().expect("HELLO").body.to_vec();
+    assert!(body.starts_with(b"\x05HELLO"));
     tamper(&mut body);
-    raw.send(&[Frame::command(body)]).await;
-    raw.closed().await;
+    client.raw.send(&[Frame::command(body)]).await;
+    client.raw.closed().await;
 }
 
 #[tokio::test]
@@ -521,11 +441,13 @@ async fn hello_with_a_bad_version_signature_or_name_is_closed() {
 
 /// The client's INITIATE, changed by `tamper`, then the server must close.
 async fn bad_initiate(server: &Server, tamper: impl FnOnce(&mut Vec<u8>)) {
-    let mut raw = Raw::connect(&server.ep).await;
-    let peer = raw.greet(Mechanism::Curve).await;
-    let mut mech = server.curve_client().build();
-    let mut out = Vec::new();
-    mech.start(&peer, &dealer_meta(), &mut out).unwrap();
+    let Client {
+        mut raw,
+        mut mech,
+        mut out,
+        step,
+    } = Client::curve(server).await;
+    assert_eq!(step, Ok(Handshake::Continue));
     raw.send(&std::mem::take(&mut out)).await;
     let welcome = raw.frame().await.expect("WELCOME");
     assert_eq!(
@@ -561,23 +483,7 @@ async fn initiate_with_a_bad_cookie_is_closed() {
         let mut server = Server::start().await;
         // INITIATE = "\x08INITIATE" (9) | cookie: nonce tail (16), box (80) | ...
         for at in [9 + 3, 9 + 16 + 5, 9 + 95] {
-            let mut raw = Raw::connect(&server.ep).await;
-            let peer = raw.greet(Mechanism::Curve).await;
-            let mut mech = server.curve_client().build();
-            let mut out = Vec::new();
-            mech.start(&peer, &dealer_meta(), &mut out).unwrap();
-            raw.send(&std::mem::take(&mut out)).await;
-            let welcome = raw.frame().await.expect("WELCOME");
-            assert_eq!(
-                mech.receive(welcome, &mut out).unwrap(),
-                Handshake::Continue
-            );
-            let initiate = out.pop().expect("INITIATE");
-            assert!(initiate.body.starts_with(b"\x08INITIATE"));
-            let mut body = initiate.body.to_vec();
-            body[at] ^= 0x80;
-            raw.send(&[Frame::command(body)]).await;
-            raw.closed().await;
+            bad_initiate(&server, |b| b[at] ^= 0x80).await;
             server.delivers_nothing().await;
             server.serves().await;
         }
@@ -589,23 +495,12 @@ async fn initiate_with_a_bad_cookie_is_closed() {
 /// Runs a client handshake the server must refuse; returns the error the client ends with
 /// (`None`: the server closed without an ERROR command). The connection is then closed.
 async fn refused_handshake(server: &Server, config: MechanismConfig) -> Option<SecurityError> {
-    let mut raw = Raw::connect(&server.ep).await;
-    let peer = raw.greet(config.kind()).await;
-    let mut mech = config.build();
-    let mut out = Vec::new();
-    let mut step = mech.start(&peer, &dealer_meta(), &mut out);
-    let error = loop {
-        raw.send(&std::mem::take(&mut out)).await;
-        match step {
-            Ok(Handshake::Continue) => match raw.frame().await {
-                Some(frame) => step = mech.receive(frame, &mut out),
-                None => break None,
-            },
-            Ok(other) => panic!("a refused client got {other:?}"),
-            Err(e) => break Some(e),
-        }
+    let mut client = Client::start(server, &config).await;
+    let error = match client.finish().await {
+        Ok(meta) => panic!("a refused client got through: {meta:?}"),
+        Err(error) => error,
     };
-    raw.closed().await;
+    client.raw.closed().await;
     error
 }
 

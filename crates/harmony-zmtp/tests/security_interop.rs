@@ -9,7 +9,8 @@
 //!   StandardAuthenticator against libzmq clients. A wrong server key, an unknown client key and
 //!   a wrong password are refused: nothing is delivered and good clients are still served.
 
-use std::process::Stdio;
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,256 +20,16 @@ use harmony_zmtp::{
     DealerSocket, Message, PubSocket, PullSocket, PushSocket, RouterSocket, SocketOptions,
     SubSocket,
 };
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use support::{
+    big, curve_client, curve_server, dealer_client, dealer_echo, expect_sequence,
+    idle_on_heartbeats, opts, py_curve_client, quit, recv_after_sync, router_echo, send_sequence,
+    sync_libzmq_sub, Keys, Py,
+};
 use tokio::time::timeout;
 
 const T: Duration = Duration::from_secs(90);
 /// How long "nothing is delivered" is watched once the refused connection is seen closed.
 const QUIET: Duration = Duration::from_millis(300);
-const COUNT: u32 = 10_000;
-const BIG: usize = 1 << 20;
-
-/// A running pyzmq helper script.
-struct Py {
-    child: Child,
-    lines: Lines<BufReader<ChildStdout>>,
-    stdin: ChildStdin,
-}
-
-impl Py {
-    async fn start(script: &str, args: &[&str]) -> Self {
-        let script = format!("{}/tests/py/{script}", env!("CARGO_MANIFEST_DIR"));
-        let mut child = Command::new(harmony_testkit::python())
-            .arg(script)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the pyzmq helper");
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let stdin = child.stdin.take().unwrap();
-        Self {
-            child,
-            lines,
-            stdin,
-        }
-    }
-
-    /// peer.py
-    async fn peer(args: &[&str]) -> Self {
-        Self::start("peer.py", args).await
-    }
-
-    /// sec_peer.py
-    async fn sec(args: &[&str]) -> Self {
-        Self::start("sec_peer.py", args).await
-    }
-
-    async fn line(&mut self) -> String {
-        let line = timeout(T, self.lines.next_line())
-            .await
-            .expect("the helper said nothing in time")
-            .expect("read helper output");
-        let line = line.expect("the helper ended without a result");
-        assert!(!line.starts_with("FAIL"), "helper: {line}");
-        line
-    }
-
-    /// Skips lines up to the first one starting with `prefix`, and returns it.
-    async fn until(&mut self, prefix: &str) -> String {
-        loop {
-            let line = self.line().await;
-            if line.starts_with(prefix) {
-                return line;
-            }
-        }
-    }
-
-    async fn ready(&mut self) -> String {
-        let line = self.line().await;
-        line.strip_prefix("READY ")
-            .unwrap_or_else(|| panic!("expected READY, got {line}"))
-            .to_owned()
-    }
-
-    async fn expect(&mut self, what: &str) {
-        assert_eq!(self.line().await, what);
-    }
-
-    /// Reads the remaining output (none may be FAIL) and checks the exit status.
-    async fn finish(mut self) {
-        while let Some(line) = timeout(T, self.lines.next_line()).await.unwrap().unwrap() {
-            assert!(!line.starts_with("FAIL"), "helper: {line}");
-        }
-        let status = timeout(T, self.child.wait()).await.unwrap().unwrap();
-        assert!(status.success(), "the helper exited with {status}");
-    }
-
-    async fn say(&mut self, line: &str) {
-        self.stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
-        self.stdin.flush().await.unwrap();
-    }
-}
-
-fn opts() -> SocketOptions {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    SocketOptions::default().reconnect(Duration::from_millis(20), Duration::from_millis(200))
-}
-
-/// Keys of one test: the server's, a client's, and the peer.py/sec_peer.py arguments for them.
-struct Keys {
-    server: KeyPair,
-    client: KeyPair,
-}
-
-impl Keys {
-    fn new() -> Self {
-        Self {
-            server: KeyPair::generate(),
-            client: KeyPair::generate(),
-        }
-    }
-
-    fn client_config(&self) -> MechanismConfig {
-        MechanismConfig::CurveClient {
-            keys: self.client.clone(),
-            server_key: *self.server.public(),
-        }
-    }
-
-    /// Harmony as CURVE server, letting in only `self.client`.
-    fn server_opts(&self) -> SocketOptions {
-        let auth = StandardAuthenticator::new().curve_allow_key(*self.client.public());
-        opts()
-            .mechanism(MechanismConfig::CurveServer {
-                keys: self.server.clone(),
-            })
-            .authenticator(Arc::new(auth))
-    }
-
-    /// libzmq as CURVE server.
-    fn py_server(&self) -> String {
-        format!("--curve-server={}", &*self.server.secret_z85())
-    }
-
-    /// libzmq as CURVE client with `self.client`.
-    fn py_client(&self) -> String {
-        format!(
-            "--curve-client={},{}",
-            &*self.client.secret_z85(),
-            self.server.public_z85()
-        )
-    }
-}
-
-// --- Traffic helpers, the same sequences as interop.rs and peer.py ---
-
-fn numbered(prefix: &[u8], i: u32) -> Bytes {
-    [prefix, &i.to_be_bytes()].concat().into()
-}
-
-fn big(prefix: &[u8]) -> Bytes {
-    let mut v = prefix.to_vec();
-    v.resize(prefix.len() + BIG, b'x');
-    v.into()
-}
-
-async fn send_sequence(send: impl AsyncFn(Message), prefix: &'static [u8]) {
-    send(Message::from_frames([
-        Bytes::from([prefix, b"a"].concat()),
-        Bytes::new(),
-        Bytes::from_static(b"c"),
-    ]))
-    .await;
-    send(big(prefix).into()).await;
-    for i in 0..COUNT {
-        send(numbered(prefix, i).into()).await;
-    }
-    send(Bytes::from([prefix, b"end"].concat()).into()).await;
-}
-
-async fn expect_sequence(recv: impl AsyncFn() -> Message, prefix: &'static [u8]) {
-    let m = recv().await;
-    assert_eq!(
-        m.frames(),
-        &[
-            Bytes::from([prefix, b"a"].concat()),
-            Bytes::new(),
-            Bytes::from_static(b"c")
-        ]
-    );
-    assert_eq!(recv().await[0], big(prefix));
-    for i in 0..COUNT {
-        assert_eq!(recv().await[0], numbered(prefix, i), "message {i}");
-    }
-    assert_eq!(recv().await[0], Bytes::from([prefix, b"end"].concat()));
-}
-
-/// A Harmony DEALER against a libzmq echo server; ends with quit/bye.
-async fn dealer_client(dealer: &DealerSocket) {
-    let m = Message::from_frames([&b"a"[..], b"", b"c"].map(Bytes::from_static));
-    dealer.send(m.clone()).await.unwrap();
-    assert_eq!(dealer.recv().await.unwrap(), m);
-    let m = Message::from(big(b""));
-    dealer.send(m.clone()).await.unwrap();
-    assert_eq!(dealer.recv().await.unwrap(), m);
-    for start in (0..COUNT).step_by(500) {
-        for i in start..start + 500 {
-            dealer.send(numbered(b"", i)).await.unwrap();
-        }
-        for i in start..start + 500 {
-            assert_eq!(dealer.recv().await.unwrap()[0], numbered(b"", i));
-        }
-    }
-    dealer.send("quit").await.unwrap();
-    assert_eq!(dealer.recv().await.unwrap()[0], "bye");
-}
-
-/// A Harmony ROUTER echo server for a libzmq DEALER ("whoami" gets the identity back);
-/// ends on "quit".
-async fn router_echo(router: &RouterSocket) {
-    loop {
-        let m = router.recv().await.unwrap();
-        let id = m[0].clone();
-        match &m.frames()[1..] {
-            [w] if w == "whoami" => {
-                router
-                    .send(Message::from_frames([id.clone(), w.clone(), id]))
-                    .await
-                    .unwrap();
-            }
-            [q] if q == "quit" => {
-                router
-                    .send(Message::from_frames([id, Bytes::from_static(b"bye")]))
-                    .await
-                    .unwrap();
-                return;
-            }
-            _ => router.send(m).await.unwrap(),
-        }
-    }
-}
-
-/// A Harmony DEALER echo server; ends on "quit".
-async fn dealer_echo(dealer: &DealerSocket) {
-    loop {
-        let m = dealer.recv().await.unwrap();
-        if m.len() == 1 && m[0] == "quit" {
-            dealer.send("bye").await.unwrap();
-            return;
-        }
-        dealer.send(m).await.unwrap();
-    }
-}
 
 // --- CURVE traffic, every socket pair, Harmony as client and as server ---
 
@@ -281,8 +42,7 @@ async fn curve_push_to_libzmq_pull() {
         let push = PushSocket::new(opts().mechanism(keys.client_config()));
         push.connect(&ep).await.unwrap();
         send_sequence(async |m| push.send(m).await.unwrap(), b"").await;
-        py.expect("OK").await;
-        py.finish().await;
+        py.ok_and_finish().await;
         push.close().await;
     })
     .await
@@ -298,8 +58,7 @@ async fn curve_libzmq_push_to_pull() {
         let mut py = Py::peer(&["push", &ep.to_string(), &keys.py_client()]).await;
         py.ready().await;
         expect_sequence(async || pull.recv().await.unwrap(), b"").await;
-        py.expect("OK").await;
-        py.finish().await;
+        py.ok_and_finish().await;
     })
     .await
     .unwrap();
@@ -313,24 +72,9 @@ async fn curve_pub_to_libzmq_sub() {
         let ep = publisher.bind("tcp://127.0.0.1:0").await.unwrap();
         let mut py = Py::peer(&["sub", &ep.to_string(), &keys.py_client()]).await;
         py.ready().await;
-        // Publish until the libzmq SUB's subscription has arrived and it saw a message.
-        {
-            let synced = py.expect("SYNCED");
-            tokio::pin!(synced);
-            loop {
-                publisher.send("Async").await.unwrap();
-                publisher.send("B-not-subscribed").await.unwrap();
-                if timeout(Duration::from_millis(10), &mut synced)
-                    .await
-                    .is_ok()
-                {
-                    break;
-                }
-            }
-        }
+        sync_libzmq_sub(&publisher, &mut py).await;
         send_sequence(async |m| publisher.send(m).await.unwrap(), b"A").await;
-        py.expect("OK").await;
-        py.finish().await;
+        py.ok_and_finish().await;
         publisher.close().await;
     })
     .await
@@ -348,16 +92,8 @@ async fn curve_libzmq_pub_to_sub() {
         sub.connect(&ep).await.unwrap();
         assert_eq!(sub.recv().await.unwrap()[0], "Async");
         py.say("go").await;
-        let recv = async || loop {
-            let m = sub.recv().await.unwrap();
-            assert_ne!(m[0], "B-not-subscribed");
-            if m[0] != "Async" {
-                return m;
-            }
-        };
-        expect_sequence(recv, b"A").await;
-        py.expect("OK").await;
-        py.finish().await;
+        expect_sequence(async || recv_after_sync(&sub).await, b"A").await;
+        py.ok_and_finish().await;
     })
     .await
     .unwrap();
@@ -377,7 +113,8 @@ async fn curve_dealer_to_libzmq_dealer() {
         let ep = py.ready().await;
         let dealer = DealerSocket::new(opts().mechanism(keys.client_config()));
         dealer.connect(&ep).await.unwrap();
-        dealer_client(&dealer).await;
+        dealer_client(&dealer, None).await;
+        quit(&dealer).await;
         py.finish().await;
     })
     .await
@@ -393,8 +130,7 @@ async fn curve_libzmq_dealer_to_dealer() {
         let mut py = Py::peer(&["dealer-client", &ep.to_string(), &keys.py_client()]).await;
         py.ready().await;
         dealer_echo(&dealer).await;
-        py.expect("OK").await;
-        py.finish().await;
+        py.ok_and_finish().await;
     })
     .await
     .unwrap();
@@ -418,8 +154,7 @@ async fn curve_client_router_binds_libzmq_server_dealer_connects() {
         .await;
         py.ready().await;
         router_echo(&router).await;
-        py.expect("OK").await;
-        py.finish().await;
+        py.ok_and_finish().await;
     })
     .await
     .unwrap();
@@ -434,7 +169,8 @@ async fn curve_server_dealer_binds_libzmq_client_router_connects() {
         let ep = dealer.bind("tcp://127.0.0.1:0").await.unwrap();
         let mut py = Py::peer(&["router-echo", &ep.to_string(), &keys.py_client()]).await;
         py.ready().await;
-        dealer_client(&dealer).await;
+        dealer_client(&dealer, None).await;
+        quit(&dealer).await;
         py.finish().await;
     })
     .await
@@ -490,22 +226,15 @@ async fn libzmq_curve_authenticator_refuses_harmony_clients() {
         round_trip(&good, &mut py, "good 1").await;
 
         // A client key the authenticator does not know.
-        let stranger = MechanismConfig::CurveClient {
-            keys: KeyPair::generate(),
-            server_key: *keys.server.public(),
-        };
+        let stranger = curve_client(&KeyPair::generate(), &keys.server);
         refused_by_libzmq(stranger, AUTH_400, &ep, &mut py).await;
         round_trip(&good, &mut py, "good 2").await;
         // A known client that has the wrong server key: libzmq cannot open its HELLO.
-        let confused = MechanismConfig::CurveClient {
-            keys: keys.client.clone(),
-            server_key: *KeyPair::generate().public(),
-        };
+        let confused = curve_client(&keys.client, &KeyPair::generate());
         refused_by_libzmq(confused, CRYPTOGRAPHIC, &ep, &mut py).await;
         round_trip(&good, &mut py, "good 3").await;
 
-        good.send("quit").await.unwrap();
-        assert_eq!(good.recv().await.unwrap()[0], "bye");
+        quit(&good).await;
         py.finish().await;
     })
     .await
@@ -528,8 +257,7 @@ async fn libzmq_plain_authenticator_refuses_harmony_clients() {
         round_trip(&good, &mut py, "good 2").await;
         refused_by_libzmq(plain("nobody", "secret"), AUTH_400, &ep, &mut py).await;
         round_trip(&good, &mut py, "good 3").await;
-        good.send("quit").await.unwrap();
-        assert_eq!(good.recv().await.unwrap()[0], "bye");
+        quit(&good).await;
         py.finish().await;
     })
     .await
@@ -592,15 +320,14 @@ impl Guarded {
     async fn admits(&mut self, client_args: &[&str]) {
         let mut args = vec!["client", &self.ep];
         args.extend_from_slice(client_args);
-        let mut py = Py::sec(&args).await;
+        let py = Py::sec(&args).await;
         let got = self.router.recv().await.unwrap();
         assert_eq!(
             &got.frames()[1..],
             [Bytes::from_static(b"hello"), Bytes::new(), big(b"libzmq")]
         );
         self.router.send(got).await.unwrap();
-        py.expect("OK").await;
-        py.finish().await;
+        py.ok_and_finish().await;
         self.serves().await;
     }
 }
@@ -610,36 +337,14 @@ async fn harmony_curve_authenticator_refuses_libzmq_clients() {
     timeout(T, async {
         let keys = Keys::new();
         let harmony_client = KeyPair::generate();
-        let auth = StandardAuthenticator::new()
-            .curve_allow_key(*keys.client.public())
-            .curve_allow_key(*harmony_client.public());
-        let server = opts()
-            .mechanism(MechanismConfig::CurveServer {
-                keys: keys.server.clone(),
-            })
-            .authenticator(Arc::new(auth));
-        let mut g = Guarded::start(
-            server,
-            MechanismConfig::CurveClient {
-                keys: harmony_client,
-                server_key: *keys.server.public(),
-            },
-        )
-        .await;
+        let server = curve_server(opts(), &keys.server, &[&keys.client, &harmony_client]);
+        let mut g = Guarded::start(server, curve_client(&harmony_client, &keys.server)).await;
         g.admits(&[&keys.py_client()]).await;
         // Unknown client key.
-        let stranger = format!(
-            "--curve-client={},{}",
-            &*KeyPair::generate().secret_z85(),
-            keys.server.public_z85()
-        );
+        let stranger = py_curve_client(&KeyPair::generate(), &keys.server);
         g.refuses(&[&stranger]).await;
         // Known client key, wrong server key.
-        let confused = format!(
-            "--curve-client={},{}",
-            &*keys.client.secret_z85(),
-            KeyPair::generate().public_z85()
-        );
+        let confused = py_curve_client(&keys.client, &KeyPair::generate());
         g.refuses(&[&confused]).await;
         g.admits(&[&keys.py_client()]).await;
     })
@@ -678,11 +383,7 @@ async fn libzmq_client_refused_by_harmony_is_told_why() {
     timeout(T, async {
         let keys = Keys::new();
         let mut g = Guarded::start(keys.server_opts(), keys.client_config()).await;
-        let stranger = format!(
-            "--curve-client={},{}",
-            &*KeyPair::generate().secret_z85(),
-            keys.server.public_z85()
-        );
+        let stranger = py_curve_client(&KeyPair::generate(), &keys.server);
         // CURVE ERROR "400" after INITIATE: libzmq reports the ZAP-style status.
         assert_eq!(
             g.refuses(&[&stranger]).await,
@@ -739,16 +440,7 @@ async fn curve_heartbeats_with_libzmq_router() {
                 .heartbeat_timeout(Duration::from_millis(900)),
         );
         dealer.connect(&ep).await.unwrap();
-        dealer.send("hello").await.unwrap();
-        assert_eq!(dealer.recv().await.unwrap()[0], "hello");
-        // The condition under test is an idle connection: only heartbeats for a second.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(dealer.peer_count(), 1);
-        dealer.send("disconnects").await.unwrap();
-        let m = dealer.recv().await.unwrap();
-        assert_eq!(m.frames(), &[&b"disconnects"[..], b"0"]);
-        dealer.send("quit").await.unwrap();
-        assert_eq!(dealer.recv().await.unwrap()[0], "bye");
+        idle_on_heartbeats(&dealer).await;
         py.finish().await;
     })
     .await
@@ -779,8 +471,7 @@ async fn curve_heartbeats_from_libzmq_dealer() {
         .await;
         py.ready().await;
         router_echo(&router).await;
-        py.expect("OK").await;
-        py.finish().await;
+        py.ok_and_finish().await;
     })
     .await
     .unwrap();

@@ -13,18 +13,9 @@ import sys
 
 import zmq
 
-TIMEOUT_MS = 10000
+from zmq_helpers import BIG, TIMEOUT_MS, curve_client, curve_server, fail, out
+
 COUNT = 10000
-BIG = 1 << 20
-
-
-def out(line):
-    print(line, flush=True)
-
-
-def fail(why):
-    out("FAIL " + why)
-    sys.exit(1)
 
 
 def make(ctx, kind, args, **opts):
@@ -38,15 +29,9 @@ def make(ctx, kind, args, **opts):
     if args.identity:
         s.setsockopt(zmq.ROUTING_ID, args.identity.encode())
     if args.curve_server:
-        secret = args.curve_server.encode()
-        s.curve_server = True
-        s.curve_secretkey = secret
-        s.curve_publickey = zmq.curve_public(secret)
+        curve_server(s, args.curve_server)
     if args.curve_client:
-        secret, server = args.curve_client.split(",")
-        s.curve_secretkey = secret.encode()
-        s.curve_publickey = zmq.curve_public(secret.encode())
-        s.curve_serverkey = server.encode()
+        curve_client(s, args.curve_client)
     if args.heartbeat:
         s.setsockopt(zmq.HEARTBEAT_IVL, args.heartbeat)
         s.setsockopt(zmq.HEARTBEAT_TIMEOUT, args.heartbeat * 3)

@@ -17,15 +17,14 @@ usage:
 
 import argparse
 import os
-import sys
 import tempfile
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import recv_monitor_message
 
-TIMEOUT_MS = 10000
-BIG = 1 << 20
+from zmq_helpers import BIG, TIMEOUT_MS, curve_client, curve_server, fail, out, poller
+
 IDLE_MS = 30000
 EVENTS = (
     zmq.EVENT_HANDSHAKE_SUCCEEDED
@@ -34,15 +33,6 @@ EVENTS = (
     | zmq.EVENT_HANDSHAKE_FAILED_AUTH
     | zmq.EVENT_DISCONNECTED
 )
-
-
-def out(line):
-    print(line, flush=True)
-
-
-def fail(why):
-    out("FAIL " + why)
-    sys.exit(1)
 
 
 def event_line(monitor):
@@ -67,20 +57,15 @@ def serve(args):
     s = ctx.socket(zmq.ROUTER)
     s.setsockopt(zmq.LINGER, 1000)
     if args.curve_server:
-        secret = args.curve_server.encode()
-        s.curve_server = True
-        s.curve_secretkey = secret
-        s.curve_publickey = zmq.curve_public(secret)
+        curve_server(s, args.curve_server)
     if args.plain:
         s.plain_server = True
     monitor = s.get_monitor_socket(EVENTS)
     s.bind(args.endpoint)
     out("READY " + s.getsockopt(zmq.LAST_ENDPOINT).decode())
-    poller = zmq.Poller()
-    poller.register(s, zmq.POLLIN)
-    poller.register(monitor, zmq.POLLIN)
+    watch = poller(s, monitor)
     while True:
-        ready = dict(poller.poll(IDLE_MS))
+        ready = dict(watch.poll(IDLE_MS))
         if not ready:
             fail("serve: idle too long")
         if monitor in ready:
@@ -108,10 +93,7 @@ def client(args):
     s = ctx.socket(zmq.DEALER)
     s.setsockopt(zmq.LINGER, 0)
     if args.curve_client:
-        secret, server = args.curve_client.split(",")
-        s.curve_secretkey = secret.encode()
-        s.curve_publickey = zmq.curve_public(secret.encode())
-        s.curve_serverkey = server.encode()
+        curve_client(s, args.curve_client)
     if args.plain_client:
         user, password = args.plain_client.split(":", 1)
         s.plain_username = user.encode()
@@ -120,11 +102,9 @@ def client(args):
     s.connect(args.endpoint)
     sent = [b"intruder"] if args.refused else [b"hello", b"", b"libzmq" + b"x" * BIG]
     s.send_multipart(sent)
-    poller = zmq.Poller()
-    poller.register(s, zmq.POLLIN)
-    poller.register(monitor, zmq.POLLIN)
+    watch = poller(s, monitor)
     while True:
-        ready = dict(poller.poll(TIMEOUT_MS))
+        ready = dict(watch.poll(TIMEOUT_MS))
         if not ready:
             fail("client: nothing happened in time")
         if s in ready:

@@ -1,0 +1,479 @@
+//! What the harmony-zmtp integration tests share: socket options, the pyzmq helper process
+//! (tests/py), the traffic sequences both sides check, CURVE keys, and a raw ZMTP client.
+//!
+//! Each test file has `mod support;` and uses what it needs.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use harmony_security::{KeyPair, MechanismConfig, StandardAuthenticator};
+use harmony_wire::zmtp::{Frame, FrameCodec, Greeting, Mechanism, GREETING_LEN};
+use harmony_zmtp::{
+    DealerSocket, Endpoint, Message, PubSocket, RouterSocket, SocketOptions, SubSocket,
+};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::net::TcpStream;
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::time::timeout;
+
+// --- Socket options ---
+
+/// Sends the tests' tracing to the test output (`RUST_LOG` filters it); once per process.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// The default options with quick reconnects (20 ms, backing off to 200 ms).
+pub fn opts() -> SocketOptions {
+    init_tracing();
+    SocketOptions::default().reconnect(Duration::from_millis(20), Duration::from_millis(200))
+}
+
+// --- The pyzmq helper process ---
+
+/// How long a helper script may stay silent before a test gives up on it.
+pub const PY_WAIT: Duration = Duration::from_secs(60);
+
+/// A running pyzmq helper script from tests/py: one line of output per event.
+pub struct Py {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    stdin: ChildStdin,
+}
+
+impl Py {
+    /// Starts tests/py/`script` with `args`.
+    pub async fn start(script: &str, args: &[&str]) -> Self {
+        let script = format!("{}/tests/py/{script}", env!("CARGO_MANIFEST_DIR"));
+        let mut child = Command::new(harmony_testkit::python())
+            .arg(script)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the pyzmq helper");
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let stdin = child.stdin.take().unwrap();
+        Self {
+            child,
+            lines,
+            stdin,
+        }
+    }
+
+    /// peer.py: plain libzmq sockets.
+    pub async fn peer(args: &[&str]) -> Self {
+        Self::start("peer.py", args).await
+    }
+
+    /// sec_peer.py: libzmq guarded by ZAP.
+    pub async fn sec(args: &[&str]) -> Self {
+        Self::start("sec_peer.py", args).await
+    }
+
+    /// The next line, which must not be a FAIL.
+    pub async fn line(&mut self) -> String {
+        let line = timeout(PY_WAIT, self.lines.next_line())
+            .await
+            .expect("the helper said nothing in time")
+            .expect("read helper output");
+        let line = line.expect("the helper ended without a result");
+        assert!(!line.starts_with("FAIL"), "helper: {line}");
+        line
+    }
+
+    /// Skips lines up to the first one starting with `prefix`, and returns it.
+    pub async fn until(&mut self, prefix: &str) -> String {
+        loop {
+            let line = self.line().await;
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
+    }
+
+    /// The endpoint from the `READY <endpoint>` line.
+    pub async fn ready(&mut self) -> String {
+        let line = self.line().await;
+        line.strip_prefix("READY ")
+            .unwrap_or_else(|| panic!("expected READY, got {line}"))
+            .to_owned()
+    }
+
+    /// The next line is `what`.
+    pub async fn expect(&mut self, what: &str) {
+        assert_eq!(self.line().await, what);
+    }
+
+    /// Reads the remaining output (none may be FAIL) and checks the exit status.
+    pub async fn finish(mut self) {
+        while let Some(line) = timeout(PY_WAIT, self.lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            assert!(!line.starts_with("FAIL"), "helper: {line}");
+        }
+        let status = timeout(PY_WAIT, self.child.wait()).await.unwrap().unwrap();
+        assert!(status.success(), "the helper exited with {status}");
+    }
+
+    /// The next line is `OK`, then [`Py::finish`].
+    pub async fn ok_and_finish(mut self) {
+        self.expect("OK").await;
+        self.finish().await;
+    }
+
+    /// Writes `line` to the helper's stdin.
+    pub async fn say(&mut self, line: &str) {
+        self.stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        self.stdin.flush().await.unwrap();
+    }
+}
+
+// --- Traffic: the same sequences as peer.py ---
+
+/// Messages in a sequence.
+pub const COUNT: u32 = 10_000;
+/// Size of the big message (plus its prefix).
+pub const BIG: usize = 1 << 20;
+
+/// `prefix` + `i` (4 bytes big-endian).
+pub fn numbered(prefix: &[u8], i: u32) -> Bytes {
+    [prefix, &i.to_be_bytes()].concat().into()
+}
+
+/// `prefix` + [`BIG`] bytes of `x`.
+pub fn big(prefix: &[u8]) -> Bytes {
+    let mut v = prefix.to_vec();
+    v.resize(prefix.len() + BIG, b'x');
+    v.into()
+}
+
+/// Sends the sequence: [`prefix`a, "", c], big, [`COUNT`] numbered, `prefix`end.
+pub async fn send_sequence(send: impl AsyncFn(Message), prefix: &'static [u8]) {
+    send(Message::from_frames([
+        Bytes::from([prefix, b"a"].concat()),
+        Bytes::new(),
+        Bytes::from_static(b"c"),
+    ]))
+    .await;
+    send(big(prefix).into()).await;
+    for i in 0..COUNT {
+        send(numbered(prefix, i).into()).await;
+    }
+    send(Bytes::from([prefix, b"end"].concat()).into()).await;
+}
+
+/// Receives and checks the sequence of [`send_sequence`].
+pub async fn expect_sequence(recv: impl AsyncFn() -> Message, prefix: &'static [u8]) {
+    let m = recv().await;
+    assert_eq!(
+        m.frames(),
+        &[
+            Bytes::from([prefix, b"a"].concat()),
+            Bytes::new(),
+            Bytes::from_static(b"c")
+        ]
+    );
+    assert_eq!(recv().await[0], big(prefix));
+    for i in 0..COUNT {
+        assert_eq!(recv().await[0], numbered(prefix, i), "message {i}");
+    }
+    assert_eq!(recv().await[0], Bytes::from([prefix, b"end"].concat()));
+}
+
+/// A Harmony DEALER against a libzmq echo server (ROUTER or DEALER): multipart, 1 MiB,
+/// [`COUNT`] in order, and with `identity` the ROUTER's "whoami" answer.
+pub async fn dealer_client(dealer: &DealerSocket, identity: Option<&[u8]>) {
+    let m = Message::from_frames([&b"a"[..], b"", b"c"].map(Bytes::from_static));
+    dealer.send(m.clone()).await.unwrap();
+    assert_eq!(dealer.recv().await.unwrap(), m);
+    let m = Message::from(big(b""));
+    dealer.send(m.clone()).await.unwrap();
+    assert_eq!(dealer.recv().await.unwrap(), m);
+    for start in (0..COUNT).step_by(500) {
+        for i in start..start + 500 {
+            dealer.send(numbered(b"", i)).await.unwrap();
+        }
+        for i in start..start + 500 {
+            assert_eq!(dealer.recv().await.unwrap()[0], numbered(b"", i));
+        }
+    }
+    if let Some(id) = identity {
+        dealer.send("whoami").await.unwrap();
+        let m = dealer.recv().await.unwrap();
+        assert_eq!(
+            m.frames(),
+            &[Bytes::from_static(b"whoami"), Bytes::copy_from_slice(id)]
+        );
+    }
+}
+
+/// Ends a libzmq echo server: "quit" is answered with "bye".
+pub async fn quit(dealer: &DealerSocket) {
+    dealer.send("quit").await.unwrap();
+    assert_eq!(dealer.recv().await.unwrap()[0], "bye");
+}
+
+/// A Harmony ROUTER echo server for a libzmq DEALER ("whoami" gets the identity back);
+/// ends on "quit".
+pub async fn router_echo(router: &RouterSocket) {
+    loop {
+        let m = router.recv().await.unwrap();
+        let id = m[0].clone();
+        match &m.frames()[1..] {
+            [w] if w == "whoami" => {
+                router
+                    .send(Message::from_frames([id.clone(), w.clone(), id]))
+                    .await
+                    .unwrap();
+            }
+            [q] if q == "quit" => {
+                router
+                    .send(Message::from_frames([id, Bytes::from_static(b"bye")]))
+                    .await
+                    .unwrap();
+                return;
+            }
+            _ => router.send(m).await.unwrap(),
+        }
+    }
+}
+
+/// A Harmony DEALER echo server; ends on "quit".
+pub async fn dealer_echo(dealer: &DealerSocket) {
+    loop {
+        let m = dealer.recv().await.unwrap();
+        if m.len() == 1 && m[0] == "quit" {
+            dealer.send("bye").await.unwrap();
+            return;
+        }
+        dealer.send(m).await.unwrap();
+    }
+}
+
+/// Publishes "Async" (and "B-not-subscribed") until peer.py's SUB has its subscription in
+/// place and says SYNCED.
+pub async fn sync_libzmq_sub(publisher: &PubSocket, py: &mut Py) {
+    let synced = py.expect("SYNCED");
+    tokio::pin!(synced);
+    loop {
+        publisher.send("Async").await.unwrap();
+        publisher.send("B-not-subscribed").await.unwrap();
+        if timeout(Duration::from_millis(10), &mut synced)
+            .await
+            .is_ok()
+        {
+            break;
+        }
+    }
+}
+
+/// The next message from peer.py's PUB that is not its "Async" warm-up (subscribed to "A",
+/// so "B-not-subscribed" must never arrive).
+pub async fn recv_after_sync(sub: &SubSocket) -> Message {
+    loop {
+        let m = sub.recv().await.unwrap();
+        assert_ne!(m[0], "B-not-subscribed");
+        if m[0] != "Async" {
+            return m;
+        }
+    }
+}
+
+/// Against peer.py's echo ROUTER with heartbeats: a round trip, a second of idling (only
+/// heartbeats on the wire), then the connection is still the first one (libzmq saw no
+/// disconnection), then quit.
+pub async fn idle_on_heartbeats(dealer: &DealerSocket) {
+    dealer.send("hello").await.unwrap();
+    assert_eq!(dealer.recv().await.unwrap()[0], "hello");
+    // The condition under test is an idle connection: only heartbeats for a second.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(dealer.peer_count(), 1);
+    dealer.send("disconnects").await.unwrap();
+    let m = dealer.recv().await.unwrap();
+    assert_eq!(m.frames(), &[&b"disconnects"[..], b"0"]);
+    quit(dealer).await;
+}
+
+// --- CURVE keys ---
+
+/// `base` as a CURVE server with `keys`, letting in only the clients with the `allowed` keys.
+pub fn curve_server(base: SocketOptions, keys: &KeyPair, allowed: &[&KeyPair]) -> SocketOptions {
+    let auth = allowed
+        .iter()
+        .fold(StandardAuthenticator::new(), |auth, k| {
+            auth.curve_allow_key(*k.public())
+        });
+    base.mechanism(MechanismConfig::CurveServer { keys: keys.clone() })
+        .authenticator(Arc::new(auth))
+}
+
+/// A CURVE client with `keys`, for the server with `server`'s public key.
+pub fn curve_client(keys: &KeyPair, server: &KeyPair) -> MechanismConfig {
+    MechanismConfig::CurveClient {
+        keys: keys.clone(),
+        server_key: *server.public(),
+    }
+}
+
+/// Keys of one test: the server's, a client's, and the peer.py/sec_peer.py arguments for them.
+pub struct Keys {
+    pub server: KeyPair,
+    pub client: KeyPair,
+}
+
+impl Keys {
+    /// Two fresh key pairs.
+    pub fn new() -> Self {
+        Self {
+            server: KeyPair::generate(),
+            client: KeyPair::generate(),
+        }
+    }
+
+    /// Harmony as CURVE client with `self.client`.
+    pub fn client_config(&self) -> MechanismConfig {
+        curve_client(&self.client, &self.server)
+    }
+
+    /// Harmony as CURVE server, letting in only `self.client`.
+    pub fn server_opts(&self) -> SocketOptions {
+        curve_server(opts(), &self.server, &[&self.client])
+    }
+
+    /// libzmq as CURVE server.
+    pub fn py_server(&self) -> String {
+        format!("--curve-server={}", &*self.server.secret_z85())
+    }
+
+    /// libzmq as CURVE client with `self.client`.
+    pub fn py_client(&self) -> String {
+        py_curve_client(&self.client, &self.server)
+    }
+}
+
+/// The helper scripts' argument for a CURVE client with `keys` and `server`'s public key.
+pub fn py_curve_client(keys: &KeyPair, server: &KeyPair) -> String {
+    format!(
+        "--curve-client={},{}",
+        &*keys.secret_z85(),
+        server.public_z85()
+    )
+}
+
+// --- A raw ZMTP client on TCP ---
+
+/// How long a raw connection waits for the peer's greeting or next frame.
+pub const RAW_WAIT: Duration = Duration::from_secs(10);
+
+/// One raw TCP connection speaking ZMTP frames by hand.
+pub struct Raw {
+    pub stream: TcpStream,
+    pub buf: BytesMut,
+    codec: FrameCodec,
+}
+
+impl Raw {
+    /// Connects to `ep`.
+    pub async fn connect(ep: &Endpoint) -> Self {
+        Self::from(TcpStream::connect(ep.addr()).await.unwrap())
+    }
+
+    /// Wraps an accepted or connected stream.
+    pub fn from(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            buf: BytesMut::new(),
+            codec: FrameCodec::new(1 << 20),
+        }
+    }
+
+    /// Sends our greeting (as `mechanism`'s client) and reads the peer's.
+    pub async fn greet(&mut self, mechanism: Mechanism) -> Greeting {
+        self.greet_as(mechanism, false).await
+    }
+
+    /// Sends our greeting (as the mechanism's server or not) and reads the peer's.
+    pub async fn greet_as(&mut self, mechanism: Mechanism, as_server: bool) -> Greeting {
+        self.greet_with(&Greeting::new(mechanism, as_server)).await
+    }
+
+    /// Sends `ours` and reads the peer's greeting.
+    pub async fn greet_with(&mut self, ours: &Greeting) -> Greeting {
+        self.write(&ours.encode().unwrap()).await;
+        while self.buf.len() < GREETING_LEN {
+            let n = timeout(RAW_WAIT, self.stream.read_buf(&mut self.buf))
+                .await
+                .expect("no greeting in time")
+                .unwrap();
+            assert_ne!(n, 0, "closed before the greeting");
+        }
+        Greeting::decode(&self.buf.split_to(GREETING_LEN)).unwrap()
+    }
+
+    /// The next frame, `None` when the peer closed.
+    pub async fn frame(&mut self) -> Option<Frame> {
+        timeout(RAW_WAIT, async {
+            loop {
+                if let Some(f) = self.codec.decode_frame(&mut self.buf).unwrap() {
+                    return Some(f);
+                }
+                match self.stream.read_buf(&mut self.buf).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .expect("no frame in time")
+    }
+
+    /// Writes `bytes`, ignoring a peer that already closed (what some tests are after).
+    pub async fn write(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes).await;
+    }
+
+    /// Writes `bytes`, which must go out.
+    pub async fn write_ok(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// Encodes and writes `frames` (see [`Raw::write`]).
+    pub async fn send(&mut self, frames: &[Frame]) {
+        let mut out = BytesMut::new();
+        for f in frames {
+            f.encode(&mut out);
+        }
+        self.write(&out).await;
+    }
+
+    /// Reads until the peer closes the connection (EOF or reset); panics if it stays open.
+    /// Whatever the peer sends meanwhile (an ERROR command at most) is ignored.
+    pub async fn closed(mut self) {
+        let mut scratch = vec![0u8; 64 << 10];
+        let closed = timeout(Duration::from_secs(5), async {
+            loop {
+                match self.stream.read(&mut scratch).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "the server kept a bad connection open");
+    }
+}
