@@ -90,6 +90,13 @@ impl Server {
         assert_eq!(self.dealer.recv().await.unwrap(), m);
     }
 
+    /// The bad connection `raw` is closed, delivers nothing, and the socket still serves.
+    async fn drops(&mut self, raw: Raw) {
+        raw.closed().await;
+        self.delivers_nothing().await;
+        self.serves().await;
+    }
+
     /// Nothing reaches the application for a short while.
     async fn delivers_nothing(&self) {
         if let Ok(m) = timeout(QUIET, self.router.recv()).await {
@@ -222,9 +229,7 @@ async fn tampered_ciphertext_is_closed() {
             };
             wire[at] ^= 0x01;
             raw.write(&wire).await;
-            raw.closed().await;
-            server.delivers_nothing().await;
-            server.serves().await;
+            server.drops(raw).await;
         }
     })
     .await
@@ -243,9 +248,7 @@ async fn tampered_last_frame_drops_the_whole_message() {
         last[end] ^= 0x01;
         wire.extend(last);
         raw.write(&wire).await;
-        raw.closed().await;
-        server.delivers_nothing().await;
-        server.serves().await;
+        server.drops(raw).await;
     })
     .await
     .unwrap();
@@ -261,9 +264,7 @@ async fn replay_inside_a_multipart_message_drops_it() {
         wire.extend(first);
         wire.extend(sealed(&mut *cipher, b"tail", false));
         raw.write(&wire).await;
-        raw.closed().await;
-        server.delivers_nothing().await;
-        server.serves().await;
+        server.drops(raw).await;
     })
     .await
     .unwrap();
@@ -311,9 +312,7 @@ async fn curve_message_over_max_msg_size_is_closed() {
         }
         wire.extend(sealed(&mut *cipher, &b"end"[..], false));
         raw.write(&wire).await;
-        raw.closed().await;
-        server.delivers_nothing().await;
-        server.serves().await;
+        server.drops(raw).await;
     })
     .await
     .unwrap();
@@ -348,9 +347,7 @@ async fn replayed_message_is_closed() {
         raw.write(&wire).await;
         assert_eq!(server.router.recv().await.unwrap()[1], "only once");
         raw.write(&wire).await;
-        raw.closed().await;
-        server.delivers_nothing().await;
-        server.serves().await;
+        server.drops(raw).await;
     })
     .await
     .unwrap();
@@ -367,9 +364,7 @@ async fn nonce_going_backwards_is_closed() {
         raw.write(&second).await;
         assert_eq!(server.router.recv().await.unwrap()[1], "second sealed");
         raw.write(&first).await;
-        raw.closed().await;
-        server.delivers_nothing().await;
-        server.serves().await;
+        server.drops(raw).await;
     })
     .await
     .unwrap();
@@ -387,9 +382,7 @@ async fn plaintext_after_curve_handshake_is_closed() {
                 Frame::message(&b"in clear"[..], false)
             };
             raw.send(&[frame]).await;
-            raw.closed().await;
-            server.delivers_nothing().await;
-            server.serves().await;
+            server.drops(raw).await;
         }
     })
     .await
@@ -832,9 +825,7 @@ async fn initiate_with_a_bad_vouch_is_closed() {
                     "{vouch:?}: answered {f:?}"
                 );
             }
-            raw.closed().await;
-            server.delivers_nothing().await;
-            server.serves().await;
+            server.drops(raw).await;
         }
     })
     .await

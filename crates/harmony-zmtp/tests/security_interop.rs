@@ -16,14 +16,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use harmony_security::{KeyPair, MechanismConfig, StandardAuthenticator};
-use harmony_zmtp::{
-    DealerSocket, Message, PubSocket, PullSocket, PushSocket, RouterSocket, SocketOptions,
-    SubSocket,
-};
+use harmony_zmtp::{DealerSocket, Message, RouterSocket, SocketOptions};
 use support::{
-    big, curve_client, curve_server, dealer_client, dealer_echo, expect_sequence,
-    idle_on_heartbeats, opts, py_curve_client, quit, recv_after_sync, router_echo, send_sequence,
-    sync_libzmq_sub, Keys, Py,
+    big, curve_client, curve_server, dealer_client, opts, py_curve_client, quit, scenario, Keys, Py,
 };
 use tokio::time::timeout;
 
@@ -35,103 +30,65 @@ const QUIET: Duration = Duration::from_millis(300);
 
 #[tokio::test]
 async fn curve_push_to_libzmq_pull() {
-    timeout(T, async {
-        let keys = Keys::new();
-        let mut py = Py::peer(&["pull", "tcp://127.0.0.1:*", "--bind", &keys.py_server()]).await;
-        let ep = py.ready().await;
-        let push = PushSocket::new(opts().mechanism(keys.client_config()));
-        push.connect(&ep).await.unwrap();
-        send_sequence(async |m| push.send(m).await.unwrap(), b"").await;
-        py.ok_and_finish().await;
-        push.close().await;
-    })
-    .await
-    .unwrap();
+    let keys = Keys::new();
+    let push = opts().mechanism(keys.client_config());
+    timeout(T, scenario::push_to_libzmq_pull(push, &[&keys.py_server()]))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn curve_libzmq_push_to_pull() {
-    timeout(T, async {
-        let keys = Keys::new();
-        let pull = PullSocket::new(keys.server_opts());
-        let ep = pull.bind("tcp://127.0.0.1:0").await.unwrap();
-        let mut py = Py::peer(&["push", &ep.to_string(), &keys.py_client()]).await;
-        py.ready().await;
-        expect_sequence(async || pull.recv().await.unwrap(), b"").await;
-        py.ok_and_finish().await;
-    })
+    let keys = Keys::new();
+    let py_args = [&*keys.py_client()];
+    timeout(
+        T,
+        scenario::libzmq_push_to_pull(keys.server_opts(), "tcp://127.0.0.1:0", &py_args),
+    )
     .await
     .unwrap();
 }
 
 #[tokio::test]
 async fn curve_pub_to_libzmq_sub() {
-    timeout(T, async {
-        let keys = Keys::new();
-        let publisher = PubSocket::new(keys.server_opts().send_hwm(100_000));
-        let ep = publisher.bind("tcp://127.0.0.1:0").await.unwrap();
-        let mut py = Py::peer(&["sub", &ep.to_string(), &keys.py_client()]).await;
-        py.ready().await;
-        sync_libzmq_sub(&publisher, &mut py).await;
-        send_sequence(async |m| publisher.send(m).await.unwrap(), b"A").await;
-        py.ok_and_finish().await;
-        publisher.close().await;
-    })
+    let keys = Keys::new();
+    let publisher = keys.server_opts().send_hwm(100_000);
+    timeout(
+        T,
+        scenario::pub_to_libzmq_sub(publisher, &[&keys.py_client()]),
+    )
     .await
     .unwrap();
 }
 
 #[tokio::test]
 async fn curve_libzmq_pub_to_sub() {
-    timeout(T, async {
-        let keys = Keys::new();
-        let mut py = Py::peer(&["pub", "tcp://127.0.0.1:*", "--bind", &keys.py_server()]).await;
-        let ep = py.ready().await;
-        let sub = SubSocket::new(opts().mechanism(keys.client_config()));
-        sub.subscribe("A").unwrap();
-        sub.connect(&ep).await.unwrap();
-        assert_eq!(sub.recv().await.unwrap()[0], "Async");
-        py.say("go").await;
-        expect_sequence(async || recv_after_sync(&sub).await, b"A").await;
-        py.ok_and_finish().await;
-    })
-    .await
-    .unwrap();
+    let keys = Keys::new();
+    let sub = opts().mechanism(keys.client_config());
+    timeout(T, scenario::libzmq_pub_to_sub(sub, &[&keys.py_server()]))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn curve_dealer_to_libzmq_dealer() {
-    timeout(T, async {
-        let keys = Keys::new();
-        let mut py = Py::peer(&[
-            "dealer-echo",
-            "tcp://127.0.0.1:*",
-            "--bind",
-            &keys.py_server(),
-        ])
-        .await;
-        let ep = py.ready().await;
-        let dealer = DealerSocket::new(opts().mechanism(keys.client_config()));
-        dealer.connect(&ep).await.unwrap();
-        dealer_client(&dealer, None).await;
-        quit(&dealer).await;
-        py.finish().await;
-    })
+    let keys = Keys::new();
+    let dealer = opts().mechanism(keys.client_config());
+    timeout(
+        T,
+        scenario::dealer_to_libzmq_dealer(dealer, &[&keys.py_server()]),
+    )
     .await
     .unwrap();
 }
 
 #[tokio::test]
 async fn curve_libzmq_dealer_to_dealer() {
-    timeout(T, async {
-        let keys = Keys::new();
-        let dealer = DealerSocket::new(keys.server_opts());
-        let ep = dealer.bind("tcp://127.0.0.1:0").await.unwrap();
-        let mut py = Py::peer(&["dealer-client", &ep.to_string(), &keys.py_client()]).await;
-        py.ready().await;
-        dealer_echo(&dealer).await;
-        py.ok_and_finish().await;
-    })
+    let keys = Keys::new();
+    timeout(
+        T,
+        scenario::libzmq_dealer_to_dealer(keys.server_opts(), &[&keys.py_client()]),
+    )
     .await
     .unwrap();
 }
@@ -139,25 +96,13 @@ async fn curve_libzmq_dealer_to_dealer() {
 #[tokio::test]
 async fn curve_client_router_binds_libzmq_server_dealer_connects() {
     // CURVE roles are independent of bind/connect: the binding Harmony ROUTER is the client.
-    timeout(T, async {
-        let keys = Keys::new();
-        let router = RouterSocket::new(opts().mechanism(keys.client_config()));
-        let ep = router.bind("tcp://127.0.0.1:0").await.unwrap();
-        let mut py = Py::peer(&[
-            "dealer-client",
-            &ep.to_string(),
-            "--identity",
-            "py-server",
-            "--expect-identity",
-            &keys.py_server(),
-        ])
-        .await;
-        py.ready().await;
-        router_echo(&router).await;
-        py.ok_and_finish().await;
-    })
-    .await
-    .unwrap();
+    let keys = Keys::new();
+    let router = opts().mechanism(keys.client_config());
+    let py_server = keys.py_server();
+    let py_args = ["--identity", "py-server", "--expect-identity", &py_server];
+    timeout(T, scenario::libzmq_dealer_to_router(router, &py_args))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -418,61 +363,33 @@ async fn libzmq_client_refused_by_harmony_is_told_why() {
 
 #[tokio::test]
 async fn curve_heartbeats_with_libzmq_router() {
-    timeout(T, async {
-        let keys = Keys::new();
-        // libzmq PINGs every 300 ms and drops us after 900 ms without traffic; we PING too.
-        // (Not 50/150 ms as in interop.rs: an unoptimised build needs more than 150 ms to
-        // open or seal 1 MiB of CURVE, and meanwhile PONGs wait.)
-        let mut py = Py::peer(&[
-            "router-echo",
-            "tcp://127.0.0.1:*",
-            "--bind",
-            "--heartbeat",
-            "300",
-            &keys.py_server(),
-        ])
-        .await;
-        let ep = py.ready().await;
-        let dealer = DealerSocket::new(
-            opts()
-                .mechanism(keys.client_config())
-                .heartbeat_ivl(Duration::from_millis(100))
-                .heartbeat_timeout(Duration::from_millis(900)),
-        );
-        dealer.connect(&ep).await.unwrap();
-        idle_on_heartbeats(&dealer).await;
-        py.finish().await;
-    })
-    .await
-    .unwrap();
+    let keys = Keys::new();
+    // libzmq PINGs every 300 ms and drops us after 900 ms without traffic; we PING too.
+    // (Not 50/150 ms as in interop.rs: an unoptimised build needs more than 150 ms to
+    // open or seal 1 MiB of CURVE, and meanwhile PONGs wait.)
+    let dealer = opts()
+        .mechanism(keys.client_config())
+        .heartbeat_ivl(Duration::from_millis(100))
+        .heartbeat_timeout(Duration::from_millis(900));
+    let py_args = ["--heartbeat", "300", &keys.py_server()];
+    timeout(T, scenario::heartbeats_with_libzmq_router(dealer, &py_args))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn curve_heartbeats_from_libzmq_dealer() {
-    timeout(T, async {
-        let keys = Keys::new();
-        // The timeout is explicit: by default it equals the interval, and the time spent
-        // opening a 1 MiB box (long in an unoptimised build) counts as the peer's silence.
-        let router = RouterSocket::new(
-            keys.server_opts()
-                .heartbeat_ivl(Duration::from_millis(100))
-                .heartbeat_timeout(Duration::from_millis(900)),
-        );
-        let ep = router.bind("tcp://127.0.0.1:0").await.unwrap();
-        // peer.py idles a second, then checks its connection was never dropped. 300 ms PINGs
-        // (900 ms timeout): see curve_heartbeats_with_libzmq_router.
-        let mut py = Py::peer(&[
-            "dealer-client",
-            &ep.to_string(),
-            "--heartbeat",
-            "300",
-            &keys.py_client(),
-        ])
-        .await;
-        py.ready().await;
-        router_echo(&router).await;
-        py.ok_and_finish().await;
-    })
-    .await
-    .unwrap();
+    let keys = Keys::new();
+    // The timeout is explicit: by default it equals the interval, and the time spent
+    // opening a 1 MiB box (long in an unoptimised build) counts as the peer's silence.
+    let router = keys
+        .server_opts()
+        .heartbeat_ivl(Duration::from_millis(100))
+        .heartbeat_timeout(Duration::from_millis(900));
+    // peer.py idles a second, then checks its connection was never dropped. 300 ms PINGs
+    // (900 ms timeout): see curve_heartbeats_with_libzmq_router.
+    let py_args = ["--heartbeat", "300", &keys.py_client()];
+    timeout(T, scenario::libzmq_dealer_to_router(router, &py_args))
+        .await
+        .unwrap();
 }

@@ -13,7 +13,8 @@ use bytes::{Bytes, BytesMut};
 use harmony_security::{KeyPair, MechanismConfig, StandardAuthenticator};
 use harmony_wire::zmtp::{Frame, FrameCodec, Greeting, Mechanism, GREETING_LEN};
 use harmony_zmtp::{
-    DealerSocket, Endpoint, Message, PubSocket, RouterSocket, SocketOptions, SubSocket,
+    DealerSocket, Endpoint, Message, PubSocket, PullSocket, PushSocket, RouterSocket,
+    SocketOptions, SubSocket,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::TcpStream;
@@ -307,6 +308,142 @@ pub async fn idle_on_heartbeats(dealer: &DealerSocket) {
     let m = dealer.recv().await.unwrap();
     assert_eq!(m.frames(), &[&b"disconnects"[..], b"0"]);
     quit(dealer).await;
+}
+
+// --- Scenarios against peer.py, for any mechanism ---
+//
+// Each takes the Harmony socket's options and what to add to peer.py's arguments (its CURVE
+// keys, heartbeats, identity...), runs the traffic both sides check, and ends the helper.
+pub mod scenario {
+    use super::*;
+
+    /// `first` then `extra`, as one argument list.
+    fn args<'a>(first: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+        [first, extra].concat()
+    }
+
+    /// A Harmony DEALER named `identity` connects to peer.py's echo ROUTER; any helper output
+    /// before the traffic is done is a failure.
+    pub async fn dealer_to_libzmq_router(
+        opts: SocketOptions,
+        identity: &'static [u8],
+        py_args: &[&str],
+    ) {
+        let mut py = Py::peer(&args(
+            &["router-echo", "tcp://127.0.0.1:*", "--bind"],
+            py_args,
+        ))
+        .await;
+        let ep = py.ready().await;
+        let dealer = DealerSocket::new(opts.identity(identity));
+        dealer.connect(&ep).await.unwrap();
+        tokio::select! {
+            _ = dealer_client(&dealer, Some(identity)) => {}
+            l = py.line() => panic!("peer.py: {l}"),
+        }
+        quit(&dealer).await;
+        py.finish().await;
+    }
+
+    /// peer.py's DEALER connects to a Harmony echo ROUTER.
+    pub async fn libzmq_dealer_to_router(opts: SocketOptions, py_args: &[&str]) {
+        let router = RouterSocket::new(opts);
+        let ep = router.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+        let mut py = Py::peer(&args(&["dealer-client", &ep], py_args)).await;
+        py.ready().await;
+        router_echo(&router).await;
+        py.ok_and_finish().await;
+    }
+
+    /// A Harmony DEALER connects to peer.py's echo ROUTER (heartbeats set in both `opts` and
+    /// `py_args`) and idles on heartbeats (see [`idle_on_heartbeats`]).
+    pub async fn heartbeats_with_libzmq_router(opts: SocketOptions, py_args: &[&str]) {
+        let mut py = Py::peer(&args(
+            &["router-echo", "tcp://127.0.0.1:*", "--bind"],
+            py_args,
+        ))
+        .await;
+        let ep = py.ready().await;
+        let dealer = DealerSocket::new(opts);
+        dealer.connect(&ep).await.unwrap();
+        idle_on_heartbeats(&dealer).await;
+        py.finish().await;
+    }
+
+    /// A Harmony DEALER connects to peer.py's echo DEALER.
+    pub async fn dealer_to_libzmq_dealer(opts: SocketOptions, py_args: &[&str]) {
+        let mut py = Py::peer(&args(
+            &["dealer-echo", "tcp://127.0.0.1:*", "--bind"],
+            py_args,
+        ))
+        .await;
+        let ep = py.ready().await;
+        let dealer = DealerSocket::new(opts);
+        dealer.connect(&ep).await.unwrap();
+        dealer_client(&dealer, None).await;
+        quit(&dealer).await;
+        py.finish().await;
+    }
+
+    /// peer.py's DEALER connects to a Harmony echo DEALER.
+    pub async fn libzmq_dealer_to_dealer(opts: SocketOptions, py_args: &[&str]) {
+        let dealer = DealerSocket::new(opts);
+        let ep = dealer.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+        let mut py = Py::peer(&args(&["dealer-client", &ep], py_args)).await;
+        py.ready().await;
+        dealer_echo(&dealer).await;
+        py.ok_and_finish().await;
+    }
+
+    /// A Harmony PUSH sends the sequence to peer.py's PULL.
+    pub async fn push_to_libzmq_pull(opts: SocketOptions, py_args: &[&str]) {
+        let mut py = Py::peer(&args(&["pull", "tcp://127.0.0.1:*", "--bind"], py_args)).await;
+        let ep = py.ready().await;
+        let push = PushSocket::new(opts);
+        push.connect(&ep).await.unwrap();
+        send_sequence(async |m| push.send(m).await.unwrap(), b"").await;
+        py.ok_and_finish().await;
+        push.close().await;
+    }
+
+    /// peer.py's PUSH sends the sequence to a Harmony PULL bound to `bind`.
+    pub async fn libzmq_push_to_pull(opts: SocketOptions, bind: &str, py_args: &[&str]) {
+        let pull = PullSocket::new(opts);
+        let ep = pull.bind(bind).await.unwrap().to_string();
+        let mut py = Py::peer(&args(&["push", &ep], py_args)).await;
+        py.ready().await;
+        expect_sequence(async || pull.recv().await.unwrap(), b"").await;
+        py.ok_and_finish().await;
+    }
+
+    /// A Harmony PUB sends the sequence under "A" to peer.py's SUB, once it is subscribed.
+    pub async fn pub_to_libzmq_sub(opts: SocketOptions, py_args: &[&str]) {
+        let publisher = PubSocket::new(opts);
+        let ep = publisher
+            .bind("tcp://127.0.0.1:0")
+            .await
+            .unwrap()
+            .to_string();
+        let mut py = Py::peer(&args(&["sub", &ep], py_args)).await;
+        py.ready().await;
+        sync_libzmq_sub(&publisher, &mut py).await;
+        send_sequence(async |m| publisher.send(m).await.unwrap(), b"A").await;
+        py.ok_and_finish().await;
+        publisher.close().await;
+    }
+
+    /// peer.py's PUB sends the sequence under "A" to a Harmony SUB, once it is subscribed.
+    pub async fn libzmq_pub_to_sub(opts: SocketOptions, py_args: &[&str]) {
+        let mut py = Py::peer(&args(&["pub", "tcp://127.0.0.1:*", "--bind"], py_args)).await;
+        let ep = py.ready().await;
+        let sub = SubSocket::new(opts);
+        sub.subscribe("A").unwrap();
+        sub.connect(&ep).await.unwrap();
+        assert_eq!(sub.recv().await.unwrap()[0], "Async");
+        py.say("go").await;
+        expect_sequence(async || recv_after_sync(&sub).await, b"A").await;
+        py.ok_and_finish().await;
+    }
 }
 
 // --- CURVE keys ---
