@@ -53,6 +53,23 @@ fn kinds(ev: &[Event]) -> Vec<&'static str> {
     ev.iter().map(Event::kind).collect()
 }
 
+/// The only action is a PING-OK with our `sequence`.
+fn assert_only_ping_ok(a: &[Action], sequence: u16) {
+    assert!(
+        matches!(
+            a,
+            [Action::Send {
+                message: ZreMessage {
+                    sequence: s,
+                    body: ZreBody::PingOk
+                },
+                ..
+            }] if *s == sequence
+        ),
+        "{a:?}"
+    );
+}
+
 /// `node` with bob entered through HELLO (groups `A`), actions and events drained.
 fn with_bob(now: Instant) -> ZreNode {
     let mut n = node(now);
@@ -187,20 +204,7 @@ fn hello_answering_our_replacement_hello_restarts_inbound_only() {
     assert!(n.peers_by_group("A").is_empty());
     // The inbound sequence restarted at 1; ours goes on (HELLO was 1, now 2).
     n.handle_message(bob(), msg(2, ZreBody::Ping), t + ms(2400));
-    let a = actions(&mut n);
-    assert!(
-        matches!(
-            &a[..],
-            [Action::Send {
-                message: ZreMessage {
-                    sequence: 2,
-                    body: ZreBody::PingOk
-                },
-                ..
-            }]
-        ),
-        "{a:?}"
-    );
+    assert_only_ping_ok(&actions(&mut n), 2);
     // A HELLO from a peer first met through its HELLO (discovery) is a restart: replace.
     let mut n = with_bob(t);
     n.handle_message(bob(), hello(&[], 0), t + ms(300));
@@ -236,20 +240,7 @@ fn sequence_gap_removes_peer_and_beacon_recreates_it() {
     let mut n = with_bob(t);
     n.handle_message(bob(), msg(2, ZreBody::Ping), t);
     // PING is answered with PING-OK, sequence 2 on our side (HELLO was 1).
-    let a = actions(&mut n);
-    assert!(
-        matches!(
-            &a[..],
-            [Action::Send {
-                message: ZreMessage {
-                    sequence: 2,
-                    body: ZreBody::PingOk
-                },
-                ..
-            }]
-        ),
-        "{a:?}"
-    );
+    assert_only_ping_ok(&actions(&mut n), 2);
     n.handle_message(bob(), msg(4, ZreBody::Ping), t);
     assert_eq!(actions(&mut n), vec![Action::Disconnect { peer: bob() }]);
     assert_eq!(

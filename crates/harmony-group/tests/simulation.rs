@@ -40,6 +40,22 @@ struct Sent {
     to: Option<Uuid>,
 }
 
+/// Numbers the next shout (to `group`) or whisper (to `to`) sent at `t` by incarnation `inc`,
+/// records it in `sent`, and returns its payload: the number.
+fn number(
+    next_msg: &mut u64,
+    sent: &mut BTreeMap<u64, Sent>,
+    t: u64,
+    inc: u64,
+    group: Option<&str>,
+    to: Option<Uuid>,
+) -> Vec<Bytes> {
+    *next_msg += 1;
+    let group = group.map(str::to_owned);
+    sent.insert(*next_msg, Sent { t, inc, group, to });
+    vec![Bytes::from(next_msg.to_be_bytes().to_vec())]
+}
+
 fn run(seed: u64) {
     run_with(seed, NetConfig::default());
 }
@@ -77,36 +93,16 @@ fn run_with(seed: u64, config: NetConfig) {
                 sim.leave(slot, group);
             }
             30..=64 => {
-                next_msg += 1;
                 let inc = sim.live_inc(slot).expect("live");
-                sent.insert(
-                    next_msg,
-                    Sent {
-                        t,
-                        inc,
-                        group: Some(group.to_owned()),
-                        to: None,
-                    },
-                );
-                let payload = vec![Bytes::from(next_msg.to_be_bytes().to_vec())];
+                let payload = number(&mut next_msg, &mut sent, t, inc, Some(group), None);
                 sim.with(slot, |n| n.shout(group, payload));
             }
             65..=89 => {
                 let peers = sim.node(slot).expect("live").peers();
                 if !peers.is_empty() {
                     let to = peers[sim.rng.below(peers.len() as u64) as usize];
-                    next_msg += 1;
                     let inc = sim.live_inc(slot).expect("live");
-                    sent.insert(
-                        next_msg,
-                        Sent {
-                            t,
-                            inc,
-                            group: None,
-                            to: Some(to),
-                        },
-                    );
-                    let payload = vec![Bytes::from(next_msg.to_be_bytes().to_vec())];
+                    let payload = number(&mut next_msg, &mut sent, t, inc, None, Some(to));
                     sim.with(slot, |n| n.whisper(to, payload))
                         .expect("whisper to a known peer");
                 }
