@@ -239,3 +239,74 @@ async fn encrypted_nodes_chat_and_never_meet_plaintext_nodes() {
         node.stop().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_peer_on_the_inbox_changes_nothing_for_the_others() {
+    use bytes::Bytes;
+    use harmony::wire::zre::{Hello, ZreBody, ZreMessage};
+    use harmony::zmtp::{DealerSocket, Message, SocketOptions};
+
+    let mut nodes = start_nodes(2, free_udp_port()).await;
+    collect(&mut nodes, |_, e| matches!(e, Event::Enter { .. }), 2).await;
+    let (a, b) = (nodes[0].uuid(), nodes[1].uuid());
+
+    // A raw DEALER with a ZRE routing id talks garbage to node 0's inbox.
+    let intruder = Uuid::new_v4();
+    let id = Bytes::copy_from_slice(&harmony::peer::routing_id(&intruder));
+    let dealer = DealerSocket::new(SocketOptions::default().identity(id));
+    let endpoint = nodes[0].endpoint().to_owned();
+    dealer.connect(&endpoint).await.unwrap();
+    let hello = ZreMessage::new(
+        1,
+        ZreBody::Hello(Hello {
+            endpoint: "tcp://127.0.0.1:9".into(),
+            name: "intruder".into(),
+            ..Hello::default()
+        }),
+    );
+    let mut garbage: Vec<Vec<Bytes>> = vec![
+        vec![Bytes::from_static(b"not zre at all")],
+        vec![Bytes::from_static(b"\xaa\xa1\x63\x02\x00\x01")], // unknown id 99
+        vec![Bytes::from_static(b"\xaa\xa1\x04\x02\x00\x02\x05GRO")], // truncated JOIN
+        vec![Bytes::from_static(b"\xaa\xa1\x04\x07\x00\x02")], // wrong version
+    ];
+    garbage.push(hello.to_frames().unwrap());
+    // After a valid HELLO: a JOIN whose status does not follow, then a sequence gap.
+    let join = ZreMessage::new(
+        2,
+        ZreBody::Join {
+            group: "G".into(),
+            status: 200,
+        },
+    );
+    garbage.push(join.to_frames().unwrap());
+    garbage.push(ZreMessage::new(9, ZreBody::Ping).to_frames().unwrap());
+    for frames in garbage {
+        dealer.send(Message::from_frames(frames)).await.unwrap();
+    }
+
+    // Node 0 skips the garbage, takes the HELLO (ENTER), then drops the intruder at the JOIN
+    // whose status does not follow (EXIT); nothing panics.
+    let seen = collect(&mut nodes, |i, e| i == 0 && e.peer() == intruder, 2).await;
+    assert!(
+        matches!(&seen[0].1, Event::Enter { name, .. } if name == "intruder"),
+        "{seen:?}"
+    );
+    assert!(matches!(seen[1].1, Event::Exit { .. }), "{seen:?}");
+
+    // The two honest nodes keep talking, in both directions.
+    nodes[0].whisper(b, "still here?").await.unwrap();
+    nodes[1].whisper(a, "yes").await.unwrap();
+    let got = collect(&mut nodes, |_, e| matches!(e, Event::Whisper { .. }), 2).await;
+    let receivers: HashSet<usize> = got.iter().map(|(i, _)| *i).collect();
+    assert_eq!(receivers, HashSet::from([0, 1]));
+    let peers = nodes[0].peers().await.unwrap();
+    assert!(peers.contains(&b), "node 0 still knows node 1: {peers:?}");
+    assert!(
+        !peers.contains(&intruder),
+        "the intruder was removed after its protocol errors"
+    );
+    for node in &mut nodes {
+        node.stop().await.unwrap();
+    }
+}
