@@ -30,8 +30,8 @@ struct Demo {
 impl Demo {
     fn say(&self, text: impl AsRef<str>) {
         println!(
-            "[{:>5.2} s] {}",
-            self.started.elapsed().as_secs_f64(),
+            "[{:>6.1} ms] {}",
+            self.started.elapsed().as_secs_f64() * 1e3,
             text.as_ref()
         );
     }
