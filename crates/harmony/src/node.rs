@@ -17,9 +17,9 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,7 +28,7 @@ use harmony_group::{Action, Event, NodeConfig, ZreNode};
 use harmony_security::{public_key_from_z85, KeyPair, MechanismConfig};
 use harmony_wire::zre::{ZreBody, ZreMessage};
 use harmony_zmtp::{DealerSocket, Message, RouterSocket, SocketOptions, TrySendError};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -206,18 +206,22 @@ impl NodeBuilder {
         for group in &contests {
             core.contest_in_group(group);
         }
-        let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+        let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let (event_tx, event_rx) = mpsc::channel(event_queue.max(1));
-        let known = Arc::new(RwLock::new(HashSet::new()));
-        let driver = Driver {
-            known: known.clone(),
+        let state = Arc::new(Mutex::new(State {
+            core,
             curve,
             peer_keys: HashMap::new(),
-            core,
-            inbox,
-            beacons: Some(beacons),
             dealers: HashMap::new(),
             send_hwm,
+            events: Vec::new(),
+        }));
+        let wake = Arc::new(Notify::new());
+        let driver = Driver {
+            state: state.clone(),
+            wake: wake.clone(),
+            inbox,
+            beacons: Some(beacons),
             events: event_tx,
             commands: cmd_rx,
         };
@@ -227,7 +231,8 @@ impl NodeBuilder {
             name,
             endpoint,
             interface,
-            known,
+            state,
+            wake,
             commands: cmd_tx,
             events: event_rx,
             pending: std::collections::VecDeque::new(),
@@ -268,23 +273,21 @@ fn inbox_bind_endpoint(interface: &SelectedInterface) -> String {
 type Query = Box<dyn FnOnce(&ZreNode) + Send>;
 
 enum Command {
-    Join(String),
-    Leave(String),
-    Whisper(Uuid, Vec<Bytes>),
-    Shout(String, Vec<Bytes>),
     Query(Query),
     Stop,
 }
 
-/// A running Harmony node. Commands go to a background task and never wait on the network.
-#[derive(Debug)]
+/// A running Harmony node. Commands never wait on the network: whisper, shout, join and leave
+/// run the state machine on the caller's task and queue on the peers' connections; a background
+/// task reads the inbox, beacons and timers.
 pub struct Node {
     uuid: Uuid,
     name: String,
     endpoint: String,
     interface: SelectedInterface,
-    /// Ready peers, kept by the driver, so `whisper` can refuse unknown peers without a round trip.
-    known: Arc<RwLock<HashSet<Uuid>>>,
+    state: Arc<Mutex<State>>,
+    /// Tells the driver that direct calls left events (e.g. EXIT after a send failure) to hand out.
+    wake: Arc<Notify>,
     commands: mpsc::Sender<Command>,
     events: mpsc::Receiver<Event>,
     /// Events taken from the channel in bulk, handed out one by one.
@@ -294,16 +297,22 @@ pub struct Node {
     task: Option<JoinHandle<()>>,
 }
 
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("uuid", &self.uuid)
+            .field("name", &self.name)
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Most events moved from the channel in one go.
 const EVENT_BATCH: usize = 256;
 
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Self::Join(_) => "Join",
-            Self::Leave(_) => "Leave",
-            Self::Whisper(..) => "Whisper",
-            Self::Shout(..) => "Shout",
             Self::Query(_) => "Query",
             Self::Stop => "Stop",
         })
@@ -364,28 +373,44 @@ impl Node {
             .map_err(|_| NodeError::Stopped)
     }
 
+    /// Runs a command on the state machine here, then queues what it sends.
+    fn direct<T>(&self, f: impl FnOnce(&mut ZreNode) -> T) -> Result<T, NodeError> {
+        let mut state = lock(&self.state);
+        if state.core.is_stopped() {
+            return Err(NodeError::Stopped);
+        }
+        let out = f(&mut state.core);
+        state.run_actions();
+        let wake = state.collect_events();
+        drop(state);
+        if wake {
+            self.wake.notify_one();
+        }
+        Ok(out)
+    }
+
     /// Joins a group (JOIN goes to every peer).
     pub async fn join(&self, group: impl Into<String>) -> Result<(), NodeError> {
-        self.command(Command::Join(group.into())).await
+        let group = group.into();
+        self.direct(|core| {
+            core.join(&group);
+        })
     }
 
     /// Leaves a group.
     pub async fn leave(&self, group: impl Into<String>) -> Result<(), NodeError> {
-        self.command(Command::Leave(group.into())).await
+        let group = group.into();
+        self.direct(|core| {
+            core.leave(&group);
+        })
     }
 
     /// Sends a message to one peer; an error if no ready peer has this UUID. Does not wait for
     /// the network: the message is queued (a peer that left meanwhile drops it, as in Zyre).
     pub async fn whisper(&self, peer: Uuid, content: impl Into<Content>) -> Result<(), NodeError> {
-        if !self
-            .known
-            .read()
-            .map(|k| k.contains(&peer))
-            .unwrap_or(false)
-        {
-            return Err(NodeError::UnknownPeer(peer));
-        }
-        self.command(Command::Whisper(peer, content.into().0)).await
+        let content = content.into().0;
+        self.direct(|core| core.whisper(peer, content))?
+            .map_err(|_| NodeError::UnknownPeer(peer))
     }
 
     /// Sends a message to every peer in a group (we need not be in it).
@@ -394,8 +419,10 @@ impl Node {
         group: impl Into<String>,
         content: impl Into<Content>,
     ) -> Result<(), NodeError> {
-        self.command(Command::Shout(group.into(), content.into().0))
-            .await
+        let (group, content) = (group.into(), content.into().0);
+        self.direct(|core| {
+            core.shout(&group, content);
+        })
     }
 
     /// The next event; `None` once the node has stopped and every event was read.
@@ -555,107 +582,140 @@ pub struct PeerInfo {
     pub headers: Vec<(String, String)>,
 }
 
-/// The background task: moves bytes and timers, the state machine decides.
-struct Driver {
+/// The state machine and the outbound connections, shared by the driver task and the
+/// application's direct calls. Never locked across an `.await`.
+struct State {
     core: ZreNode,
-    known: Arc<RwLock<HashSet<Uuid>>>,
     /// Our keys in encrypted mode.
     curve: Option<KeyPair>,
     /// Peers' CURVE public keys, from their v3 beacons or their HELLO's `X-PUBLICKEY`.
     peer_keys: HashMap<Uuid, [u8; 32]>,
-    inbox: RouterSocket,
-    beacons: Option<Beacon>,
     dealers: HashMap<Uuid, DealerSocket>,
     send_hwm: usize,
+    /// Events taken from the state machine, waiting for the driver to hand them out.
+    events: Vec<Event>,
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panic while locked leaves the state as it was at the panic; carry on with it.
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The background task: moves bytes and timers, the state machine decides.
+struct Driver {
+    state: Arc<Mutex<State>>,
+    wake: Arc<Notify>,
+    inbox: RouterSocket,
+    beacons: Option<Beacon>,
     events: mpsc::Sender<Event>,
     commands: mpsc::Receiver<Command>,
 }
 
 impl Driver {
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
     async fn run(mut self) {
         loop {
             if !self.flush().await {
                 break;
             }
-            let deadline = self.core.poll_timeout().map(Instant::from_std);
+            let deadline = self.state().core.poll_timeout().map(Instant::from_std);
             tokio::select! {
                 biased;
                 cmd = self.commands.recv() => match cmd {
+                    Some(Command::Query(f)) => f(&self.state().core),
                     Some(Command::Stop) | None => {
-                        self.core.stop();
+                        self.state().core.stop();
                         self.flush().await;
                         break;
                     }
-                    Some(cmd) => {
-                        self.apply(cmd);
-                        // Take what else is queued in one go: one wake-up, many commands.
-                        for _ in 0..BATCH {
-                            match self.commands.try_recv() {
-                                Ok(Command::Stop) => {
-                                    self.core.stop();
-                                    self.flush().await;
-                                    self.shutdown().await;
-                                    return;
-                                }
-                                Ok(cmd) => self.apply(cmd),
-                                Err(_) => break,
-                            }
-                        }
-                    }
                 },
+                () = self.wake.notified() => {}
                 msg = self.inbox.recv() => match msg {
                     Ok(msg) => {
                         let now = std::time::Instant::now();
-                        self.on_inbox(msg, now);
+                        let mut state = lock(&self.state);
+                        state.on_inbox(msg, now);
+                        // Take what else has arrived in one go: one wake-up, many messages.
                         for _ in 0..BATCH {
                             match self.inbox.try_recv() {
-                                Ok(Some(msg)) => self.on_inbox(msg, now),
+                                Ok(Some(msg)) => state.on_inbox(msg, now),
                                 _ => break,
                             }
                         }
                     }
                     Err(e) => {
                         warn!(error = %e, "inbox closed");
-                        self.core.stop();
+                        self.state().core.stop();
                         self.flush().await;
                         break;
                     }
                 },
                 heard = recv_beacon(&mut self.beacons) => {
                     if let Some((beacon, from)) = heard {
+                        let mut state = self.state();
                         if let Some(key) = beacon.public_key {
-                            self.peer_keys.insert(beacon.uuid, key);
+                            state.peer_keys.insert(beacon.uuid, key);
                         }
-                        self.core.handle_beacon(beacon.uuid, from.ip(), beacon.port, std::time::Instant::now());
+                        state.core.handle_beacon(beacon.uuid, from.ip(), beacon.port, std::time::Instant::now());
                     } else {
                         self.beacons = None;
                     }
                 }
-                () = sleep_until(deadline) => self.core.handle_timeout(std::time::Instant::now()),
+                () = sleep_until(deadline) => self.state().core.handle_timeout(std::time::Instant::now()),
             }
         }
         self.shutdown().await;
     }
 
-    fn apply(&mut self, cmd: Command) {
-        match cmd {
-            Command::Join(group) => {
-                self.core.join(&group);
+    /// Carries out the state machine's actions and hands its events to the application.
+    /// Returns false when the application dropped the node.
+    async fn flush(&mut self) -> bool {
+        let events = {
+            let mut state = self.state();
+            state.run_actions();
+            state.collect_events();
+            std::mem::take(&mut state.events)
+        };
+        for event in events {
+            if self.events.send(event).await.is_err() {
+                return false;
             }
-            Command::Leave(group) => {
-                self.core.leave(&group);
-            }
-            Command::Whisper(peer, content) => {
-                if let Err(e) = self.core.whisper(peer, content) {
-                    debug!(peer = %peer, error = %e, "whisper dropped");
-                }
-            }
-            Command::Shout(group, content) => {
-                self.core.shout(&group, content);
-            }
-            Command::Query(f) => f(&self.core),
-            Command::Stop => {}
         }
+        true
+    }
+
+    async fn shutdown(mut self) {
+        if let Some(beacons) = self.beacons.take() {
+            if let Err(e) = beacons.stop().await {
+                debug!(error = %e, "beacon stop");
+            }
+        }
+        let dealers: Vec<DealerSocket> = self.state().dealers.drain().map(|(_, d)| d).collect();
+        for dealer in dealers {
+            dealer.close().await;
+        }
+        self.inbox.close().await;
+    }
+}
+
+impl State {
+    /// Carries out every pending action of the state machine.
+    fn run_actions(&mut self) {
+        while let Some(action) = self.core.poll_action() {
+            self.execute(action);
+        }
+    }
+
+    /// Moves the state machine's events to the hand-out buffer; true if there were any.
+    fn collect_events(&mut self) -> bool {
+        let before = self.events.len();
+        while let Some(event) = self.core.poll_event() {
+            self.events.push(event);
+        }
+        self.events.len() > before
     }
 
     fn on_inbox(&mut self, msg: Message, now: std::time::Instant) {
@@ -667,7 +727,6 @@ impl Driver {
             debug!("dropped a message whose routing id is not 0x01 + UUID");
             return;
         };
-
         match ZreMessage::decode(&frames[1..], MAX_ZRE_HEADER) {
             Ok(message) => {
                 if self.curve.is_some() {
@@ -693,35 +752,6 @@ impl Driver {
             Err(e) => {
                 debug!(peer = %from, error = %e, "malformed ZRE message");
                 self.core.handle_malformed(from, now);
-            }
-        }
-    }
-
-    /// Carries out the state machine's actions and hands its events to the application.
-    /// Returns false when the application dropped the node.
-    async fn flush(&mut self) -> bool {
-        while let Some(action) = self.core.poll_action() {
-            self.execute(action);
-        }
-        while let Some(event) = self.core.poll_event() {
-            match &event {
-                Event::Enter { peer, .. } => self.set_known(*peer, true),
-                Event::Exit { peer, .. } => self.set_known(*peer, false),
-                _ => {}
-            }
-            if self.events.send(event).await.is_err() {
-                return false;
-            }
-        }
-        true
-    }
-
-    fn set_known(&self, peer: Uuid, ready: bool) {
-        if let Ok(mut known) = self.known.write() {
-            if ready {
-                known.insert(peer);
-            } else {
-                known.remove(&peer);
             }
         }
     }
@@ -779,18 +809,6 @@ impl Driver {
                 self.dealers.remove(&peer);
             }
         }
-    }
-
-    async fn shutdown(mut self) {
-        if let Some(beacons) = self.beacons.take() {
-            if let Err(e) = beacons.stop().await {
-                debug!(error = %e, "beacon stop");
-            }
-        }
-        for (_, dealer) in self.dealers.drain() {
-            dealer.close().await;
-        }
-        self.inbox.close().await;
     }
 }
 
