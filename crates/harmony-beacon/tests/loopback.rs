@@ -17,15 +17,6 @@ fn init_log() {
         .try_init();
 }
 
-/// A UDP port that was free a moment ago (so parallel tests do not hear each other).
-fn free_port() -> u16 {
-    UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn config(port: u16, interval_ms: u64) -> BeaconConfig {
     BeaconConfig {
         interval: Duration::from_millis(interval_ms),
@@ -59,7 +50,7 @@ async fn hear_all(beacon: &mut Beacon, want: &HashSet<Uuid>) -> HashSet<Uuid> {
 #[tokio::test]
 async fn three_beacons_on_one_port_hear_each_other_not_themselves() {
     init_log();
-    let port = free_port();
+    let port = harmony_testkit::free_udp_port();
     let mut beacons: Vec<Beacon> = (0..3)
         .map(|i| Beacon::start(&config(port, 50), payload(40000 + i)).unwrap())
         .collect();
@@ -81,7 +72,7 @@ async fn three_beacons_on_one_port_hear_each_other_not_themselves() {
 #[tokio::test]
 async fn the_first_beacon_goes_out_at_once() {
     // With a one-minute interval, only the immediate first beacon can be heard in time.
-    let port = free_port();
+    let port = harmony_testkit::free_udp_port();
     let mut a = Beacon::start(&config(port, 60_000), payload(1)).unwrap();
     let mut b = Beacon::start(&config(port, 60_000), payload(2)).unwrap();
     let (heard, _) = timeout(WAIT, a.recv()).await.unwrap().unwrap();
@@ -102,7 +93,7 @@ async fn the_first_beacon_goes_out_at_once() {
 
 #[tokio::test]
 async fn stop_and_drop_send_a_port_zero_beacon() {
-    let port = free_port();
+    let port = harmony_testkit::free_udp_port();
     let mut watcher = Beacon::start(&config(port, 50), payload(1)).unwrap();
     for how in ["stop", "drop"] {
         let leaving = Beacon::start(&config(port, 50), payload(7777)).unwrap();
@@ -132,7 +123,7 @@ async fn stop_and_drop_send_a_port_zero_beacon() {
 #[tokio::test]
 async fn junk_is_ignored_and_the_loop_goes_on() {
     init_log();
-    let port = free_port();
+    let port = harmony_testkit::free_udp_port();
     let mut beacon = Beacon::start(&config(port, 60_000), payload(1)).unwrap();
     let me = *beacon.payload();
     let raw = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
@@ -184,7 +175,7 @@ async fn junk_is_ignored_and_the_loop_goes_on() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_full_queue_drops_new_beacons_and_keeps_going() {
-    let port = free_port();
+    let port = harmony_testkit::free_udp_port();
     let config = BeaconConfig {
         queue: 2,
         ..config(port, 60_000)
@@ -213,7 +204,7 @@ async fn a_full_queue_drops_new_beacons_and_keeps_going() {
 
 #[tokio::test]
 async fn the_interface_is_visible() {
-    let port = free_port();
+    let port = harmony_testkit::free_udp_port();
     let beacon = Beacon::start(&config(port, 1000), payload(1)).unwrap();
     let iface = beacon.interface();
     assert!(iface.loopback);
@@ -238,7 +229,7 @@ async fn clear_errors_for_a_taken_port_and_a_missing_interface() {
 
     let missing = BeaconConfig {
         interface: InterfaceSelect::Name("harmony-nope0".into()),
-        ..config(free_port(), 1000)
+        ..config(harmony_testkit::free_udp_port(), 1000)
     };
     let err = Beacon::start(&missing, payload(1)).unwrap_err();
     assert!(
@@ -260,7 +251,7 @@ async fn clear_errors_for_a_taken_port_and_a_missing_interface() {
 async fn ipv6_loopback_mode_is_refused_clearly() {
     let config = BeaconConfig {
         ipv6_multicast: Some(harmony_beacon::DEFAULT_IPV6_GROUP),
-        ..config(free_port(), 1000)
+        ..config(harmony_testkit::free_udp_port(), 1000)
     };
     let err = Beacon::start(&config, payload(1)).unwrap_err();
     assert!(
@@ -271,6 +262,7 @@ async fn ipv6_loopback_mode_is_refused_clearly() {
 
 #[test]
 fn start_outside_a_runtime_is_an_error_not_a_panic() {
-    let err = Beacon::start(&config(free_port(), 1000), payload(1)).unwrap_err();
+    let err =
+        Beacon::start(&config(harmony_testkit::free_udp_port(), 1000), payload(1)).unwrap_err();
     assert!(err.to_string().contains("tokio runtime"), "{err}");
 }

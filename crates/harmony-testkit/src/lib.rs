@@ -46,6 +46,15 @@ pub fn run(cmd: &mut Command) -> Output {
     out
 }
 
+/// A UDP port that was free a moment ago, so parallel tests on loopback do not hear each
+/// other's beacons.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind(("0.0.0.0", 0))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port")
+}
+
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// Two fresh network namespaces joined by a veth pair: `a` has `10.77.0.1/24`, `b` has

@@ -12,14 +12,6 @@ use harmony::{next_event_any, Event, Node};
 
 const PAYLOAD: usize = 64;
 
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn nodes(n: usize, port: u16, interval: Duration) -> Vec<Node> {
     let mut v = Vec::new();
     for i in 0..n {
@@ -79,7 +71,12 @@ async fn raw_zmtp(messages: usize) -> f64 {
 }
 
 async fn whisper_rate(messages: usize) -> f64 {
-    let mut pair = nodes(2, free_udp_port(), Duration::from_millis(100)).await;
+    let mut pair = nodes(
+        2,
+        harmony_testkit::free_udp_port(),
+        Duration::from_millis(100),
+    )
+    .await;
     wait_for(&mut pair, 2, |e| matches!(e, Event::Enter { .. })).await;
     let to = pair[1].uuid();
     let payload = Bytes::from(vec![7u8; PAYLOAD]);
@@ -100,7 +97,12 @@ async fn whisper_rate(messages: usize) -> f64 {
 }
 
 async fn whisper_round_trip(rounds: usize) -> (Duration, Duration) {
-    let mut pair = nodes(2, free_udp_port(), Duration::from_millis(100)).await;
+    let mut pair = nodes(
+        2,
+        harmony_testkit::free_udp_port(),
+        Duration::from_millis(100),
+    )
+    .await;
     wait_for(&mut pair, 2, |e| matches!(e, Event::Enter { .. })).await;
     let (a_id, b_id) = (pair[0].uuid(), pair[1].uuid());
     let mut b = pair.pop().unwrap();
@@ -138,7 +140,12 @@ async fn whisper_round_trip(rounds: usize) -> (Duration, Duration) {
 }
 
 async fn shout_fanout(receivers: usize, messages: usize) -> f64 {
-    let mut all = nodes(receivers + 1, free_udp_port(), Duration::from_millis(100)).await;
+    let mut all = nodes(
+        receivers + 1,
+        harmony_testkit::free_udp_port(),
+        Duration::from_millis(100),
+    )
+    .await;
     let n = all.len();
     wait_for(&mut all, n * (n - 1), |e| matches!(e, Event::Enter { .. })).await;
     for node in &all[1..] {
@@ -168,7 +175,7 @@ async fn shout_fanout(receivers: usize, messages: usize) -> f64 {
 }
 
 async fn discovery(n: usize, interval: Duration) -> Duration {
-    let port = free_udp_port();
+    let port = harmony_testkit::free_udp_port();
     let start = Instant::now();
     let mut all = nodes(n, port, interval).await;
     let started = Instant::now();

@@ -10,15 +10,6 @@ use support::{is, JsonProc};
 const WAIT: Duration = Duration::from_secs(20);
 const BIN: &str = env!("CARGO_BIN_EXE_harmony");
 
-fn free_udp_port() -> String {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string()
-}
-
 fn chat(name: &str, port: &str, json: bool) -> JsonProc {
     let mut cmd = Command::new(BIN);
     cmd.args([
@@ -41,7 +32,7 @@ fn chat(name: &str, port: &str, json: bool) -> JsonProc {
 
 #[test]
 fn two_chat_programs_talk_in_text_and_json() {
-    let port = free_udp_port();
+    let port = harmony_testkit::free_udp_port().to_string();
     let mut json = chat("jay", &port, true);
     let mut text = chat("tex", &port, false);
     let jay = json.expect("STARTED", WAIT, |v| is(v, "STARTED", &[]))["uuid"]
@@ -90,7 +81,7 @@ fn two_chat_programs_talk_in_text_and_json() {
 
 #[test]
 fn peers_lists_what_is_out_there() {
-    let port = free_udp_port();
+    let port = harmony_testkit::free_udp_port().to_string();
     let mut node = chat("lister-target", &port, true);
     node.expect("STARTED", WAIT, |v| is(v, "STARTED", &[]));
     let out = Command::new(BIN)
@@ -204,7 +195,7 @@ fn keygen_certificates_load_in_pyzmq_and_drive_encrypted_chat() {
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), public);
         keys.push((path, public));
     }
-    let port = free_udp_port();
+    let port = harmony_testkit::free_udp_port().to_string();
     let spawn = |name: &str, cert: &std::path::Path| {
         JsonProc::spawn(
             name,

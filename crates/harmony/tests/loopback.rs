@@ -8,14 +8,6 @@ use tokio::time::timeout;
 
 const STEP: Duration = Duration::from_secs(15);
 
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn start_nodes(n: usize, port: u16) -> Vec<Node> {
     let mut nodes = Vec::new();
     for i in 0..n {
@@ -56,7 +48,7 @@ async fn collect(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn six_nodes_discover_join_shout_whisper_leave_and_exit() {
     let n = 6;
-    let mut nodes = start_nodes(n, free_udp_port()).await;
+    let mut nodes = start_nodes(n, harmony_testkit::free_udp_port()).await;
     let uuids: Vec<Uuid> = nodes.iter().map(Node::uuid).collect();
 
     // Every node sees every other exactly once, with its headers and endpoint.
@@ -198,7 +190,7 @@ async fn clear_errors_for_bad_settings() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encrypted_nodes_chat_and_never_meet_plaintext_nodes() {
     use harmony::security::KeyPair;
-    let port = free_udp_port();
+    let port = harmony_testkit::free_udp_port();
     let mut secure = Vec::new();
     for name in ["sec0", "sec1"] {
         let node = Node::builder()
@@ -246,7 +238,7 @@ async fn hostile_peer_on_the_inbox_changes_nothing_for_the_others() {
     use harmony::wire::zre::{Hello, ZreBody, ZreMessage};
     use harmony::zmtp::{DealerSocket, Message, SocketOptions};
 
-    let mut nodes = start_nodes(2, free_udp_port()).await;
+    let mut nodes = start_nodes(2, harmony_testkit::free_udp_port()).await;
     collect(&mut nodes, |_, e| matches!(e, Event::Enter { .. }), 2).await;
     let (a, b) = (nodes[0].uuid(), nodes[1].uuid());
 
