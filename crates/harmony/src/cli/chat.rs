@@ -4,7 +4,7 @@ use clap::Args;
 use harmony::{Node, NodeError};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::{output, parse_header, start, NetArgs};
+use super::{output, parse_header, NetArgs};
 
 #[derive(Debug, Args)]
 pub(crate) struct ChatArgs {
@@ -29,7 +29,7 @@ pub(crate) async fn run(args: ChatArgs) -> Result<(), NodeError> {
     for (k, v) in &args.headers {
         builder = builder.header(k, v);
     }
-    let mut node = start(builder).await?;
+    let mut node = builder.start().await?;
     let iface = node.interface().clone();
     if args.json {
         println!(

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use harmony::security::{Certificate, KeyPair};
-use harmony::{Node, NodeBuilder, NodeError};
+use harmony::{NodeBuilder, NodeError};
 
 /// Harmony: find peers on the LAN, see who is alive, chat in groups (Zyre/pyre compatible).
 #[derive(Debug, Parser)]
@@ -85,11 +85,6 @@ fn parse_header(s: &str) -> Result<(String, String), String> {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .filter(|(k, _)| !k.is_empty())
         .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
-}
-
-/// Starts a node, turning errors into sentences a user can act on.
-async fn start(builder: NodeBuilder) -> Result<Node, NodeError> {
-    builder.start().await
 }
 
 pub(crate) async fn run(cli: Cli) -> Result<(), NodeError> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::Args;
 use harmony::{Node, NodeError};
 
-use super::{output, start, NetArgs};
+use super::{output, NetArgs};
 
 #[derive(Debug, Args)]
 pub(crate) struct PeersArgs {
@@ -21,7 +21,11 @@ pub(crate) struct PeersArgs {
 
 pub(crate) async fn run(args: PeersArgs) -> Result<(), NodeError> {
     let wait = Duration::try_from_secs_f64(args.wait.max(0.0)).unwrap_or(Duration::from_secs(3));
-    let mut node = start(args.net.apply(Node::builder().name("harmony-peers"))?).await?;
+    let mut node = args
+        .net
+        .apply(Node::builder().name("harmony-peers"))?
+        .start()
+        .await?;
     let iface = node.interface().clone();
     if !args.json {
         eprintln!(
