@@ -2,8 +2,8 @@
 //! driven by the sans-IO ZRE state machine of `harmony-group`.
 //!
 //! ```no_run
-//! # async fn chat() -> Result<(), harmony::NodeError> {
-//! use harmony::{Event, Node};
+//! # async fn chat() -> Result<(), harmony_node::NodeError> {
+//! use harmony_node::{Event, Node};
 //! let mut node = Node::builder().name("alice").header("X-ROLE", "demo").loopback().start().await?;
 //! node.join("CHAT").await?;
 //! node.shout("CHAT", "hello").await?;

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use harmony::{next_event_any, Event, Node, Uuid};
+use harmony_node::{next_event_any, Event, Node, Uuid};
 use tokio::time::timeout;
 
 const STEP: Duration = Duration::from_secs(15);
@@ -189,7 +189,7 @@ async fn clear_errors_for_bad_settings() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encrypted_nodes_chat_and_never_meet_plaintext_nodes() {
-    use harmony::security::KeyPair;
+    use harmony_security::KeyPair;
     let port = harmony_testkit::free_udp_port();
     let mut secure = Vec::new();
     for name in ["sec0", "sec1"] {
@@ -235,8 +235,8 @@ async fn encrypted_nodes_chat_and_never_meet_plaintext_nodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_peer_on_the_inbox_changes_nothing_for_the_others() {
     use bytes::Bytes;
-    use harmony::wire::zre::{Hello, ZreBody, ZreMessage};
-    use harmony::zmtp::{DealerSocket, Message, SocketOptions};
+    use harmony_wire::zre::{Hello, ZreBody, ZreMessage};
+    use harmony_zmtp::{DealerSocket, Message, SocketOptions};
 
     let mut nodes = start_nodes(2, harmony_testkit::free_udp_port()).await;
     collect(&mut nodes, |_, e| matches!(e, Event::Enter { .. }), 2).await;
@@ -244,7 +244,7 @@ async fn hostile_peer_on_the_inbox_changes_nothing_for_the_others() {
 
     // A raw DEALER with a ZRE routing id talks garbage to node 0's inbox.
     let intruder = Uuid::new_v4();
-    let id = Bytes::copy_from_slice(&harmony::peer::routing_id(&intruder));
+    let id = Bytes::copy_from_slice(&harmony_peer::routing_id(&intruder));
     let dealer = DealerSocket::new(SocketOptions::default().identity(id));
     let endpoint = nodes[0].endpoint().to_owned();
     dealer.connect(&endpoint).await.unwrap();
