@@ -11,7 +11,7 @@ use std::time::Duration;
 use harmony_beacon::{
     select_interface, Beacon, BeaconConfig, InterfaceSelect, ZreBeacon, DEFAULT_IPV6_GROUP,
 };
-use harmony_testkit::{can_create_netns, python, run, run_in_netns, NetnsPair};
+use harmony_testkit::{python, require_netns, run, run_in_netns, NetnsPair};
 use tokio::sync::Barrier;
 use tokio::time::timeout;
 use uuid::Uuid;
@@ -39,14 +39,6 @@ where
             .expect("runtime")
             .block_on(make())
     })
-}
-
-fn skip() -> bool {
-    if can_create_netns() {
-        return false;
-    }
-    eprintln!("skipped: needs root and iproute2 to create network namespaces");
-    true
 }
 
 fn payload(port: u16) -> ZreBeacon {
@@ -84,10 +76,8 @@ async fn hear(
 }
 
 #[test]
-fn auto_selects_the_veth_and_its_directed_broadcast() {
-    if skip() {
-        return;
-    }
+fn netns_auto_selects_the_veth_and_its_directed_broadcast() {
+    require_netns();
     let pair = NetnsPair::create("bs");
     let selected = run_in_netns(&pair.a, || select_interface(&InterfaceSelect::Auto));
     let selected = selected.unwrap();
@@ -99,10 +89,8 @@ fn auto_selects_the_veth_and_its_directed_broadcast() {
 }
 
 #[test]
-fn broadcast_reaches_the_other_namespace_both_ways() {
-    if skip() {
-        return;
-    }
+fn netns_broadcast_reaches_the_other_namespace_both_ways() {
+    require_netns();
     init_log();
     let pair = NetnsPair::create("bb");
     let (pa, pb) = (payload(1111), payload(2222));
@@ -147,10 +135,8 @@ fn broadcast_reaches_the_other_namespace_both_ways() {
 }
 
 #[test]
-fn ipv6_multicast_reaches_the_other_namespace() {
-    if skip() {
-        return;
-    }
+fn netns_ipv6_multicast_reaches_the_other_namespace() {
+    require_netns();
     init_log();
     let pair = NetnsPair::create("b6");
     // Unique local addresses without duplicate address detection, so they are usable at once.
@@ -199,10 +185,8 @@ fn ipv6_multicast_reaches_the_other_namespace() {
 
 /// A real pyre node in namespace A; our beacon in namespace B on UDP 5670.
 #[test]
-fn pyre_and_harmony_hear_each_other() {
-    if skip() {
-        return;
-    }
+fn netns_pyre_and_harmony_hear_each_other() {
+    require_netns();
     init_log();
     let pair = NetnsPair::create("bp");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pyre_node.py");

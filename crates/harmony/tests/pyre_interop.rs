@@ -29,7 +29,8 @@ fn harmony_chat(pair: &NetnsPair, name: &str) -> JsonProc {
 }
 
 #[test]
-fn harmony_and_pyre_discover_chat_and_see_each_other_leave() {
+fn netns_harmony_and_pyre_discover_chat_and_see_each_other_leave() {
+    harmony_testkit::require_netns();
     let pair = NetnsPair::create("py");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/pyre_peer.py");
     let mut pyre = JsonProc::spawn(
