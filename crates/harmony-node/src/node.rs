@@ -778,7 +778,7 @@ impl State {
                     });
                 }
                 let dealer = DealerSocket::new(options);
-                if let Err(e) = connect_now(&dealer, &endpoint) {
+                if let Err(e) = dealer.connect(&endpoint) {
                     warn!(peer = %peer, endpoint = %endpoint, error = %e, "cannot connect to peer");
                 }
                 self.dealers.insert(peer, dealer);
@@ -809,23 +809,6 @@ impl State {
                 self.dealers.remove(&peer);
             }
         }
-    }
-}
-
-/// `DealerSocket::connect` only starts a background task; call it without awaiting the network.
-fn connect_now(dealer: &DealerSocket, endpoint: &str) -> Result<(), harmony_zmtp::ZmtpError> {
-    let fut = dealer.connect(endpoint);
-    futures_now(fut)
-}
-
-/// Polls a future that completes without waiting (connect only validates and spawns).
-fn futures_now<T>(fut: impl std::future::Future<Output = Result<(), T>>) -> Result<(), T> {
-    let waker = std::task::Waker::noop();
-    let mut cx = std::task::Context::from_waker(waker);
-    let mut fut = std::pin::pin!(fut);
-    match fut.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(r) => r,
-        std::task::Poll::Pending => Ok(()),
     }
 }
 

@@ -142,7 +142,7 @@ async fn round_trip(dealer: &DealerSocket, py: &mut Py, tag: &str) {
 /// `expect` is the start of the server's event line.
 async fn refused_by_libzmq(bad: MechanismConfig, expect: &str, ep: &str, py: &mut Py) {
     let dealer = DealerSocket::new(opts().mechanism(bad));
-    dealer.connect(ep).await.unwrap();
+    dealer.connect(ep).unwrap();
     dealer.send("intruder").await.unwrap();
     let event = py.until("EVENT HANDSHAKE_FAILED").await;
     assert!(event.starts_with(expect), "expected {expect}, got {event}");
@@ -167,7 +167,7 @@ async fn libzmq_curve_authenticator_refuses_harmony_clients() {
         .await;
         let ep = py.ready().await;
         let good = DealerSocket::new(opts().mechanism(keys.client_config()));
-        good.connect(&ep).await.unwrap();
+        good.connect(&ep).unwrap();
         round_trip(&good, &mut py, "good 1").await;
 
         // A client key the authenticator does not know.
@@ -196,7 +196,7 @@ async fn libzmq_plain_authenticator_refuses_harmony_clients() {
             password: Bytes::from(password.to_owned()),
         };
         let good = DealerSocket::new(opts().mechanism(plain("admin", "secret")));
-        good.connect(&ep).await.unwrap();
+        good.connect(&ep).unwrap();
         round_trip(&good, &mut py, "good 1").await;
         refused_by_libzmq(plain("admin", "guess"), AUTH_400, &ep, &mut py).await;
         round_trip(&good, &mut py, "good 2").await;
@@ -224,7 +224,7 @@ impl Guarded {
         let router = RouterSocket::new(server);
         let ep = router.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
         let dealer = DealerSocket::new(opts().mechanism(client));
-        dealer.connect(&ep).await.unwrap();
+        dealer.connect(&ep).unwrap();
         let mut guarded = Self {
             router,
             ep,

@@ -336,7 +336,7 @@ pub mod scenario {
         .await;
         let ep = py.ready().await;
         let dealer = DealerSocket::new(opts.identity(identity));
-        dealer.connect(&ep).await.unwrap();
+        dealer.connect(&ep).unwrap();
         tokio::select! {
             _ = dealer_client(&dealer, Some(identity)) => {}
             l = py.line() => panic!("peer.py: {l}"),
@@ -365,7 +365,7 @@ pub mod scenario {
         .await;
         let ep = py.ready().await;
         let dealer = DealerSocket::new(opts);
-        dealer.connect(&ep).await.unwrap();
+        dealer.connect(&ep).unwrap();
         idle_on_heartbeats(&dealer).await;
         py.finish().await;
     }
@@ -379,7 +379,7 @@ pub mod scenario {
         .await;
         let ep = py.ready().await;
         let dealer = DealerSocket::new(opts);
-        dealer.connect(&ep).await.unwrap();
+        dealer.connect(&ep).unwrap();
         dealer_client(&dealer, None).await;
         quit(&dealer).await;
         py.finish().await;
@@ -400,7 +400,7 @@ pub mod scenario {
         let mut py = Py::peer(&args(&["pull", "tcp://127.0.0.1:*", "--bind"], py_args)).await;
         let ep = py.ready().await;
         let push = PushSocket::new(opts);
-        push.connect(&ep).await.unwrap();
+        push.connect(&ep).unwrap();
         send_sequence(async |m| push.send(m).await.unwrap(), b"").await;
         py.ok_and_finish().await;
         push.close().await;
@@ -438,7 +438,7 @@ pub mod scenario {
         let ep = py.ready().await;
         let sub = SubSocket::new(opts);
         sub.subscribe("A").unwrap();
-        sub.connect(&ep).await.unwrap();
+        sub.connect(&ep).unwrap();
         assert_eq!(sub.recv().await.unwrap()[0], "Async");
         py.say("go").await;
         expect_sequence(async || recv_after_sync(&sub).await, b"A").await;
