@@ -13,8 +13,8 @@ use bytes::{Bytes, BytesMut};
 use harmony_security::{KeyPair, MechanismConfig, StandardAuthenticator};
 use harmony_wire::zmtp::{Frame, FrameCodec, Greeting, Mechanism, GREETING_LEN};
 use harmony_zmtp::{
-    DealerSocket, Endpoint, Message, PubSocket, PullSocket, PushSocket, RouterSocket,
-    SocketOptions, SubSocket,
+    DealerSocket, Endpoint, Message, Monitor, PubSocket, PullSocket, PushSocket, RouterSocket,
+    SocketEvent, SocketOptions, SubSocket,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::TcpStream;
@@ -35,6 +35,62 @@ pub fn init_tracing() {
 pub fn opts() -> SocketOptions {
     init_tracing();
     SocketOptions::default().reconnect(Duration::from_millis(20), Duration::from_millis(200))
+}
+
+// --- Monitor events ---
+
+/// How long a test waits for a monitor event.
+pub const EVENT_WAIT: Duration = Duration::from_secs(10);
+
+/// A socket monitor and the events it has shown so far.
+pub struct Watch {
+    pub mon: Monitor,
+    pub seen: Vec<SocketEvent>,
+    cursor: usize,
+}
+
+impl Watch {
+    pub fn new(mon: Monitor) -> Self {
+        Self {
+            mon,
+            seen: Vec::new(),
+            cursor: 0,
+        }
+    }
+
+    /// The names of the events seen so far.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.seen.iter().map(|e| e.kind.name()).collect()
+    }
+
+    async fn more(&mut self) {
+        let event = timeout(EVENT_WAIT, self.mon.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no monitor event in time; seen {:?}", self.names()))
+            .unwrap_or_else(|| panic!("the monitor ended; seen {:?}", self.names()));
+        self.seen.push(event);
+    }
+
+    /// The next event named `name` after the last one waited for.
+    pub async fn wait(&mut self, name: &str) -> SocketEvent {
+        loop {
+            while self.cursor < self.seen.len() {
+                self.cursor += 1;
+                if self.seen[self.cursor - 1].kind.name() == name {
+                    return self.seen[self.cursor - 1].clone();
+                }
+            }
+            self.more().await;
+        }
+    }
+
+    /// The names of the first `n` events.
+    pub async fn first(&mut self, n: usize) -> Vec<&'static str> {
+        while self.seen.len() < n {
+            self.more().await;
+        }
+        self.names()[..n].to_vec()
+    }
 }
 
 // --- The pyzmq helper process ---
@@ -74,6 +130,27 @@ impl Py {
     /// peer.py: plain libzmq sockets.
     pub async fn peer(args: &[&str]) -> Self {
         Self::start("peer.py", args).await
+    }
+
+    /// monitor_peer.py: a monitored libzmq ROUTER or DEALER driven line by line.
+    pub async fn monitored(role: &str, endpoint: &str) -> Self {
+        Self::start("monitor_peer.py", &[role, endpoint]).await
+    }
+
+    /// Sends a command to monitor_peer.py and checks it was carried out.
+    pub async fn run(&mut self, command: &str) {
+        self.say(command).await;
+        self.expect("DONE").await;
+    }
+
+    /// monitor_peer.py: the names of its first `n` monitor events.
+    pub async fn events(&mut self, n: usize) -> Vec<String> {
+        self.say(&format!("events {n}")).await;
+        let line = self.line().await;
+        let names = line
+            .strip_prefix("EVENTS ")
+            .unwrap_or_else(|| panic!("expected EVENTS, got {line}"));
+        names.split(' ').map(str::to_owned).collect()
     }
 
     /// sec_peer.py: libzmq guarded by ZAP.

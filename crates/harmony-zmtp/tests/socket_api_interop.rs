@@ -1,0 +1,290 @@
+//! The libzmq-style socket API against libzmq (pyzmq): the same scenario (connect, accept,
+//! handshake, disconnect, reconnect, unbind) run by libzmq alone, by Harmony alone and by
+//! each mixed pair gives the same monitor events on both sides; `*` binds reach and are
+//! reached over IPv6 and IPv4.
+
+mod support;
+
+use harmony_zmtp::{DealerSocket, RouterSocket};
+use support::{opts, Py, Watch};
+
+/// Router events compared: LISTENING, ACCEPTED, HANDSHAKE_SUCCEEDED, DISCONNECTED (the dealer
+/// disconnected), ACCEPTED, HANDSHAKE_SUCCEEDED (it came back), CLOSED (unbind).
+const ROUTER_EVENTS: usize = 7;
+/// Dealer events compared: two connections, the drop caused by unbind, and the first refused
+/// retry (the retries go on after that).
+const DEALER_EVENTS: usize = 11;
+
+/// One side of the scenario: a monitored ROUTER.
+trait RouterSide {
+    fn endpoint(&self) -> String;
+    async fn recv(&mut self) -> String;
+    async fn wait(&mut self, event: &str);
+    async fn unbind(&mut self);
+    async fn events(&mut self, n: usize) -> Vec<String>;
+}
+
+/// The other side: a monitored DEALER of one endpoint.
+trait DealerSide {
+    async fn connect(&mut self);
+    async fn disconnect(&mut self);
+    async fn send(&mut self, text: &str);
+    async fn wait(&mut self, event: &str);
+    async fn events(&mut self, n: usize) -> Vec<String>;
+}
+
+struct Router {
+    socket: RouterSocket,
+    watch: Watch,
+    endpoint: String,
+}
+
+impl Router {
+    async fn bind(at: &str) -> Self {
+        let socket = RouterSocket::new(opts());
+        let watch = Watch::new(socket.monitor());
+        let endpoint = socket.bind(at).await.unwrap().to_string();
+        Self {
+            socket,
+            watch,
+            endpoint,
+        }
+    }
+}
+
+impl RouterSide for Router {
+    fn endpoint(&self) -> String {
+        self.endpoint.clone()
+    }
+    async fn recv(&mut self) -> String {
+        let m = tokio::time::timeout(support::EVENT_WAIT, self.socket.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        String::from_utf8_lossy(&m[1]).into_owned()
+    }
+    async fn wait(&mut self, event: &str) {
+        self.watch.wait(event).await;
+    }
+    async fn unbind(&mut self) {
+        self.socket.unbind(&self.endpoint).await.unwrap();
+    }
+    async fn events(&mut self, n: usize) -> Vec<String> {
+        self.watch
+            .first(n)
+            .await
+            .into_iter()
+            .map(String::from)
+            .collect()
+    }
+}
+
+struct Dealer {
+    socket: DealerSocket,
+    watch: Watch,
+    endpoint: String,
+}
+
+impl Dealer {
+    fn new(endpoint: &str) -> Self {
+        let socket = DealerSocket::new(opts());
+        let watch = Watch::new(socket.monitor());
+        Self {
+            socket,
+            watch,
+            endpoint: endpoint.to_owned(),
+        }
+    }
+}
+
+impl DealerSide for Dealer {
+    async fn connect(&mut self) {
+        self.socket.connect(&self.endpoint).unwrap();
+    }
+    async fn disconnect(&mut self) {
+        self.socket.disconnect(&self.endpoint).unwrap();
+    }
+    async fn send(&mut self, text: &str) {
+        self.socket.send(text.to_owned()).await.unwrap();
+    }
+    async fn wait(&mut self, event: &str) {
+        self.watch.wait(event).await;
+    }
+    async fn events(&mut self, n: usize) -> Vec<String> {
+        self.watch
+            .first(n)
+            .await
+            .into_iter()
+            .map(String::from)
+            .collect()
+    }
+}
+
+/// monitor_peer.py playing either side.
+struct Libzmq {
+    py: Py,
+    endpoint: String,
+}
+
+impl Libzmq {
+    async fn router(at: &str) -> Self {
+        let mut py = Py::monitored("router", at).await;
+        let endpoint = py.ready().await;
+        Self { py, endpoint }
+    }
+
+    async fn dealer(endpoint: &str) -> Self {
+        let mut py = Py::monitored("dealer", endpoint).await;
+        let endpoint = py.ready().await;
+        Self { py, endpoint }
+    }
+
+    async fn quit(mut self) {
+        self.py.say("quit").await;
+        self.py.ok_and_finish().await;
+    }
+}
+
+impl RouterSide for Libzmq {
+    fn endpoint(&self) -> String {
+        self.endpoint.clone()
+    }
+    async fn recv(&mut self) -> String {
+        self.py.say("recv").await;
+        let line = self.py.line().await;
+        line.strip_prefix("GOT ").unwrap_or(&line).to_owned()
+    }
+    async fn wait(&mut self, event: &str) {
+        self.py.run(&format!("wait {event}")).await;
+    }
+    async fn unbind(&mut self) {
+        self.py.run("unbind").await;
+    }
+    async fn events(&mut self, n: usize) -> Vec<String> {
+        self.py.events(n).await
+    }
+}
+
+impl DealerSide for Libzmq {
+    async fn connect(&mut self) {
+        self.py.run("connect").await;
+    }
+    async fn disconnect(&mut self) {
+        self.py.run("disconnect").await;
+    }
+    async fn send(&mut self, text: &str) {
+        self.py.run(&format!("send {text}")).await;
+    }
+    async fn wait(&mut self, event: &str) {
+        self.py.run(&format!("wait {event}")).await;
+    }
+    async fn events(&mut self, n: usize) -> Vec<String> {
+        self.py.events(n).await
+    }
+}
+
+/// Connect, talk, disconnect, reconnect, talk, unbind; returns the router's and the dealer's
+/// events.
+async fn lifecycle(
+    router: &mut impl RouterSide,
+    dealer: &mut impl DealerSide,
+) -> (Vec<String>, Vec<String>) {
+    dealer.connect().await;
+    dealer.send("hi").await;
+    assert_eq!(router.recv().await, "hi");
+    dealer.wait("HANDSHAKE_SUCCEEDED").await;
+    dealer.disconnect().await;
+    router.wait("DISCONNECTED").await;
+    dealer.connect().await;
+    dealer.send("again").await;
+    assert_eq!(router.recv().await, "again");
+    dealer.wait("HANDSHAKE_SUCCEEDED").await;
+    router.unbind().await;
+    dealer.wait("DISCONNECTED").await;
+    (
+        router.events(ROUTER_EVENTS).await,
+        dealer.events(DEALER_EVENTS).await,
+    )
+}
+
+#[tokio::test]
+async fn monitor_events_match_libzmq_for_the_same_scenario() {
+    // The reference: libzmq on both sides.
+    let mut lr = Libzmq::router("tcp://127.0.0.1:0").await;
+    let mut ld = Libzmq::dealer(&lr.endpoint()).await;
+    let (want_router, want_dealer) = lifecycle(&mut lr, &mut ld).await;
+    lr.quit().await;
+    ld.quit().await;
+    // What libzmq 4.3 reports, so that a change of helper or library shows here first.
+    assert_eq!(want_router.iter().filter(|e| *e == "ACCEPTED").count(), 2);
+    assert_eq!(want_router.last().map(String::as_str), Some("CLOSED"));
+    assert!(want_dealer.contains(&"DISCONNECTED".to_owned()));
+
+    // Harmony on both sides.
+    let mut hr = Router::bind("tcp://127.0.0.1:0").await;
+    let mut hd = Dealer::new(&hr.endpoint());
+    let (router, dealer) = lifecycle(&mut hr, &mut hd).await;
+    assert_eq!(router, want_router, "Harmony router vs libzmq router");
+    assert_eq!(dealer, want_dealer, "Harmony dealer vs libzmq dealer");
+
+    // Harmony ROUTER (unbind) with a libzmq DEALER (disconnect).
+    let mut hr = Router::bind("tcp://127.0.0.1:0").await;
+    let mut ld = Libzmq::dealer(&hr.endpoint()).await;
+    let (router, dealer) = lifecycle(&mut hr, &mut ld).await;
+    ld.quit().await;
+    assert_eq!(router, want_router, "Harmony router with a libzmq dealer");
+    assert_eq!(dealer, want_dealer, "libzmq dealer with a Harmony router");
+
+    // libzmq ROUTER (unbind) with a Harmony DEALER (disconnect).
+    let mut lr = Libzmq::router("tcp://127.0.0.1:0").await;
+    let mut hd = Dealer::new(&lr.endpoint());
+    let (router, dealer) = lifecycle(&mut lr, &mut hd).await;
+    lr.quit().await;
+    assert_eq!(router, want_router, "libzmq router with a Harmony dealer");
+    assert_eq!(dealer, want_dealer, "Harmony dealer with a libzmq router");
+}
+
+fn ipv6_loopback() -> bool {
+    std::net::TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, 0)).is_ok()
+}
+
+#[tokio::test]
+async fn star_binds_meet_libzmq_over_ipv6_and_ipv4() {
+    let v6 = ipv6_loopback();
+    if !v6 {
+        eprintln!("no IPv6 loopback here: only the IPv4 half runs");
+    }
+    // libzmq dealers reach a Harmony `*` bind by both families.
+    let mut hr = Router::bind("tcp://*:0").await;
+    let port = hr.endpoint().rsplit_once(':').unwrap().1.to_owned();
+    let mut targets = vec![format!("tcp://127.0.0.1:{port}")];
+    if v6 {
+        assert!(
+            hr.endpoint().starts_with("tcp://[::]:"),
+            "{}",
+            hr.endpoint()
+        );
+        targets.push(format!("tcp://[::1]:{port}"));
+    }
+    for target in &targets {
+        let mut ld = Libzmq::dealer(target).await;
+        ld.connect().await;
+        ld.send("from libzmq").await;
+        assert_eq!(hr.recv().await, "from libzmq");
+        ld.quit().await;
+    }
+    // A Harmony dealer reaches a libzmq `*` bind (IPv6 on: dual stack) by both families.
+    let mut lr = Libzmq::router("tcp://*:0").await;
+    let port = lr.endpoint().rsplit_once(':').unwrap().1.to_owned();
+    let mut targets = vec![format!("tcp://127.0.0.1:{port}")];
+    if v6 {
+        targets.push(format!("tcp://[::1]:{port}"));
+    }
+    for target in &targets {
+        let mut hd = Dealer::new(target);
+        hd.connect().await;
+        hd.send("from harmony").await;
+        assert_eq!(lr.recv().await, "from harmony");
+    }
+    lr.quit().await;
+}
