@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use harmony_peer::PeerConfig;
 
-/// Default [`NodeConfig::link_grace`]: ten reconnect attempts' worth of a peer on the same
-/// network, well under Zyre's 5 s evasive timeout.
+/// Default [`NodeConfig::link_grace`]: time for a few reconnect attempts (ZMTP's 100 ms,
+/// doubling), well under Zyre's 5 s evasive timeout.
 pub const DEFAULT_LINK_GRACE: Duration = Duration::from_secs(1);
 use uuid::Uuid;
 
