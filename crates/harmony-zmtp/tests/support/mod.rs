@@ -73,15 +73,28 @@ impl Watch {
 
     /// The next event named `name` after the last one waited for.
     pub async fn wait(&mut self, name: &str) -> SocketEvent {
+        self.wait_for(|e| e.kind.name() == name).await
+    }
+
+    /// The next event `pick` chooses after the last one waited for.
+    pub async fn wait_for(&mut self, pick: impl Fn(&SocketEvent) -> bool) -> SocketEvent {
         loop {
             while self.cursor < self.seen.len() {
                 self.cursor += 1;
-                if self.seen[self.cursor - 1].kind.name() == name {
+                if pick(&self.seen[self.cursor - 1]) {
                     return self.seen[self.cursor - 1].clone();
                 }
             }
             self.more().await;
         }
+    }
+
+    /// The name of the next handshake failure (`HANDSHAKE_FAILED_*`).
+    pub async fn handshake_failure(&mut self) -> &'static str {
+        self.wait_for(|e| e.kind.name().starts_with("HANDSHAKE_FAILED"))
+            .await
+            .kind
+            .name()
     }
 
     /// The names of the first `n` events.
