@@ -33,6 +33,11 @@
 //! ([`SocketOptions::recv_hwm`]). A connection that misbehaves is closed and reported through
 //! `tracing`; the socket and its other connections go on.
 //!
+//! As in libzmq: `bind` takes `tcp://*:port` on every IPv6 and IPv4 address (a dual-stack
+//! `[::]` socket, or `0.0.0.0` without IPv6); `unbind` and `disconnect` undo a `bind` or a
+//! `connect`; `monitor()` streams [`SocketEvent`]s with libzmq's names and order (bounded: a
+//! slow reader loses events, counted, and never slows the socket).
+//!
 //! Security: set [`SocketOptions::mechanism`] (NULL, PLAIN, CURVE from `harmony-security`) and,
 //! on the server side, [`SocketOptions::authenticator`].
 //!
