@@ -221,6 +221,26 @@ fn check_sessions(sim: &Sim) {
     assert!(enters > NODES * (NODES - 1), "only {enters} ENTER events");
 }
 
+/// Whether `peer` was entered for observer `inc` at `t` (`None`: it was not), and if so when
+/// the observer's first EXIT of it after `t` came.
+fn exit_after(sim: &Sim, inc: u64, peer: Uuid, t: u64) -> Option<Option<u64>> {
+    let mut entered = false;
+    let mut exit_at = None;
+    for r in sim
+        .log
+        .iter()
+        .filter(|r| r.inc == inc && r.event.peer() == peer)
+    {
+        match r.event {
+            Event::Enter { .. } if r.t <= t => entered = true,
+            Event::Exit { .. } if r.t <= t => entered = false,
+            Event::Exit { .. } if exit_at.is_none() => exit_at = Some(r.t),
+            _ => {}
+        }
+    }
+    entered.then_some(exit_at)
+}
+
 /// After a crash, every node that had it entered and stays alive sees EXIT in time.
 fn check_exit_after_crash(sim: &Sim) {
     let cfg = &sim.config;
@@ -247,22 +267,7 @@ fn check_exit_after_crash(sim: &Sim) {
             if !obs.alive_over(tc, tc + bound) {
                 continue;
             }
-            // Was the crashed node entered at `tc` for this observer?
-            let mut entered = false;
-            let mut exit_at = None;
-            for r in sim
-                .log
-                .iter()
-                .filter(|r| r.inc == inc as u64 && r.event.peer() == life.uuid)
-            {
-                match r.event {
-                    Event::Enter { .. } if r.t <= tc => entered = true,
-                    Event::Exit { .. } if r.t <= tc => entered = false,
-                    Event::Exit { .. } if exit_at.is_none() => exit_at = Some(r.t),
-                    _ => {}
-                }
-            }
-            if entered {
+            if let Some(exit_at) = exit_after(sim, inc as u64, life.uuid, tc) {
                 let at = exit_at.unwrap_or_else(|| {
                     panic!(
                         "observer {inc} never saw EXIT of {} crashed at {tc}",
@@ -304,21 +309,7 @@ fn check_exit_after_link_loss(sim: &Sim) {
             if !obs.alive_over(tc, tc + bound) {
                 continue;
             }
-            let mut entered = false;
-            let mut exit_at = None;
-            for r in sim
-                .log
-                .iter()
-                .filter(|r| r.inc == inc as u64 && r.event.peer() == life.uuid)
-            {
-                match r.event {
-                    Event::Enter { .. } if r.t <= tc => entered = true,
-                    Event::Exit { .. } if r.t <= tc => entered = false,
-                    Event::Exit { .. } if exit_at.is_none() => exit_at = Some(r.t),
-                    _ => {}
-                }
-            }
-            if entered {
+            if let Some(exit_at) = exit_after(sim, inc as u64, life.uuid, tc) {
                 let at = exit_at.expect("EXIT after the crash");
                 assert!(
                     at <= tc + bound,

@@ -177,14 +177,9 @@ impl Core {
             return Err(ZmtpError::Closed);
         }
         let wanted = endpoint.parse::<Endpoint>().ok();
-        let removed: Vec<Bound> = {
-            let mut eps = lock(&self.endpoints);
-            let (gone, kept) = std::mem::take(&mut eps.binds)
-                .into_iter()
-                .partition(|b| Some(b.bound) == wanted || b.given.as_deref() == Some(endpoint));
-            eps.binds = kept;
-            gone
-        };
+        let removed = take_matching(&mut lock(&self.endpoints).binds, |b| {
+            Some(b.bound) == wanted || b.given.as_deref() == Some(endpoint)
+        });
         if removed.is_empty() {
             return Err(ZmtpError::UnknownEndpoint(endpoint.to_owned()));
         }
@@ -264,17 +259,9 @@ impl Core {
             return Err(ZmtpError::Closed);
         }
         let wanted = endpoint.parse::<Endpoint>().ok();
-        let removed: Vec<Connecting> = {
-            let mut eps = lock(&self.endpoints);
-            let (gone, kept) = std::mem::take(&mut eps.connects)
-                .into_iter()
-                .partition(|c| {
-                    c.given == endpoint
-                        || (wanted.is_some() && c.given.parse::<Endpoint>().ok() == wanted)
-                });
-            eps.connects = kept;
-            gone
-        };
+        let removed = take_matching(&mut lock(&self.endpoints).connects, |c| {
+            c.given == endpoint || (wanted.is_some() && c.given.parse::<Endpoint>().ok() == wanted)
+        });
         if removed.is_empty() {
             return Err(ZmtpError::UnknownEndpoint(endpoint.to_owned()));
         }
@@ -729,6 +716,13 @@ impl Core {
         self.space.wake_all();
         self.monitors.stop();
     }
+}
+
+/// Removes and returns the items of `list` that `pick` chooses.
+fn take_matching<T>(list: &mut Vec<T>, pick: impl Fn(&T) -> bool) -> Vec<T> {
+    let (taken, kept) = std::mem::take(list).into_iter().partition(pick);
+    *list = kept;
+    taken
 }
 
 /// Opens a listener for a bind pattern: `*` is every IPv6 and IPv4 address (one dual-stack

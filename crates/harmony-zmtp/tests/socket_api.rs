@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use harmony_security::{KeyPair, MechanismConfig};
 use harmony_zmtp::{
-    DealerSocket, EventKind, HandshakeFailure, PushSocket, RouterSocket, SubSocket, ZmtpError,
+    DealerSocket, Endpoint, EventKind, HandshakeFailure, PushSocket, RouterSocket, SubSocket,
+    ZmtpError,
 };
 use support::{curve_client, curve_server, opts, Raw, Watch};
 use tokio::net::TcpStream;
@@ -27,15 +28,21 @@ async fn round_trip(router: &RouterSocket, dealer: &DealerSocket, text: &'static
     assert_eq!(m[1], text);
 }
 
-#[tokio::test]
-async fn monitors_see_connect_accept_handshake_disconnect_and_stop() {
+/// A monitored ROUTER on loopback and a monitored DEALER connected to it, one message through.
+async fn connected_pair() -> (RouterSocket, Watch, Endpoint, DealerSocket, Watch) {
     let router = RouterSocket::new(opts());
-    let mut rw = Watch::new(router.monitor());
+    let rw = Watch::new(router.monitor());
     let ep = router.bind("tcp://127.0.0.1:0").await.unwrap();
     let dealer = DealerSocket::new(opts());
-    let mut dw = Watch::new(dealer.monitor());
+    let dw = Watch::new(dealer.monitor());
     dealer.connect(&ep.to_string()).unwrap();
     round_trip(&router, &dealer, "hi").await;
+    (router, rw, ep, dealer, dw)
+}
+
+#[tokio::test]
+async fn monitors_see_connect_accept_handshake_disconnect_and_stop() {
+    let (_router, mut rw, ep, dealer, mut dw) = connected_pair().await;
     assert_eq!(
         rw.first(3).await,
         ["LISTENING", "ACCEPTED", "HANDSHAKE_SUCCEEDED"]
@@ -154,13 +161,7 @@ async fn unbind_by_the_fixed_port_string_given_to_bind() {
 
 #[tokio::test]
 async fn disconnect_stops_reconnecting_closes_the_connection_and_drops_the_queue() {
-    let router = RouterSocket::new(opts());
-    let mut rw = Watch::new(router.monitor());
-    let ep = router.bind("tcp://127.0.0.1:0").await.unwrap();
-    let dealer = DealerSocket::new(opts());
-    let mut dw = Watch::new(dealer.monitor());
-    dealer.connect(&ep.to_string()).unwrap();
-    round_trip(&router, &dealer, "hi").await;
+    let (router, mut rw, ep, dealer, mut dw) = connected_pair().await;
     dw.wait("HANDSHAKE_SUCCEEDED").await;
 
     dealer.disconnect(&ep.to_string()).unwrap();

@@ -15,32 +15,37 @@ const ROUTER_EVENTS: usize = 7;
 /// retry (the retries go on after that).
 const DEALER_EVENTS: usize = 11;
 
+/// Either side: a socket with a monitor.
+trait Monitored {
+    /// The next `event` after the last one waited for.
+    async fn wait(&mut self, event: &str);
+    /// The names of the first `n` events.
+    async fn events(&mut self, n: usize) -> Vec<String>;
+}
+
 /// One side of the scenario: a monitored ROUTER.
-trait RouterSide {
+trait RouterSide: Monitored {
     fn endpoint(&self) -> String;
     async fn recv(&mut self) -> String;
-    async fn wait(&mut self, event: &str);
     async fn unbind(&mut self);
-    async fn events(&mut self, n: usize) -> Vec<String>;
 }
 
 /// The other side: a monitored DEALER of one endpoint.
-trait DealerSide {
+trait DealerSide: Monitored {
     async fn connect(&mut self);
     async fn disconnect(&mut self);
     async fn send(&mut self, text: &str);
-    async fn wait(&mut self, event: &str);
-    async fn events(&mut self, n: usize) -> Vec<String>;
 }
 
-struct Router {
-    socket: RouterSocket,
+/// A Harmony socket, its monitor, and the endpoint it is bound or connects to.
+struct Harmony<S> {
+    socket: S,
     watch: Watch,
     endpoint: String,
 }
 
-impl Router {
-    async fn bind(at: &str) -> Self {
+impl Harmony<RouterSocket> {
+    async fn router(at: &str) -> Self {
         let socket = RouterSocket::new(opts());
         let watch = Watch::new(socket.monitor());
         let endpoint = socket.bind(at).await.unwrap().to_string();
@@ -52,41 +57,8 @@ impl Router {
     }
 }
 
-impl RouterSide for Router {
-    fn endpoint(&self) -> String {
-        self.endpoint.clone()
-    }
-    async fn recv(&mut self) -> String {
-        let m = tokio::time::timeout(support::EVENT_WAIT, self.socket.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        String::from_utf8_lossy(&m[1]).into_owned()
-    }
-    async fn wait(&mut self, event: &str) {
-        self.watch.wait(event).await;
-    }
-    async fn unbind(&mut self) {
-        self.socket.unbind(&self.endpoint).await.unwrap();
-    }
-    async fn events(&mut self, n: usize) -> Vec<String> {
-        self.watch
-            .first(n)
-            .await
-            .into_iter()
-            .map(String::from)
-            .collect()
-    }
-}
-
-struct Dealer {
-    socket: DealerSocket,
-    watch: Watch,
-    endpoint: String,
-}
-
-impl Dealer {
-    fn new(endpoint: &str) -> Self {
+impl Harmony<DealerSocket> {
+    fn dealer(endpoint: &str) -> Self {
         let socket = DealerSocket::new(opts());
         let watch = Watch::new(socket.monitor());
         Self {
@@ -97,7 +69,33 @@ impl Dealer {
     }
 }
 
-impl DealerSide for Dealer {
+impl<S> Monitored for Harmony<S> {
+    async fn wait(&mut self, event: &str) {
+        self.watch.wait(event).await;
+    }
+    async fn events(&mut self, n: usize) -> Vec<String> {
+        let names = self.watch.first(n).await;
+        names.into_iter().map(String::from).collect()
+    }
+}
+
+impl RouterSide for Harmony<RouterSocket> {
+    fn endpoint(&self) -> String {
+        self.endpoint.clone()
+    }
+    async fn recv(&mut self) -> String {
+        let m = tokio::time::timeout(support::EVENT_WAIT, self.socket.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        String::from_utf8_lossy(&m[1]).into_owned()
+    }
+    async fn unbind(&mut self) {
+        self.socket.unbind(&self.endpoint).await.unwrap();
+    }
+}
+
+impl DealerSide for Harmony<DealerSocket> {
     async fn connect(&mut self) {
         self.socket.connect(&self.endpoint).unwrap();
     }
@@ -106,17 +104,6 @@ impl DealerSide for Dealer {
     }
     async fn send(&mut self, text: &str) {
         self.socket.send(text.to_owned()).await.unwrap();
-    }
-    async fn wait(&mut self, event: &str) {
-        self.watch.wait(event).await;
-    }
-    async fn events(&mut self, n: usize) -> Vec<String> {
-        self.watch
-            .first(n)
-            .await
-            .into_iter()
-            .map(String::from)
-            .collect()
     }
 }
 
@@ -145,6 +132,15 @@ impl Libzmq {
     }
 }
 
+impl Monitored for Libzmq {
+    async fn wait(&mut self, event: &str) {
+        self.py.run(&format!("wait {event}")).await;
+    }
+    async fn events(&mut self, n: usize) -> Vec<String> {
+        self.py.events(n).await
+    }
+}
+
 impl RouterSide for Libzmq {
     fn endpoint(&self) -> String {
         self.endpoint.clone()
@@ -154,14 +150,8 @@ impl RouterSide for Libzmq {
         let line = self.py.line().await;
         line.strip_prefix("GOT ").unwrap_or(&line).to_owned()
     }
-    async fn wait(&mut self, event: &str) {
-        self.py.run(&format!("wait {event}")).await;
-    }
     async fn unbind(&mut self) {
         self.py.run("unbind").await;
-    }
-    async fn events(&mut self, n: usize) -> Vec<String> {
-        self.py.events(n).await
     }
 }
 
@@ -174,12 +164,6 @@ impl DealerSide for Libzmq {
     }
     async fn send(&mut self, text: &str) {
         self.py.run(&format!("send {text}")).await;
-    }
-    async fn wait(&mut self, event: &str) {
-        self.py.run(&format!("wait {event}")).await;
-    }
-    async fn events(&mut self, n: usize) -> Vec<String> {
-        self.py.events(n).await
     }
 }
 
@@ -221,14 +205,14 @@ async fn monitor_events_match_libzmq_for_the_same_scenario() {
     assert!(want_dealer.contains(&"DISCONNECTED".to_owned()));
 
     // Harmony on both sides.
-    let mut hr = Router::bind("tcp://127.0.0.1:0").await;
-    let mut hd = Dealer::new(&hr.endpoint());
+    let mut hr = Harmony::router("tcp://127.0.0.1:0").await;
+    let mut hd = Harmony::dealer(&hr.endpoint());
     let (router, dealer) = lifecycle(&mut hr, &mut hd).await;
     assert_eq!(router, want_router, "Harmony router vs libzmq router");
     assert_eq!(dealer, want_dealer, "Harmony dealer vs libzmq dealer");
 
     // Harmony ROUTER (unbind) with a libzmq DEALER (disconnect).
-    let mut hr = Router::bind("tcp://127.0.0.1:0").await;
+    let mut hr = Harmony::router("tcp://127.0.0.1:0").await;
     let mut ld = Libzmq::dealer(&hr.endpoint()).await;
     let (router, dealer) = lifecycle(&mut hr, &mut ld).await;
     ld.quit().await;
@@ -237,7 +221,7 @@ async fn monitor_events_match_libzmq_for_the_same_scenario() {
 
     // libzmq ROUTER (unbind) with a Harmony DEALER (disconnect).
     let mut lr = Libzmq::router("tcp://127.0.0.1:0").await;
-    let mut hd = Dealer::new(&lr.endpoint());
+    let mut hd = Harmony::dealer(&lr.endpoint());
     let (router, dealer) = lifecycle(&mut lr, &mut hd).await;
     lr.quit().await;
     assert_eq!(router, want_router, "libzmq router with a Harmony dealer");
@@ -255,7 +239,7 @@ async fn star_binds_meet_libzmq_over_ipv6_and_ipv4() {
         eprintln!("no IPv6 loopback here: only the IPv4 half runs");
     }
     // libzmq dealers reach a Harmony `*` bind by both families.
-    let mut hr = Router::bind("tcp://*:0").await;
+    let mut hr = Harmony::router("tcp://*:0").await;
     let port = hr.endpoint().rsplit_once(':').unwrap().1.to_owned();
     let mut targets = vec![format!("tcp://127.0.0.1:{port}")];
     if v6 {
@@ -281,7 +265,7 @@ async fn star_binds_meet_libzmq_over_ipv6_and_ipv4() {
         targets.push(format!("tcp://[::1]:{port}"));
     }
     for target in &targets {
-        let mut hd = Dealer::new(target);
+        let mut hd = Harmony::dealer(target);
         hd.connect().await;
         hd.send("from harmony").await;
         assert_eq!(lr.recv().await, "from harmony");
