@@ -13,7 +13,11 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 const STEP: Duration = Duration::from_secs(15);
+/// The link grace when the connection stays down (short: the test waits it out).
 const GRACE: Duration = Duration::from_millis(300);
+/// The link grace when the connection comes back (long enough for a loaded machine to
+/// reconnect within it).
+const GRACE_BACK: Duration = Duration::from_secs(1);
 
 /// A ZRE peer made by hand: its inbox and its connection to the node's inbox.
 struct FakePeer {
@@ -58,7 +62,7 @@ impl FakePeer {
     }
 }
 
-async fn node() -> Node {
+async fn node(grace: Duration) -> Node {
     Node::builder()
         .name("watcher")
         .loopback()
@@ -66,7 +70,7 @@ async fn node() -> Node {
         // Only the link can make the peer leave within this test.
         .evasive_timeout(Duration::from_secs(60))
         .expired_timeout(Duration::from_secs(120))
-        .link_grace(GRACE)
+        .link_grace(grace)
         .start()
         .await
         .unwrap()
@@ -91,7 +95,7 @@ async fn link_event(links: &mut mpsc::Receiver<LinkEvent>, peer: Uuid, name: &st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_whose_connection_drops_and_stays_down_exits_after_the_grace() {
-    let mut node = node().await;
+    let mut node = node(GRACE).await;
     let mut links = node.link_events().unwrap();
     let peer = FakePeer::enter(&node).await;
     assert!(matches!(next_event(&mut node).await, Event::Enter { peer: p, .. } if p == peer.uuid));
@@ -99,26 +103,23 @@ async fn a_peer_whose_connection_drops_and_stays_down_exits_after_the_grace() {
     link_event(&mut links, peer.uuid, "HANDSHAKE_SUCCEEDED").await;
 
     // The peer's inbox goes away (a crash: no beacon, no goodbye).
+    let since = tokio::time::Instant::now();
     peer.inbox.unbind(&peer.endpoint).await.unwrap();
     let dropped = link_event(&mut links, peer.uuid, "DISCONNECTED").await;
-    let since = tokio::time::Instant::now();
     assert!(matches!(dropped.event.kind, EventKind::Disconnected { .. }));
     match next_event(&mut node).await {
         Event::Exit { peer: p, .. } => assert_eq!(p, peer.uuid),
         other => panic!("expected EXIT, got {other:?}"),
     }
     let took = since.elapsed();
-    assert!(
-        took >= GRACE - Duration::from_millis(5),
-        "EXIT after the grace, took {took:?}"
-    );
+    assert!(took >= GRACE, "EXIT after the grace, took {took:?}");
     assert!(node.peers().await.unwrap().is_empty());
     node.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_whose_connection_comes_back_in_time_stays() {
-    let mut node = node().await;
+    let mut node = node(GRACE_BACK).await;
     let mut links = node.link_events().unwrap();
     let peer = FakePeer::enter(&node).await;
     assert!(matches!(next_event(&mut node).await, Event::Enter { .. }));
@@ -131,8 +132,8 @@ async fn a_peer_whose_connection_comes_back_in_time_stays() {
     peer.inbox.bind(&peer.endpoint).await.unwrap();
     link_event(&mut links, peer.uuid, "HANDSHAKE_SUCCEEDED").await;
 
-    // Three graces later the peer is still there, and whispers reach its new connection.
-    let quiet = timeout(GRACE * 3, node.next_event()).await;
+    // Past the grace the peer is still there, and whispers reach its new connection.
+    let quiet = timeout(GRACE_BACK * 3 / 2, node.next_event()).await;
     assert!(quiet.is_err(), "unexpected {quiet:?}");
     node.whisper(peer.uuid, "still there").await.unwrap();
     match peer.recv().await.body {
