@@ -176,6 +176,7 @@ impl Core {
         if self.is_closed() {
             return Err(ZmtpError::Closed);
         }
+        BindSpec::parse(endpoint)?;
         let wanted = endpoint.parse::<Endpoint>().ok();
         let removed = take_matching(&mut lock(&self.endpoints).binds, |b| {
             Some(b.bound) == wanted || b.given.as_deref() == Some(endpoint)
@@ -258,6 +259,7 @@ impl Core {
         if self.is_closed() {
             return Err(ZmtpError::Closed);
         }
+        ConnectSpec::parse(endpoint)?;
         let wanted = endpoint.parse::<Endpoint>().ok();
         let removed = take_matching(&mut lock(&self.endpoints).connects, |c| {
             c.given == endpoint || (wanted.is_some() && c.given.parse::<Endpoint>().ok() == wanted)

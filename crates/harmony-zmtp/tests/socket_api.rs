@@ -173,6 +173,15 @@ async fn disconnect_stops_reconnecting_closes_the_connection_and_drops_the_queue
         dealer.disconnect(&ep.to_string()),
         Err(ZmtpError::UnknownEndpoint(_))
     ));
+    // Malformed endpoints are told apart from unknown ones (libzmq: EINVAL vs ENOENT).
+    assert!(matches!(
+        dealer.disconnect("tcp://nowhere"),
+        Err(ZmtpError::InvalidEndpoint { .. })
+    ));
+    assert!(matches!(
+        router.unbind("udp://127.0.0.1:1").await,
+        Err(ZmtpError::InvalidEndpoint { .. })
+    ));
     // No reconnect: ten reconnect intervals pass without a new connection.
     let quiet = timeout(Duration::from_millis(200), rw.wait("ACCEPTED")).await;
     assert!(quiet.is_err(), "the dealer reconnected after disconnect");
