@@ -321,6 +321,31 @@ async fn handshake_failures_say_protocol_or_authentication() {
 }
 
 #[tokio::test]
+async fn a_stalled_handshake_is_no_detail_and_a_silent_peer_is_disconnected() {
+    let router = RouterSocket::new(
+        opts()
+            .handshake_timeout(Duration::from_millis(100))
+            .heartbeat_ivl(Duration::from_millis(20))
+            .heartbeat_timeout(Duration::from_millis(60)),
+    );
+    let mut rw = Watch::new(router.monitor());
+    let ep = router.bind("tcp://127.0.0.1:0").await.unwrap();
+    // Connects and says nothing: the handshake times out.
+    let mute = TcpStream::connect(ep.addr()).await.unwrap();
+    assert_eq!(rw.handshake_failure().await, "HANDSHAKE_FAILED_NO_DETAIL");
+    rw.wait("DISCONNECTED").await;
+    drop(mute);
+    // Handshakes, then never answers a PING: dropped by the heartbeat.
+    let _silent = Raw::handshaken(&ep, "DEALER", 1).await;
+    rw.wait("HANDSHAKE_SUCCEEDED").await;
+    let gone = rw.wait("DISCONNECTED").await;
+    assert!(
+        matches!(&gone.kind, EventKind::Disconnected { reason } if reason.contains("heartbeat")),
+        "{gone}"
+    );
+}
+
+#[tokio::test]
 async fn a_slow_monitor_reader_loses_events_not_speed() {
     let router = RouterSocket::new(opts());
     let tiny = router.monitor_with_capacity(2);

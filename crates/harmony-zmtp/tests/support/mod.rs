@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use harmony_security::{KeyPair, MechanismConfig, StandardAuthenticator};
-use harmony_wire::zmtp::{Frame, FrameCodec, Greeting, Mechanism, GREETING_LEN};
+use harmony_wire::zmtp::{
+    Command as ZmtpCommand, Frame, FrameCodec, Greeting, Mechanism, Metadata, GREETING_LEN,
+};
 use harmony_zmtp::{
     DealerSocket, Endpoint, Message, Monitor, PubSocket, PullSocket, PushSocket, RouterSocket,
     SocketEvent, SocketOptions, SubSocket,
@@ -618,6 +620,25 @@ impl Raw {
     /// Connects to `ep`.
     pub async fn connect(ep: &Endpoint) -> Self {
         Self::from(TcpStream::connect(ep.addr()).await.unwrap())
+    }
+
+    /// A raw client that has done a NULL handshake as `socket_type`, greeting with `minor`.
+    pub async fn handshaken(ep: &Endpoint, socket_type: &str, minor: u8) -> Self {
+        let mut raw = Self::connect(ep).await;
+        let mut g = Greeting::new(Mechanism::Null, false);
+        g.minor = minor;
+        raw.greet_with(&g).await;
+        let mut out = BytesMut::new();
+        ZmtpCommand::Ready(Metadata::new().with("Socket-Type", socket_type.to_owned()))
+            .encode_frame(&mut out)
+            .unwrap();
+        raw.write_ok(&out).await;
+        let ready = raw.frame().await.expect("closed");
+        assert!(matches!(
+            ZmtpCommand::decode(&ready.body, 1 << 16).unwrap(),
+            ZmtpCommand::Ready(_)
+        ));
+        raw
     }
 
     /// Wraps an accepted or connected stream.
