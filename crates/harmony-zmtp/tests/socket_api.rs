@@ -236,16 +236,21 @@ async fn disconnect_and_unbind_on_every_socket_type() {
 
 #[tokio::test]
 async fn star_binds_take_ipv6_and_ipv4() {
+    let v6 = ipv6_loopback();
     for pattern in ["tcp://*:0", "tcp://[::]:0"] {
-        let v6 = ipv6_loopback();
         if !v6 && pattern.contains("[::]") {
-            eprintln!("no IPv6 on this machine: {pattern} not tried");
+            eprintln!("no IPv6 loopback on this machine: {pattern} not tried");
             continue;
         }
         let router = RouterSocket::new(opts());
         let ep = router.bind(pattern).await.unwrap();
         assert!(ep.addr().ip().is_unspecified(), "{pattern} -> {ep}");
-        assert_eq!(ep.addr().is_ipv6(), v6, "{pattern} -> {ep}");
+        if v6 {
+            assert!(ep.addr().is_ipv6(), "{pattern} -> {ep}: IPv6 is there");
+        } else if ep.addr().is_ipv4() {
+            eprintln!("{pattern} fell back to {ep}: no IPv6 socket on this machine");
+        }
+        // IPv4 always reaches it (dual stack, or the IPv4 fallback); IPv6 where there is.
         let mut targets = vec![format!("tcp://127.0.0.1:{}", ep.port())];
         if v6 {
             targets.push(format!("tcp://[::1]:{}", ep.port()));
