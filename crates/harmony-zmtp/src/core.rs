@@ -716,6 +716,11 @@ impl Core {
         self.cancel.cancel();
         self.inbound.close();
         self.space.wake_all();
+        // As libzmq: each listener still open is reported CLOSED, then the monitors stop.
+        let binds = std::mem::take(&mut lock(&self.endpoints).binds);
+        for b in binds {
+            self.emit(|| SocketEvent::new(EventKind::Closed, b.bound.to_string()));
+        }
         self.monitors.stop();
     }
 }

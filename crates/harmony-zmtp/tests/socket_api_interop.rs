@@ -28,6 +28,8 @@ trait RouterSide: Monitored {
     fn endpoint(&self) -> String;
     async fn recv(&mut self) -> String;
     async fn unbind(&mut self);
+    /// Closes the socket; every event up to MONITOR_STOPPED.
+    async fn close(self) -> Vec<String>;
 }
 
 /// The other side: a monitored DEALER of one endpoint.
@@ -35,6 +37,8 @@ trait DealerSide: Monitored {
     async fn connect(&mut self);
     async fn disconnect(&mut self);
     async fn send(&mut self, text: &str);
+    /// Closes the socket; every event up to MONITOR_STOPPED.
+    async fn close(self) -> Vec<String>;
 }
 
 /// A Harmony socket, its monitor, and the endpoint it is bound or connects to.
@@ -69,6 +73,14 @@ impl Harmony<DealerSocket> {
     }
 }
 
+impl<S> Harmony<S> {
+    /// Every event up to MONITOR_STOPPED, once the socket is closing.
+    async fn all_events(mut self) -> Vec<String> {
+        self.watch.wait("MONITOR_STOPPED").await;
+        self.watch.names().into_iter().map(String::from).collect()
+    }
+}
+
 impl<S> Monitored for Harmony<S> {
     async fn wait(&mut self, event: &str) {
         self.watch.wait(event).await;
@@ -93,6 +105,10 @@ impl RouterSide for Harmony<RouterSocket> {
     async fn unbind(&mut self) {
         self.socket.unbind(&self.endpoint).await.unwrap();
     }
+    async fn close(self) -> Vec<String> {
+        self.socket.close().await;
+        self.all_events().await
+    }
 }
 
 impl DealerSide for Harmony<DealerSocket> {
@@ -104,6 +120,10 @@ impl DealerSide for Harmony<DealerSocket> {
     }
     async fn send(&mut self, text: &str) {
         self.socket.send(text.to_owned()).await.unwrap();
+    }
+    async fn close(self) -> Vec<String> {
+        self.socket.close().await;
+        self.all_events().await
     }
 }
 
@@ -153,6 +173,9 @@ impl RouterSide for Libzmq {
     async fn unbind(&mut self) {
         self.py.run("unbind").await;
     }
+    async fn close(self) -> Vec<String> {
+        self.py.close_socket().await
+    }
 }
 
 impl DealerSide for Libzmq {
@@ -164,6 +187,9 @@ impl DealerSide for Libzmq {
     }
     async fn send(&mut self, text: &str) {
         self.py.run(&format!("send {text}")).await;
+    }
+    async fn close(self) -> Vec<String> {
+        self.py.close_socket().await
     }
 }
 
@@ -189,6 +215,42 @@ async fn lifecycle(
         router.events(ROUTER_EVENTS).await,
         dealer.events(DEALER_EVENTS).await,
     )
+}
+
+/// Connect, talk, the dealer closes, then the router (still bound) closes; returns every event
+/// of the router and of the dealer.
+async fn closing(
+    mut router: impl RouterSide,
+    mut dealer: impl DealerSide,
+) -> (Vec<String>, Vec<String>) {
+    dealer.connect().await;
+    dealer.send("hi").await;
+    assert_eq!(router.recv().await, "hi");
+    dealer.wait("HANDSHAKE_SUCCEEDED").await;
+    let dealer_events = dealer.close().await;
+    router.wait("DISCONNECTED").await;
+    (router.close().await, dealer_events)
+}
+
+#[tokio::test]
+async fn closing_sockets_report_what_libzmq_reports() {
+    let lr = Libzmq::router("tcp://127.0.0.1:0").await;
+    let ld = Libzmq::dealer(&lr.endpoint()).await;
+    let want = closing(lr, ld).await;
+    assert_eq!(want.0.last().map(String::as_str), Some("MONITOR_STOPPED"));
+    assert!(want.0.contains(&"CLOSED".to_owned()), "{want:?}");
+
+    let hr = Harmony::router("tcp://127.0.0.1:0").await;
+    let hd = Harmony::dealer(&hr.endpoint());
+    assert_eq!(closing(hr, hd).await, want, "Harmony on both sides");
+
+    let hr = Harmony::router("tcp://127.0.0.1:0").await;
+    let ld = Libzmq::dealer(&hr.endpoint()).await;
+    assert_eq!(closing(hr, ld).await, want, "Harmony router, libzmq dealer");
+
+    let lr = Libzmq::router("tcp://127.0.0.1:0").await;
+    let hd = Harmony::dealer(&lr.endpoint());
+    assert_eq!(closing(lr, hd).await, want, "libzmq router, Harmony dealer");
 }
 
 #[tokio::test]

@@ -5,7 +5,8 @@ usage: monitor_peer.py router BIND_ENDPOINT | dealer CONNECT_ENDPOINT
 
 The router binds at start and prints 'READY <endpoint>'; the dealer prints 'READY <endpoint>'
 too. Commands: connect, disconnect, send TEXT, recv, unbind, wait EVENT (the next EVENT after
-the last one waited for), events N (the first N event names), quit. Every wait has a timeout,
+the last one waited for), events N (the first N event names), close (closes the socket and
+prints every event up to MONITOR_STOPPED), quit. Every wait has a timeout,
 so the script never hangs.
 """
 
@@ -104,6 +105,11 @@ def main():
             elif cmd == "events":
                 out("EVENTS " + " ".join(m.events(int(arg))))
                 continue
+            elif cmd == "close":
+                m.sock.close()
+                m.wait("MONITOR_STOPPED")
+                out("EVENTS " + " ".join(m.seen))
+                return
             elif cmd == "quit":
                 out("OK")
                 return

@@ -161,6 +161,18 @@ impl Py {
     /// monitor_peer.py: the names of its first `n` monitor events.
     pub async fn events(&mut self, n: usize) -> Vec<String> {
         self.say(&format!("events {n}")).await;
+        self.event_names().await
+    }
+
+    /// monitor_peer.py: closes its socket; every monitor event up to MONITOR_STOPPED.
+    pub async fn close_socket(mut self) -> Vec<String> {
+        self.say("close").await;
+        let names = self.event_names().await;
+        self.finish().await;
+        names
+    }
+
+    async fn event_names(&mut self) -> Vec<String> {
         let line = self.line().await;
         let names = line
             .strip_prefix("EVENTS ")
