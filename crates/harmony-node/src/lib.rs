@@ -13,4 +13,5 @@ pub use harmony_group::Event;
 pub use node::{
     next_event_any, Content, InterfaceSelectArg, Node, NodeBuilder, PeerInfo, PUBLIC_KEY_HEADER,
 };
+pub use harmony_beacon::SelectedInterface;
 pub use uuid::Uuid;

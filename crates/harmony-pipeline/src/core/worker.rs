@@ -41,6 +41,7 @@ pub struct WorkerCore {
     window: u32,
     jobs: usize,
     clients: BTreeMap<Uuid, ClientLink>,
+    collectors: BTreeSet<Uuid>,
     queue: VecDeque<Job>,
     /// Jobs queued or running, by (client, batch, task): a duplicate TASK is not run twice at once.
     holding: BTreeSet<(Uuid, Uuid, u32)>,
@@ -57,6 +58,7 @@ impl WorkerCore {
             window: window.max(1),
             jobs: jobs.max(1),
             clients: BTreeMap::new(),
+            collectors: BTreeSet::new(),
             queue: VecDeque::new(),
             holding: BTreeSet::new(),
             running: 0,
@@ -67,6 +69,9 @@ impl WorkerCore {
 
     /// A peer of the pipeline appeared; a client gets its first CREDIT at once.
     pub fn peer_up(&mut self, peer: Uuid, role: Role, now: Instant) {
+        if role == Role::Collector {
+            self.collectors.insert(peer);
+        }
         if role == Role::Client {
             self.clients.entry(peer).or_default().dirty = true;
             self.next_heartbeat
@@ -76,6 +81,7 @@ impl WorkerCore {
 
     /// A peer left or died: a client's queued tasks are dropped (running ones finish unsent).
     pub fn peer_down(&mut self, peer: Uuid) {
+        self.collectors.remove(&peer);
         if self.clients.remove(&peer).is_some() {
             let holding = &mut self.holding;
             self.queue.retain(|j| {
@@ -103,6 +109,11 @@ impl WorkerCore {
             warn!(%from, "refused TASK: not a client of this pipeline");
             return;
         };
+        if !self.collectors.contains(&task.collector) {
+            // Not counted as seen: the client gives the task to someone else soon.
+            warn!(%from, collector = %task.collector, "refused TASK: its collector is not (yet) known here");
+            return;
+        }
         if link.held >= window.saturating_mul(2) {
             warn!(%from, held = link.held, window, "refused TASK: over the credit granted");
             return;
