@@ -161,13 +161,14 @@ impl Driver {
                 }
                 msg = self.mesh.inbox.recv() => {
                     let Ok(msg) = msg else { break };
+                    let now = Instant::now();
                     if let Some((from, m)) = Mesh::decode(&msg) {
-                        self.core.handle(from, m);
+                        self.core.handle(from, m, now);
                     }
                     for _ in 0..256 {
                         let Ok(Some(msg)) = self.mesh.inbox.try_recv() else { break };
                         if let Some((from, m)) = Mesh::decode(&msg) {
-                            self.core.handle(from, m);
+                            self.core.handle(from, m, now);
                         }
                     }
                 }

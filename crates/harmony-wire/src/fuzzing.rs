@@ -238,7 +238,7 @@ pub fn pipeline_message(data: &[u8]) {
         .expect("a decoded pipeline message must be encodable");
     assert_eq!(out, frame, "pipeline bytes round trip");
     assert_eq!(msg.encoded_len(), out.len(), "pipeline encoded_len");
-    let again = PipelineMessage::decode(&out, FUZZ_LIMIT)
-        .expect("an encoded pipeline message must decode");
+    let again =
+        PipelineMessage::decode(&out, FUZZ_LIMIT).expect("an encoded pipeline message must decode");
     assert_eq!(again, msg, "pipeline message round trip");
 }

@@ -198,7 +198,12 @@ impl PipelineMessage {
                 }
                 Self::Ack { batch, tasks }
             }
-            id => return Err(WireError::UnknownId { what: "pipeline", id }),
+            id => {
+                return Err(WireError::UnknownId {
+                    what: "pipeline",
+                    id,
+                })
+            }
         };
         r.finish()?;
         Ok(msg)
@@ -349,7 +354,9 @@ mod tests {
     #[test]
     fn start_has_the_spec_layout() {
         let batch = Uuid::from_u128(1);
-        let bytes = PipelineMessage::Start { batch, size: 5 }.to_bytes().unwrap();
+        let bytes = PipelineMessage::Start { batch, size: 5 }
+            .to_bytes()
+            .unwrap();
         let mut expected = vec![0xAA, 0xA4, 4, 1];
         expected.extend_from_slice(batch.as_bytes());
         expected.extend_from_slice(&[0, 0, 0, 5]);

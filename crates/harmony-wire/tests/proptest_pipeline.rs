@@ -136,6 +136,9 @@ fn huge_declared_sizes_allocate_nothing_big() {
     ack.extend_from_slice(&[0; 64]);
     let bytes = Bytes::from(ack);
     let (result, peak) = peak_alloc(|| PipelineMessage::decode(&bytes, LIMIT));
-    assert!(matches!(result, Err(WireError::TooLong { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(WireError::TooLong { .. })),
+        "{result:?}"
+    );
     assert!(peak < 1024, "allocated {peak} bytes");
 }

@@ -260,7 +260,8 @@ impl ClientCore {
 
     fn on_credit(&mut self, from: Uuid, credit: Credit, now: Instant) {
         let Some(link) = self.workers.get_mut(&from) else {
-            warn!(%from, "refused CREDIT: not a worker of this pipeline");
+            // Also the last words of a worker just counted dead.
+            debug!(%from, "refused CREDIT: not a worker of this pipeline");
             return;
         };
         link.last_heard = now;
@@ -459,6 +460,7 @@ impl ClientCore {
                 }
                 let seq = *entry.key();
                 entry.remove();
+                debug!(%worker, %batch, task, seq, "TASK not seen by the worker in time, sent again");
                 requeue_if(&mut self.batches, batch, task, worker, seq);
             }
         }
@@ -467,7 +469,9 @@ impl ClientCore {
                 break;
             }
             self.leases.pop_front();
-            requeue_if(&mut self.batches, batch, task, worker, seq);
+            if requeue_if(&mut self.batches, batch, task, worker, seq) {
+                debug!(%worker, %batch, task, "no result in time, task sent again");
+            }
         }
         for (&id, b) in &mut self.batches {
             let Some(collector) = b.collector else {
@@ -536,10 +540,19 @@ fn mark_done(b: &mut Batch, task: u32) {
 }
 
 /// Requeues `task` if it is still assigned to `worker` under `seq`.
-fn requeue_if(batches: &mut BTreeMap<Uuid, Batch>, batch: Uuid, task: u32, worker: Uuid, seq: u64) {
-    if let Some(b) = batches.get_mut(&batch) {
-        if b.state[task as usize] == (TaskState::Assigned { worker, seq }) {
-            b.requeue(task);
-        }
+fn requeue_if(
+    batches: &mut BTreeMap<Uuid, Batch>,
+    batch: Uuid,
+    task: u32,
+    worker: Uuid,
+    seq: u64,
+) -> bool {
+    let Some(b) = batches.get_mut(&batch) else {
+        return false;
+    };
+    let requeue = b.state[task as usize] == (TaskState::Assigned { worker, seq });
+    if requeue {
+        b.requeue(task);
     }
+    requeue
 }

@@ -26,6 +26,12 @@ pub struct Job {
     pub payload: Bytes,
 }
 
+impl Job {
+    fn key(&self) -> (Uuid, Uuid, u32, Uuid) {
+        (self.client, self.batch, self.task, self.collector)
+    }
+}
+
 #[derive(Debug, Default)]
 struct ClientLink {
     seen: u64,
@@ -43,8 +49,11 @@ pub struct WorkerCore {
     clients: BTreeMap<Uuid, ClientLink>,
     collectors: BTreeSet<Uuid>,
     queue: VecDeque<Job>,
-    /// Jobs queued or running, by (client, batch, task): a duplicate TASK is not run twice at once.
-    holding: BTreeSet<(Uuid, Uuid, u32)>,
+    /// Jobs whose collector is not known here yet (it may be starting), with when they came.
+    parked: Vec<(Instant, Job)>,
+    /// Jobs queued or running, by (client, batch, task, collector): a duplicate TASK is not run
+    /// twice at once (the same task for another collector is another job).
+    holding: BTreeSet<(Uuid, Uuid, u32, Uuid)>,
     running: usize,
     next_heartbeat: Option<Instant>,
     transmits: VecDeque<Transmit>,
@@ -60,6 +69,7 @@ impl WorkerCore {
             clients: BTreeMap::new(),
             collectors: BTreeSet::new(),
             queue: VecDeque::new(),
+            parked: Vec::new(),
             holding: BTreeSet::new(),
             running: 0,
             next_heartbeat: None,
@@ -71,6 +81,11 @@ impl WorkerCore {
     pub fn peer_up(&mut self, peer: Uuid, role: Role, now: Instant) {
         if role == Role::Collector {
             self.collectors.insert(peer);
+            let (ready, waiting) = std::mem::take(&mut self.parked)
+                .into_iter()
+                .partition(|(_, j)| j.collector == peer);
+            self.parked = waiting;
+            self.queue.extend(ready.into_iter().map(|(_, j)| j));
         }
         if role == Role::Client {
             self.clients.entry(peer).or_default().dirty = true;
@@ -84,10 +99,17 @@ impl WorkerCore {
         self.collectors.remove(&peer);
         if self.clients.remove(&peer).is_some() {
             let holding = &mut self.holding;
+            self.parked.retain(|(_, j)| {
+                let keep = j.client != peer;
+                if !keep {
+                    holding.remove(&j.key());
+                }
+                keep
+            });
             self.queue.retain(|j| {
                 let keep = j.client != peer;
                 if !keep {
-                    holding.remove(&(j.client, j.batch, j.task));
+                    holding.remove(&j.key());
                 }
                 keep
             });
@@ -95,43 +117,57 @@ impl WorkerCore {
     }
 
     /// Handles one message from `from`.
-    pub fn handle(&mut self, from: Uuid, message: PipelineMessage) {
+    pub fn handle(&mut self, from: Uuid, message: PipelineMessage, now: Instant) {
         let PipelineMessage::Task(task) = message else {
             warn!(%from, message = message.name(), "refused: not a message for a worker");
             return;
         };
-        self.on_task(from, task);
+        self.on_task(from, task, now);
     }
 
-    fn on_task(&mut self, from: Uuid, task: Task) {
+    fn on_task(&mut self, from: Uuid, task: Task, now: Instant) {
         let window = self.window;
         let Some(link) = self.clients.get_mut(&from) else {
             warn!(%from, "refused TASK: not a client of this pipeline");
             return;
         };
-        if !self.collectors.contains(&task.collector) {
-            // Not counted as seen: the client gives the task to someone else soon.
-            warn!(%from, collector = %task.collector, "refused TASK: its collector is not (yet) known here");
-            return;
-        }
         if link.held >= window.saturating_mul(2) {
             warn!(%from, held = link.held, window, "refused TASK: over the credit granted");
             return;
         }
         link.seen = link.seen.max(task.seq.saturating_add(1));
         link.dirty = true;
-        if !self.holding.insert((from, task.batch, task.task)) {
+        if !self
+            .holding
+            .insert((from, task.batch, task.task, task.collector))
+        {
             debug!(%from, batch = %task.batch, task = task.task, "duplicate TASK ignored");
             return;
         }
         link.held += 1;
-        self.queue.push_back(Job {
+        let job = Job {
             client: from,
             batch: task.batch,
             task: task.task,
             collector: task.collector,
             payload: task.payload,
-        });
+        };
+        if self.collectors.contains(&job.collector) {
+            self.queue.push_back(job);
+        } else {
+            // The collector may have just started; its ENTER is on the way.
+            debug!(%from, collector = %job.collector, "TASK waits for its collector to be known");
+            self.parked.push((now, job));
+        }
+    }
+
+    /// Forgets a job that will not run: it no longer counts against its client's window.
+    fn drop_job(&mut self, job: &Job) {
+        self.holding.remove(&job.key());
+        if let Some(link) = self.clients.get_mut(&job.client) {
+            link.held = link.held.saturating_sub(1);
+            link.dirty = true;
+        }
     }
 
     /// The next job to run, if fewer than `jobs` run now.
@@ -148,7 +184,7 @@ impl WorkerCore {
     /// the driver's retries. The result goes to the job's collector.
     pub fn finished(&mut self, job: Job, outcome: Result<Bytes, Bytes>) {
         self.running = self.running.saturating_sub(1);
-        self.holding.remove(&(job.client, job.batch, job.task));
+        self.holding.remove(&job.key());
         let Some(link) = self.clients.get_mut(&job.client) else {
             debug!(client = %job.client, "result dropped: its client is gone");
             return;
@@ -173,6 +209,15 @@ impl WorkerCore {
 
     /// Runs the timers due at `now`: every client gets a CREDIT each heartbeat.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let deadline = self.timing.peer_timeout;
+        let (expired, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.parked)
+            .into_iter()
+            .partition(|(since, _)| now >= *since + deadline);
+        self.parked = waiting;
+        for (_, job) in expired {
+            warn!(client = %job.client, collector = %job.collector, "refused TASK: its collector never appeared");
+            self.drop_job(&job);
+        }
         if self.next_heartbeat.is_some_and(|t| now >= t) {
             for link in self.clients.values_mut() {
                 link.dirty = true;

@@ -328,7 +328,7 @@ impl World {
                 let msg = PipelineMessage::decode(&bytes, 1 << 20).expect("own encoding decodes");
                 match self.nodes.get_mut(&to) {
                     Some(Node::Client(c)) => c.handle(from, msg, now),
-                    Some(Node::Worker(w)) => w.handle(from, msg),
+                    Some(Node::Worker(w)) => w.handle(from, msg, now),
                     Some(Node::Collector(c)) => c.handle(from, msg),
                     None => {}
                 }
