@@ -40,16 +40,27 @@ fn worker(port: u16) -> Child {
     // Each task is a real process: upper-case the task after a short pause.
     harmony(
         port,
-        &["worker", "--jobs", "2", "--", "sh", "-c", "sleep 0.02; tr a-z A-Z"],
+        &[
+            "worker",
+            "--jobs",
+            "2",
+            "--",
+            "sh",
+            "-c",
+            "sleep 0.02; tr a-z A-Z",
+        ],
     )
     .spawn()
     .expect("worker starts")
 }
 
 fn collector(port: u16, out: &Path) -> Child {
-    harmony(port, &["collect", "--out", out.to_str().expect("utf-8 path")])
-        .spawn()
-        .expect("collector starts")
+    harmony(
+        port,
+        &["collect", "--out", out.to_str().expect("utf-8 path")],
+    )
+    .spawn()
+    .expect("collector starts")
 }
 
 fn lines(path: &Path) -> usize {
@@ -104,7 +115,10 @@ fn kill_two_workers_and_the_collector_mid_batch_every_result_once() {
         procs.0[i].wait().expect("reaped");
     }
     let before = lines(&out);
-    assert!(before < TASKS, "the batch ended before the kill; make it longer");
+    assert!(
+        before < TASKS,
+        "the batch ended before the kill; make it longer"
+    );
     procs.0.push(collector(port, &out));
 
     let start = Instant::now();

@@ -556,3 +556,111 @@ fn requeue_if(
     }
     requeue
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client with one worker (window 1) and one collector that opened a 4-task batch.
+    fn client() -> (ClientCore, Uuid, Uuid, Uuid, Instant) {
+        let now = Instant::now();
+        let (worker, collector, batch) =
+            (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let mut c = ClientCore::new(Timing::default());
+        c.peer_up(worker, Role::Worker, now);
+        c.peer_up(collector, Role::Collector, now);
+        c.submit(batch, (0..4).map(|i| Bytes::from(vec![i])).collect(), now)
+            .unwrap();
+        let status = PipelineMessage::Status {
+            batch,
+            size: 4,
+            ranges: vec![],
+        };
+        c.handle(collector, status, now);
+        let credit = Credit {
+            window: 1,
+            seen: 0,
+            held: 0,
+        };
+        c.handle(worker, PipelineMessage::Credit(credit), now);
+        (c, worker, collector, batch, now)
+    }
+
+    fn sent_tasks(c: &mut ClientCore) -> Vec<u32> {
+        std::iter::from_fn(|| c.poll_transmit())
+            .filter_map(|t| match t.message {
+                PipelineMessage::Task(t) => Some(t.task),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_worker_gets_no_more_than_its_credit() {
+        let (mut c, ..) = client();
+        assert_eq!(sent_tasks(&mut c), vec![0]);
+    }
+
+    #[test]
+    fn an_ack_for_a_task_never_sent_is_refused() {
+        let (mut c, _, collector, batch, now) = client();
+        let ack = PipelineMessage::Ack {
+            batch,
+            tasks: vec![0, 3],
+        };
+        c.handle(collector, ack, now);
+        assert_eq!(
+            c.poll_event(),
+            None,
+            "task 3 was never sent: the whole ACK is refused"
+        );
+        let ack = PipelineMessage::Ack {
+            batch,
+            tasks: vec![0],
+        };
+        c.handle(collector, ack, now);
+        let progress = ClientEvent::Progress {
+            batch,
+            done: 1,
+            size: 4,
+        };
+        assert_eq!(c.poll_event(), Some(progress));
+    }
+
+    #[test]
+    fn reports_from_the_wrong_peer_or_outside_the_batch_are_refused() {
+        let (mut c, worker, collector, batch, now) = client();
+        let out_of_range = PipelineMessage::Status {
+            batch,
+            size: 4,
+            ranges: vec![(0, 9)],
+        };
+        c.handle(collector, out_of_range.clone(), now);
+        let from_worker = PipelineMessage::Status {
+            batch,
+            size: 4,
+            ranges: vec![(0, 4)],
+        };
+        c.handle(worker, from_worker, now);
+        let unknown = PipelineMessage::Ack {
+            batch: Uuid::from_u128(9),
+            tasks: vec![0],
+        };
+        c.handle(collector, unknown, now);
+        assert_eq!(c.poll_event(), None);
+        assert_eq!(c.open_batches(), 1);
+    }
+
+    #[test]
+    fn a_credit_claiming_unsent_tasks_is_refused() {
+        let (mut c, worker, _, _, now) = client();
+        sent_tasks(&mut c);
+        let lying = Credit {
+            window: 100,
+            seen: 50,
+            held: 0,
+        };
+        c.handle(worker, PipelineMessage::Credit(lying), now);
+        assert!(sent_tasks(&mut c).is_empty(), "window 1 still holds");
+    }
+}
