@@ -56,11 +56,12 @@ impl Collector {
     pub async fn recv(&mut self) -> Result<CollectorEvent, PipelineError> {
         self.core.commit();
         loop {
-            while let Some(t) = self.core.poll_transmit() {
-                self.mesh.send(t);
-            }
+            // Events already decoded go out first; acknowledgements then leave together.
             if let Some(event) = self.core.poll_event() {
                 return Ok(event);
+            }
+            while let Some(t) = self.core.poll_transmit() {
+                self.mesh.send(t);
             }
             tokio::select! {
                 event = self.mesh.node.next_event() => {

@@ -206,7 +206,8 @@ impl Mesh {
                 closing.spawn(async move { d.close().await });
             }
         }
-        closing.join_all().await;
+        // Not join_all: a close cancelled by a runtime shutting down is no error here.
+        while closing.join_next().await.is_some() {}
         let _ = self.node.stop().await;
         self.inbox.close().await;
     }
