@@ -10,7 +10,7 @@ use tracing::debug;
 
 use crate::core::{ClientCore, ClientEvent, Role};
 use crate::error::PipelineError;
-use crate::mesh::{Mesh, PeerChange};
+use crate::mesh::{Input, Mesh, PeerChange};
 use crate::settings::{sleep_until, Settings};
 
 /// Where a batch stands.
@@ -205,30 +205,17 @@ impl Driver {
                         return;
                     }
                 },
-                event = self.mesh.node.next_event() => {
-                    let Some(event) = event else { return };
-                    match self.mesh.on_event(event).await {
-                        Some(PeerChange::Up(peer, role)) => {
-                            self.core.peer_up(peer, role, Instant::now());
-                        }
-                        Some(PeerChange::Down(peer)) => {
-                            self.core.peer_down(peer, Instant::now());
-                        }
-                        None => {}
-                    }
-                }
-                msg = self.mesh.inbox.recv() => {
-                    let Ok(msg) = msg else { return };
+                input = self.mesh.next_input() => {
                     let now = Instant::now();
-                    if let Some((from, m)) = Mesh::decode(&msg) {
-                        self.core.handle(from, m, now);
-                    }
-                    // Take what else is waiting before sending: one flush per burst.
-                    for _ in 0..256 {
-                        let Ok(Some(msg)) = self.mesh.inbox.try_recv() else { break };
-                        if let Some((from, m)) = Mesh::decode(&msg) {
-                            self.core.handle(from, m, now);
+                    match input {
+                        Input::Peer(PeerChange::Up(peer, role)) => self.core.peer_up(peer, role, now),
+                        Input::Peer(PeerChange::Down(peer)) => self.core.peer_down(peer, now),
+                        Input::Messages(burst) => {
+                            for (from, m) in burst {
+                                self.core.handle(from, m, now);
+                            }
                         }
+                        Input::Closed => return,
                     }
                 }
                 () = sleep_until(deadline) => self.core.handle_timeout(Instant::now()),

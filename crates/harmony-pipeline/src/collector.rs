@@ -4,7 +4,7 @@ use harmony_node::Uuid;
 
 use crate::core::{CollectorCore, CollectorEvent, Role};
 use crate::error::PipelineError;
-use crate::mesh::{Mesh, PeerChange};
+use crate::mesh::{Input, Mesh, PeerChange};
 use crate::settings::Settings;
 
 /// A pipeline collector. Each [`recv`](Self::recv) call tells the protocol that the
@@ -63,27 +63,15 @@ impl Collector {
             while let Some(t) = self.core.poll_transmit() {
                 self.mesh.send(t);
             }
-            tokio::select! {
-                event = self.mesh.node.next_event() => {
-                    let event = event.ok_or(PipelineError::Stopped("collector"))?;
-                    match self.mesh.on_event(event).await {
-                        Some(PeerChange::Up(peer, role)) => self.core.peer_up(peer, role),
-                        Some(PeerChange::Down(peer)) => self.core.peer_down(peer),
-                        None => {}
-                    }
-                }
-                msg = self.mesh.inbox.recv() => {
-                    let msg = msg?;
-                    if let Some((from, m)) = Mesh::decode(&msg) {
+            match self.mesh.next_input().await {
+                Input::Peer(PeerChange::Up(peer, role)) => self.core.peer_up(peer, role),
+                Input::Peer(PeerChange::Down(peer)) => self.core.peer_down(peer),
+                Input::Messages(burst) => {
+                    for (from, m) in burst {
                         self.core.handle(from, m);
                     }
-                    for _ in 0..256 {
-                        let Ok(Some(msg)) = self.mesh.inbox.try_recv() else { break };
-                        if let Some((from, m)) = Mesh::decode(&msg) {
-                            self.core.handle(from, m);
-                        }
-                    }
                 }
+                Input::Closed => return Err(PipelineError::Stopped("collector")),
             }
         }
     }

@@ -35,6 +35,20 @@ pub(crate) enum PeerChange {
     Down(Uuid),
 }
 
+/// What [`Mesh::next_input`] brings.
+#[derive(Debug)]
+pub(crate) enum Input {
+    /// A member came or went.
+    Peer(PeerChange),
+    /// A burst of messages arrived (malformed ones were refused and left out).
+    Messages(Vec<(Uuid, PipelineMessage)>),
+    /// The node or the inbox has stopped.
+    Closed,
+}
+
+/// Most inbox messages taken in one burst before the state machine's output is sent.
+const BURST: usize = 256;
+
 #[derive(Debug)]
 struct Peer {
     role: Role,
@@ -90,8 +104,32 @@ impl Mesh {
         self.node.uuid()
     }
 
+    /// Waits for the next membership change or burst of messages. Cancel-safe: once an event
+    /// or message has been taken nothing waits (connecting a DEALER returns at once).
+    pub(crate) async fn next_input(&mut self) -> Input {
+        loop {
+            tokio::select! {
+                event = self.node.next_event() => {
+                    let Some(event) = event else { return Input::Closed };
+                    if let Some(change) = self.on_event(event).await {
+                        return Input::Peer(change);
+                    }
+                }
+                msg = self.inbox.recv() => {
+                    let Ok(msg) = msg else { return Input::Closed };
+                    let mut burst: Vec<_> = Self::decode(&msg).into_iter().collect();
+                    for _ in 1..BURST {
+                        let Ok(Some(msg)) = self.inbox.try_recv() else { break };
+                        burst.extend(Self::decode(&msg));
+                    }
+                    return Input::Messages(burst);
+                }
+            }
+        }
+    }
+
     /// Turns a node event into a membership change, connecting to peers that join.
-    pub(crate) async fn on_event(&mut self, event: Event) -> Option<PeerChange> {
+    async fn on_event(&mut self, event: Event) -> Option<PeerChange> {
         match event {
             Event::Enter { peer, headers, .. } => {
                 let header = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v);
@@ -123,6 +161,7 @@ impl Mesh {
                             .linger(Duration::from_millis(200))
                             .max_msg_size(MAX_MESSAGE),
                     );
+                    // Connecting starts in the background: this await never waits.
                     if let Err(e) = dealer.connect(&p.endpoint).await {
                         warn!(%peer, endpoint = %p.endpoint, error = %e, "cannot connect to pipeline peer");
                         return None;

@@ -14,7 +14,7 @@ use tracing::debug;
 
 use crate::core::{Job, Role, WorkerCore};
 use crate::error::PipelineError;
-use crate::mesh::{Mesh, PeerChange};
+use crate::mesh::{Input, Mesh, PeerChange};
 use crate::settings::{sleep_until, Settings};
 
 type TaskFn = dyn Fn(Bytes) -> std::pin::Pin<Box<dyn Future<Output = Result<Bytes, String>> + Send>>
@@ -151,25 +151,17 @@ impl Driver {
             let deadline = self.core.poll_timeout().map(tokio::time::Instant::from_std);
             tokio::select! {
                 _ = &mut stop => break,
-                event = self.mesh.node.next_event() => {
-                    let Some(event) = event else { break };
-                    match self.mesh.on_event(event).await {
-                        Some(PeerChange::Up(peer, role)) => self.core.peer_up(peer, role, Instant::now()),
-                        Some(PeerChange::Down(peer)) => self.core.peer_down(peer),
-                        None => {}
-                    }
-                }
-                msg = self.mesh.inbox.recv() => {
-                    let Ok(msg) = msg else { break };
+                input = self.mesh.next_input() => {
                     let now = Instant::now();
-                    if let Some((from, m)) = Mesh::decode(&msg) {
-                        self.core.handle(from, m, now);
-                    }
-                    for _ in 0..256 {
-                        let Ok(Some(msg)) = self.mesh.inbox.try_recv() else { break };
-                        if let Some((from, m)) = Mesh::decode(&msg) {
-                            self.core.handle(from, m, now);
+                    match input {
+                        Input::Peer(PeerChange::Up(peer, role)) => self.core.peer_up(peer, role, now),
+                        Input::Peer(PeerChange::Down(peer)) => self.core.peer_down(peer),
+                        Input::Messages(burst) => {
+                            for (from, m) in burst {
+                                self.core.handle(from, m, now);
+                            }
                         }
+                        Input::Closed => break,
                     }
                 }
                 Some(done) = self.running.join_next_with_id(), if !self.running.is_empty() => {

@@ -3,6 +3,8 @@
 //! Each is refused with a clear log line, and a batch running meanwhile completes with every
 //! result exactly once.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -11,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use harmony_node::{Event, Node, Uuid};
 use harmony_pipeline::{
-    group_name, Client, Collector, CollectorEvent, Settings, Timing, Worker, WorkerOptions,
+    group_name, Client, Collector, CollectorEvent, Settings, Worker, WorkerOptions,
     ENDPOINT_HEADER, ROLE_HEADER,
 };
 use harmony_wire::pipeline::{PipelineMessage, TaskResult};
@@ -52,19 +54,7 @@ impl Log {
 }
 
 fn settings(port: u16) -> Settings {
-    Settings::new(
-        Node::builder()
-            .loopback()
-            .port(port)
-            .interval(Duration::from_millis(100)),
-    )
-    .pipeline("hostile")
-    .timing(Timing {
-        heartbeat: Duration::from_millis(200),
-        peer_timeout: Duration::from_millis(1500),
-        lost_after: Duration::from_millis(1000),
-        task_timeout: Duration::from_secs(10),
-    })
+    support::settings(port, "hostile")
 }
 
 /// A raw member of the pipeline with `role` in its headers, and a DEALER to the collector.

@@ -1,13 +1,13 @@
 //! The tokio drivers on real loopback sockets: discovery through ZRE, tasks on ZMTP.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use harmony_node::{Node, Uuid};
-use harmony_pipeline::{
-    Client, Collector, CollectorEvent, Settings, Timing, Worker, WorkerOptions,
-};
+use harmony_node::Uuid;
+use harmony_pipeline::{Client, Collector, CollectorEvent, Settings, Worker, WorkerOptions};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
@@ -20,19 +20,7 @@ fn settings(port: u16) -> Settings {
         )
         .with_test_writer()
         .try_init();
-    Settings::new(
-        Node::builder()
-            .loopback()
-            .port(port)
-            .interval(Duration::from_millis(100)),
-    )
-    .pipeline("test")
-    .timing(Timing {
-        heartbeat: Duration::from_millis(200),
-        peer_timeout: Duration::from_millis(1500),
-        lost_after: Duration::from_millis(1000),
-        task_timeout: Duration::from_secs(10),
-    })
+    support::settings(port, "test")
 }
 
 /// Upper-cases the task; tasks starting with `fail` fail every time.

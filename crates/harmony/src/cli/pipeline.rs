@@ -346,7 +346,7 @@ impl Narrator {
 }
 
 async fn demo(args: DemoArgs) -> Result<(), PipelineError> {
-    let port = args.port.unwrap_or_else(free_udp_port);
+    let port = args.port.unwrap_or_else(super::demo::free_udp_port);
     let settings = || {
         let node: NodeBuilder = Node::builder()
             .loopback()
@@ -479,13 +479,6 @@ async fn demo(args: DemoArgs) -> Result<(), PipelineError> {
         w.stop().await;
     }
     Ok(())
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(45671)
 }
 
 #[cfg(test)]
