@@ -224,9 +224,9 @@ impl Driver {
     }
 
     fn flush(&mut self) {
-        while let Some(t) = self.core.poll_transmit() {
-            self.mesh.send(t);
-        }
+        let core = &mut self.core;
+        self.mesh
+            .send_all(std::iter::from_fn(|| core.poll_transmit()));
         while let Some(event) = self.core.poll_event() {
             match event {
                 ClientEvent::Progress { batch, done, size } => {

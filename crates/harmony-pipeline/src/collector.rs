@@ -60,9 +60,9 @@ impl Collector {
             if let Some(event) = self.core.poll_event() {
                 return Ok(event);
             }
-            while let Some(t) = self.core.poll_transmit() {
-                self.mesh.send(t);
-            }
+            let core = &mut self.core;
+            self.mesh
+                .send_all(std::iter::from_fn(|| core.poll_transmit()));
             match self.mesh.next_input().await {
                 Input::Peer(PeerChange::Up(peer, role)) => self.core.peer_up(peer, role),
                 Input::Peer(PeerChange::Down(peer)) => self.core.peer_down(peer),
@@ -79,9 +79,9 @@ impl Collector {
     /// Commits what was returned, sends the last acknowledgements, leaves the pipeline.
     pub async fn stop(mut self) {
         self.core.commit();
-        while let Some(t) = self.core.poll_transmit() {
-            self.mesh.send(t);
-        }
+        let core = &mut self.core;
+        self.mesh
+            .send_all(std::iter::from_fn(|| core.poll_transmit()));
         self.mesh.stop().await;
     }
 }

@@ -46,6 +46,8 @@ pub(crate) enum Input {
     Closed,
 }
 
+/// Most pipeline messages sent to a peer in one ZMTP message.
+const MAX_FRAMES: usize = 1024;
 /// Most inbox messages taken in one burst before the state machine's output is sent.
 const BURST: usize = 256;
 
@@ -65,6 +67,8 @@ pub(crate) struct Mesh {
     peers: HashMap<Uuid, Peer>,
     /// The roles this member talks to.
     talks_to: &'static [Role],
+    /// Encoded messages waiting to leave, by peer (kept to reuse the buffers).
+    outgoing: HashMap<Uuid, Vec<Bytes>>,
 }
 
 impl Mesh {
@@ -97,6 +101,7 @@ impl Mesh {
             inbox,
             peers: HashMap::new(),
             talks_to,
+            outgoing: HashMap::new(),
         })
     }
 
@@ -117,10 +122,11 @@ impl Mesh {
                 }
                 msg = self.inbox.recv() => {
                     let Ok(msg) = msg else { return Input::Closed };
-                    let mut burst: Vec<_> = Self::decode(&msg).into_iter().collect();
+                    let mut burst = Vec::new();
+                    Self::decode(&msg, &mut burst);
                     for _ in 1..BURST {
                         let Ok(Some(msg)) = self.inbox.try_recv() else { break };
-                        burst.extend(Self::decode(&msg));
+                        Self::decode(&msg, &mut burst);
                     }
                     return Input::Messages(burst);
                 }
@@ -190,48 +196,57 @@ impl Mesh {
         was_up.then_some(PeerChange::Down(peer))
     }
 
-    /// Sends one message; dropped (and logged) when the peer is unknown or its queue is full:
-    /// the protocol recovers what is lost.
-    pub(crate) fn send(&self, t: Transmit) {
-        let Some(dealer) = self.peers.get(&t.to).and_then(|p| p.dealer.as_ref()) else {
-            debug!(to = %t.to, message = t.message.name(), "no connection to peer, message dropped");
-            return;
-        };
-        let bytes = match t.message.to_bytes() {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                warn!(to = %t.to, error = %e, "message not encodable, dropped");
-                return;
+    /// Sends everything `transmits` yields, the messages for one peer together as the frames
+    /// of one ZMTP message (one queue push and one write for a burst). A message for a peer
+    /// not connected, or whose queue is full, is dropped and logged: the protocol recovers it.
+    pub(crate) fn send_all(&mut self, transmits: impl Iterator<Item = Transmit>) {
+        for t in transmits {
+            match t.message.to_bytes() {
+                Ok(bytes) => self.outgoing.entry(t.to).or_default().push(bytes),
+                Err(e) => warn!(to = %t.to, error = %e, "message not encodable, dropped"),
             }
-        };
-        if dealer.try_send(Message::from(bytes)).is_err() {
-            debug!(to = %t.to, "peer queue full, message dropped");
         }
+        for (to, frames) in self.outgoing.iter_mut() {
+            if frames.is_empty() {
+                continue;
+            }
+            let Some(dealer) = self.peers.get(to).and_then(|p| p.dealer.as_ref()) else {
+                debug!(%to, messages = frames.len(), "no connection to peer, messages dropped");
+                frames.clear();
+                continue;
+            };
+            while !frames.is_empty() {
+                let n = frames.len().min(MAX_FRAMES);
+                let msg = Message::from_frames(frames.drain(..n));
+                if dealer.try_send(msg).is_err() {
+                    debug!(%to, messages = n, "peer queue full, messages dropped");
+                }
+            }
+        }
+        self.outgoing.retain(|to, _| self.peers.contains_key(to));
     }
 
-    /// Decodes one inbox message: the sender (from its DEALER identity) and the message, or
-    /// `None` (logged) for anything malformed.
-    pub(crate) fn decode(msg: &Message) -> Option<(Uuid, PipelineMessage)> {
-        let frames = msg.frames();
-        let [id, body] = frames else {
-            warn!(
-                frames = frames.len(),
-                "refused inbox message: expected identity and one frame"
-            );
-            return None;
+    /// Decodes one inbox message, `[identity, message, message...]`, into `out`: the sender
+    /// (from its DEALER identity) and each well-formed message; anything malformed is refused
+    /// and logged, the rest still counts.
+    fn decode(msg: &Message, out: &mut Vec<(Uuid, PipelineMessage)>) {
+        let Some((id, bodies)) = msg.frames().split_first() else {
+            return;
         };
         let Some(from) = id
             .strip_prefix(&[1u8])
             .and_then(|u| Uuid::from_slice(u).ok())
         else {
             warn!("refused inbox message: the sender's identity is not 0x01 + UUID");
-            return None;
+            return;
         };
-        match PipelineMessage::decode(body, MAX_MESSAGE) {
-            Ok(m) => Some((from, m)),
-            Err(e) => {
-                warn!(%from, error = %e, "refused malformed pipeline message");
-                None
+        if bodies.is_empty() {
+            warn!(%from, "refused inbox message: no pipeline message in it");
+        }
+        for body in bodies {
+            match PipelineMessage::decode(body, MAX_MESSAGE) {
+                Ok(m) => out.push((from, m)),
+                Err(e) => warn!(%from, error = %e, "refused malformed pipeline message"),
             }
         }
     }

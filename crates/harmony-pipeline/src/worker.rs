@@ -145,9 +145,9 @@ impl Driver {
                 });
                 self.jobs.insert(handle.id(), job);
             }
-            while let Some(t) = self.core.poll_transmit() {
-                self.mesh.send(t);
-            }
+            let core = &mut self.core;
+            self.mesh
+                .send_all(std::iter::from_fn(|| core.poll_transmit()));
             let deadline = self.core.poll_timeout().map(tokio::time::Instant::from_std);
             tokio::select! {
                 _ = &mut stop => break,
