@@ -162,3 +162,23 @@ fn kill_two_workers_and_the_collector_mid_batch_every_result_once() {
     drop(procs);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_pipeline_demo_ends_with_the_exactly_once_check_passing() {
+    let port = harmony_testkit::free_udp_port().to_string();
+    let out = Command::new(BIN)
+        .args(["pipeline", "demo", "--tasks", "600", "--port", &port])
+        .stdin(Stdio::null())
+        .output()
+        .expect("demo runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "demo failed: {stdout}");
+    for step in [
+        "killing worker 0",
+        "the collector crashes",
+        "a new collector",
+        "exactly-once check passed: all 600 results",
+    ] {
+        assert!(stdout.contains(step), "no {step:?} in:\n{stdout}");
+    }
+}

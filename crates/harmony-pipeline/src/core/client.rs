@@ -269,8 +269,10 @@ impl ClientCore {
             return; // older than one already applied
         }
         if credit.seen > link.next_seq {
-            warn!(%from, seen = credit.seen, sent = link.next_seq, "refused CREDIT: reports TASKs never sent");
-            return;
+            // The worker counts TASKs of an earlier session with us (it never saw us leave):
+            // number ours from there.
+            warn!(%from, seen = credit.seen, sent = link.next_seq, "CREDIT reports TASKs never sent in this session; resynchronised");
+            link.next_seq = credit.seen;
         }
         link.window = credit.window;
         link.seen = credit.seen;
@@ -652,15 +654,25 @@ mod tests {
     }
 
     #[test]
-    fn a_credit_claiming_unsent_tasks_is_refused() {
+    fn a_credit_from_an_earlier_session_resynchronises_the_numbering() {
         let (mut c, worker, _, _, now) = client();
         sent_tasks(&mut c);
-        let lying = Credit {
-            window: 100,
+        let earlier = Credit {
+            window: 2,
             seen: 50,
             held: 0,
         };
-        c.handle(worker, PipelineMessage::Credit(lying), now);
-        assert!(sent_tasks(&mut c).is_empty(), "window 1 still holds");
+        c.handle(worker, PipelineMessage::Credit(earlier), now);
+        let seqs: Vec<u64> = std::iter::from_fn(|| c.poll_transmit())
+            .filter_map(|t| match t.message {
+                PipelineMessage::Task(t) => Some(t.seq),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            seqs,
+            vec![50, 51],
+            "numbered after what the worker has seen, window 2"
+        );
     }
 }
