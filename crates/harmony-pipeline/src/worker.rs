@@ -107,7 +107,9 @@ impl Worker {
         let _ = (&mut self.task).await;
     }
 
-    /// Dies at once, as a crash would: no goodbye, work in progress lost.
+    /// Stops at once, dropping its work in progress and any result not yet sent, as a crash
+    /// would; its ZRE node still says goodbye, so peers notice at once (a `kill -9` of a worker
+    /// process, noticed by deadline, is what the process tests use).
     pub fn kill(self) {
         self.task.abort();
     }
