@@ -39,7 +39,6 @@ pub enum ClientEvent {
 struct Link {
     /// From the worker's last CREDIT.
     window: u32,
-    seen: u64,
     held: u32,
     next_seq: u64,
     /// TASKs sent that the worker has not reported seeing: seq -> (batch, task, sent at).
@@ -176,7 +175,6 @@ impl ClientCore {
             Role::Worker => {
                 self.workers.entry(peer).or_insert_with(|| Link {
                     window: 0,
-                    seen: 0,
                     held: 0,
                     next_seq: 0,
                     unseen: BTreeMap::new(),
@@ -265,9 +263,9 @@ impl ClientCore {
             return;
         };
         link.last_heard = now;
-        if credit.seen < link.seen {
-            return; // older than one already applied
-        }
+        // The latest CREDIT wins even when it reports less than an earlier one: over one ZMTP
+        // connection that means the worker started counting again (it saw us leave and come
+        // back). A reordered one (the simulation) only skews flow control until the next.
         if credit.seen > link.next_seq {
             // The worker counts TASKs of an earlier session with us (it never saw us leave):
             // number ours from there.
@@ -275,7 +273,6 @@ impl ClientCore {
             link.next_seq = credit.seen;
         }
         link.window = credit.window;
-        link.seen = credit.seen;
         link.held = credit.held;
         link.unseen = link.unseen.split_off(&credit.seen);
     }
