@@ -301,3 +301,149 @@ impl CollectorCore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLIENT: Uuid = Uuid::from_u128(1);
+    const WORKER: Uuid = Uuid::from_u128(2);
+    const BATCH: Uuid = Uuid::from_u128(3);
+
+    fn collector() -> CollectorCore {
+        let mut c = CollectorCore::new();
+        c.peer_up(CLIENT, Role::Client);
+        c.peer_up(WORKER, Role::Worker);
+        c
+    }
+
+    fn result(task: u32) -> PipelineMessage {
+        PipelineMessage::Result(TaskResult {
+            client: CLIENT,
+            batch: BATCH,
+            task,
+            failed: false,
+            payload: Bytes::from_static(b"r"),
+        })
+    }
+
+    fn sent(c: &mut CollectorCore) -> Vec<PipelineMessage> {
+        std::iter::from_fn(|| c.poll_transmit())
+            .map(|t| t.message)
+            .collect()
+    }
+
+    #[test]
+    fn results_are_acknowledged_only_once_committed_and_handed_out_once() {
+        let mut c = collector();
+        c.handle(
+            CLIENT,
+            PipelineMessage::Start {
+                batch: BATCH,
+                size: 2,
+            },
+        );
+        sent(&mut c);
+        c.handle(WORKER, result(1));
+        c.handle(WORKER, result(1));
+        assert!(matches!(
+            c.poll_event(),
+            Some(CollectorEvent::Result { task: 1, .. })
+        ));
+        assert_eq!(c.poll_event(), None, "the duplicate is not handed out");
+        assert!(
+            sent(&mut c).is_empty(),
+            "nothing acknowledged before the commit"
+        );
+        c.handle(
+            CLIENT,
+            PipelineMessage::End {
+                batch: BATCH,
+                size: 2,
+            },
+        );
+        let status = PipelineMessage::Status {
+            batch: BATCH,
+            size: 2,
+            ranges: vec![],
+        };
+        assert_eq!(
+            sent(&mut c),
+            vec![status],
+            "STATUS counts committed results only"
+        );
+        c.commit();
+        let ack = PipelineMessage::Ack {
+            batch: BATCH,
+            tasks: vec![1],
+        };
+        assert_eq!(sent(&mut c), vec![ack]);
+    }
+
+    #[test]
+    fn a_restored_result_is_reported_and_never_handed_out_again() {
+        let mut c = collector();
+        c.restore(BATCH, 0);
+        c.handle(
+            CLIENT,
+            PipelineMessage::Start {
+                batch: BATCH,
+                size: 2,
+            },
+        );
+        let status = PipelineMessage::Status {
+            batch: BATCH,
+            size: 2,
+            ranges: vec![(0, 1)],
+        };
+        assert_eq!(sent(&mut c), vec![status]);
+        c.handle(WORKER, result(0));
+        assert_eq!(c.poll_event(), None);
+        c.handle(WORKER, result(1));
+        assert!(matches!(
+            c.poll_event(),
+            Some(CollectorEvent::Result { task: 1, .. })
+        ));
+        assert!(matches!(
+            c.poll_event(),
+            Some(CollectorEvent::BatchComplete { size: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn over_the_budget_complete_batches_are_forgotten_and_open_ones_kept() {
+        let mut c = collector().with_task_budget(3);
+        c.handle(
+            CLIENT,
+            PipelineMessage::Start {
+                batch: BATCH,
+                size: 2,
+            },
+        );
+        c.handle(WORKER, result(0));
+        c.handle(WORKER, result(1));
+        while c.poll_event().is_some() {}
+        c.commit();
+        let other = Uuid::from_u128(4);
+        c.handle(
+            CLIENT,
+            PipelineMessage::Start {
+                batch: other,
+                size: 3,
+            },
+        );
+        assert_eq!(c.batches.len(), 1, "the complete batch made room");
+        let third = Uuid::from_u128(5);
+        c.handle(
+            CLIENT,
+            PipelineMessage::Start {
+                batch: third,
+                size: 1,
+            },
+        );
+        assert!(
+            !c.batches.contains_key(&third),
+            "an open batch is never evicted"
+        );
+    }
+}
