@@ -107,3 +107,19 @@ proptest! {
         run(seed, faults, [120, 150]);
     }
 }
+
+/// Many seeds of the hostile schedule; run by hand (`--ignored`) after changing a core.
+#[test]
+#[ignore = "a sweep over 100 seeds; run with --ignored"]
+fn sweep_over_seeds() {
+    for seed in 0..100 {
+        let faults = Faults {
+            loss: 50,
+            dup: 50,
+            latency: (1, 60),
+            worker_crashes: (1..=8).map(|i| i * 700 + seed % 500).collect(),
+            collector_restarts: vec![1_500 + seed * 7 % 1000, 5_000],
+        };
+        run(seed, faults, [200, 300]);
+    }
+}
