@@ -10,6 +10,7 @@ mod link;
 pub mod node;
 
 pub use error::NodeError;
+pub use harmony_beacon::SelectedInterface;
 pub use harmony_group::Event;
 pub use link::LinkEvent;
 pub use node::{
