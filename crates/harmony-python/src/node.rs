@@ -1,0 +1,528 @@
+//! `harmony.Node`: a running Harmony node driven from Python.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use harmony_node::{Node, NodeError, Uuid};
+use harmony_security::{Certificate, KeyPair};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+use crate::event::{pyre_frames, pyre_visible, PyEvent};
+use crate::inbox::{pump, Held, Inbox, NodeCell, Wait};
+use crate::{node_error, peer_id, runtime, seconds, HarmonyError};
+
+/// Longest wait without the GIL before `recv` checks for signals (Ctrl-C).
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+
+/// A Harmony node: finds peers by UDP beacons, talks to them over ZMTP (ZRE protocol,
+/// compatible with Zyre and pyre), optionally encrypted with CURVE.
+///
+/// The node starts when it is created and runs until `stop()` (or until the object goes away).
+/// Events are read with `recv(timeout=None)`, or `async for event in node.events()`; neither
+/// holds the GIL while it waits.
+#[pyclass(name = "_Node", module = "harmony._harmony", subclass)]
+pub struct PyNode {
+    cell: Arc<NodeCell>,
+    inbox: Arc<Inbox>,
+    uuid: Uuid,
+    name: String,
+    endpoint: String,
+    interface: String,
+    public_key: Option<String>,
+}
+
+/// Settings given to `Node(...)`, checked before anything starts.
+struct Settings {
+    builder: harmony_node::NodeBuilder,
+    public_key: Option<String>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn settings(
+    name: Option<String>,
+    headers: Option<&Bound<'_, PyDict>>,
+    interface: Option<String>,
+    loopback: bool,
+    port: u16,
+    interval: f64,
+    evasive_timeout: Option<f64>,
+    expired_timeout: Option<f64>,
+    curve_secret_key: Option<String>,
+    curve_cert: Option<std::path::PathBuf>,
+    uuid: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Settings> {
+    let mut builder = Node::builder();
+    if let Some(uuid) = uuid {
+        builder = builder.uuid(peer_id(uuid)?);
+    }
+    if let Some(name) = name {
+        if name.is_empty() || name.len() > 255 {
+            return Err(PyValueError::new_err(format!(
+                "name must be 1 to 255 bytes of UTF-8, not {} bytes",
+                name.len()
+            )));
+        }
+        builder = builder.name(name);
+    }
+    if let Some(headers) = headers {
+        for (k, v) in headers.iter() {
+            let k: String = k
+                .extract()
+                .map_err(|_| PyValueError::new_err("header names must be str"))?;
+            let v: String = v.extract().map_err(|_| {
+                PyValueError::new_err(format!("the value of header {k:?} must be a str"))
+            })?;
+            builder = builder.header(k, v);
+        }
+    }
+    match (loopback, interface.as_deref()) {
+        (true, None | Some("loopback" | "lo")) => builder = builder.loopback(),
+        (true, Some(other)) => {
+            return Err(PyValueError::new_err(format!(
+                "loopback=True contradicts interface={other:?}"
+            )))
+        }
+        (false, Some("")) => {
+            return Err(PyValueError::new_err(
+                "interface must be 'auto', 'loopback', an interface name or an address, not ''",
+            ))
+        }
+        (false, Some(select)) => builder = builder.interface(select),
+        (false, None) => {}
+    }
+    if port == 0 {
+        return Err(PyValueError::new_err("port must be 1 to 65535, not 0"));
+    }
+    builder = builder.port(port);
+    let interval = seconds("interval", interval)?;
+    if interval.is_zero() {
+        return Err(PyValueError::new_err("interval must be more than 0 seconds"));
+    }
+    builder = builder.interval(interval);
+    if let Some(t) = evasive_timeout {
+        builder = builder.evasive_timeout(seconds("evasive_timeout", t)?);
+    }
+    if let Some(t) = expired_timeout {
+        builder = builder.expired_timeout(seconds("expired_timeout", t)?);
+    }
+    let keys = match (curve_secret_key, curve_cert) {
+        (Some(_), Some(_)) => {
+            return Err(PyValueError::new_err(
+                "give curve_secret_key or curve_cert, not both",
+            ))
+        }
+        (Some(secret), None) => Some(KeyPair::from_secret_z85(secret.trim()).map_err(|e| {
+            PyValueError::new_err(format!(
+                "curve_secret_key is not a Z85 CURVE secret key (40 characters): {e}"
+            ))
+        })?),
+        (None, Some(path)) => {
+            let cert = Certificate::load(&path).map_err(|e| {
+                PyValueError::new_err(format!("curve_cert {}: {e}", path.display()))
+            })?;
+            Some(cert.key_pair().cloned().ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "curve_cert {} has no secret key (its _secret file is needed)",
+                    path.display()
+                ))
+            })?)
+        }
+        (None, None) => None,
+    };
+    let public_key = keys.as_ref().map(KeyPair::public_z85);
+    if let Some(keys) = keys {
+        builder = builder.curve(keys);
+    }
+    Ok(Settings {
+        builder,
+        public_key,
+    })
+}
+
+impl PyNode {
+    /// Runs `f` on the node with the GIL released (for calls that wait on the driver).
+    fn detached<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut Node) -> Result<T, NodeError> + Send,
+    ) -> PyResult<T> {
+        let cell = &self.cell;
+        py.detach(|| {
+            let mut held = cell.lock();
+            match held.node() {
+                Some(node) => f(node),
+                None => Err(NodeError::Stopped),
+            }
+        })
+        .map_err(node_error)
+    }
+
+    /// Runs a command that never waits (whisper, shout, join, leave) on the node; keeps the
+    /// GIL unless another thread holds the node.
+    fn command(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut Node) -> Result<(), NodeError> + Send,
+    ) -> PyResult<()> {
+        let run = |mut held: Held<'_>| match held.node() {
+            Some(node) => f(node),
+            None => Err(NodeError::Stopped),
+        };
+        match self.cell.try_lock() {
+            Some(held) => run(held),
+            None => py.detach(|| run(self.cell.lock())),
+        }
+        .map_err(node_error)
+    }
+
+    /// Waits for the next event (GIL released, Ctrl-C honoured) and converts it with `convert`;
+    /// None on timeout or once the node has stopped and every event was read.
+    fn wait_event<'py, T>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+        skip: impl Fn(&harmony_node::Event) -> bool,
+        convert: impl Fn(Python<'py>, harmony_node::Event) -> PyResult<T>,
+    ) -> PyResult<Option<T>> {
+        let deadline = match timeout {
+            Some(t) => Some(Instant::now() + seconds("timeout", t)?),
+            None => None,
+        };
+        loop {
+            let outcome = match self.inbox.try_pop() {
+                Some(event) => Wait::Event(event),
+                None => {
+                    let slice = match deadline {
+                        Some(d) => d.saturating_duration_since(Instant::now()).min(SIGNAL_CHECK),
+                        None => SIGNAL_CHECK,
+                    };
+                    if slice.is_zero() {
+                        return Ok(None);
+                    }
+                    let inbox = &self.inbox;
+                    py.detach(|| inbox.wait(slice))
+                }
+            };
+            match outcome {
+                Wait::Event(event) if skip(&event) => {}
+                Wait::Event(event) => return convert(py, event).map(Some),
+                Wait::Closed => return Ok(None),
+                Wait::Timeout => py.check_signals()?,
+            }
+        }
+    }
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    match runtime() {
+        Ok(rt) => rt.block_on(future),
+        // The runtime exists: every node started on it.
+        Err(_) => unreachable!("a node exists only once the runtime started"),
+    }
+}
+
+#[pymethods]
+impl PyNode {
+    /// Starts a node.
+    ///
+    /// - `name`: sent to peers (default: the first 6 hex digits of the UUID).
+    /// - `headers`: dict of str, sent to every peer in HELLO.
+    /// - `interface`: beacon interface, "auto" (default, as Zyre), "loopback" (this machine
+    ///   only), a name such as "eth0", or an address. `loopback=True` is the same as
+    ///   `interface="loopback"`.
+    /// - `port`: UDP discovery port (5670); `interval`: seconds between beacons (1.0).
+    /// - `evasive_timeout`, `expired_timeout`: seconds of silence before a peer is PINGed
+    ///   (EVASIVE) and removed (EXIT).
+    /// - `curve_secret_key` (Z85) or `curve_cert` (a czmq/pyzmq certificate file whose
+    ///   `_secret` file exists): encrypted mode; such nodes only meet other encrypted nodes.
+    /// - `uuid`: a fixed UUID instead of a random one.
+    #[new]
+    #[pyo3(signature = (name=None, *, headers=None, interface=None, loopback=false, port=5670,
+        interval=1.0, evasive_timeout=None, expired_timeout=None, curve_secret_key=None,
+        curve_cert=None, uuid=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        name: Option<String>,
+        headers: Option<&Bound<'_, PyDict>>,
+        interface: Option<String>,
+        loopback: bool,
+        port: u16,
+        interval: f64,
+        evasive_timeout: Option<f64>,
+        expired_timeout: Option<f64>,
+        curve_secret_key: Option<String>,
+        curve_cert: Option<std::path::PathBuf>,
+        uuid: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let Settings {
+            builder,
+            public_key,
+        } = settings(
+            name,
+            headers,
+            interface,
+            loopback,
+            port,
+            interval,
+            evasive_timeout,
+            expired_timeout,
+            curve_secret_key,
+            curve_cert,
+            uuid,
+        )?;
+        let rt = runtime()?;
+        let inbox = Arc::new(
+            Inbox::new()
+                .map_err(|e| HarmonyError::new_err(format!("cannot make the event pipe: {e}")))?,
+        );
+        let node = py
+            .detach(|| rt.block_on(builder.start()))
+            .map_err(node_error)?;
+        let this = Self {
+            uuid: node.uuid(),
+            name: node.name().to_owned(),
+            endpoint: node.endpoint().to_owned(),
+            interface: node.interface().name.clone(),
+            public_key,
+            cell: Arc::new(NodeCell::new(node)),
+            inbox,
+        };
+        rt.spawn(pump(this.cell.clone(), this.inbox.clone()));
+        Ok(this)
+    }
+
+    /// This node's UUID (a `uuid.UUID`).
+    #[getter]
+    fn uuid<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        py.import("uuid")?
+            .getattr("UUID")?
+            .call1((self.uuid.simple().to_string(),))
+    }
+
+    /// This node's name.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// This node's inbox endpoint, `tcp://ip:port`.
+    #[getter]
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The name of the interface the node beacons on (e.g. "lo", "eth0").
+    #[getter]
+    fn interface(&self) -> &str {
+        &self.interface
+    }
+
+    /// This node's CURVE public key (Z85) in encrypted mode, else None.
+    #[getter]
+    fn public_key(&self) -> Option<&str> {
+        self.public_key.as_deref()
+    }
+
+    /// Joins a group; peers see JOIN.
+    fn join(&self, py: Python<'_>, group: String) -> PyResult<()> {
+        check_group(&group)?;
+        self.command(py, |n| block_on(n.join(group)))
+    }
+
+    /// Leaves a group; peers see LEAVE.
+    fn leave(&self, py: Python<'_>, group: String) -> PyResult<()> {
+        check_group(&group)?;
+        self.command(py, |n| block_on(n.leave(group)))
+    }
+
+    /// Sends a message to every peer in `group`. `content` is bytes or str (one frame) or a
+    /// list of them (a multipart message).
+    fn shout(&self, py: Python<'_>, group: String, content: &Bound<'_, PyAny>) -> PyResult<()> {
+        check_group(&group)?;
+        let content = crate::content(content)?;
+        self.command(py, |n| block_on(n.shout(group, content)))
+    }
+
+    /// Sends a message to one peer (`uuid.UUID`, hex str or 16 bytes). Raises
+    /// `UnknownPeerError` if no ready peer has this UUID.
+    fn whisper(
+        &self,
+        py: Python<'_>,
+        peer: &Bound<'_, PyAny>,
+        content: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let peer = peer_id(peer)?;
+        let content = crate::content(content)?;
+        self.command(py, |n| block_on(n.whisper(peer, content)))
+    }
+
+    /// The next event, waiting up to `timeout` seconds (forever if None); None on timeout or
+    /// once the node has stopped and every event was read. The GIL is released while waiting.
+    #[pyo3(signature = (timeout=None))]
+    fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<PyEvent>> {
+        self.wait_event(py, timeout, |_| false, |_, e| Ok(PyEvent::new(e)))
+    }
+
+    /// Like `recv`, but the event as pyre's `recv()` returns it (a list of bytes frames);
+    /// events pyre does not have (EVASIVE, SILENT, LEADER) are skipped.
+    #[pyo3(signature = (timeout=None))]
+    fn recv_multipart<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<Bound<'py, PyList>>> {
+        self.wait_event(
+            py,
+            timeout,
+            |e| !pyre_visible(e),
+            |py, e| pyre_frames(py, &e),
+        )
+    }
+
+    /// Whether an event is waiting (recv would not block).
+    fn has_events(&self) -> bool {
+        self.inbox.has_events()
+    }
+
+    /// True once the node has stopped and every event was read (recv returns None at once).
+    #[getter]
+    fn finished(&self) -> bool {
+        self.inbox.finished()
+    }
+
+    /// A file descriptor that is readable exactly while events wait: for `select`, `asyncio`'s
+    /// `add_reader` or `zmq.Poller`. Read events with `recv`, never from the descriptor.
+    fn fileno(&self) -> i32 {
+        self.inbox.fileno()
+    }
+
+    /// UUIDs of the known peers.
+    fn peers<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let peers = self.detached(py, |n| block_on(n.peers()))?;
+        uuids(py, peers)
+    }
+
+    /// UUIDs of the peers in `group`.
+    fn peers_by_group<'py>(
+        &self,
+        py: Python<'py>,
+        group: String,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let peers = self.detached(py, |n| block_on(n.peers_by_group(group)))?;
+        uuids(py, peers)
+    }
+
+    /// The groups this node is in.
+    fn own_groups(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        self.detached(py, |n| block_on(n.own_groups()))
+    }
+
+    /// The groups known peers are in.
+    fn peer_groups(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        self.detached(py, |n| block_on(n.peer_groups()))
+    }
+
+    /// A peer's name, None if the peer is unknown.
+    fn peer_name(&self, py: Python<'_>, peer: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+        let peer = peer_id(peer)?;
+        self.detached(py, |n| block_on(n.peer_name(peer)))
+    }
+
+    /// A peer's inbox endpoint (`tcp://ip:port`), None if the peer is unknown.
+    fn peer_address(&self, py: Python<'_>, peer: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+        let peer = peer_id(peer)?;
+        self.detached(py, |n| block_on(n.peer_address(peer)))
+    }
+
+    /// The value of one of a peer's headers, None if the peer or the header is unknown.
+    fn peer_header_value(
+        &self,
+        py: Python<'_>,
+        peer: &Bound<'_, PyAny>,
+        key: String,
+    ) -> PyResult<Option<String>> {
+        let peer = peer_id(peer)?;
+        self.detached(py, |n| block_on(n.peer_header_value(peer, key)))
+    }
+
+    /// All of a peer's headers as a dict, None if the peer is unknown.
+    fn peer_headers<'py>(
+        &self,
+        py: Python<'py>,
+        peer: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let peer = peer_id(peer)?;
+        let infos = self.detached(py, |n| block_on(n.peer_infos()))?;
+        let Some(info) = infos.into_iter().find(|i| i.uuid == peer) else {
+            return Ok(None);
+        };
+        let dict = PyDict::new(py);
+        for (k, v) in info.headers {
+            dict.set_item(k, v)?;
+        }
+        Ok(Some(dict))
+    }
+
+    /// Stops the node: peers are told (a port-0 beacon), a STOP event ends the events. Events
+    /// not read yet stay readable. Stopping twice is harmless.
+    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+        self.detached(py, |n| block_on(n.stop()))
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.stop(py)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<harmony.Node {:?} {} at {} on {}{}>",
+            self.name,
+            self.uuid.simple(),
+            self.endpoint,
+            self.interface,
+            if self.public_key.is_some() {
+                " (CURVE)"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+impl Drop for PyNode {
+    fn drop(&mut self) {
+        // A node nobody can reach any more: stop it politely in the background.
+        if let (Some(mut node), Ok(rt)) = (self.cell.take(), runtime()) {
+            rt.spawn(async move {
+                let _ = node.stop().await;
+            });
+        }
+    }
+}
+
+fn check_group(group: &str) -> PyResult<()> {
+    if group.is_empty() || group.len() > 255 {
+        return Err(PyValueError::new_err(format!(
+            "a group name must be 1 to 255 bytes of UTF-8, not {} bytes",
+            group.len()
+        )));
+    }
+    Ok(())
+}
+
+fn uuids(py: Python<'_>, peers: Vec<Uuid>) -> PyResult<Vec<Bound<'_, PyAny>>> {
+    let class = py.import("uuid")?.getattr("UUID")?;
+    peers
+        .into_iter()
+        .map(|p| class.call1((p.simple().to_string(),)))
+        .collect()
+}
