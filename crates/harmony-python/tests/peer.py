@@ -141,7 +141,7 @@ def main():
     running = True
     while running and time.time() < deadline:
         ready = dict(poller.poll(200))
-        if node.pollable() in ready:
+        if node.pollable() in ready or node.pollable().fileno() in ready:
             out(node.read())
         if sys.stdin in ready or sys.stdin.fileno() in ready:
             line = sys.stdin.readline()

@@ -162,7 +162,7 @@ def test_recv_releases_the_gil(port):
         thread.start()
         try:
             before = counter[0]
-            assert node.recv(timeout=0.5) is None or True  # nothing is addressed to it
+            node.recv(timeout=0.5)  # nothing comes: it waits the whole half second
             during_recv = counter[0] - before
         finally:
             stop.set()

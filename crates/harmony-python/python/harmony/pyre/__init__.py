@@ -10,7 +10,9 @@ Where Harmony differs from pyre, on purpose:
 - ``socket()`` is not a zmq socket but an object with ``fileno()`` that is readable while
   events wait: ``zmq.Poller``, ``select`` and ``asyncio`` accept it; read events with
   ``recv()``, not from the socket (``socket().recv_multipart()`` is ``recv()`` for pyre code
-  that reads the socket itself).
+  that reads the socket itself). ``zmq.Poller`` reports it by its descriptor (an int); the
+  socket compares equal to that int, so ``n.socket() in dict(poller.poll())`` works as in pyre.
+  Register it after ``start()`` (pyre programs do).
 - ``set_interface`` is honoured ("loopback" gives one-machine mode; pyre ignores the call and
   cannot use loopback at all), and ``set_curve_secret_key`` turns on CURVE encryption.
 - Events pyre never sends (EVASIVE, SILENT, LEADER) are not delivered.
@@ -52,6 +54,16 @@ class _Socket:
 
     def recv_multipart(self) -> List[bytes]:
         return self._pyre.recv()
+
+    # zmq.Poller reports objects that are not zmq sockets by their descriptor: equal to it, the
+    # socket is found in `dict(poller.poll())` as pyre programs look it up.
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, int) and self._pyre._node is not None:
+            return other == self.fileno()
+        return other is self
+
+    def __hash__(self) -> int:
+        return hash(self.fileno()) if self._pyre._node is not None else id(self)
 
     def __repr__(self) -> str:
         return "<harmony.pyre socket of %r>" % (self._pyre.name(),)
@@ -340,7 +352,7 @@ def _text(format: str, args: tuple) -> str:
 def __getattr__(name: str) -> Any:
     # `from harmony.pyre import zhelper` imports pyzmq only when asked for.
     if name == "zhelper":
-        from . import zhelper
+        import importlib
 
-        return zhelper
+        return importlib.import_module(__name__ + ".zhelper")
     raise AttributeError("module %r has no attribute %r" % (__name__, name))
