@@ -1,7 +1,8 @@
 //! `cargo xtask setup`: what the tests need besides Rust, made ready by the task runner itself.
 //!
 //! - `.venv`: a Python virtual environment with the pinned packages of
-//!   `crates/harmony-testkit/requirements.txt` (pyzmq = libzmq, zeromq-pyre = pyre), created when
+//!   `crates/harmony-testkit/requirements.txt` (pyzmq = libzmq, zeromq-pyre = pyre, maturin and
+//!   pytest for the Python package), created when
 //!   it is missing or stale. Stale means the requirements changed since it was made (a copy is
 //!   kept in `.venv/harmony-requirements.txt`) or its interpreter no longer imports them.
 //! - Network namespaces: whether this machine can make them (root and iproute2). Where it cannot,
@@ -20,7 +21,7 @@ pub(crate) const REQUIREMENTS: &str = "crates/harmony-testkit/requirements.txt";
 /// The copy of the requirements a `.venv` was made from.
 const STAMP: &str = "harmony-requirements.txt";
 /// What the interop tests import.
-const IMPORT_CHECK: &str = "import zmq, pyre";
+const IMPORT_CHECK: &str = "import zmq, pyre, pytest, maturin";
 
 /// What `setup` found or made.
 #[derive(Debug, Clone)]

@@ -35,9 +35,7 @@ impl PyEvent {
     /// The peer the event is about (this node for STOP), a `uuid.UUID`.
     #[getter]
     fn peer<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        py.import("uuid")?
-            .getattr("UUID")?
-            .call1((self.event.peer().simple().to_string(),))
+        crate::py_uuid(py, self.event.peer())
     }
 
     /// The peer's UUID as 32 lowercase hex digits (Zyre's text form).

@@ -85,8 +85,9 @@ fn peer_id(obj: &Bound<'_, PyAny>) -> PyResult<harmony_node::Uuid> {
     };
     if let Ok(s) = obj.cast::<PyString>() {
         let s = s.to_cow()?;
-        return harmony_node::Uuid::try_parse(&s)
-            .map_err(|_| PyValueError::new_err(format!("peer {s:?} is not a UUID (32 hex digits)")));
+        return harmony_node::Uuid::try_parse(&s).map_err(|_| {
+            PyValueError::new_err(format!("peer {s:?} is not a UUID (32 hex digits)"))
+        });
     }
     if let Ok(b) = obj.cast::<PyBytes>() {
         return harmony_node::Uuid::from_slice(b.as_bytes()).map_err(|_| {
@@ -96,13 +97,29 @@ fn peer_id(obj: &Bound<'_, PyAny>) -> PyResult<harmony_node::Uuid> {
             ))
         });
     }
-    let uuid_type = obj.py().import("uuid")?.getattr("UUID")?;
-    if obj.is_instance(&uuid_type)? {
+    if obj.is_instance(uuid_class(obj.py())?)? {
         let bytes = obj.getattr("bytes")?;
         let bytes = bytes.cast::<PyBytes>().map_err(|_| bad())?;
         return harmony_node::Uuid::from_slice(bytes.as_bytes()).map_err(|_| bad());
     }
     Err(bad())
+}
+
+/// Python's `uuid.UUID`, looked up once.
+fn uuid_class(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static CLASS: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+    CLASS
+        .get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import("uuid")?.getattr("UUID")?.unbind())
+        })
+        .map(|c| c.bind(py))
+}
+
+/// A `uuid.UUID` for a Rust UUID.
+fn py_uuid(py: Python<'_>, uuid: harmony_node::Uuid) -> PyResult<Bound<'_, PyAny>> {
+    let kwargs = pyo3::types::PyDict::new(py);
+    kwargs.set_item(pyo3::intern!(py, "int"), uuid.as_u128())?;
+    uuid_class(py)?.call((), Some(&kwargs))
 }
 
 /// One frame from Python: bytes, bytearray, memoryview or str (UTF-8).

@@ -98,7 +98,9 @@ fn settings(
     builder = builder.port(port);
     let interval = seconds("interval", interval)?;
     if interval.is_zero() {
-        return Err(PyValueError::new_err("interval must be more than 0 seconds"));
+        return Err(PyValueError::new_err(
+            "interval must be more than 0 seconds",
+        ));
     }
     builder = builder.interval(interval);
     if let Some(t) = evasive_timeout {
@@ -195,7 +197,9 @@ impl PyNode {
                 Some(event) => Wait::Event(event),
                 None => {
                     let slice = match deadline {
-                        Some(d) => d.saturating_duration_since(Instant::now()).min(SIGNAL_CHECK),
+                        Some(d) => d
+                            .saturating_duration_since(Instant::now())
+                            .min(SIGNAL_CHECK),
                         None => SIGNAL_CHECK,
                     };
                     if slice.is_zero() {
@@ -297,9 +301,7 @@ impl PyNode {
     /// This node's UUID (a `uuid.UUID`).
     #[getter]
     fn uuid<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        py.import("uuid")?
-            .getattr("UUID")?
-            .call1((self.uuid.simple().to_string(),))
+        crate::py_uuid(py, self.uuid)
     }
 
     /// This node's name.
@@ -520,9 +522,5 @@ fn check_group(group: &str) -> PyResult<()> {
 }
 
 fn uuids(py: Python<'_>, peers: Vec<Uuid>) -> PyResult<Vec<Bound<'_, PyAny>>> {
-    let class = py.import("uuid")?.getattr("UUID")?;
-    peers
-        .into_iter()
-        .map(|p| class.call1((p.simple().to_string(),)))
-        .collect()
+    peers.into_iter().map(|p| crate::py_uuid(py, p)).collect()
 }
