@@ -40,6 +40,9 @@ __all__ = [
 class Node(_Node):
     __doc__ = _Node.__doc__
 
+    def __enter__(self) -> "Node":
+        return self
+
     async def events(self) -> AsyncIterator[Event]:
         """Yields the node's events as they come, ending after STOP.
 
