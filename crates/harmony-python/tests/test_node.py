@@ -265,3 +265,26 @@ def test_bad_calls_raise_clear_exceptions(port):
         # The node is unharmed by all of that.
         node.join("G")
         assert node.own_groups() == ["G"]
+
+
+def test_a_node_dropped_without_stop_leaves_politely(port):
+    with loopback_node("stays", port) as stays:
+        goes = loopback_node("goes", port)
+        gone = goes.uuid
+        wait_for(stays, lambda e: e.type == "ENTER" and e.peer == gone, "ENTER")
+        del goes  # the last reference: the node stops in the background
+        wait_for(stays, lambda e: e.type == "EXIT" and e.peer == gone, "EXIT of the dropped node")
+
+
+def test_ctrl_c_interrupts_a_blocking_recv(port):
+    import os
+    import signal
+
+    with loopback_node("alone", port) as node:
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            node.recv()  # no timeout: only the signal ends it
+        timer.join()
+        assert time.monotonic() - started < 5.0
