@@ -47,19 +47,13 @@ impl PyEvent {
     /// The peer's name.
     #[getter]
     fn peer_name(&self) -> &str {
-        event_name(&self.event)
+        self.event.name()
     }
 
     /// The group (JOIN, LEAVE, SHOUT, LEADER), else None.
     #[getter]
     fn group(&self) -> Option<&str> {
-        match &self.event {
-            Event::Join { group, .. }
-            | Event::Leave { group, .. }
-            | Event::Shout { group, .. }
-            | Event::Leader { group, .. } => Some(group),
-            _ => None,
-        }
+        self.event.group()
     }
 
     /// The message frames (WHISPER, SHOUT) as a list of bytes, else None.
@@ -150,7 +144,7 @@ pub fn pyre_frames<'py>(py: Python<'py>, event: &Event) -> PyResult<Bound<'py, P
     let list = PyList::empty(py);
     list.append(PyBytes::new(py, event.kind().as_bytes()))?;
     list.append(PyBytes::new(py, event.peer().as_bytes()))?;
-    let name = event_name(event);
+    let name = event.name();
     list.append(PyBytes::new(py, name.as_bytes()))?;
     match event {
         Event::Enter {
@@ -176,21 +170,4 @@ pub fn pyre_frames<'py>(py: Python<'py>, event: &Event) -> PyResult<Bound<'py, P
         _ => {}
     }
     Ok(list)
-}
-
-/// The name of the peer an event is about.
-fn event_name(event: &Event) -> &str {
-    match event {
-        Event::Enter { name, .. }
-        | Event::Exit { name, .. }
-        | Event::Join { name, .. }
-        | Event::Leave { name, .. }
-        | Event::Whisper { name, .. }
-        | Event::Shout { name, .. }
-        | Event::Evasive { name, .. }
-        | Event::Silent { name, .. }
-        | Event::Stop { name, .. }
-        | Event::Leader { name, .. } => name,
-        _ => "",
-    }
 }

@@ -33,116 +33,6 @@ pub struct PyNode {
     public_key: Option<String>,
 }
 
-/// Settings given to `Node(...)`, checked before anything starts.
-struct Settings {
-    builder: harmony_node::NodeBuilder,
-    public_key: Option<String>,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn settings(
-    name: Option<String>,
-    headers: Option<&Bound<'_, PyDict>>,
-    interface: Option<String>,
-    loopback: bool,
-    port: u16,
-    interval: f64,
-    evasive_timeout: Option<f64>,
-    expired_timeout: Option<f64>,
-    curve_secret_key: Option<String>,
-    curve_cert: Option<std::path::PathBuf>,
-    uuid: Option<&Bound<'_, PyAny>>,
-) -> PyResult<Settings> {
-    let mut builder = Node::builder();
-    if let Some(uuid) = uuid {
-        builder = builder.uuid(peer_id(uuid)?);
-    }
-    if let Some(name) = name {
-        if name.is_empty() || name.len() > 255 {
-            return Err(PyValueError::new_err(format!(
-                "name must be 1 to 255 bytes of UTF-8, not {} bytes",
-                name.len()
-            )));
-        }
-        builder = builder.name(name);
-    }
-    if let Some(headers) = headers {
-        for (k, v) in headers.iter() {
-            let k: String = k
-                .extract()
-                .map_err(|_| PyValueError::new_err("header names must be str"))?;
-            let v: String = v.extract().map_err(|_| {
-                PyValueError::new_err(format!("the value of header {k:?} must be a str"))
-            })?;
-            builder = builder.header(k, v);
-        }
-    }
-    match (loopback, interface.as_deref()) {
-        (true, None | Some("loopback" | "lo")) => builder = builder.loopback(),
-        (true, Some(other)) => {
-            return Err(PyValueError::new_err(format!(
-                "loopback=True contradicts interface={other:?}"
-            )))
-        }
-        (false, Some("")) => {
-            return Err(PyValueError::new_err(
-                "interface must be 'auto', 'loopback', an interface name or an address, not ''",
-            ))
-        }
-        (false, Some(select)) => builder = builder.interface(select),
-        (false, None) => {}
-    }
-    if port == 0 {
-        return Err(PyValueError::new_err("port must be 1 to 65535, not 0"));
-    }
-    builder = builder.port(port);
-    let interval = seconds("interval", interval)?;
-    if interval.is_zero() {
-        return Err(PyValueError::new_err(
-            "interval must be more than 0 seconds",
-        ));
-    }
-    builder = builder.interval(interval);
-    if let Some(t) = evasive_timeout {
-        builder = builder.evasive_timeout(seconds("evasive_timeout", t)?);
-    }
-    if let Some(t) = expired_timeout {
-        builder = builder.expired_timeout(seconds("expired_timeout", t)?);
-    }
-    let keys = match (curve_secret_key, curve_cert) {
-        (Some(_), Some(_)) => {
-            return Err(PyValueError::new_err(
-                "give curve_secret_key or curve_cert, not both",
-            ))
-        }
-        (Some(secret), None) => Some(KeyPair::from_secret_z85(secret.trim()).map_err(|e| {
-            PyValueError::new_err(format!(
-                "curve_secret_key is not a Z85 CURVE secret key (40 characters): {e}"
-            ))
-        })?),
-        (None, Some(path)) => {
-            let cert = Certificate::load(&path).map_err(|e| {
-                PyValueError::new_err(format!("curve_cert {}: {e}", path.display()))
-            })?;
-            Some(cert.key_pair().cloned().ok_or_else(|| {
-                PyValueError::new_err(format!(
-                    "curve_cert {} has no secret key (its _secret file is needed)",
-                    path.display()
-                ))
-            })?)
-        }
-        (None, None) => None,
-    };
-    let public_key = keys.as_ref().map(KeyPair::public_z85);
-    if let Some(keys) = keys {
-        builder = builder.curve(keys);
-    }
-    Ok(Settings {
-        builder,
-        public_key,
-    })
-}
-
 impl PyNode {
     /// Runs `f` on the node with the GIL released (for calls that wait on the driver).
     fn detached<T: Send>(
@@ -261,22 +151,67 @@ impl PyNode {
         curve_cert: Option<std::path::PathBuf>,
         uuid: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let Settings {
-            builder,
-            public_key,
-        } = settings(
-            name,
-            headers,
-            interface,
-            loopback,
-            port,
-            interval,
-            evasive_timeout,
-            expired_timeout,
-            curve_secret_key,
-            curve_cert,
-            uuid,
-        )?;
+        let mut builder = Node::builder();
+        if let Some(uuid) = uuid {
+            builder = builder.uuid(peer_id(uuid)?);
+        }
+        if let Some(name) = name {
+            if name.is_empty() || name.len() > 255 {
+                return Err(PyValueError::new_err(format!(
+                    "name must be 1 to 255 bytes of UTF-8, not {} bytes",
+                    name.len()
+                )));
+            }
+            builder = builder.name(name);
+        }
+        if let Some(headers) = headers {
+            for (k, v) in headers.iter() {
+                let k: String = k
+                    .extract()
+                    .map_err(|_| PyValueError::new_err("header names must be str"))?;
+                let v: String = v.extract().map_err(|_| {
+                    PyValueError::new_err(format!("the value of header {k:?} must be a str"))
+                })?;
+                builder = builder.header(k, v);
+            }
+        }
+        match (loopback, interface.as_deref()) {
+            (true, None | Some("loopback" | "lo")) => builder = builder.loopback(),
+            (true, Some(other)) => {
+                return Err(PyValueError::new_err(format!(
+                    "loopback=True contradicts interface={other:?}"
+                )))
+            }
+            (false, Some("")) => {
+                return Err(PyValueError::new_err(
+                    "interface must be 'auto', 'loopback', an interface name or an address, not ''",
+                ))
+            }
+            (false, Some(select)) => builder = builder.interface(select),
+            (false, None) => {}
+        }
+        if port == 0 {
+            return Err(PyValueError::new_err("port must be 1 to 65535, not 0"));
+        }
+        builder = builder.port(port);
+        let interval = seconds("interval", interval)?;
+        if interval.is_zero() {
+            return Err(PyValueError::new_err(
+                "interval must be more than 0 seconds",
+            ));
+        }
+        builder = builder.interval(interval);
+        if let Some(t) = evasive_timeout {
+            builder = builder.evasive_timeout(seconds("evasive_timeout", t)?);
+        }
+        if let Some(t) = expired_timeout {
+            builder = builder.expired_timeout(seconds("expired_timeout", t)?);
+        }
+        let keys = curve_keys(curve_secret_key, curve_cert)?;
+        let public_key = keys.as_ref().map(KeyPair::public_z85);
+        if let Some(keys) = keys {
+            builder = builder.curve(keys);
+        }
         let rt = runtime()?;
         let inbox = Arc::new(
             Inbox::new()
@@ -509,6 +444,37 @@ impl Drop for PyNode {
             });
         }
     }
+}
+
+/// The key pair of encrypted mode, from a Z85 secret key or a certificate file.
+fn curve_keys(
+    secret: Option<String>,
+    cert: Option<std::path::PathBuf>,
+) -> PyResult<Option<KeyPair>> {
+    Ok(match (secret, cert) {
+        (Some(_), Some(_)) => {
+            return Err(PyValueError::new_err(
+                "give curve_secret_key or curve_cert, not both",
+            ))
+        }
+        (Some(secret), None) => Some(KeyPair::from_secret_z85(secret.trim()).map_err(|e| {
+            PyValueError::new_err(format!(
+                "curve_secret_key is not a Z85 CURVE secret key (40 characters): {e}"
+            ))
+        })?),
+        (None, Some(path)) => {
+            let cert = Certificate::load(&path).map_err(|e| {
+                PyValueError::new_err(format!("curve_cert {}: {e}", path.display()))
+            })?;
+            Some(cert.key_pair().cloned().ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "curve_cert {} has no secret key (its _secret file is needed)",
+                    path.display()
+                ))
+            })?)
+        }
+        (None, None) => None,
+    })
 }
 
 fn check_group(group: &str) -> PyResult<()> {
