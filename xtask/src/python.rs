@@ -49,18 +49,9 @@ pub(crate) fn build(release: bool) -> Result<PathBuf> {
     }
     step(&format!("maturin build ({profile})"), &mut maturin)?;
     let wheel = only_wheel(&wheels)?;
-    let mut pip = Command::new(&python);
+    let mut pip = crate::setup::pip_install(&python);
     pip.current_dir(root())
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-deps",
-            "--no-index",
-            "--target",
-        ])
+        .args(["--no-deps", "--no-index", "--target"])
         .arg(&site)
         .arg(&wheel);
     step("pip install --target (the built wheel)", &mut pip)?;

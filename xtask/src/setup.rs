@@ -106,16 +106,8 @@ fn create_venv(venv: &Path, wanted: &str) -> Result<()> {
     quiet(Command::new(&base).arg("-m").arg("venv").arg(venv))
         .map_err(|e| format!("setup: `python3 -m venv .venv` failed: {e}"))?;
     let pip = quiet(
-        Command::new(venv.join("bin/python"))
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-input",
-                "-r",
-            ])
+        pip_install(&venv.join("bin/python"))
+            .arg("-r")
             .arg(root().join(REQUIREMENTS)),
     );
     if let Err(e) = pip {
@@ -136,6 +128,20 @@ fn create_venv(venv: &Path, wanted: &str) -> Result<()> {
         .map_err(|e| format!("setup: cannot write {}: {e}", venv.join(STAMP).display()))?;
     eprintln!("setup: python: .venv ready");
     Ok(())
+}
+
+/// `python -m pip install`, quiet and never asking.
+pub(crate) fn pip_install(python: &Path) -> Command {
+    let mut cmd = Command::new(python);
+    cmd.args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-input",
+    ]);
+    cmd
 }
 
 fn read_requirements() -> Result<String> {
