@@ -24,6 +24,7 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 /// holds the GIL while it waits.
 #[pyclass(name = "_Node", module = "harmony._harmony", subclass)]
 pub struct PyNode {
+    rt: &'static tokio::runtime::Runtime,
     cell: Arc<NodeCell>,
     inbox: Arc<Inbox>,
     uuid: Uuid,
@@ -38,13 +39,13 @@ impl PyNode {
     fn detached<T: Send>(
         &self,
         py: Python<'_>,
-        f: impl FnOnce(&mut Node) -> Result<T, NodeError> + Send,
+        f: impl AsyncFnOnce(&mut Node) -> Result<T, NodeError> + Send,
     ) -> PyResult<T> {
-        let cell = &self.cell;
+        let (cell, rt) = (&self.cell, self.rt);
         py.detach(|| {
             let mut held = cell.lock();
             match held.node() {
-                Some(node) => f(node),
+                Some(node) => rt.block_on(f(node)),
                 None => Err(NodeError::Stopped),
             }
         })
@@ -56,10 +57,11 @@ impl PyNode {
     fn command(
         &self,
         py: Python<'_>,
-        f: impl FnOnce(&mut Node) -> Result<(), NodeError> + Send,
+        f: impl AsyncFnOnce(&mut Node) -> Result<(), NodeError> + Send,
     ) -> PyResult<()> {
+        let rt = self.rt;
         let run = |mut held: Held<'_>| match held.node() {
-            Some(node) => f(node),
+            Some(node) => rt.block_on(f(node)),
             None => Err(NodeError::Stopped),
         };
         match self.cell.try_lock() {
@@ -106,14 +108,6 @@ impl PyNode {
                 Wait::Timeout => py.check_signals()?,
             }
         }
-    }
-}
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    match runtime() {
-        Ok(rt) => rt.block_on(future),
-        // The runtime exists: every node started on it.
-        Err(_) => unreachable!("a node exists only once the runtime started"),
     }
 }
 
@@ -221,6 +215,7 @@ impl PyNode {
             .detach(|| rt.block_on(builder.start()))
             .map_err(node_error)?;
         let this = Self {
+            rt,
             uuid: node.uuid(),
             name: node.name().to_owned(),
             endpoint: node.endpoint().to_owned(),
@@ -266,13 +261,13 @@ impl PyNode {
     /// Joins a group; peers see JOIN.
     fn join(&self, py: Python<'_>, group: String) -> PyResult<()> {
         check_group(&group)?;
-        self.command(py, |n| block_on(n.join(group)))
+        self.command(py, async |n| n.join(group).await)
     }
 
     /// Leaves a group; peers see LEAVE.
     fn leave(&self, py: Python<'_>, group: String) -> PyResult<()> {
         check_group(&group)?;
-        self.command(py, |n| block_on(n.leave(group)))
+        self.command(py, async |n| n.leave(group).await)
     }
 
     /// Sends a message to every peer in `group`. `content` is bytes or str (one frame) or a
@@ -280,7 +275,7 @@ impl PyNode {
     fn shout(&self, py: Python<'_>, group: String, content: &Bound<'_, PyAny>) -> PyResult<()> {
         check_group(&group)?;
         let content = crate::content(content)?;
-        self.command(py, |n| block_on(n.shout(group, content)))
+        self.command(py, async |n| n.shout(group, content).await)
     }
 
     /// Sends a message to one peer (`uuid.UUID`, hex str or 16 bytes). Raises
@@ -293,7 +288,7 @@ impl PyNode {
     ) -> PyResult<()> {
         let peer = peer_id(peer)?;
         let content = crate::content(content)?;
-        self.command(py, |n| block_on(n.whisper(peer, content)))
+        self.command(py, async |n| n.whisper(peer, content).await)
     }
 
     /// The next event, waiting up to `timeout` seconds (forever if None); None on timeout or
@@ -338,7 +333,7 @@ impl PyNode {
 
     /// UUIDs of the known peers.
     fn peers<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        let peers = self.detached(py, |n| block_on(n.peers()))?;
+        let peers = self.detached(py, async |n| n.peers().await)?;
         uuids(py, peers)
     }
 
@@ -348,30 +343,30 @@ impl PyNode {
         py: Python<'py>,
         group: String,
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        let peers = self.detached(py, |n| block_on(n.peers_by_group(group)))?;
+        let peers = self.detached(py, async |n| n.peers_by_group(group).await)?;
         uuids(py, peers)
     }
 
     /// The groups this node is in.
     fn own_groups(&self, py: Python<'_>) -> PyResult<Vec<String>> {
-        self.detached(py, |n| block_on(n.own_groups()))
+        self.detached(py, async |n| n.own_groups().await)
     }
 
     /// The groups known peers are in.
     fn peer_groups(&self, py: Python<'_>) -> PyResult<Vec<String>> {
-        self.detached(py, |n| block_on(n.peer_groups()))
+        self.detached(py, async |n| n.peer_groups().await)
     }
 
     /// A peer's name, None if the peer is unknown.
     fn peer_name(&self, py: Python<'_>, peer: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
         let peer = peer_id(peer)?;
-        self.detached(py, |n| block_on(n.peer_name(peer)))
+        self.detached(py, async |n| n.peer_name(peer).await)
     }
 
     /// A peer's inbox endpoint (`tcp://ip:port`), None if the peer is unknown.
     fn peer_address(&self, py: Python<'_>, peer: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
         let peer = peer_id(peer)?;
-        self.detached(py, |n| block_on(n.peer_address(peer)))
+        self.detached(py, async |n| n.peer_address(peer).await)
     }
 
     /// The value of one of a peer's headers, None if the peer or the header is unknown.
@@ -382,7 +377,7 @@ impl PyNode {
         key: String,
     ) -> PyResult<Option<String>> {
         let peer = peer_id(peer)?;
-        self.detached(py, |n| block_on(n.peer_header_value(peer, key)))
+        self.detached(py, async |n| n.peer_header_value(peer, key).await)
     }
 
     /// All of a peer's headers as a dict, None if the peer is unknown.
@@ -392,7 +387,7 @@ impl PyNode {
         peer: &Bound<'_, PyAny>,
     ) -> PyResult<Option<Bound<'py, PyDict>>> {
         let peer = peer_id(peer)?;
-        let infos = self.detached(py, |n| block_on(n.peer_infos()))?;
+        let infos = self.detached(py, async |n| n.peer_infos().await)?;
         let Some(info) = infos.into_iter().find(|i| i.uuid == peer) else {
             return Ok(None);
         };
@@ -406,7 +401,7 @@ impl PyNode {
     /// Stops the node: peers are told (a port-0 beacon), a STOP event ends the events. Events
     /// not read yet stay readable. Stopping twice is harmless.
     fn stop(&self, py: Python<'_>) -> PyResult<()> {
-        self.detached(py, |n| block_on(n.stop()))
+        self.detached(py, async |n| n.stop().await)
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -438,8 +433,8 @@ impl PyNode {
 impl Drop for PyNode {
     fn drop(&mut self) {
         // A node nobody can reach any more: stop it politely in the background.
-        if let (Some(mut node), Ok(rt)) = (self.cell.take(), runtime()) {
-            rt.spawn(async move {
+        if let Some(mut node) = self.cell.take() {
+            self.rt.spawn(async move {
                 let _ = node.stop().await;
             });
         }

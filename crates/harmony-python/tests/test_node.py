@@ -3,6 +3,7 @@ CURVE, the GIL, asyncio, the pollable descriptor and argument errors."""
 
 import asyncio
 import select
+import signal
 import threading
 import time
 import uuid
@@ -172,36 +173,46 @@ def test_recv_releases_the_gil(port):
 
 
 def test_asyncio_events_wait_in_the_event_loop(port):
+    """A task waiting in `async for event in node.events()` leaves the loop free: the peer it
+    waits for is only created by another task after it began waiting."""
+
     async def main():
-        with loopback_node("a", port) as a, loopback_node("b", port) as b:
-            ticks = 0
-            done = asyncio.Event()
-
-            async def ticker():
-                nonlocal ticks
-                while not done.is_set():
-                    ticks += 1
-                    await asyncio.sleep(0.01)
-
-            tick_task = asyncio.create_task(ticker())
+        with loopback_node("a", port) as a:
+            entered = asyncio.Event()
             got = []
-            async for event in a.events():
-                got.append(event.type)
-                if event.type == "ENTER":
-                    b.whisper(a.uuid, "async hello")
-                if event.type == "WHISPER":
-                    assert event.content == [b"async hello"]
-                    break
+
+            async def consume():
+                async for event in a.events():
+                    got.append(event)
+                    if event.type == "ENTER":
+                        entered.set()
+                    if event.type == "WHISPER":
+                        return
+
+            consumer = asyncio.create_task(consume())
+            await asyncio.sleep(0)  # the consumer runs until it waits for an event
+            assert not consumer.done() and got == []
+            with loopback_node("b", port) as b:
+                await asyncio.wait_for(entered.wait(), WAIT)
+                b.whisper(a.uuid, "async hello")
+                await asyncio.wait_for(consumer, WAIT)
             a.stop()
             rest = [event.type async for event in a.events()]
-            done.set()
-            await tick_task
-            return got, rest, ticks
+            return got, rest
 
-    got, rest, ticks = asyncio.run(asyncio.wait_for(main(), WAIT))
-    assert got[0] == "ENTER" and got[-1] == "WHISPER"
+    def alarm(*_):
+        raise TimeoutError("the event loop was blocked")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(int(WAIT) + 10)  # a blocked loop cannot time itself out
+    try:
+        got, rest = asyncio.run(main())
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert got[0].type == "ENTER" and got[-1].type == "WHISPER"
+    assert got[-1].content == [b"async hello"]
     assert rest[-1] == "STOP"
-    assert ticks > 0  # the loop ran other tasks while the node waited
 
 
 def test_fileno_is_readable_exactly_while_events_wait(port):
@@ -278,7 +289,6 @@ def test_a_node_dropped_without_stop_leaves_politely(port):
 
 def test_ctrl_c_interrupts_a_blocking_recv(port):
     import os
-    import signal
 
     with loopback_node("alone", port) as node:
         timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
