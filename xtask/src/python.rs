@@ -67,20 +67,25 @@ fn only_wheel(dir: &Path) -> Result<PathBuf> {
         .ok_or_else(|| format!("maturin wrote no wheel into {}", dir.display()))
 }
 
-/// The `python` step of `cargo xtask ci`: build the module (debug), the `harmony` program the
-/// tests chat with, then pytest; tests named *netns* are deselected when `skip_netns`.
+/// The `python` step of `cargo xtask ci`: build the module (debug), then pytest against it and
+/// the `harmony` program (built when missing); tests named *netns* are deselected when `skip_netns`.
 pub(crate) fn ci(skip_netns: bool) -> std::result::Result<Duration, String> {
     eprintln!("\n==> python (crates/harmony-python)");
     let started = Instant::now();
     let site = build(false)?;
-    let mut bin = cargo();
-    bin.args(["build", "--quiet", "-p", "harmony", "--bin", "harmony"]);
-    step("cargo build --bin harmony", &mut bin)?;
+    // The tests step built it (with the test features); building it again here would only
+    // flip its features back and forth between runs.
+    let harmony = target_dir().join("debug/harmony");
+    if !harmony.exists() {
+        let mut bin = cargo();
+        bin.args(["build", "--quiet", "-p", "harmony", "--bin", "harmony"]);
+        step("cargo build --bin harmony", &mut bin)?;
+    }
     let mut pytest = Command::new(interpreter());
     pytest
         .current_dir(root())
         .env("PYTHONPATH", &site)
-        .env("HARMONY_BIN", target_dir().join("debug/harmony"))
+        .env("HARMONY_BIN", &harmony)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", TESTS]);
     if skip_netns {

@@ -188,5 +188,6 @@ fn _harmony(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("NodeStoppedError", py.get_type::<NodeStoppedError>())?;
     m.add("UnknownPeerError", py.get_type::<UnknownPeerError>())?;
     m.add("DEFAULT_PORT", 5670u16)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -22,6 +22,7 @@ from ._harmony import (
     HarmonyError,
     NodeStoppedError,
     UnknownPeerError,
+    __version__,
     _Node,
     curve_keypair,
 )

@@ -9,6 +9,7 @@ Content = Union[Frame, Sequence[Frame]]
 PeerId = Union[uuid.UUID, str, bytes]
 
 DEFAULT_PORT: int
+__version__: str
 
 class HarmonyError(Exception):
     """A Harmony node could not start or could not carry out a command."""
