@@ -39,6 +39,9 @@ struct State {
     events: VecDeque<Event>,
     /// The node has stopped and handed out its last event.
     closed: bool,
+    /// Calls waiting on the node's driver (queries, stop): while any is, the pump takes events
+    /// past [`CAPACITY`], because a driver with a full event queue answers nothing.
+    waiting: usize,
 }
 
 /// The outcome of waiting for an event.
@@ -76,6 +79,11 @@ impl Inbox {
         self.signal_r.as_raw_fd()
     }
 
+    /// How many events wait.
+    pub fn pending(&self) -> usize {
+        self.lock().events.len()
+    }
+
     /// Whether an event waits.
     pub fn has_events(&self) -> bool {
         !self.lock().events.is_empty()
@@ -104,8 +112,27 @@ impl Inbox {
         self.ready.notify_all();
     }
 
-    fn len(&self) -> usize {
-        self.lock().events.len()
+    /// Whether the pump should wait for the application to read.
+    fn full(&self) -> bool {
+        let state = self.lock();
+        state.events.len() >= CAPACITY && state.waiting == 0
+    }
+
+    /// Lifts the bound while the returned guard lives (see `State::waiting`).
+    pub fn unbounded(&self) -> Unbounded<'_> {
+        self.lock().waiting += 1;
+        self.space.notify_one();
+        Unbounded(self)
+    }
+
+    /// Waits up to `timeout` for the node to stop and hand out its last event; true if it has.
+    pub fn wait_closed(&self, timeout: Duration) -> bool {
+        let state = self.lock();
+        let (state, _) = self
+            .ready
+            .wait_timeout_while(state, timeout, |s| !s.closed)
+            .unwrap_or_else(PoisonError::into_inner);
+        state.closed
     }
 
     fn take(&self, state: &mut State) -> Option<Event> {
@@ -138,6 +165,16 @@ impl Inbox {
             None if state.closed => Wait::Closed,
             None => Wait::Timeout,
         }
+    }
+}
+
+/// Keeps an inbox unbounded while alive (see [`Inbox::unbounded`]).
+#[derive(Debug)]
+pub struct Unbounded<'a>(&'a Inbox);
+
+impl Drop for Unbounded<'_> {
+    fn drop(&mut self) {
+        self.0.lock().waiting -= 1;
     }
 }
 
@@ -220,7 +257,7 @@ pub async fn pump(cell: Arc<NodeCell>, inbox: Arc<Inbox>) {
     loop {
         loop {
             let space = inbox.space.notified();
-            if inbox.len() < CAPACITY {
+            if !inbox.full() {
                 break;
             }
             space.await;

@@ -15,6 +15,8 @@ use crate::{node_error, peer_id, runtime, seconds, HarmonyError};
 
 /// Longest wait without the GIL before `recv` checks for signals (Ctrl-C).
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+/// How long a query or stop holds the node before it lets the pump have it (see `detached`).
+const ATTEMPT: Duration = Duration::from_millis(50);
 
 /// A Harmony node: finds peers by UDP beacons, talks to them over ZMTP (ZRE protocol,
 /// compatible with Zyre and pyre), optionally encrypted with CURVE.
@@ -35,21 +37,35 @@ pub struct PyNode {
 }
 
 impl PyNode {
-    /// Runs `f` on the node with the GIL released (for calls that wait on the driver).
+    /// Runs `f` on the node with the GIL released, for calls that wait on the node's driver
+    /// (queries, stop). The driver answers only once the events it has are taken, and taking
+    /// them needs the node: so the node is held for [`ATTEMPT`] at a time, `f` starting over
+    /// after each, with the inbox unbounded meanwhile so the pump can always take events.
     fn detached<T: Send>(
         &self,
         py: Python<'_>,
-        f: impl AsyncFnOnce(&mut Node) -> Result<T, NodeError> + Send,
+        f: impl AsyncFn(&mut Node) -> Result<T, NodeError> + Send + Sync,
     ) -> PyResult<T> {
-        let (cell, rt) = (&self.cell, self.rt);
-        py.detach(|| {
-            let mut held = cell.lock();
-            match held.node() {
-                Some(node) => rt.block_on(f(node)),
-                None => Err(NodeError::Stopped),
+        let (cell, inbox, rt) = (&self.cell, &self.inbox, self.rt);
+        let _unbounded = inbox.unbounded();
+        loop {
+            let attempt = py.detach(|| {
+                let mut held = cell.lock();
+                match held.node() {
+                    // The timer is made inside `block_on`, in the runtime's context.
+                    Some(node) => rt
+                        .block_on(async { tokio::time::timeout(ATTEMPT, f(node)).await })
+                        .ok(),
+                    None => Some(Err(NodeError::Stopped)),
+                }
+            });
+            if let Some(result) = attempt {
+                return result.map_err(node_error);
             }
-        })
-        .map_err(node_error)
+            py.check_signals()?;
+            // Let the pump, woken as the node was released, take the node first.
+            py.detach(|| std::thread::sleep(Duration::from_millis(1)));
+        }
     }
 
     /// Runs a command that never waits (whisper, shout, join, leave) on the node; keeps the
@@ -314,6 +330,13 @@ impl PyNode {
         )
     }
 
+    /// How many events wait to be read (about 16384 at most while nothing reads them: then
+    /// the node stops taking messages off the network until the application catches up).
+    #[getter]
+    fn pending(&self) -> usize {
+        self.inbox.pending()
+    }
+
     /// Whether an event is waiting (recv would not block).
     fn has_events(&self) -> bool {
         self.inbox.has_events()
@@ -343,7 +366,7 @@ impl PyNode {
         py: Python<'py>,
         group: String,
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        let peers = self.detached(py, async |n| n.peers_by_group(group).await)?;
+        let peers = self.detached(py, async |n| n.peers_by_group(group.as_str()).await)?;
         uuids(py, peers)
     }
 
@@ -377,7 +400,7 @@ impl PyNode {
         key: String,
     ) -> PyResult<Option<String>> {
         let peer = peer_id(peer)?;
-        self.detached(py, async |n| n.peer_header_value(peer, key).await)
+        self.detached(py, async |n| n.peer_header_value(peer, key.as_str()).await)
     }
 
     /// All of a peer's headers as a dict, None if the peer is unknown.
@@ -401,7 +424,14 @@ impl PyNode {
     /// Stops the node: peers are told (a port-0 beacon), a STOP event ends the events. Events
     /// not read yet stay readable. Stopping twice is harmless.
     fn stop(&self, py: Python<'_>) -> PyResult<()> {
-        self.detached(py, async |n| n.stop().await)
+        // Unbounded until the end: the pump must see the driver's queue close.
+        let _unbounded = self.inbox.unbounded();
+        self.detached(py, async |n| n.stop().await)?;
+        // The driver has ended; the pump takes its last events.
+        while !py.detach(|| self.inbox.wait_closed(SIGNAL_CHECK)) {
+            py.check_signals()?;
+        }
+        Ok(())
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -432,11 +462,11 @@ impl PyNode {
 
 impl Drop for PyNode {
     fn drop(&mut self) {
-        // A node nobody can reach any more: stop it politely in the background.
-        if let Some(mut node) = self.cell.take() {
-            self.rt.spawn(async move {
-                let _ = node.stop().await;
-            });
+        // Dropping the node ends its driver like a stop (goodbye beacon, connections closed)
+        // without waiting for anyone to read its events.
+        if let Some(node) = self.cell.take() {
+            let _guard = self.rt.enter();
+            drop(node);
         }
     }
 }

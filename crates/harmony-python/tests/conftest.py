@@ -1,6 +1,7 @@
 """Helpers of the harmony pytest suite: free ports, the Rust `harmony` program, JSON-speaking
 child processes and network namespaces (veth pairs) for the tests against pyre."""
 
+import faulthandler
 import json
 import os
 import queue
@@ -24,6 +25,15 @@ def free_udp_port():
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("0.0.0.0", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def watchdog():
+    """Every test stops by itself: one that hangs (a deadlock in the module, say) ends the run
+    with every thread's traceback after two minutes."""
+    faulthandler.dump_traceback_later(120, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture

@@ -298,3 +298,29 @@ def test_ctrl_c_interrupts_a_blocking_recv(port):
             node.recv()  # no timeout: only the signal ends it
         timer.join()
         assert time.monotonic() - started < 5.0
+
+
+def test_queries_and_stop_answer_while_nobody_reads_events(port):
+    """A node whose application reads nothing fills its event queues, and its driver then waits
+    for them to drain. Queries and stop must still answer, and lose no event."""
+    capacity = 16 * 1024  # the inbox bound (inbox.rs CAPACITY)
+    with loopback_node("reader", port) as reader, loopback_node("flood", port) as flood:
+        wait_for(flood, lambda e: e.type == "ENTER", "ENTER")
+        total = 40_000  # more than the inbox and the node's own queue hold together
+        for i in range(total):
+            flood.whisper(reader.uuid, b"%d" % i)
+        deadline = time.monotonic() + WAIT
+        while reader.pending < capacity and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert reader.pending >= capacity  # full (a batch may pass the bound): the driver waits
+        assert reader.peers() == [flood.uuid]
+        assert reader.peer_name(flood.uuid) == "flood"
+        reader.stop()
+        whispers, last = [], None
+        while (event := reader.recv(timeout=0)) is not None:
+            last = event
+            if event.type == "WHISPER":
+                whispers.append(int(event.content[0]))
+        assert last.type == "STOP" and reader.finished
+        # Everything that arrived before the stop is there, in order, nothing skipped.
+        assert whispers == list(range(len(whispers))) and len(whispers) > capacity

@@ -85,6 +85,9 @@ class _Node:
         """The next event; None on timeout or once the node stopped and every event was read."""
     def recv_multipart(self, timeout: Optional[float] = None) -> Optional[List[bytes]]:
         """The next event as pyre's recv() returns it."""
+    @property
+    def pending(self) -> int:
+        """How many events wait to be read."""
     def has_events(self) -> bool: ...
     def fileno(self) -> int:
         """Readable exactly while events wait (select, asyncio add_reader, zmq.Poller)."""
