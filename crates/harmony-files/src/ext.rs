@@ -13,7 +13,9 @@
 //! ICANHAZ's cache (rfc/35: `name=SHA-1 hex` of files the client has) also carries partly
 //! received files as `name=SHA1-OF-PREFIX@OFFSET`: the server checks the prefix against its
 //! file and sends from `OFFSET` on (from 0 when it differs). A zeromq/filemq server compares
-//! the value with whole-file digests, finds no match, and sends the whole file.
+//! the value with whole-file digests, finds no match, and sends the whole file. With
+//! `X-HARMONY=1` the cache also makes the client a mirror: a cached name the server does not
+//! publish is answered with a delete.
 
 use sha1::{Digest, Sha1};
 

@@ -312,6 +312,21 @@ impl Server {
                 None => {}
             }
         }
+        if state.harmony {
+            // A mirror: what the client has and we no longer publish goes away.
+            let gone: Vec<String> = state
+                .has
+                .keys()
+                .chain(state.partial.keys())
+                .filter(|v| !self.files.contains_key(*v))
+                .cloned()
+                .collect();
+            for vpath in gone {
+                state.has.remove(&vpath);
+                state.partial.remove(&vpath);
+                state.queue(Patch::Delete(vpath));
+            }
+        }
         if !state.subs.iter().any(|s| path::under(&sub, s)) {
             state.subs.retain(|s| !path::under(s, &sub));
             state.subs.push(sub.clone());
