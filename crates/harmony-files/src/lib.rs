@@ -10,9 +10,15 @@
 pub mod client;
 pub mod error;
 pub mod ext;
+mod mirror;
 pub mod path;
+mod scan;
+pub mod serve;
 pub mod server;
+pub mod sync;
 
 pub use client::{Client, ClientConfig, FileOp, ResumePoint};
 pub use error::{FilesError, PathError, ProtocolError};
+pub use serve::{FileServer, FileServerBuilder};
 pub use server::{Server, ServerConfig, ServerEvent, Source};
+pub use sync::{FileClient, FileClientBuilder, SyncEvent};
