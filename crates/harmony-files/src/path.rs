@@ -28,8 +28,7 @@ pub fn join(prefix: &str, relative: &str) -> String {
     }
 }
 
-/// The components of a name relative to the destination, checked. As zeromq/filemq's client
-/// does, one leading `/` is dropped (it separates the name from the subscription prefix).
+/// The components of a name relative to the destination, checked.
 pub fn relative(name: &str) -> Result<Vec<&str>, PathError> {
     if name.len() > MAX_NAME {
         return Err(PathError::TooLong {
@@ -40,7 +39,6 @@ pub fn relative(name: &str) -> Result<Vec<&str>, PathError> {
     if name.contains('\0') {
         return Err(PathError::Nul);
     }
-    let name = name.strip_prefix('/').unwrap_or(name);
     if name.is_empty() {
         return Err(PathError::Empty);
     }
@@ -77,9 +75,16 @@ pub fn strip_subscription<'a>(
         .iter()
         .find(|p| under(vpath, p))
         .ok_or_else(|| PathError::NotSubscribed(vpath.to_string()))?;
+    // The separator after the prefix, as zeromq/filemq's client drops it; a second one
+    // would make the rest absolute.
     let rest = &vpath[prefix.len()..];
+    let rest = if prefix.ends_with('/') {
+        rest
+    } else {
+        rest.strip_prefix('/').unwrap_or(rest)
+    };
     relative(rest)?;
-    Ok(rest.strip_prefix('/').unwrap_or(rest))
+    Ok(rest)
 }
 
 #[cfg(test)]
@@ -99,7 +104,7 @@ mod tests {
 
     #[test]
     fn good_names() {
-        assert_eq!(relative("/hello.txt"), Ok(vec!["hello.txt"]));
+        assert_eq!(relative("hello.txt"), Ok(vec!["hello.txt"]));
         assert_eq!(relative("docs/readme.txt"), Ok(vec!["docs", "readme.txt"]));
         assert_eq!(relative("..hidden"), Ok(vec!["..hidden"]));
         let subs = vec!["/photos".to_string()];
@@ -108,7 +113,17 @@ mod tests {
 
     #[test]
     fn hostile_names() {
-        assert_eq!(relative("//etc/passwd"), Err(PathError::Absolute));
+        assert_eq!(relative("/etc/passwd"), Err(PathError::Absolute));
+        let root = vec!["/".to_string()];
+        assert_eq!(strip_subscription("/a/b", &root), Ok("a/b"));
+        assert_eq!(
+            strip_subscription("//etc/passwd", &root),
+            Err(PathError::Absolute)
+        );
+        assert_eq!(
+            strip_subscription("/photos//etc", &["/photos".to_string()]),
+            Err(PathError::Absolute)
+        );
         assert!(matches!(relative("../x"), Err(PathError::BadComponent(_))));
         assert!(matches!(
             relative("a/../../x"),
@@ -118,7 +133,7 @@ mod tests {
         assert!(matches!(relative("a//x"), Err(PathError::BadComponent(_))));
         assert!(matches!(relative("a/"), Err(PathError::BadComponent(_))));
         assert_eq!(relative("a\0b"), Err(PathError::Nul));
-        assert_eq!(relative("/"), Err(PathError::Empty));
+        assert_eq!(relative("/"), Err(PathError::Absolute));
         assert_eq!(relative(""), Err(PathError::Empty));
         assert!(matches!(
             relative(&"x".repeat(256)),

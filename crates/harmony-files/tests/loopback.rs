@@ -200,6 +200,15 @@ async fn a_restarted_client_resumes_from_what_it_has() {
     let src = tempfile::tempdir().unwrap();
     write(src.path(), "big.bin", &content(2, 32 << 20));
     write(src.path(), "a-small.txt", b"small");
+    // Both stable at the first scan, so they go out in name order: a-small.txt first.
+    let past = std::time::SystemTime::now() - Duration::from_secs(10);
+    for name in ["big.bin", "a-small.txt"] {
+        let file = fs::File::options()
+            .write(true)
+            .open(src.path().join(name))
+            .unwrap();
+        file.set_modified(past).unwrap();
+    }
     let server = server(src.path()).await;
     let dest = tempfile::tempdir().unwrap();
     let config = ClientConfig {
