@@ -5,9 +5,11 @@
 //! - [`server::Server`] and [`client::Client`]: sans-IO state machines;
 //! - [`FileServer`] and [`FileClient`]: tokio drivers over harmony-zmtp ROUTER and DEALER,
 //!   publishing directories and mirroring them;
-//! - [`path`]: what a file name from the network may be.
+//! - [`path`]: what a file name from the network may be;
+//! - [`discovery`]: servers advertise `X-FILEMQ` in their ZRE headers.
 
 pub mod client;
+pub mod discovery;
 pub mod error;
 pub mod ext;
 mod mirror;
