@@ -130,6 +130,10 @@ pub struct Client {
     error: Option<ProtocolError>,
     last_heard: Instant,
     missed: u32,
+    /// Subscriptions whose initial listing a Harmony server said is out.
+    synced: usize,
+    /// The server showed Harmony's extensions (headers, synced markers).
+    harmony_server: bool,
 }
 
 impl Client {
@@ -163,6 +167,8 @@ impl Client {
             error: None,
             last_heard: now,
             missed: 0,
+            synced: 0,
+            harmony_server: false,
         }
     }
 
@@ -185,6 +191,18 @@ impl Client {
     /// Whether the subscriptions are confirmed.
     pub fn is_subscribed(&self) -> bool {
         self.state == State::Subscribed
+    }
+
+    /// Whether a Harmony server said that everything it had at subscription time is out
+    /// (and nothing is being received).
+    pub fn is_synced(&self) -> bool {
+        self.synced >= self.config.subscriptions.len() && self.current.is_none()
+    }
+
+    /// Whether the server speaks Harmony's extensions (then [`Client::is_synced`] will come;
+    /// a zeromq/filemq server never says).
+    pub fn is_harmony_server(&self) -> bool {
+        self.harmony_server
     }
 
     /// Whether a file is being received.
@@ -224,7 +242,14 @@ impl Client {
             (_, FilemqMessage::Srsly { reason } | FilemqMessage::Rtfm { reason }) => {
                 self.fail(ProtocolError::Refused(reason))
             }
-            (_, FilemqMessage::Hugz) => self.outbox.push_back(FilemqMessage::HugzOk),
+            (state, FilemqMessage::Hugz) => {
+                self.outbox.push_back(FilemqMessage::HugzOk);
+                // From a Harmony server, after ICANHAZ-OK: one subscription's listing is out.
+                if self.config.extensions && state != State::Connecting {
+                    self.harmony_server = true;
+                    self.synced += 1;
+                }
+            }
             (_, FilemqMessage::HugzOk) => {}
             (State::Connecting, FilemqMessage::OhaiOk) => {
                 // Without extensions, exactly what zeromq/filemq's client sends.
@@ -299,6 +324,7 @@ impl Client {
             });
         }
         self.credit -= len;
+        self.harmony_server |= !c.headers.is_empty();
         let size = match ext::header(&c.headers, ext::HDR_SIZE) {
             Some(v) => Some(
                 v.parse()

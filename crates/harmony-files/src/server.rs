@@ -77,13 +77,22 @@ struct Published {
 enum Patch {
     Create(String),
     Delete(String),
+    /// Harmony clients only: the initial listing of a subscription is out (sent as a HUGZ,
+    /// which rfc/35 lets a server send; the client answers HUGZ-OK).
+    Synced,
 }
 
 impl Patch {
-    fn vpath(&self) -> &str {
+    fn vpath(&self) -> Option<&str> {
         match self {
-            Self::Create(v) | Self::Delete(v) => v,
+            Self::Create(v) | Self::Delete(v) => Some(v),
+            Self::Synced => None,
         }
+    }
+
+    /// Sent without credit.
+    fn is_free(&self) -> bool {
+        matches!(self, Self::Delete(_) | Self::Synced)
     }
 }
 
@@ -118,11 +127,13 @@ impl Peer {
     }
 
     fn queue(&mut self, patch: Patch) {
-        self.queue.retain(|p| p.vpath() != patch.vpath());
+        if patch.vpath().is_some() {
+            self.queue.retain(|p| p.vpath() != patch.vpath());
+        }
         if self
             .current
             .as_ref()
-            .is_some_and(|t| t.vpath == patch.vpath())
+            .is_some_and(|t| Some(t.vpath.as_str()) == patch.vpath())
         {
             self.current = None;
         }
@@ -334,7 +345,7 @@ impl Server {
             let busy: std::collections::BTreeSet<String> = state
                 .queue
                 .iter()
-                .map(|p| p.vpath().to_string())
+                .filter_map(|p| p.vpath().map(str::to_string))
                 .chain(state.current.iter().map(|t| t.vpath.clone()))
                 .collect();
             let mut fresh: Vec<(u64, &String)> = self
@@ -347,6 +358,9 @@ impl Server {
             for (_, vpath) in fresh {
                 state.queue.push_back(Patch::Create(vpath.clone()));
             }
+        }
+        if state.harmony {
+            state.queue.push_back(Patch::Synced);
         }
         self.outbox
             .push_back((peer.clone(), FilemqMessage::IcanhazOk));
@@ -410,7 +424,7 @@ impl Server {
         !self.outbox.is_empty()
             || self.peers.values().any(|p| {
                 (p.credit > 0 && (p.current.is_some() || !p.queue.is_empty()))
-                    || matches!(p.queue.front(), Some(Patch::Delete(_)))
+                    || p.queue.front().is_some_and(Patch::is_free)
             })
     }
 
@@ -426,7 +440,7 @@ impl Server {
         file.digest.clone()
     }
 
-    /// Starts the next transfer of `id`; `Some(message)` for a delete.
+    /// Starts the next transfer of `id`; `Some(message)` for a delete or the synced marker.
     fn next_patch(&mut self, id: &Bytes, source: &mut dyn Source) -> Option<FilemqMessage> {
         loop {
             let peer = self.peers.get_mut(id)?;
@@ -445,6 +459,7 @@ impl Server {
                         chunk: Bytes::new(),
                     }));
                 }
+                Patch::Synced => return Some(FilemqMessage::Hugz),
                 Patch::Create(vpath) => vpath,
             };
             let had = peer.has.remove(&vpath);
@@ -488,7 +503,7 @@ impl Server {
         loop {
             let peer = self.peers.get(id)?;
             if peer.current.is_none() {
-                let delete_next = matches!(peer.queue.front(), Some(Patch::Delete(_)));
+                let delete_next = peer.queue.front().is_some_and(Patch::is_free);
                 if peer.credit == 0 && !delete_next {
                     return None;
                 }

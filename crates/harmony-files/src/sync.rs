@@ -53,7 +53,10 @@ pub enum SyncEvent {
         /// Relative name.
         name: String,
     },
-    /// Subscribed, nothing in progress and nothing received for the quiet period.
+    /// A Harmony server said that everything it had at subscription time is on disk.
+    Synced,
+    /// Subscribed to a server that does not say when it is done (zeromq/filemq), nothing in
+    /// progress and nothing received for the quiet period.
     Idle,
     /// The connection failed; a new one follows.
     Disconnected {
@@ -251,6 +254,7 @@ impl Connection<'_> {
         let mut last_chunk = Instant::now();
         let mut idle_told = false;
         let mut connected_told = false;
+        let mut synced_told = false;
         let mut receiving: Option<String> = None;
         loop {
             while let Some(msg) = self.core.poll_transmit() {
@@ -277,10 +281,19 @@ impl Connection<'_> {
             }
             if self.core.is_subscribed() && !connected_told {
                 connected_told = true;
+                // The quiet period counts from the subscription, not from the connect.
+                last_chunk = Instant::now();
                 let _ = self.events.send(SyncEvent::Connected).await;
             }
+            if self.core.is_synced() && !synced_told {
+                synced_told = true;
+                let _ = self.events.send(SyncEvent::Synced).await;
+            }
             let idle_at = last_chunk + self.quiet;
-            let can_idle = !idle_told && self.core.is_subscribed() && !self.core.is_receiving();
+            let can_idle = !idle_told
+                && self.core.is_subscribed()
+                && !self.core.is_harmony_server()
+                && !self.core.is_receiving();
             let timeout = self.core.poll_timeout().map_or(
                 Instant::now() + Duration::from_secs(3600),
                 Instant::from_std,

@@ -2,6 +2,7 @@
 
 mod chat;
 mod demo;
+mod files;
 mod keygen;
 mod output;
 mod peers;
@@ -31,6 +32,8 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Lists the nodes out there: name, uuid, endpoint, groups, headers.
     Peers(peers::PeersArgs),
+    /// Publishes a directory over FILEMQ (`serve`) or mirrors one (`sync`).
+    Files(files::FilesArgs),
     /// Writes a CURVE certificate pair NAME and NAME_secret (czmq zcert / pyzmq zmq.auth format).
     Keygen(keygen::KeygenArgs),
 }
@@ -93,5 +96,6 @@ pub(crate) async fn run(cli: Cli) -> Result<(), NodeError> {
         Command::Chat(args) => chat::run(args).await,
         Command::Peers(args) => peers::run(args).await,
         Command::Keygen(args) => keygen::run(args),
+        Command::Files(args) => files::run(args).await,
     }
 }
