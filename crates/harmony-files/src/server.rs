@@ -510,9 +510,7 @@ impl Server {
                 if let Some(delete) = self.next_patch(id, source) {
                     return Some(delete);
                 }
-                if self.peers.get(id)?.current.is_none() {
-                    return None;
-                }
+                self.peers.get(id)?.current.as_ref()?;
             }
             let chunk_size = self.config.chunk_size as u64;
             let peer = self.peers.get_mut(id)?;

@@ -179,7 +179,7 @@ fn hostile_clients_are_dropped_and_the_others_go_on() {
     let mut server = Server::new(ServerConfig::default());
     server.file_changed("/f", data.len() as u64, 1);
     let good = Bytes::from_static(b"good");
-    let mut clients = vec![(
+    let mut clients = [(
         good.clone(),
         Client::new(ClientConfig::default(), vec![], vec![], now),
         MemDest::default(),
@@ -188,7 +188,7 @@ fn hostile_clients_are_dropped_and_the_others_go_on() {
     let rtfm_to = |server: &mut Server, source: &mut MemSource, who: &Bytes| {
         let mut last = None;
         while let Some((to, msg)) = server.poll_transmit(source) {
-            if &to == who {
+            if to == *who {
                 last = Some(msg);
             }
         }
