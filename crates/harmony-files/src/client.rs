@@ -37,7 +37,7 @@ impl Default for ClientConfig {
     fn default() -> Self {
         Self {
             subscriptions: vec!["/".into()],
-            credit_window: 8 << 20,
+            credit_window: 16 << 20,
             extensions: true,
             heartbeat: Duration::from_secs(1),
             max_missed: 3,
