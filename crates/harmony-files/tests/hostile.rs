@@ -10,7 +10,7 @@ use harmony_files::{
     ext, Client, ClientConfig, FileOp, PathError, ProtocolError, Server, ServerConfig, ServerEvent,
 };
 use harmony_wire::filemq::{Cheezburger, FileOperation, FilemqMessage};
-use support::{pump, MemDest, MemSource};
+use support::{chunk, pump, MemDest, MemSource};
 
 /// A client subscribed to `/docs` with 1 MiB of credit, its handshake done.
 fn subscribed(now: Instant) -> Client {
@@ -26,18 +26,6 @@ fn subscribed(now: Instant) -> Client {
     while client.poll_transmit().is_some() {}
     assert!(client.is_subscribed());
     client
-}
-
-fn chunk(name: &str, offset: u64, data: &'static [u8], eof: bool) -> Cheezburger {
-    Cheezburger {
-        sequence: 0,
-        operation: FileOperation::Create,
-        filename: name.into(),
-        offset,
-        eof,
-        headers: vec![],
-        chunk: Bytes::from_static(data),
-    }
 }
 
 /// Feeds `chunks`; returns the client's error and the ops it produced.

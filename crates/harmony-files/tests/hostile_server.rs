@@ -2,13 +2,16 @@
 //! make a Harmony client write outside its destination; a destination that vanishes is a
 //! clear error with nothing half written under a final name.
 
+mod support;
+
 use std::fs;
 use std::time::Duration;
 
 use bytes::Bytes;
 use harmony_files::{ClientConfig, FileClient, FilesError, SyncEvent};
-use harmony_wire::filemq::{Cheezburger, FileOperation, FilemqMessage};
+use harmony_wire::filemq::{Cheezburger, FilemqMessage};
 use harmony_zmtp::{Message, RouterSocket, SocketOptions};
+use support::chunk;
 use tokio::time::timeout;
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -46,18 +49,6 @@ async fn serve(router: &RouterSocket, chunks: &[Cheezburger]) -> Bytes {
     id
 }
 
-fn chunk(name: &str, offset: u64, data: &'static [u8], eof: bool) -> Cheezburger {
-    Cheezburger {
-        sequence: 0,
-        operation: FileOperation::Create,
-        filename: name.into(),
-        offset,
-        eof,
-        headers: vec![],
-        chunk: Bytes::from_static(data),
-    }
-}
-
 async fn disconnected(client: &mut FileClient) -> String {
     loop {
         match timeout(DEADLINE, client.next_event())
@@ -75,6 +66,7 @@ async fn disconnected(client: &mut FileClient) -> String {
 fn config() -> ClientConfig {
     ClientConfig {
         heartbeat: Duration::from_millis(200),
+        credit_window: 1 << 20,
         ..ClientConfig::default()
     }
 }
@@ -117,7 +109,7 @@ async fn hostile_names_and_symlinks_never_escape_the_destination() {
     )
     .await;
     assert!(disconnected(&mut client).await.contains("expected 3"));
-    let huge: &'static [u8] = Box::leak(vec![0u8; 9 << 20].into_boxed_slice());
+    let huge: &'static [u8] = Box::leak(vec![0u8; 2 << 20].into_boxed_slice());
     serve(&router, &[chunk("/g", 0, huge, true)]).await;
     assert!(disconnected(&mut client).await.contains("credit"));
     assert_eq!(

@@ -41,36 +41,30 @@ fn publish(dir: &Path) {
     }
 }
 
+/// `harmony files VERB DIR`, discovering on loopback at `port`.
+fn files(verb: &str, dir: &Path, port: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["files", verb]).arg(dir).args([
+        "--interface",
+        "loopback",
+        "--port",
+        port,
+        "--interval-ms",
+        "100",
+    ]);
+    cmd
+}
+
 fn sync_once(src: &Path, port: &str, serve_extra: &[&str]) -> String {
-    let mut serve = Command::new(BIN);
+    let mut serve = files("serve", src, port);
     serve
-        .args(["files", "serve"])
-        .arg(src)
-        .args([
-            "--interface",
-            "loopback",
-            "--port",
-            port,
-            "--interval-ms",
-            "100",
-        ])
         .args(serve_extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let _serving = Serving(serve.spawn().expect("harmony files serve"));
     let dest = tempfile::tempdir().unwrap();
-    let mut sync = Command::new(BIN)
-        .args(["files", "sync"])
-        .arg(dest.path())
-        .args([
-            "--interface",
-            "loopback",
-            "--port",
-            port,
-            "--interval-ms",
-            "100",
-            "--once",
-        ])
+    let mut sync = files("sync", dest.path(), port)
+        .arg("--once")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -8,33 +8,31 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use harmony_files::{Client, FileOp, Server, Source};
-use harmony_wire::filemq::FilemqMessage;
+use harmony_wire::filemq::{Cheezburger, FileOperation, FilemqMessage};
 
-const CAPTURE: &str = include_str!("../../../harmony-wire/tests/data/filemq-c.txt");
+#[path = "../../../harmony-wire/tests/support/filemq_capture.rs"]
+mod filemq_capture;
 
 /// The captured frames sent in `direction` (`c2s`, `s2c`), in order.
 pub(crate) fn capture(direction: &str) -> Vec<Bytes> {
-    CAPTURE
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            if fields[0] != direction {
-                return None;
-            }
-            let hex = fields[2];
-            let mut bytes: Vec<u8> = (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
-                .collect();
-            if let ["+big", offset, len] = fields[3..] {
-                let offset: u64 = offset.parse().expect("offset");
-                let len: u64 = len.parse().expect("len");
-                bytes.extend((offset..offset + len).map(|i| (i % 251) as u8));
-            }
-            Some(Bytes::from(bytes))
-        })
+    filemq_capture::frames()
+        .into_iter()
+        .filter(|(dir, _)| dir == direction)
+        .map(|(_, frame)| frame)
         .collect()
+}
+
+/// A create CHEEZBURGER without headers.
+pub(crate) fn chunk(name: &str, offset: u64, data: &'static [u8], eof: bool) -> Cheezburger {
+    Cheezburger {
+        sequence: 0,
+        operation: FileOperation::Create,
+        filename: name.into(),
+        offset,
+        eof,
+        headers: vec![],
+        chunk: Bytes::from_static(data),
+    }
 }
 
 /// big.bin of the capture: byte i is i mod 251.
