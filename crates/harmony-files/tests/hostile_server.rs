@@ -159,3 +159,95 @@ async fn a_vanished_destination_is_a_clear_error() {
     }
     assert!(!dest.exists());
 }
+
+/// Answers OHAI and ICANHAZ like `serve`, and returns the client's routing id with the cache
+/// its ICANHAZ carried.
+async fn handshake(router: &RouterSocket) -> (Bytes, Vec<(String, String)>) {
+    let mut cache = Vec::new();
+    loop {
+        let msg = timeout(DEADLINE, router.recv())
+            .await
+            .expect("client talks")
+            .unwrap();
+        let id = msg[0].clone();
+        let reply = match FilemqMessage::decode(&msg[1], 1 << 20).unwrap() {
+            FilemqMessage::Ohai => FilemqMessage::OhaiOk,
+            FilemqMessage::Icanhaz { cache: c, .. } => {
+                cache = c;
+                FilemqMessage::IcanhazOk
+            }
+            FilemqMessage::Nom { .. } => return (id, cache),
+            _ => continue,
+        };
+        router
+            .send(Message::from_frames([id, reply.to_bytes().unwrap()]))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_corrupted_chunk_is_fetched_again_and_never_written() {
+    use harmony_files::ext;
+    let router = RouterSocket::new(SocketOptions::default());
+    let endpoint = router.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let dest = tempfile::tempdir().unwrap();
+    let mut client = FileClient::builder(dest.path(), &endpoint)
+        .config(config())
+        .retry_after(Duration::from_millis(50))
+        .start()
+        .unwrap();
+    let size = vec![(ext::HDR_SIZE.to_string(), "11".to_string())];
+    let with = |mut c: Cheezburger, extra: Vec<(String, String)>| {
+        c.headers = size.clone();
+        c.headers.extend(extra);
+        FilemqMessage::Cheezburger(c).to_bytes().unwrap()
+    };
+    let crc = |data: &[u8]| vec![(ext::HDR_CRC32.to_string(), ext::crc32_hex(data))];
+    let (id, _) = handshake(&router).await;
+    for frame in [
+        with(chunk("/f", 0, b"hello ", false), crc(b"hello ")),
+        // "world" with the crc of something else: corrupted on the way.
+        with(chunk("/f", 6, b"world", false), crc(b"w0rld")),
+    ] {
+        router
+            .send(Message::from_frames([id.clone(), frame]))
+            .await
+            .unwrap();
+    }
+    assert!(disconnected(&mut client).await.contains("corrupted"));
+    // The new connection asks to resume after the good bytes, which are all that is on disk.
+    let (id, cache) = handshake(&router).await;
+    let resume = ext::resume_value(&ext::sha1_of(b"hello "), 6);
+    assert_eq!(cache, [("f".to_string(), resume)]);
+    assert_eq!(
+        fs::read(dest.path().join(".f.harmony-part")).unwrap(),
+        b"hello "
+    );
+    let digest = vec![(ext::HDR_SHA1.to_string(), ext::sha1_of(b"hello world"))];
+    for frame in [
+        with(chunk("/f", 6, b"world", false), crc(b"world")),
+        with(chunk("/f", 11, b"", true), digest),
+    ] {
+        router
+            .send(Message::from_frames([id.clone(), frame]))
+            .await
+            .unwrap();
+    }
+    loop {
+        match timeout(DEADLINE, client.next_event())
+            .await
+            .expect("an event")
+        {
+            Some(SyncEvent::Updated { name, size, .. }) => {
+                assert_eq!((name.as_str(), size), ("f", 11));
+                break;
+            }
+            Some(SyncEvent::Disconnected { reason }) => panic!("{reason}"),
+            Some(_) => {}
+            None => panic!("client stopped"),
+        }
+    }
+    assert_eq!(fs::read(dest.path().join("f")).unwrap(), b"hello world");
+    client.stop().unwrap();
+}
