@@ -125,8 +125,13 @@ fn harmony(
         } else {
             (SocketOptions::default(), SocketOptions::default())
         };
+        let mut config = harmony_files::ServerConfig::default();
+        if let Ok(c) = std::env::var("HF_CHUNK") {
+            config.chunk_size = c.parse().unwrap_or(config.chunk_size);
+        }
         let server = FileServer::builder()
             .publish(src, "/")
+            .config(config)
             .socket_options(server_opts)
             .start()
             .await?;
@@ -134,6 +139,10 @@ fn harmony(
         let mut client = FileClient::builder(dest, server.endpoint())
             .config(ClientConfig {
                 extensions,
+                credit_window: std::env::var("HF_WINDOW_MIB")
+                    .map_or(ClientConfig::default().credit_window, |m| {
+                        m.parse::<u64>().unwrap_or(16) << 20
+                    }),
                 ..ClientConfig::default()
             })
             .socket_options(client_opts)
