@@ -307,3 +307,44 @@ async fn curve_secured_transfer() {
     assert!(tree(other.path()).is_empty());
     let _ = plain.stop();
 }
+
+#[tokio::test]
+async fn directories_published_at_virtual_paths_and_prefix_subscriptions() {
+    let (photos, docs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let past = std::time::SystemTime::now() - Duration::from_secs(10);
+    for (dir, name) in [(&photos, "2024/cat.jpg"), (&docs, "notes.txt")] {
+        write(dir.path(), name, name.as_bytes());
+        let file = fs::File::options()
+            .write(true)
+            .open(dir.path().join(name))
+            .unwrap();
+        file.set_modified(past).unwrap();
+    }
+    let server = FileServer::builder()
+        .publish(photos.path(), "/media/photos")
+        .publish(docs.path(), "/docs")
+        .scan_interval(Duration::from_millis(50))
+        .start()
+        .await
+        .unwrap();
+    // Only /media: the photos arrive relative to the subscription, the docs do not.
+    let dest = tempfile::tempdir().unwrap();
+    let mut client = FileClient::builder(dest.path(), server.endpoint())
+        .subscribe(vec!["/media".into()])
+        .start()
+        .unwrap();
+    loop {
+        match timeout(DEADLINE, client.next_event())
+            .await
+            .expect("an event")
+        {
+            Some(SyncEvent::Synced) => break,
+            Some(SyncEvent::Disconnected { reason }) => panic!("{reason}"),
+            Some(_) => {}
+            None => panic!("client stopped"),
+        }
+    }
+    let got: Vec<String> = tree(dest.path()).into_keys().collect();
+    assert_eq!(got, ["photos/2024/cat.jpg"]);
+    client.stop().unwrap();
+}
