@@ -5,6 +5,7 @@
 
 mod curve;
 mod files;
+mod pipeline;
 mod wire;
 mod zmtp;
 mod zre;
@@ -19,7 +20,7 @@ use crate::run::{cargo, step, target_dir, Result};
 type Family = fn(&BenchOpts) -> Result<()>;
 
 /// Every family name `all` tries, in order; names without a module yet are skipped by `all`.
-const FAMILIES: &[&str] = &["wire", "zmtp", "zre", "curve", "files"];
+const FAMILIES: &[&str] = &["wire", "zmtp", "zre", "curve", "pipeline", "files"];
 
 /// The module that implements a family.
 fn family(name: &str) -> Option<Family> {
@@ -29,6 +30,7 @@ fn family(name: &str) -> Option<Family> {
         "zre" => zre::run,
         "curve" => curve::run,
         "files" => files::run,
+        "pipeline" => pipeline::run,
         _ => return None,
     })
 }

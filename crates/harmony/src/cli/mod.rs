@@ -6,6 +6,7 @@ mod files;
 mod keygen;
 mod output;
 mod peers;
+mod pipeline;
 
 use std::time::Duration;
 
@@ -34,6 +35,8 @@ enum Command {
     Peers(peers::PeersArgs),
     /// Publishes a directory over FILEMQ (`serve`) or mirrors one (`sync`).
     Files(files::FilesArgs),
+    /// Batches of tasks that survive crashing workers and collectors: worker, collect, submit, demo.
+    Pipeline(pipeline::PipelineArgs),
     /// Writes a CURVE certificate pair NAME and NAME_secret (czmq zcert / pyzmq zmq.auth format).
     Keygen(keygen::KeygenArgs),
 }
@@ -95,6 +98,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), NodeError> {
         Command::Demo(args) => demo::run(args).await,
         Command::Chat(args) => chat::run(args).await,
         Command::Peers(args) => peers::run(args).await,
+        Command::Pipeline(args) => pipeline::run(args).await,
         Command::Keygen(args) => keygen::run(args),
         Command::Files(args) => files::run(args).await,
     }
