@@ -55,8 +55,8 @@ pub enum SyncEvent {
     },
     /// A Harmony server said that everything it had at subscription time is on disk.
     Synced,
-    /// Subscribed to a server that does not say when it is done (zeromq/filemq), nothing in
-    /// progress and nothing received for the quiet period.
+    /// Subscribed to a server that does not say when it is done (zeromq/filemq): it has
+    /// answered since, nothing is in progress and no file arrived for the quiet period.
     Idle,
     /// The connection failed; a new one follows.
     Disconnected {
@@ -255,6 +255,7 @@ impl Connection<'_> {
         let mut idle_told = false;
         let mut connected_told = false;
         let mut synced_told = false;
+        let mut heard = false;
         let mut receiving: Option<String> = None;
         loop {
             while let Some(msg) = self.core.poll_transmit() {
@@ -290,7 +291,10 @@ impl Connection<'_> {
                 let _ = self.events.send(SyncEvent::Synced).await;
             }
             let idle_at = last_chunk + self.quiet;
+            // A server that has not said anything since the subscription may be busy sending a
+            // large first chunk: only silence after something was heard counts.
             let can_idle = !idle_told
+                && heard
                 && self.core.is_subscribed()
                 && !self.core.is_harmony_server()
                 && !self.core.is_receiving();
@@ -311,6 +315,7 @@ impl Connection<'_> {
                 }
                 msg = self.dealer.recv() => {
                     let msg = msg?;
+                    heard |= connected_told;
                     match msg.frames() {
                         [frame] => self.core.handle_message(frame, std::time::Instant::now()),
                         _ => return Ok(End::Failed("multi-frame message".into())),

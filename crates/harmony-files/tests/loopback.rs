@@ -348,3 +348,34 @@ async fn directories_published_at_virtual_paths_and_prefix_subscriptions() {
     assert_eq!(got, ["photos/2024/cat.jpg"]);
     client.stop().unwrap();
 }
+
+#[tokio::test]
+async fn without_extensions_as_zeromq_filemq_the_client_mirrors_then_goes_idle() {
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "a/b.txt", b"plain FILEMQ");
+    write(src.path(), "c.bin", &content(4, 2_500_000));
+    let server = server(src.path()).await;
+    let dest = tempfile::tempdir().unwrap();
+    let config = ClientConfig {
+        extensions: false,
+        ..fast()
+    };
+    let mut client = client(dest.path(), server.endpoint(), config);
+    // Nothing says "done" on the wire now: the quiet period does.
+    let deadline = Instant::now() + DEADLINE;
+    let mut seen = Vec::new();
+    loop {
+        match timeout(deadline - Instant::now(), client.next_event()).await {
+            Ok(Some(SyncEvent::Idle)) if tree(dest.path()) == tree(src.path()) => break,
+            Ok(Some(SyncEvent::Synced)) => panic!("Synced without the extensions"),
+            Ok(Some(event)) => seen.push(event),
+            Ok(None) => panic!("client stopped: {seen:?}"),
+            Err(_) => panic!("not idle and mirrored in time: {seen:?}"),
+        }
+    }
+    // The server was not asked for sizes: none were declared.
+    assert!(seen
+        .iter()
+        .all(|e| !matches!(e, SyncEvent::Receiving { size: Some(_), .. })));
+    client.stop().unwrap();
+}
