@@ -6,6 +6,7 @@
 mod curve;
 mod files;
 mod pipeline;
+mod python;
 mod wire;
 mod zmtp;
 mod zre;
@@ -20,7 +21,7 @@ use crate::run::{cargo, step, target_dir, Result};
 type Family = fn(&BenchOpts) -> Result<()>;
 
 /// Every family name `all` tries, in order; names without a module yet are skipped by `all`.
-const FAMILIES: &[&str] = &["wire", "zmtp", "zre", "curve", "pipeline", "files"];
+const FAMILIES: &[&str] = &["wire", "zmtp", "zre", "curve", "pipeline", "python", "files"];
 
 /// The module that implements a family.
 fn family(name: &str) -> Option<Family> {
@@ -31,6 +32,7 @@ fn family(name: &str) -> Option<Family> {
         "curve" => curve::run,
         "files" => files::run,
         "pipeline" => pipeline::run,
+        "python" => python::run,
         _ => return None,
     })
 }
