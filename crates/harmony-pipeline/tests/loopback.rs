@@ -166,3 +166,56 @@ async fn a_worker_killed_mid_batch_loses_nothing() {
     client.stop().await;
     other.stop().await;
 }
+
+/// The worker polls its tasks itself: a task that waits (a timer) still completes beside quick
+/// ones, and a task that panics is reported as failed with the panic's text, not lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_and_panicking_tasks_are_reported_beside_quick_ones() {
+    let port = harmony_testkit::free_udp_port();
+    let work = |task: Bytes| async move {
+        if task.starts_with(b"panic") {
+            panic!("boom {}", String::from_utf8_lossy(&task));
+        }
+        if task.starts_with(b"wait") {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok::<_, String>(Bytes::from(task.to_ascii_uppercase()))
+    };
+    let opts = WorkerOptions {
+        jobs: 4,
+        attempts: 2,
+        ..WorkerOptions::default()
+    };
+    let worker = Worker::start(settings(port), opts, work).await.unwrap();
+    let mut rx = collect(Collector::start(settings(port)).await.unwrap());
+    let client = Client::start(settings(port)).await.unwrap();
+    let tasks: Vec<String> = (0..60)
+        .map(|i| match i % 10 {
+            3 => format!("panic {i}"),
+            5 | 6 => format!("wait {i}"),
+            _ => format!("task {i}"),
+        })
+        .collect();
+    let batch = client.submit(tasks.clone()).await.unwrap();
+    let id = batch.id();
+    timeout(LIMIT, batch.wait())
+        .await
+        .expect("in time")
+        .unwrap();
+    let got = results_of(&mut rx, id).await;
+    for (i, task) in tasks.iter().enumerate() {
+        let (failed, result) = &got[&(i as u32)];
+        if task.starts_with("panic") {
+            assert!(failed, "task {i} panicked: a failure");
+            assert_eq!(
+                result,
+                &Bytes::from(format!("the task panicked: boom {task}"))
+            );
+        } else {
+            assert!(!failed, "task {i}");
+            assert_eq!(result, &Bytes::from(task.to_uppercase()));
+        }
+    }
+    client.stop().await;
+    worker.stop().await;
+}
