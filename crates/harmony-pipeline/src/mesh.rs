@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use harmony_node::{Event, Node, NodeBuilder, Uuid};
 use harmony_wire::pipeline::PipelineMessage;
 use harmony_zmtp::{DealerSocket, Message, RouterSocket, SocketOptions};
@@ -69,7 +69,13 @@ pub(crate) struct Mesh {
     talks_to: &'static [Role],
     /// Encoded messages waiting to leave, by peer (kept to reuse the buffers).
     outgoing: HashMap<Uuid, Vec<Bytes>>,
+    /// Where messages are encoded: each is split off as its own frame, so a burst costs one
+    /// allocation per [`ENCODE_CHUNK`] bytes, not one per message.
+    scratch: BytesMut,
 }
+
+/// The size of the encoding buffer taken at a time.
+const ENCODE_CHUNK: usize = 64 << 10;
 
 impl Mesh {
     /// Binds the inbox on the node's interface, starts the node with the headers, joins.
@@ -102,6 +108,7 @@ impl Mesh {
             peers: HashMap::new(),
             talks_to,
             outgoing: HashMap::new(),
+            scratch: BytesMut::new(),
         })
     }
 
@@ -201,8 +208,15 @@ impl Mesh {
     /// not connected, or whose queue is full, is dropped and logged: the protocol recovers it.
     pub(crate) fn send_all(&mut self, transmits: impl Iterator<Item = Transmit>) {
         for t in transmits {
-            match t.message.to_bytes() {
-                Ok(bytes) => self.outgoing.entry(t.to).or_default().push(bytes),
+            let len = t.message.encoded_len();
+            if self.scratch.capacity() < len {
+                self.scratch = BytesMut::with_capacity(len.max(ENCODE_CHUNK));
+            }
+            match t.message.encode(&mut self.scratch) {
+                Ok(()) => {
+                    let bytes = self.scratch.split().freeze();
+                    self.outgoing.entry(t.to).or_default().push(bytes);
+                }
                 Err(e) => warn!(to = %t.to, error = %e, "message not encodable, dropped"),
             }
         }
