@@ -6,8 +6,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use harmony_node::Uuid;
-use harmony_pipeline::{Client, Collector, CollectorEvent, Settings, Worker, WorkerOptions};
+use harmony_node::{Event, Node, Uuid, PUBLIC_KEY_HEADER};
+use harmony_pipeline::{
+    Client, Collector, CollectorEvent, Settings, Worker, WorkerOptions, ENDPOINT_HEADER,
+    ROLE_HEADER,
+};
+use harmony_security::KeyPair;
+use harmony_zmtp::{DealerSocket, MechanismConfig, SocketOptions};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
@@ -218,4 +223,106 @@ async fn waiting_and_panicking_tasks_are_reported_beside_quick_ones() {
     }
     client.stop().await;
     worker.stop().await;
+}
+
+/// Encrypted mode: the pipeline sockets are CURVE (server keys from `X-PUBLICKEY`); a batch
+/// runs through encrypted members, and a plaintext worker of the same pipeline is never given
+/// a task (nobody is downgraded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curve_members_run_a_batch_and_a_plaintext_worker_gets_nothing() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let port = harmony_testkit::free_udp_port();
+    let curve = |port| support::curve_settings(port, "secret");
+    let plain_runs = Arc::new(AtomicUsize::new(0));
+    let runs = plain_runs.clone();
+    let plain = move |task: Bytes| {
+        runs.fetch_add(1, Ordering::SeqCst);
+        work(task)
+    };
+    let opts = WorkerOptions {
+        jobs: 2,
+        ..WorkerOptions::default()
+    };
+    let plain_worker = Worker::start(support::settings(port, "secret"), opts, plain)
+        .await
+        .unwrap();
+    let worker = Worker::start(curve(port), opts, work).await.unwrap();
+    let mut rx = collect(Collector::start(curve(port)).await.unwrap());
+    let client = Client::start(curve(port)).await.unwrap();
+    let tasks: Vec<String> = (0..200).map(|i| format!("task {i}")).collect();
+    let batch = client.submit(tasks.clone()).await.unwrap();
+    let id = batch.id();
+    timeout(LIMIT, batch.wait())
+        .await
+        .expect("in time")
+        .unwrap();
+    let got = results_of(&mut rx, id).await;
+    for (i, task) in tasks.iter().enumerate() {
+        assert_eq!(got[&(i as u32)], (false, Bytes::from(task.to_uppercase())));
+    }
+    assert_eq!(
+        plain_runs.load(Ordering::SeqCst),
+        0,
+        "the plaintext worker ran a task"
+    );
+
+    // The collector's pipeline socket itself is a CURVE server of the key it advertises: a
+    // CURVE client of that key completes the handshake, a plaintext one does not.
+    let (endpoint, key) = advertised(port, "collector").await;
+    let dealer = |mechanism| {
+        DealerSocket::new(
+            SocketOptions::default()
+                .identity(Bytes::from_static(b"\x01probe"))
+                .mechanism(mechanism),
+        )
+    };
+    let server_key = harmony_security::public_key_from_z85(&key).expect("a Z85 key");
+    let secure = dealer(MechanismConfig::CurveClient {
+        keys: KeyPair::generate(),
+        server_key,
+    });
+    secure.connect(&endpoint).await.unwrap();
+    timeout(LIMIT, secure.wait_for_peers(1))
+        .await
+        .expect("a CURVE client of the advertised key is accepted");
+    let plaintext = dealer(MechanismConfig::Null);
+    plaintext.connect(&endpoint).await.unwrap();
+    let refused = timeout(Duration::from_millis(500), plaintext.wait_for_peers(1)).await;
+    assert!(refused.is_err(), "a plaintext DEALER was accepted");
+    client.stop().await;
+    worker.stop().await;
+    plain_worker.stop().await;
+}
+
+/// The pipeline endpoint and Z85 CURVE key advertised by the member with `role`, seen by an
+/// encrypted node of our own.
+async fn advertised(port: u16, role: &str) -> (String, String) {
+    let mut node = Node::builder()
+        .loopback()
+        .port(port)
+        .interval(Duration::from_millis(100))
+        .curve(KeyPair::generate())
+        .start()
+        .await
+        .expect("node");
+    let found = timeout(LIMIT, async {
+        loop {
+            let event = node.next_event().await.expect("the node runs");
+            let Event::Enter { headers, .. } = event else {
+                continue;
+            };
+            let header = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            if header(ROLE_HEADER).as_deref() == Some(role) {
+                if let (Some(e), Some(k)) = (header(ENDPOINT_HEADER), header(PUBLIC_KEY_HEADER)) {
+                    return (e, k);
+                }
+            }
+        }
+    })
+    .await
+    .expect("the member is seen");
+    let _ = node.stop().await;
+    found
 }
