@@ -49,6 +49,22 @@ fn collect(mut collector: Collector) -> mpsc::UnboundedReceiver<CollectorEvent> 
     rx
 }
 
+/// Submits `tasks`, waits until the client has every result acknowledged, and returns the
+/// collector's results (see [`results_of`]).
+async fn run_batch(
+    client: &Client,
+    tasks: &[String],
+    rx: &mut mpsc::UnboundedReceiver<CollectorEvent>,
+) -> BTreeMap<u32, (bool, Bytes)> {
+    let batch = client.submit(tasks.to_vec()).await.unwrap();
+    let id = batch.id();
+    timeout(LIMIT, batch.wait())
+        .await
+        .expect("in time")
+        .unwrap();
+    results_of(rx, id).await
+}
+
 /// Reads results until batch `batch` completes; returns task -> (failed, result) and checks
 /// that none came twice.
 async fn results_of(
@@ -201,13 +217,7 @@ async fn waiting_and_panicking_tasks_are_reported_beside_quick_ones() {
             _ => format!("task {i}"),
         })
         .collect();
-    let batch = client.submit(tasks.clone()).await.unwrap();
-    let id = batch.id();
-    timeout(LIMIT, batch.wait())
-        .await
-        .expect("in time")
-        .unwrap();
-    let got = results_of(&mut rx, id).await;
+    let got = run_batch(&client, &tasks, &mut rx).await;
     for (i, task) in tasks.iter().enumerate() {
         let (failed, result) = &got[&(i as u32)];
         if task.starts_with("panic") {
@@ -252,13 +262,7 @@ async fn curve_members_run_a_batch_and_a_plaintext_worker_gets_nothing() {
     let mut rx = collect(Collector::start(curve(port)).await.unwrap());
     let client = Client::start(curve(port)).await.unwrap();
     let tasks: Vec<String> = (0..200).map(|i| format!("task {i}")).collect();
-    let batch = client.submit(tasks.clone()).await.unwrap();
-    let id = batch.id();
-    timeout(LIMIT, batch.wait())
-        .await
-        .expect("in time")
-        .unwrap();
-    let got = results_of(&mut rx, id).await;
+    let got = run_batch(&client, &tasks, &mut rx).await;
     for (i, task) in tasks.iter().enumerate() {
         assert_eq!(got[&(i as u32)], (false, Bytes::from(task.to_uppercase())));
     }

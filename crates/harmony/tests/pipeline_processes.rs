@@ -80,6 +80,21 @@ fn wait_for_lines(path: &Path, n: usize) {
     }
 }
 
+/// Waits (bounded) for the submitter to exit.
+fn wait_for_submit(submit: &mut Child, out: &Path) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = submit.try_wait().expect("submit status") {
+            return status;
+        }
+        if start.elapsed() > LIMIT {
+            let _ = submit.kill();
+            panic!("submit did not finish; {} results in the file", lines(out));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn temp_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "harmony-pipeline-{}-{}",
@@ -121,17 +136,7 @@ fn kill_two_workers_and_the_collector_mid_batch_every_result_once() {
     );
     procs.0.push(collector(port, &out));
 
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = submit.try_wait().expect("submit status") {
-            break status;
-        }
-        if start.elapsed() > LIMIT {
-            let _ = submit.kill();
-            panic!("submit did not finish; {} results in the file", lines(&out));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_for_submit(&mut submit, &out);
     let summary = std::io::read_to_string(submit.stdout.take().expect("stdout")).expect("read");
     assert!(status.success(), "submit failed: {summary}");
     assert!(
@@ -206,17 +211,7 @@ fn curve_processes_run_a_batch_every_result_once() {
         .push(harmony(port, &collect).spawn().expect("collector"));
     let submit = ["submit", "--curve", input.to_str().expect("utf-8 path")];
     let mut submit = harmony(port, &submit).spawn().expect("submit");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = submit.try_wait().expect("submit status") {
-            break status;
-        }
-        if start.elapsed() > LIMIT {
-            let _ = submit.kill();
-            panic!("submit did not finish; {} results in the file", lines(&out));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_for_submit(&mut submit, &out);
     assert!(status.success(), "submit failed");
     let text = std::fs::read_to_string(&out).expect("results file");
     let mut seen: BTreeMap<u64, String> = BTreeMap::new();
