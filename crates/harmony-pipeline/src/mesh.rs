@@ -195,8 +195,8 @@ impl Mesh {
                         });
                     }
                     let dealer = DealerSocket::new(options);
-                    // Connecting starts in the background: this await never waits.
-                    if let Err(e) = dealer.connect(&p.endpoint).await {
+                    // Connecting starts in the background: this never waits.
+                    if let Err(e) = dealer.connect(&p.endpoint) {
                         warn!(%peer, endpoint = %p.endpoint, error = %e, "cannot connect to pipeline peer");
                         return None;
                     }

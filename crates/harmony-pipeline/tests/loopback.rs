@@ -287,12 +287,12 @@ async fn curve_members_run_a_batch_and_a_plaintext_worker_gets_nothing() {
         keys: KeyPair::generate(),
         server_key,
     });
-    secure.connect(&endpoint).await.unwrap();
+    secure.connect(&endpoint).unwrap();
     timeout(LIMIT, secure.wait_for_peers(1))
         .await
         .expect("a CURVE client of the advertised key is accepted");
     let plaintext = dealer(MechanismConfig::Null);
-    plaintext.connect(&endpoint).await.unwrap();
+    plaintext.connect(&endpoint).unwrap();
     let refused = timeout(Duration::from_millis(500), plaintext.wait_for_peers(1)).await;
     assert!(refused.is_err(), "a plaintext DEALER was accepted");
     client.stop().await;
