@@ -6,7 +6,7 @@
 //!
 //! Where the time goes (perf, 2-core machine shared with builds): the SHA-1 of the integrity
 //! extensions is about 40% of both sides' CPU (each side hashes the whole file once, with the
-//! CPU's SHA extensions), and with CURVE two thirds of the CPU is salsa20 + poly1305 in the
+//! CPU's SHA extensions), and with CURVE more than half of the CPU is salsa20 + poly1305 in the
 //! socket's connection task. Under CPU contention the ratios swing by 2x from run to run.
 
 use std::process::Command;
