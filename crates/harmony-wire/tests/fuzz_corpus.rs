@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use bytes::{Bytes, BytesMut};
 use harmony_wire::filemq::{Cheezburger, FileOperation, FilemqMessage};
 use harmony_wire::fuzzing;
+use harmony_wire::zgp::ZgpMessage;
 use harmony_wire::zmtp::{Command, Frame, Greeting, Mechanism, Metadata, PlainHello, RawCommand};
 use harmony_wire::zre::{Beacon, Hello, ZreBody, ZreMessage};
 use uuid::Uuid;
@@ -24,6 +25,7 @@ const TARGETS: &[(&str, Check)] = &[
     ("zre_beacon", fuzzing::zre_beacon),
     ("zre_message", fuzzing::zre_message),
     ("filemq_message", fuzzing::filemq_message),
+    ("zgp_message", fuzzing::zgp_message),
 ];
 
 /// Fuzz targets of other crates, replayed by their own tests
@@ -370,6 +372,36 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             "filemq_message",
             name,
             msg.to_bytes().expect("FILEMQ message").to_vec(),
+        ));
+    }
+
+    let zgp = [
+        ("hello", ZgpMessage::Hello),
+        (
+            "publish",
+            ZgpMessage::Publish {
+                key: "0123456789ABCDEF0123456789ABCDEF".into(),
+                value: "tcp://127.0.0.1:49152".into(),
+                ttl: 30_000,
+            },
+        ),
+        (
+            "publish-curve",
+            ZgpMessage::Publish {
+                key: "0123456789ABCDEF0123456789ABCDEF".into(),
+                value: "tcp://127.0.0.1:49152|rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7".into(),
+                ttl: 0,
+            },
+        ),
+        ("ping", ZgpMessage::Ping),
+        ("pong", ZgpMessage::Pong),
+        ("invalid", ZgpMessage::Invalid),
+    ];
+    for (name, msg) in zgp {
+        out.push((
+            "zgp_message",
+            name,
+            msg.to_bytes().expect("ZGP message").to_vec(),
         ));
     }
 
