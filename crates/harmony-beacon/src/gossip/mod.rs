@@ -12,4 +12,4 @@ mod core;
 mod service;
 
 pub use self::core::{GossipConfig, GossipCore, GossipEvent, Link, Transmit};
-pub use self::service::Gossip;
+pub use self::service::{Gossip, GossipHandle};

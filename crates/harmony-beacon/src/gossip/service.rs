@@ -29,13 +29,14 @@ enum Command {
     Publish(String, String),
     Unpublish(String),
     Count(oneshot::Sender<usize>),
+    Get(String, oneshot::Sender<Option<String>>),
 }
 
 /// A running gossip node (czmq's `zgossip` actor, Harmony's expiring tuples): bind a server,
 /// connect to remotes, publish tuples, receive what the network delivers.
 #[derive(Debug)]
 pub struct Gossip {
-    commands: mpsc::Sender<Command>,
+    handle: GossipHandle,
     events: mpsc::Receiver<GossipEvent>,
     task: Option<JoinHandle<()>>,
 }
@@ -48,6 +49,7 @@ impl std::fmt::Debug for Command {
             Self::Publish(..) => "Publish",
             Self::Unpublish(_) => "Unpublish",
             Self::Count(_) => "Count",
+            Self::Get(..) => "Get",
         })
     }
 }
@@ -71,12 +73,63 @@ impl Gossip {
             events: event_tx,
         };
         Self {
-            commands: cmd_tx,
+            handle: GossipHandle { commands: cmd_tx },
             events: event_rx,
             task: Some(tokio::spawn(driver.run())),
         }
     }
 
+    /// A handle for commands from elsewhere (it does not keep the task alive).
+    pub fn handle(&self) -> GossipHandle {
+        self.handle.clone()
+    }
+
+    /// Binds the gossip server (Zyre's `gossip_bind`); returns the endpoint bound.
+    pub async fn bind(&self, endpoint: &str) -> Result<Endpoint, ZmtpError> {
+        self.handle.bind(endpoint).await
+    }
+
+    /// Connects to a gossip server (Zyre's `gossip_connect`; with `server_key`,
+    /// `gossip_connect_curve`). Reconnects by itself.
+    pub async fn connect(
+        &self,
+        endpoint: &str,
+        server_key: Option<[u8; 32]>,
+    ) -> Result<(), ZmtpError> {
+        self.handle.connect(endpoint, server_key).await
+    }
+
+    /// Publishes a tuple of ours, kept alive until [`Gossip::unpublish`].
+    pub async fn publish(&self, key: &str, value: &str) -> Result<(), ZmtpError> {
+        self.handle.publish(key, value).await
+    }
+
+    /// Forgets a tuple here (it comes back with its owner's next refresh).
+    pub async fn unpublish(&self, key: &str) -> Result<(), ZmtpError> {
+        self.handle.unpublish(key).await
+    }
+
+    /// The next delivery or expiry; `None` once stopped.
+    pub async fn recv(&mut self) -> Option<GossipEvent> {
+        self.events.recv().await
+    }
+
+    /// Stops the task and closes every socket.
+    pub async fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+/// Commands to a running [`Gossip`] from anywhere.
+#[derive(Debug, Clone)]
+pub struct GossipHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+impl GossipHandle {
     async fn command(&self, cmd: Command) -> Result<(), ZmtpError> {
         self.commands.send(cmd).await.map_err(|_| ZmtpError::Closed)
     }
@@ -119,17 +172,11 @@ impl Gossip {
         rx.await.map_err(|_| ZmtpError::Closed)
     }
 
-    /// The next delivery or expiry; `None` once stopped.
-    pub async fn recv(&mut self) -> Option<GossipEvent> {
-        self.events.recv().await
-    }
-
-    /// Stops the task and closes every socket.
-    pub async fn stop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-            let _ = task.await;
-        }
+    /// A tuple's value, if held.
+    pub async fn get(&self, key: &str) -> Result<Option<String>, ZmtpError> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Get(key.to_owned(), tx)).await?;
+        rx.await.map_err(|_| ZmtpError::Closed)
     }
 }
 
@@ -251,6 +298,9 @@ impl Driver {
             Command::Unpublish(key) => self.core.unpublish(&key),
             Command::Count(reply) => {
                 let _ = reply.send(self.core.len());
+            }
+            Command::Get(key, reply) => {
+                let _ = reply.send(self.core.get(&key).map(str::to_owned));
             }
         }
     }
