@@ -41,13 +41,12 @@ pub(crate) async fn run(args: ChatArgs) -> Result<(), NodeError> {
         );
     } else {
         eprintln!(
-            "harmony: {} ({}) on {} {}, beacons to {}:{}; type to shout to {}, `/w NAME text` to whisper",
+            "harmony: {} ({}) on {} {}, {}; type to shout to {}, `/w NAME text` to whisper",
             node.name(),
             harmony::peer::uuid_string(&node.uuid()),
             iface.name,
             node.endpoint(),
-            iface.broadcast,
-            args.net.port,
+            args.net.discovery(iface.broadcast),
             args.group
         );
     }
