@@ -227,7 +227,7 @@ fn keygen_certificates_load_in_pyzmq_and_drive_encrypted_chat() {
 }
 
 #[test]
-fn two_chat_programs_meet_by_gossip_without_beacons() {
+fn two_chat_programs_meet_by_gossip_and_elect_a_leader() {
     let port = harmony_testkit::free_udp_port().to_string();
     let hub_port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -236,7 +236,15 @@ fn two_chat_programs_meet_by_gossip_without_beacons() {
     let hub = format!("tcp://127.0.0.1:{hub_port}");
     let gossip_chat = |name: &str, flags: &[&str]| {
         let mut cmd = Command::new(BIN);
-        cmd.args(["chat", "--name", name, "--group", "ROOM", "--json"]);
+        cmd.args([
+            "chat",
+            "--name",
+            name,
+            "--group",
+            "ROOM",
+            "--json",
+            "--contest",
+        ]);
         cmd.args(["--interface", "loopback", "--port", &port]);
         cmd.args(flags);
         JsonProc::spawn(name, &mut cmd)
@@ -245,7 +253,10 @@ fn two_chat_programs_meet_by_gossip_without_beacons() {
         "hub",
         &["--gossip-bind", &hub, "--endpoint", "tcp://127.0.0.1:0"],
     );
-    a.expect("STARTED", WAIT, |v| is(v, "STARTED", &[]));
+    let hub_uuid = a.expect("STARTED", WAIT, |v| is(v, "STARTED", &[]))["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let mut b = gossip_chat("spoke", &["--gossip-connect", &hub]);
     let spoke = b.expect("STARTED", WAIT, |v| is(v, "STARTED", &[]))["uuid"]
         .as_str()
@@ -255,6 +266,13 @@ fn two_chat_programs_meet_by_gossip_without_beacons() {
     a.expect("JOIN", WAIT, |v| {
         is(v, "JOIN", &[("uuid", &spoke), ("group", "ROOM")])
     });
+    // Both contest ROOM's leadership and agree on the leader.
+    let leader = hub_uuid.clone().min(spoke.clone());
+    for p in [&mut a, &mut b] {
+        p.expect("LEADER", WAIT, |v| {
+            is(v, "LEADER", &[("uuid", &leader), ("group", "ROOM")])
+        });
+    }
     b.send("via gossip");
     let shout = a.expect("SHOUT", WAIT, |v| is(v, "SHOUT", &[("uuid", &spoke)]));
     assert_eq!(shout["text"].as_str(), Some("via gossip"));
