@@ -1,15 +1,20 @@
 //! Harmony's task runner, run as `cargo xtask <task>` (alias in `.cargo/config.toml`).
 //!
-//! - `ci`: format check, clippy with warnings denied, doc tests, then every test of the
-//!   workspace (nextest when installed), including the replay of the fuzz corpus.
+//! - `setup`: the Python environment of the interop tests (`.venv`, pinned), created when
+//!   missing or stale; tells whether network namespace tests can run here.
+//! - `ci`: setup, then format check, clippy with warnings denied, doc tests, then every test of the
+//!   workspace (nextest when installed), including the replay of the fuzz corpus, then the
+//!   Python package (crates/harmony-python) built with maturin and tested with pytest.
 //! - `fuzz <target|all> [--seconds N]`: a real libFuzzer run through cargo-fuzz, on stable Rust.
 //! - `fuzz-seed`: rewrites the seed inputs of `fuzz/corpus/`.
-//! - `bench [wire|zmtp|zre|curve|all]`: criterion benchmarks and a summary table.
+//! - `bench [wire|zmtp|zre|curve|python|all]`: criterion benchmarks and a summary table.
 
 mod bench;
 mod ci;
 mod fuzz;
+mod python;
 mod run;
+mod setup;
 
 use std::process::ExitCode;
 
@@ -30,12 +35,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Everything CI checks: fmt, clippy (-D warnings), doc tests, all tests incl. fuzz corpus replay.
+    /// Everything CI checks: setup, fmt, clippy (-D warnings), doc tests, all tests incl. fuzz corpus replay, pytest.
     Ci {
         /// Use `cargo test` even when cargo-nextest is installed.
         #[arg(long)]
         no_nextest: bool,
     },
+    /// Makes `.venv` (pinned pyzmq and zeromq-pyre) ready for the interop tests; checks namespaces.
+    Setup,
     /// Runs libFuzzer on one target (or `all`, one after another) through cargo-fuzz.
     Fuzz {
         /// A target name (see `--list`), or `all`.
@@ -55,7 +62,7 @@ enum Task {
     FuzzSeed,
     /// Runs a benchmark family (default `all`) and prints a summary table.
     Bench {
-        /// One of `wire`, `zmtp`, `zre`, `curve`, `all`.
+        /// One of `wire`, `zmtp`, `zre`, `curve`, `python`, `all`.
         #[arg(default_value = "all")]
         family: String,
         /// Shorter measurement (criterion `--quick`-like settings) for a smoke run.
@@ -67,6 +74,7 @@ enum Task {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
+        Task::Setup => setup::run().map(|_| ()),
         Task::Ci { no_nextest } => ci::run(!no_nextest),
         Task::Fuzz {
             target,

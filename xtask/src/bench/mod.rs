@@ -4,6 +4,8 @@
 //! A new family is a module file here plus one arm in [`family`].
 
 mod curve;
+mod pipeline;
+mod python;
 mod wire;
 mod zmtp;
 mod zre;
@@ -18,7 +20,7 @@ use crate::run::{cargo, step, target_dir, Result};
 type Family = fn(&BenchOpts) -> Result<()>;
 
 /// Every family name `all` tries, in order; names without a module yet are skipped by `all`.
-const FAMILIES: &[&str] = &["wire", "zmtp", "zre", "curve"];
+const FAMILIES: &[&str] = &["wire", "zmtp", "zre", "curve", "pipeline", "python"];
 
 /// The module that implements a family.
 fn family(name: &str) -> Option<Family> {
@@ -27,6 +29,8 @@ fn family(name: &str) -> Option<Family> {
         "zmtp" => zmtp::run,
         "zre" => zre::run,
         "curve" => curve::run,
+        "pipeline" => pipeline::run,
+        "python" => python::run,
         _ => return None,
     })
 }
