@@ -237,3 +237,83 @@ async fn curve_nodes_meet_through_a_curve_hub() {
         node.stop().await.expect("stop");
     }
 }
+
+/// A czmq/Zyre node as it shows on the wire (the frames of
+/// `harmony-wire/tests/data/zyre-c-gossip-election.jsonl`): its gossip client says HELLO and
+/// PUBLISHes its UUID and inbox with ttl 0. The Harmony hub answers with its own tuple, keeps
+/// the czmq tuple (no expiry for ttl 0), and its node dials the advertised inbox with a ZRE
+/// HELLO, as a Zyre node would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_czmq_shaped_gossip_client_is_served_and_dialled() {
+    use bytes::Bytes;
+    use harmony_wire::zgp::ZgpMessage;
+    use harmony_wire::zre::{ZreBody, ZreMessage};
+    use harmony_zmtp::{DealerSocket, Message, RouterSocket, SocketOptions};
+
+    let beacon_port = harmony_testkit::free_udp_port();
+    let hub = gossip_node("hub", beacon_port)
+        .gossip_bind("tcp://127.0.0.1:0")
+        .gossip_ttl(Some(Duration::from_millis(600)))
+        .start()
+        .await
+        .expect("hub starts");
+    // The "Zyre" inbox, and its gossip client.
+    let inbox = RouterSocket::new(SocketOptions::default());
+    let inbox_at = inbox.bind("tcp://127.0.0.1:0").await.expect("bind");
+    let zyre_uuid = "52C03EFD88764A2DB68A518890CC7939";
+    let client = DealerSocket::new(SocketOptions::default());
+    client
+        .connect(&hub.gossip_endpoints()[0])
+        .await
+        .expect("connect");
+    // czmq's exact bytes: HELLO, then PUBLISH key value ttl=0.
+    client
+        .send(Message::from(Bytes::from_static(b"\xAA\xA0\x01\x01")))
+        .await
+        .expect("send");
+    let publish = ZgpMessage::Publish {
+        key: zyre_uuid.into(),
+        value: format!("tcp://{}", inbox_at.addr()),
+        ttl: 0,
+    };
+    client
+        .send(Message::from(publish.to_bytes().expect("encodes")))
+        .await
+        .expect("send");
+    // The hub answers HELLO with its tuple: our key and endpoint, Harmony's ttl.
+    let hub_key = hub.uuid().simple().to_string().to_uppercase();
+    timeout(STEP, async {
+        loop {
+            let msg = client.recv().await.expect("recv");
+            let ZgpMessage::Publish { key, value, ttl } =
+                ZgpMessage::decode(&msg[0], 1 << 16).expect("ZGP")
+            else {
+                continue;
+            };
+            if key == hub_key {
+                assert_eq!(value, hub.endpoint());
+                assert_eq!(ttl, 600);
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the hub publishes its own tuple to the client");
+    // The hub's node dials the czmq node's inbox and says HELLO first (sequence 1).
+    let first = timeout(STEP, inbox.recv())
+        .await
+        .expect("dialled")
+        .expect("recv");
+    let hello = ZreMessage::decode(&first.frames()[1..], 1 << 20).expect("ZRE");
+    assert_eq!(hello.sequence, 1);
+    let ZreBody::Hello(hello) = hello.body else {
+        panic!("HELLO first, got {hello:?}");
+    };
+    assert_eq!(hello.endpoint, hub.endpoint());
+    // ttl 0 = czmq's "forever": still held after many of Harmony's ttls.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        hub.gossip_tuple(zyre_uuid).await.unwrap().as_deref(),
+        Some(format!("tcp://{}", inbox_at.addr()).as_str())
+    );
+}
