@@ -317,3 +317,85 @@ async fn a_czmq_shaped_gossip_client_is_served_and_dialled() {
         Some(format!("tcp://{}", inbox_at.addr()).as_str())
     );
 }
+
+/// Zyre's election on real sockets: ten nodes in a group, four contest; every member reports
+/// the same LEADER (the lowest contesting UUID); the leader stops and the others elect the
+/// next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_nodes_elect_one_leader_and_reelect_when_it_stops() {
+    let beacon_port = harmony_testkit::free_udp_port();
+    let hub = gossip_node("hub", beacon_port)
+        .gossip_bind("tcp://127.0.0.1:0")
+        .start()
+        .await
+        .expect("hub starts");
+    let at = hub.gossip_endpoints()[0].clone();
+    let mut nodes = vec![hub];
+    for i in 1..10 {
+        let mut b = gossip_node(&format!("n{i}"), beacon_port).gossip_connect(&at);
+        if i % 3 == 0 || i == 1 {
+            b = b.contest("G");
+        }
+        nodes.push(b.start().await.expect("node starts"));
+    }
+    all_enter(&mut nodes).await;
+    for node in &nodes {
+        node.join("G").await.expect("join");
+    }
+    let contesters: Vec<Uuid> = [1, 3, 6, 9].iter().map(|&i| nodes[i].uuid()).collect();
+    let lowest = |c: &[Uuid]| {
+        *c.iter()
+            .min_by_key(|u| u.simple().to_string().to_uppercase())
+            .expect("a contester")
+    };
+    let leader = lowest(&contesters);
+    // Every member's last LEADER names the lowest contester.
+    let n = nodes.len();
+    let mut agreed = HashSet::new();
+    timeout(STEP, async {
+        while agreed.len() < n {
+            let (i, ev) = next_event_any(&mut nodes).await.expect("running");
+            if let Event::Leader { peer, group, .. } = ev {
+                assert_eq!(group, "G");
+                if peer == leader {
+                    agreed.insert(i);
+                } else {
+                    agreed.remove(&i);
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{} of {n} members agreed on the leader", agreed.len()));
+    // The leader stops (GOODBYE): the rest elect the next lowest contester.
+    let at_leader = nodes
+        .iter()
+        .position(|x| x.uuid() == leader)
+        .expect("leader");
+    let mut gone = nodes.remove(at_leader);
+    gone.stop().await.expect("stop");
+    let rest: Vec<Uuid> = contesters.into_iter().filter(|u| *u != leader).collect();
+    let next = lowest(&rest);
+    let n = nodes.len();
+    let mut agreed = HashSet::new();
+    timeout(STEP, async {
+        while agreed.len() < n {
+            let (i, ev) = next_event_any(&mut nodes).await.expect("running");
+            if let Event::Leader { peer, .. } = ev {
+                if peer == next {
+                    agreed.insert(i);
+                } else {
+                    agreed.remove(&i);
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{} of {n} members re-elected", agreed.len()));
+    for node in &nodes {
+        assert_eq!(node.peers_by_group("G").await.unwrap().len(), n - 1);
+    }
+    for mut node in nodes {
+        node.stop().await.expect("stop");
+    }
+}
