@@ -277,7 +277,7 @@ impl Driver {
                     });
                 }
                 let dealer = Arc::new(DealerSocket::new(options));
-                if let Err(e) = dealer.connect(&endpoint).await {
+                if let Err(e) = dealer.connect(&endpoint) {
                     let _ = reply.send(Err(e));
                     return;
                 }
