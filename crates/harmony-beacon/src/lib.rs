@@ -6,6 +6,8 @@
 //!   foreign beacons with their source address, sends a port-0 goodbye on [`Beacon::stop`].
 //!   Own beacons and anything that is not a beacon of our version are dropped quietly.
 //! - [`BeaconCore`]: the schedule and filter without I/O, for tests and simulations.
+//! - [`gossip`]: discovery without broadcast, czmq's ZGP over ZMTP (Zyre's `gossip_bind` /
+//!   `gossip_connect`), with tuples that expire.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), harmony_beacon::BeaconError> {
@@ -23,6 +25,7 @@
 mod config;
 mod core;
 mod error;
+pub mod gossip;
 mod interface;
 mod service;
 mod socket;

@@ -53,7 +53,7 @@ pub use event::{Action, Event};
 pub use harmony_peer::{
     parse_uuid_string, routing_id, uuid_from_routing_id, uuid_string, Peer, PeerConfig,
 };
-pub use node::ZreNode;
+pub use node::{ZreNode, EXTENSIONS_HEADER};
 
 use uuid::Uuid;
 

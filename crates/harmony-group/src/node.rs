@@ -12,14 +12,45 @@ use uuid::Uuid;
 
 use crate::{Action, Event, GroupError, NodeConfig};
 
-/// What we know about one group: who is in it, whether we contest its leadership, who else
-/// does, and the leader we last announced.
+/// The HELLO header by which a Harmony node tells its peers which ZRE extensions it speaks
+/// (`elect`: ELECT/LEADER; `props`: property updates). Peers without it (pyre) are never sent
+/// them; Zyre peers are counted in elections once they send ELECT or LEADER themselves.
+pub const EXTENSIONS_HEADER: &str = "X-HARMONY";
+/// The extensions this node speaks, the value of [`EXTENSIONS_HEADER`].
+const EXTENSIONS: &str = "elect";
+/// A contester whose election has not finished after this long starts it again: waves that
+/// crossed a membership change can stall in Zyre's algorithm (it has no wave number).
+const ELECTION_RETRY: Duration = Duration::from_secs(3);
+/// Joins, leaves and exits within this long start one election, not one each: in a big group
+/// every wave costs a message per pair of members.
+const ELECTION_DELAY: Duration = Duration::from_millis(300);
+
+/// What we know about one group: who is in it, whether we contest its leadership, the
+/// election under way and the leader last elected.
 #[derive(Debug, Default)]
 struct Group {
     members: BTreeSet<Uuid>,
     contest: bool,
-    candidates: BTreeSet<Uuid>,
+    election: Option<Election>,
     leader: Option<Uuid>,
+    /// Members seen starting waves of their own (ELECT naming themselves).
+    contesters: BTreeSet<Uuid>,
+}
+
+/// One echo wave of Zyre's election (`zyre_election.c`): the current active wave (the lowest
+/// challenger seen), the neighbour it came from, and the ELECT echoes and LEADER messages
+/// counted so far.
+#[derive(Debug, Default)]
+struct Election {
+    /// When we started or adopted the current wave (for the retry of a stalled election).
+    started: Option<Instant>,
+    caw: Option<String>,
+    father: Option<Uuid>,
+    erec: usize,
+    lrec: usize,
+    leader: Option<String>,
+    /// Whether our echo (or our LEADER) for this wave went out.
+    answered: bool,
 }
 
 /// The sans-IO ZRE node (Zyre's `zyre_node`): feed it beacons, inbound messages, send
@@ -41,10 +72,18 @@ pub struct ZreNode {
     status: u8,
     own_groups: BTreeSet<String>,
     peers: BTreeMap<Uuid, Peer>,
+    /// Peers known to speak ELECT/LEADER: Harmony peers (their HELLO header) and peers that
+    /// sent us one (Zyre).
+    electors: BTreeSet<Uuid>,
     groups: BTreeMap<String, Group>,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
     next_reap: Instant,
+    /// The latest time we were given (stamps elections).
+    now: Instant,
+    /// Groups whose election we start at `election_due`.
+    elections_pending: BTreeSet<String>,
+    election_due: Option<Instant>,
     stopped: bool,
     link_grace: Duration,
     /// Peers whose connection dropped, and when they are removed unless it comes back.
@@ -55,22 +94,29 @@ impl ZreNode {
     /// A node with no peers; its first reap is one reap interval after `now`.
     pub fn new(config: NodeConfig, now: Instant) -> Self {
         let reap_interval = config.peer.reap_interval();
+        let mut headers = config.headers;
+        headers.retain(|(k, _)| k != EXTENSIONS_HEADER);
+        headers.push((EXTENSIONS_HEADER.to_owned(), EXTENSIONS.to_owned()));
         Self {
             uuid: config.uuid,
             uuid_str: uuid_string(&config.uuid),
             name: config.name,
             endpoint: config.endpoint,
-            headers: config.headers,
+            headers,
             peer_config: config.peer,
             reap_interval,
             goodbye_on_stop: config.goodbye_on_stop,
             status: 0,
             own_groups: BTreeSet::new(),
             peers: BTreeMap::new(),
+            electors: BTreeSet::new(),
             groups: BTreeMap::new(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
             next_reap: now + reap_interval,
+            now,
+            elections_pending: BTreeSet::new(),
+            election_due: None,
             stopped: false,
             link_grace: config.link_grace,
             links_down: BTreeMap::new(),
@@ -140,7 +186,11 @@ impl ZreNode {
     /// When to call [`ZreNode::handle_timeout`] next (`None` once stopped).
     pub fn poll_timeout(&self) -> Option<Instant> {
         let first_lost = self.links_down.values().min().copied();
-        (!self.stopped).then(|| first_lost.map_or(self.next_reap, |t| t.min(self.next_reap)))
+        let mut next = first_lost.map_or(self.next_reap, |t| t.min(self.next_reap));
+        if let Some(due) = self.election_due {
+            next = next.min(due);
+        }
+        (!self.stopped).then_some(next)
     }
 
     // ----- driver input --------------------------------------------------------------------
@@ -148,13 +198,45 @@ impl ZreNode {
     /// The reap timer fired: check every peer's liveness (PING + EVASIVE, SILENT, EXIT).
     /// Calling it early is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if !self.stopped {
-            self.remove_lost_links(now);
+        if self.stopped {
+            return;
         }
-        if self.stopped || now < self.next_reap {
+        self.now = now;
+        self.remove_lost_links(now);
+        if self.election_due.is_some_and(|due| now >= due) {
+            self.election_due = None;
+            for group in std::mem::take(&mut self.elections_pending) {
+                self.start_election_now(&group, false);
+            }
+        }
+        if now < self.next_reap {
             return;
         }
         self.next_reap = now + self.reap_interval;
+        // Elections that stalled, and contested groups left without a leader or an election
+        // (a wave that went wrong), start again.
+        let stalled: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(name, g)| match &g.election {
+                Some(e) => e.started.is_some_and(|t| now >= t + ELECTION_RETRY),
+                None => {
+                    g.contest
+                        && g.leader.is_none()
+                        && self.own_groups.contains(*name)
+                        && !self.elections_pending.contains(*name)
+                }
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for group in stalled {
+            if self.contesting(&group) {
+                debug!(group, "election stalled, starting again");
+                self.start_election_now(&group, true);
+            } else if let Some(g) = self.groups.get_mut(&group) {
+                g.election = None;
+            }
+        }
         let uuids: Vec<Uuid> = self.peers.keys().copied().collect();
         for uuid in uuids {
             let Some(peer) = self.peers.get_mut(&uuid) else {
@@ -207,6 +289,7 @@ impl ZreNode {
         if self.stopped || uuid == self.uuid {
             return;
         }
+        self.now = now;
         if let Some(peer) = self.peers.get_mut(&uuid) {
             if self.peer_config.beacons_refresh {
                 peer.refresh(now);
@@ -237,6 +320,7 @@ impl ZreNode {
         if self.stopped || from == self.uuid {
             return;
         }
+        self.now = now;
         if let ZreBody::Hello(hello) = &message.body {
             let mut replaced = false;
             if let Some(peer) = self.peers.get(&from) {
@@ -416,9 +500,8 @@ impl ZreNode {
         };
         self.send_to_all(&body);
         if self.contesting(group) {
-            self.announce_candidacy(group);
+            self.start_election(group);
         }
-        self.update_leader(group);
         true
     }
 
@@ -434,14 +517,19 @@ impl ZreNode {
             status: self.status,
         };
         self.send_to_all(&body);
-        self.update_leader(group);
+        if let Some(g) = self.groups.get_mut(group) {
+            g.election = None;
+            g.leader = None;
+        }
+        self.elections_pending.remove(group);
         self.forget_if_unused(group);
         true
     }
 
-    /// Takes part in the leader election of `group` (Zyre `set_contest_in_group`). Elections
-    /// run while we are in the group; ELECT/LEADER (ids 8-9) are sent only to members of a
-    /// group someone contests in. If we are already in the group an election starts now.
+    /// Takes part in the leader election of `group` (Zyre `set_contest_in_group`): Zyre's echo
+    /// wave, the lowest UUID string wins. Elections start when we join the group (or now, if
+    /// we are in it), when a member joins, and when the leader goes. ELECT/LEADER (ids 8-9)
+    /// go only to members that speak them (never to pyre).
     pub fn contest_in_group(&mut self, group: &str) {
         let g = self.groups.entry(group.to_owned()).or_default();
         if g.contest {
@@ -449,8 +537,7 @@ impl ZreNode {
         }
         g.contest = true;
         if self.own_groups.contains(group) {
-            self.announce_candidacy(group);
-            self.update_leader(group);
+            self.start_election(group);
         }
     }
 
@@ -500,9 +587,10 @@ impl ZreNode {
         for (uuid, _) in std::mem::take(&mut self.peers) {
             self.actions.push_back(Action::Disconnect { peer: uuid });
         }
+        self.electors.clear();
         self.groups.values_mut().for_each(|g| {
             g.members.clear();
-            g.candidates.clear();
+            g.election = None;
             g.leader = None;
         });
         self.stopped = true;
@@ -619,6 +707,7 @@ impl ZreNode {
         let Some(peer) = self.peers.remove(&uuid) else {
             return;
         };
+        self.electors.remove(&uuid);
         self.actions.push_back(Action::Disconnect { peer: uuid });
         if peer.is_ready() {
             self.events.push_back(Event::Exit {
@@ -672,20 +761,6 @@ impl ZreNode {
         }
     }
 
-    /// Sends a copy of `body` to every member of `group`, except `except`.
-    fn send_to_group(&mut self, group: &str, body: &ZreBody, except: Option<Uuid>) {
-        let members: Vec<Uuid> = self
-            .groups
-            .get(group)
-            .map(|g| g.members.iter().copied().collect())
-            .unwrap_or_default();
-        for m in members {
-            if Some(m) != except {
-                self.send_to(m, body.clone());
-            }
-        }
-    }
-
     /// Processes an accepted message from a ready peer.
     fn dispatch(&mut self, from: Uuid, body: ZreBody) {
         let Some(peer) = self.peers.get_mut(&from) else {
@@ -697,10 +772,17 @@ impl ZreNode {
                 let new_groups = peer.apply_hello(&hello);
                 peer.set_status(hello.status);
                 let name = peer.name().to_owned();
+                let mut headers = hello.headers;
+                if let Some(at) = headers.iter().position(|(k, _)| k == EXTENSIONS_HEADER) {
+                    let (_, value) = headers.remove(at);
+                    if value.split(',').any(|x| x == "elect") {
+                        self.electors.insert(from);
+                    }
+                }
                 self.events.push_back(Event::Enter {
                     peer: from,
                     name: name.clone(),
-                    headers: hello.headers,
+                    headers,
                     endpoint: hello.endpoint,
                 });
                 for group in new_groups {
@@ -757,8 +839,8 @@ impl ZreNode {
             ZreBody::Elect {
                 group,
                 challenger_id,
-            } => self.on_candidate(from, &group, &challenger_id),
-            ZreBody::Leader { group, leader_id } => self.on_candidate(from, &group, &leader_id),
+            } => self.on_elect(from, &group, challenger_id),
+            ZreBody::Leader { group, leader_id } => self.on_leader(from, &group, leader_id),
             ZreBody::Goodbye => {
                 debug!(peer = %from, "GOODBYE");
                 self.remove_peer(from);
@@ -767,8 +849,8 @@ impl ZreNode {
         }
     }
 
-    /// A peer joined a group (HELLO or JOIN): record it, JOIN event; if we contest, tell the
-    /// newcomer we are a candidate.
+    /// A peer joined a group (HELLO or JOIN): record it, JOIN event; if we contest and it
+    /// speaks ELECT, a new election (Zyre restarts on every join).
     fn peer_joined(&mut self, from: Uuid, name: &str, group: &str) {
         self.groups
             .entry(group.to_owned())
@@ -780,23 +862,69 @@ impl ZreNode {
             name: name.to_owned(),
             group: group.to_owned(),
         });
-        if self.contesting(group) {
-            let body = ZreBody::Elect {
-                group: group.to_owned(),
-                challenger_id: self.uuid_str.clone(),
-            };
-            self.send_to(from, body);
+        if self.contesting(group) && self.electors.contains(&from) {
+            self.start_election(group);
+        } else if let Some(g) = self.groups.get_mut(group) {
+            // The electorate changed: a wave we were relaying is void (its counts are off).
+            g.election = None;
         }
-        self.update_leader(group);
     }
 
-    /// A member left `group` or was removed: it is no candidate any more.
+    /// A member left `group` or was removed (Zyre `zyre_node_remove_peer`): if it was the
+    /// leader, or an election was under way (its count just changed), elect again. A node
+    /// that does not contest drops the wave it was relaying, so the new one is not ignored.
     fn member_gone(&mut self, group: &str, uuid: Uuid) {
+        let contesting = self.contesting(group);
         if let Some(g) = self.groups.get_mut(group) {
-            g.candidates.remove(&uuid);
+            g.contesters.remove(&uuid);
+            let leader_left = g.leader == Some(uuid);
+            let electing = g.election.is_some();
+            if leader_left {
+                g.leader = None;
+            }
+            if contesting && (leader_left || electing) {
+                self.start_election(group);
+            } else if electing {
+                // A relay keeps its wave: the member that went counts no more, which may
+                // complete it.
+                self.recheck_election(group);
+            }
         }
-        self.update_leader(group);
         self.forget_if_unused(group);
+    }
+
+    /// Completes the wave we relay in `group` if the (smaller) electorate has all answered:
+    /// echo to the father, or, after LEADER messages, the LEADER event.
+    fn recheck_election(&mut self, group: &str) {
+        let electorate = self.electorate(group);
+        let Some(e) = self.groups.get_mut(group).and_then(|g| g.election.as_mut()) else {
+            return;
+        };
+        let Some(caw) = e.caw.clone() else {
+            return;
+        };
+        if e.lrec > 0 {
+            if e.lrec >= electorate.len() {
+                let leader = e.leader.clone().unwrap_or(caw);
+                if let Some(g) = self.groups.get_mut(group) {
+                    g.election = None;
+                }
+                if let Some(uuid) = harmony_peer::parse_uuid_string(&leader)
+                    .filter(|u| *u == self.uuid || self.peers.contains_key(u))
+                {
+                    self.elected(group, uuid);
+                }
+            }
+        } else if !e.answered && e.erec >= electorate.len() && caw != self.uuid_str {
+            if let Some(father) = e.father.filter(|f| electorate.contains(f)) {
+                e.answered = true;
+                let body = ZreBody::Elect {
+                    group: group.to_owned(),
+                    challenger_id: caw,
+                };
+                self.send_to(father, body);
+            }
+        }
     }
 
     /// Drops the record of a group nobody (us included) is in or contests in, so group names
@@ -816,63 +944,239 @@ impl ZreNode {
         self.own_groups.contains(group) && self.groups.get(group).is_some_and(|g| g.contest)
     }
 
-    /// Announces our candidacy to every member of `group`.
-    fn announce_candidacy(&mut self, group: &str) {
+    /// The members of `group` that take part in its elections (Zyre's `zyre_group_peers`,
+    /// less the peers that do not speak ELECT).
+    fn electorate(&self, group: &str) -> Vec<Uuid> {
+        self.groups
+            .get(group)
+            .map(|g| {
+                g.members
+                    .iter()
+                    .filter(|m| self.electors.contains(m))
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Starts (or restarts) an election with us as challenger after [`ELECTION_DELAY`], so
+    /// that a burst of joins starts one; alone, we are leader at once.
+    fn start_election(&mut self, group: &str) {
+        if self.electorate(group).is_empty() {
+            self.start_election_now(group, false);
+            return;
+        }
+        self.elections_pending.insert(group.to_owned());
+        self.election_due.get_or_insert(self.now + ELECTION_DELAY);
+    }
+
+    /// Starts an election now with us as challenger: ELECT to the electorate (Zyre), unless a
+    /// lower contester is a member (its wave would win ours over anyway, and it starts one
+    /// on the same changes). Alone, we are leader at once (Zyre does so when the others have
+    /// gone).
+    fn start_election_now(&mut self, group: &str, force: bool) {
+        if !self.contesting(group) {
+            return;
+        }
+        let electorate = self.electorate(group);
+        let uuid_str = self.uuid_str.clone();
+        let Some(g) = self.groups.get_mut(group) else {
+            return;
+        };
+        let lower = g
+            .contesters
+            .iter()
+            .any(|c| g.members.contains(c) && uuid_string(c) < uuid_str);
+        g.leader = None;
+        if lower && !force {
+            debug!(group, "a lower contester starts this election");
+            g.election = None;
+            return;
+        }
+        if electorate.is_empty() {
+            g.election = None;
+            self.elected(group, self.uuid);
+            return;
+        }
+        g.election = Some(Election {
+            started: Some(self.now),
+            caw: Some(self.uuid_str.clone()),
+            ..Election::default()
+        });
+        debug!(group, "election started");
         let body = ZreBody::Elect {
             group: group.to_owned(),
             challenger_id: self.uuid_str.clone(),
         };
-        self.send_to_group(group, &body, None);
+        for m in electorate {
+            self.send_to(m, body.clone());
+        }
     }
 
-    /// ELECT or LEADER from a peer naming itself: it contests in `group`. (A Zyre echo-wave
-    /// message that names somebody else carries nothing we need and is ignored.)
-    fn on_candidate(&mut self, from: Uuid, group: &str, id: &str) {
-        if harmony_peer::parse_uuid_string(id) != Some(from) {
-            debug!(peer = %from, group, id, "election message for another node, ignored");
-            return;
-        }
-        // Its JOIN (or HELLO) came first on the same connection, so a real contester is a
-        // member by now; anything else is ignored (and allocates nothing).
-        let Some(g) = self
+    /// An election message from `from` about `group`: checked, and `from` counted as an
+    /// elector (a Zyre peer shows it speaks ELECT by sending one; if we contest, that is a
+    /// join to the election and it starts again). Returns false to ignore the message.
+    fn election_message(&mut self, from: Uuid, group: &str) -> bool {
+        // A member's JOIN (or HELLO) comes before its election messages on the same
+        // connection; anything else is ignored and allocates nothing.
+        let member = self
             .groups
-            .get_mut(group)
-            .filter(|g| g.members.contains(&from))
-        else {
+            .get(group)
+            .is_some_and(|g| g.members.contains(&from));
+        if !member || !self.own_groups.contains(group) {
             debug!(peer = %from, group, "election message from a non-member, ignored");
-            return;
-        };
-        if g.candidates.insert(from) {
-            self.update_leader(group);
+            return false;
         }
+        if self.electors.insert(from) && self.contesting(group) {
+            self.start_election(group);
+        }
+        true
     }
 
-    /// Recomputes `group`'s leader: the lowest UUID (= lowest Zyre UUID string) among the
-    /// contesting members, us included. Emits LEADER when it changes; when we become leader we
-    /// also send LEADER to the members.
-    fn update_leader(&mut self, group: &str) {
-        let in_group = self.own_groups.contains(group);
-        let me_contesting = self.contesting(group);
+    /// ELECT (Zyre `zyre_node_recv_peer`, ZRE_MSG_ELECT): adopt a lower challenger's wave and
+    /// pass it on to everyone but its sender (our father in it); count echoes of the wave we
+    /// support; when all neighbours have answered, echo to the father, or, if the wave is
+    /// ours, announce LEADER.
+    fn on_elect(&mut self, from: Uuid, group: &str, challenger: String) {
+        if !self.election_message(from, group) {
+            return;
+        }
+        let electorate = self.electorate(group);
         let Some(g) = self.groups.get_mut(group) else {
             return;
         };
-        let computed = if in_group {
-            let peers_min = g.candidates.intersection(&g.members).next().copied();
-            let me = me_contesting.then_some(self.uuid);
-            match (peers_min, me) {
-                (Some(p), Some(m)) => Some(p.min(m)),
-                (p, m) => p.or(m),
-            }
-        } else {
-            None
-        };
-        if computed == g.leader {
+        let own_word = harmony_peer::parse_uuid_string(&challenger) == Some(from);
+        if own_word {
+            g.contesters.insert(from);
+        }
+        // Once a leader is in office, a straggler of a wave that has finished (or lost) must
+        // not start a wave over: only a challenger itself, or one lower than the leader, does.
+        let finished =
+            g.election.is_none() && g.leader.is_some_and(|l| challenger >= uuid_string(&l));
+        // Our own wave is only ever started by us: a straggler of it after it ended is void.
+        let ours_ended = challenger == self.uuid_str
+            && g.election.as_ref().and_then(|e| e.caw.as_ref()) != Some(&challenger);
+        if ours_ended || (finished && !own_word) {
+            debug!(peer = %from, group, "ELECT of a finished wave, ignored");
             return;
         }
-        g.leader = computed;
-        let Some(leader) = computed else {
+        let now = self.now;
+        let e = g.election.get_or_insert_with(Election::default);
+        // Zyre: a lower challenger wins us over. Harmony also takes the challenger's own
+        // ELECT for its wave as a new wave (it restarted), so old counts do not stall it.
+        let restarted = e.caw.as_ref() == Some(&challenger)
+            && harmony_peer::parse_uuid_string(&challenger) == Some(from);
+        if restarted || e.caw.as_ref().is_none_or(|caw| challenger < *caw) {
+            *e = Election {
+                started: Some(now),
+                caw: Some(challenger.clone()),
+                father: Some(from),
+                ..Election::default()
+            };
+            let body = ZreBody::Elect {
+                group: group.to_owned(),
+                challenger_id: challenger.clone(),
+            };
+            for m in electorate.iter().filter(|m| **m != from) {
+                self.send_to(*m, body.clone());
+            }
+        }
+        let Some(e) = self.groups.get_mut(group).and_then(|g| g.election.as_mut()) else {
             return;
         };
+        if e.caw.as_ref() != Some(&challenger) {
+            return; // an unworthy challenger: ignored
+        }
+        e.erec += 1;
+        // Zyre waits for exactly one ELECT per neighbour; Harmony for at least as many, and
+        // answers once.
+        if e.erec < electorate.len() || e.answered {
+            return;
+        }
+        e.answered = true;
+        if challenger == self.uuid_str {
+            let body = ZreBody::Leader {
+                group: group.to_owned(),
+                leader_id: challenger,
+            };
+            for m in electorate {
+                self.send_to(m, body.clone());
+            }
+        } else if let Some(father) = e.father {
+            let body = ZreBody::Elect {
+                group: group.to_owned(),
+                challenger_id: challenger,
+            };
+            self.send_to(father, body);
+        }
+    }
+
+    /// LEADER (Zyre ZRE_MSG_LEADER): pass the news on once, count it; when every neighbour
+    /// has told us, the election is over: LEADER event.
+    fn on_leader(&mut self, from: Uuid, group: &str, leader: String) {
+        if !self.election_message(from, group) {
+            return;
+        }
+        let electorate = self.electorate(group);
+        let own_word = harmony_peer::parse_uuid_string(&leader) == Some(from);
+        let Some(e) = self.groups.get_mut(group).and_then(|g| g.election.as_mut()) else {
+            // Harmony: the leader's own word is enough for a node that lost track of the wave
+            // (Zyre ignores it); nothing is passed on.
+            if own_word
+                && self
+                    .groups
+                    .get(group)
+                    .is_some_and(|g| g.leader != Some(from))
+            {
+                self.elected(group, from);
+            } else {
+                debug!(peer = %from, group, "LEADER without an election under way, ignored");
+            }
+            return;
+        };
+        if e.caw.is_none() {
+            debug!(peer = %from, group, "LEADER without an active wave, ignored");
+            return;
+        }
+        // Harmony: a LEADER of another wave than ours (a straggler of one that lost or ended)
+        // is not counted; in an undisturbed Zyre wave they are always the same.
+        if e.caw.as_ref() != Some(&leader) {
+            debug!(peer = %from, group, "LEADER of another wave, ignored");
+            return;
+        }
+        let forward = leader != self.uuid_str && e.lrec == 0;
+        e.lrec += 1;
+        e.leader = Some(leader.clone());
+        let complete = e.lrec >= electorate.len();
+        if forward {
+            // Zyre passes on its own active wave's id, which is the leader's in a wave that
+            // ran undisturbed; Harmony passes on the leader it was told, so a wave cut short
+            // by a restart cannot crown anyone else.
+            let body = ZreBody::Leader {
+                group: group.to_owned(),
+                leader_id: leader.clone(),
+            };
+            for m in &electorate {
+                self.send_to(*m, body.clone());
+            }
+        }
+        if !complete {
+            return;
+        }
+        if let Some(g) = self.groups.get_mut(group) {
+            g.election = None;
+        }
+        if leader == self.uuid_str {
+            self.elected(group, self.uuid);
+        } else if let Some(uuid) =
+            harmony_peer::parse_uuid_string(&leader).filter(|u| self.peers.contains_key(u))
+        {
+            self.elected(group, uuid);
+        }
+    }
+
+    /// Records `leader` as `group`'s leader and tells the application (LEADER event).
+    fn elected(&mut self, group: &str, leader: Uuid) {
         let name = if leader == self.uuid {
             self.name.clone()
         } else {
@@ -881,17 +1185,14 @@ impl ZreNode {
                 .map(|p| p.name().to_owned())
                 .unwrap_or_default()
         };
+        if let Some(g) = self.groups.get_mut(group) {
+            g.leader = Some(leader);
+        }
+        debug!(group, leader = %leader, "election finished");
         self.events.push_back(Event::Leader {
             peer: leader,
             name,
             group: group.to_owned(),
         });
-        if leader == self.uuid {
-            let body = ZreBody::Leader {
-                group: group.to_owned(),
-                leader_id: self.uuid_str.clone(),
-            };
-            self.send_to_group(group, &body, None);
-        }
     }
 }

@@ -106,7 +106,11 @@ fn beacon_from_unknown_connects_and_sends_hello_first() {
             groups: vec!["G1".into()],
             status: 1,
             name: "me".into(),
-            headers: vec![("X-ROLE".into(), "test".into())],
+            // Harmony tells its peers it speaks ELECT/LEADER (pyre never gets them).
+            headers: vec![
+                ("X-ROLE".into(), "test".into()),
+                (harmony_group::EXTENSIONS_HEADER.into(), "elect".into()),
+            ],
         })
     );
     assert_eq!(a.len(), 2);
@@ -652,8 +656,17 @@ fn election_lowest_uuid_wins_and_reelects() {
         }
         n.join("G");
     }
-    let sent = settle(&mut nodes, t);
-    assert!(sent.contains(&8));
+    let mut sent = settle(&mut nodes, t);
+    // Joins within a moment start one election (Zyre's echo wave), after a short delay.
+    let t = t + Duration::from_millis(400);
+    for n in &mut nodes {
+        n.handle_timeout(t);
+    }
+    sent.extend(settle(&mut nodes, t));
+    assert!(
+        sent.contains(&8) && sent.contains(&9),
+        "ELECT and LEADER: {sent:?}"
+    );
     for n in &mut nodes {
         assert_eq!(n.leader("G"), Some(Uuid::from_u128(0x21)), "{}", n.uuid());
         assert_eq!(last_leader(n, "G"), Some(Uuid::from_u128(0x21)));
@@ -664,6 +677,11 @@ fn election_lowest_uuid_wins_and_reelects() {
         .position(|n| n.uuid() == Uuid::from_u128(0x21))
         .unwrap();
     nodes[leader_idx].leave("G");
+    settle(&mut nodes, t);
+    let t = t + Duration::from_millis(400);
+    for n in &mut nodes {
+        n.handle_timeout(t);
+    }
     settle(&mut nodes, t);
     for (i, n) in nodes.iter_mut().enumerate() {
         if i != leader_idx {

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
+use harmony_beacon::gossip::{Gossip, GossipConfig, GossipEvent, GossipHandle};
 use harmony_beacon::{Beacon, BeaconConfig, InterfaceSelect, SelectedInterface, ZreBeacon};
 use harmony_group::{Action, Event, NodeConfig, ZreNode};
 use harmony_security::{public_key_from_z85, KeyPair, MechanismConfig};
@@ -55,6 +56,23 @@ pub struct NodeBuilder {
     event_queue: usize,
     contests: Vec<String>,
     curve: Option<KeyPair>,
+    gossip: GossipSettings,
+}
+
+/// Gossip discovery settings (Zyre's `gossip_bind`, `gossip_connect`, `set_endpoint`); any of
+/// them turns beacons off.
+#[derive(Debug, Clone, Default)]
+struct GossipSettings {
+    binds: Vec<String>,
+    connects: Vec<(String, Option<[u8; 32]>)>,
+    endpoint: Option<String>,
+    ttl: Option<Option<Duration>>,
+}
+
+impl GossipSettings {
+    fn enabled(&self) -> bool {
+        !self.binds.is_empty() || !self.connects.is_empty() || self.endpoint.is_some()
+    }
 }
 
 impl Default for NodeBuilder {
@@ -69,6 +87,7 @@ impl Default for NodeBuilder {
             event_queue: 4096,
             contests: Vec::new(),
             curve: None,
+            gossip: GossipSettings::default(),
         }
     }
 }
@@ -159,6 +178,48 @@ impl NodeBuilder {
         self
     }
 
+    /// Gossip discovery: binds a gossip hub here that other nodes (Harmony or Zyre) connect to
+    /// (Zyre's `gossip_bind`). Turns UDP beacons off.
+    pub fn gossip_bind(mut self, endpoint: impl Into<String>) -> Self {
+        self.gossip.binds.push(endpoint.into());
+        self
+    }
+
+    /// Gossip discovery: connects to a gossip hub (Zyre's `gossip_connect`); repeatable. Turns
+    /// UDP beacons off.
+    pub fn gossip_connect(mut self, endpoint: impl Into<String>) -> Self {
+        self.gossip.connects.push((endpoint.into(), None));
+        self
+    }
+
+    /// Gossip discovery over CURVE: connects to a hub whose CURVE public key is `server_key`
+    /// (Zyre's `gossip_connect_curve`); needs [`NodeBuilder::curve`].
+    pub fn gossip_connect_curve(
+        mut self,
+        server_key: [u8; 32],
+        endpoint: impl Into<String>,
+    ) -> Self {
+        self.gossip
+            .connects
+            .push((endpoint.into(), Some(server_key)));
+        self
+    }
+
+    /// The inbox endpoint to bind and advertise (Zyre's `set_endpoint`), e.g.
+    /// `tcp://10.0.0.5:7101`; a `*` host or port 0 is replaced by what was bound. Turns UDP
+    /// beacons off: peers learn the endpoint by gossip.
+    pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.gossip.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// Time to live of this node's gossip tuple (default 30 s; refreshed every third of it);
+    /// `None` publishes it forever, as czmq does.
+    pub fn gossip_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.gossip.ttl = Some(ttl);
+        self
+    }
+
     /// The CURVE key pair of encrypted mode ([`curve`](Self::curve)), if set: protocols beside
     /// ZRE (the pipeline) secure their own sockets with it, the key already advertised in
     /// `X-PUBLICKEY`.
@@ -181,6 +242,7 @@ impl NodeBuilder {
             event_queue,
             contests,
             curve,
+            gossip,
         } = self;
         if config.name.len() > 255 {
             return Err(NodeError::Invalid(format!(
@@ -214,14 +276,38 @@ impl NodeBuilder {
         let (link_tx, link_rx) = mpsc::channel(LINK_QUEUE);
         let (monitor_tx, monitor_rx) = mpsc::channel(LINK_QUEUE);
         link::forward(inbox.monitor(), None, link_tx.clone());
-        let bound = inbox.bind(&inbox_bind_endpoint(&interface)).await?;
-        config.endpoint = interface.tcp_endpoint(bound.port());
-        let payload = ZreBeacon {
-            uuid: config.uuid,
-            port: bound.port(),
-            public_key: curve.as_ref().map(|k| *k.public()),
+        let bind_at = gossip
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| inbox_bind_endpoint(&interface));
+        let bound = inbox.bind(&bind_at).await?;
+        config.endpoint = match &gossip.endpoint {
+            Some(asked) => advertised_endpoint(asked, &interface, bound.port()),
+            None => interface.tcp_endpoint(bound.port()),
         };
-        let beacons = Beacon::start_on(interface.clone(), &beacon, payload)?;
+        let mut gossip_bound = Vec::new();
+        let (beacons, gossip) = if gossip.enabled() {
+            // As Zyre: no beacons; a stopping node says GOODBYE itself.
+            config.goodbye_on_stop = true;
+            let (gossip, bound) = start_gossip(&gossip, &config, curve.as_ref()).await?;
+            gossip_bound = bound;
+            (None, Some(gossip))
+        } else {
+            let payload = ZreBeacon {
+                uuid: config.uuid,
+                port: bound.port(),
+                public_key: curve.as_ref().map(|k| *k.public()),
+            };
+            (
+                Some(Beacon::start_on(interface.clone(), &beacon, payload)?),
+                None,
+            )
+        };
+        let dealer_linger = if gossip.is_some() {
+            GOODBYE_LINGER
+        } else {
+            Duration::ZERO
+        };
         info!(uuid = %config.uuid, name = %config.name, endpoint = %config.endpoint,
               interface = %interface.name, "node started");
 
@@ -239,14 +325,17 @@ impl NodeBuilder {
             dealers: HashMap::new(),
             links: link_tx,
             send_hwm,
+            dealer_linger,
             events: Vec::new(),
         }));
         let wake = Arc::new(Notify::new());
+        let gossip_handle = gossip.as_ref().map(Gossip::handle);
         let driver = Driver {
             state: state.clone(),
             wake: wake.clone(),
             inbox,
-            beacons: Some(beacons),
+            beacons,
+            gossip,
             events: event_tx,
             commands: cmd_rx,
             links: link_rx,
@@ -258,6 +347,8 @@ impl NodeBuilder {
             name,
             endpoint,
             interface,
+            gossip: gossip_handle,
+            gossip_bound,
             state,
             wake,
             commands: cmd_tx,
@@ -291,6 +382,57 @@ impl From<&str> for InterfaceSelectArg {
     }
 }
 
+/// How long a stopping gossip node's connections may take to deliver its GOODBYEs.
+const GOODBYE_LINGER: Duration = Duration::from_millis(500);
+
+/// The endpoint a node that bound `asked` advertises: a wildcard host becomes the interface
+/// address, port 0 or `*` the port bound.
+fn advertised_endpoint(asked: &str, interface: &SelectedInterface, port: u16) -> String {
+    let rest = asked.strip_prefix("tcp://").unwrap_or(asked);
+    let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
+    if host.is_empty() || host == "*" || host == "0.0.0.0" || host == "[::]" {
+        interface.tcp_endpoint(port)
+    } else {
+        format!("tcp://{host}:{port}")
+    }
+}
+
+/// Starts gossip discovery: binds and connects as asked, publishes `uuid -> endpoint` (with
+/// `|<Z85 key>` in encrypted mode), as Zyre does.
+async fn start_gossip(
+    settings: &GossipSettings,
+    config: &NodeConfig,
+    curve: Option<&KeyPair>,
+) -> Result<(Gossip, Vec<String>), NodeError> {
+    let mut gossip_config = GossipConfig::default();
+    if let Some(ttl) = settings.ttl {
+        gossip_config.ttl = ttl;
+    }
+    let gossip = Gossip::start(gossip_config, curve.cloned());
+    let mut bound = Vec::new();
+    for endpoint in &settings.binds {
+        let at = gossip.bind(endpoint).await?;
+        info!(endpoint = %at, "gossip hub bound");
+        bound.push(at.to_string());
+    }
+    for (endpoint, server_key) in &settings.connects {
+        if server_key.is_some() && curve.is_none() {
+            return Err(NodeError::Invalid(
+                "gossip_connect_curve needs the node's CURVE keys (NodeBuilder::curve)".into(),
+            ));
+        }
+        gossip.connect(endpoint, *server_key).await?;
+    }
+    let value = match curve {
+        Some(keys) => format!("{}|{}", config.endpoint, keys.public_z85()),
+        None => config.endpoint.clone(),
+    };
+    gossip
+        .publish(&harmony_peer::uuid_string(&config.uuid), &value)
+        .await?;
+    Ok((gossip, bound))
+}
+
 fn inbox_bind_endpoint(interface: &SelectedInterface) -> String {
     match interface.address {
         IpAddr::V4(a) => format!("tcp://{a}:0"),
@@ -313,6 +455,10 @@ pub struct Node {
     name: String,
     endpoint: String,
     interface: SelectedInterface,
+    /// Commands to gossip discovery, in gossip mode.
+    gossip: Option<GossipHandle>,
+    /// The gossip hub endpoints bound (ports resolved).
+    gossip_bound: Vec<String>,
     state: Arc<Mutex<State>>,
     /// Tells the driver that direct calls left events (e.g. EXIT after a send failure) to hand out.
     wake: Arc<Notify>,
@@ -394,6 +540,21 @@ impl Node {
     /// The interface discovery runs on.
     pub fn interface(&self) -> &SelectedInterface {
         &self.interface
+    }
+
+    /// The gossip hub endpoints this node bound ([`NodeBuilder::gossip_bind`]), with the
+    /// ports actually bound.
+    pub fn gossip_endpoints(&self) -> &[String] {
+        &self.gossip_bound
+    }
+
+    /// The value of a gossip tuple this node holds (key: a node's UUID string; value: its
+    /// endpoint), `None` if not held or not in gossip mode.
+    pub async fn gossip_tuple(&self, key: &str) -> Result<Option<String>, NodeError> {
+        match &self.gossip {
+            Some(g) => g.get(key).await.map_err(|_| NodeError::Stopped),
+            None => Ok(None),
+        }
     }
 
     async fn command(&self, cmd: Command) -> Result<(), NodeError> {
@@ -572,7 +733,8 @@ impl Node {
         .await
     }
 
-    /// Stops: a port-0 beacon tells peers we are leaving, a STOP event ends the stream.
+    /// Stops: a port-0 beacon (gossip mode: a GOODBYE to each peer) tells peers we are
+    /// leaving, a STOP event ends the stream.
     /// Events not read yet stay readable with [`Node::next_event`].
     pub async fn stop(&mut self) -> Result<(), NodeError> {
         let _ = self.commands.send(Command::Stop).await;
@@ -631,6 +793,8 @@ struct State {
     /// Where the dealers' monitor events go (to the driver).
     links: mpsc::Sender<LinkEvent>,
     send_hwm: usize,
+    /// Linger of outbound connections (gossip mode: time for the GOODBYEs of a stop).
+    dealer_linger: Duration,
     /// Events taken from the state machine, waiting for the driver to hand them out.
     events: Vec<Event>,
 }
@@ -646,6 +810,7 @@ struct Driver {
     wake: Arc<Notify>,
     inbox: RouterSocket,
     beacons: Option<Beacon>,
+    gossip: Option<Gossip>,
     events: mpsc::Sender<Event>,
     commands: mpsc::Receiver<Command>,
     links: mpsc::Receiver<LinkEvent>,
@@ -707,6 +872,13 @@ impl Driver {
                         self.beacons = None;
                     }
                 }
+                heard = recv_gossip(&mut self.gossip) => match heard {
+                    Some(GossipEvent::Deliver { key, value }) => {
+                        self.state().on_gossip(&key, &value, std::time::Instant::now());
+                    }
+                    Some(_) => {}
+                    None => self.gossip = None,
+                },
                 () = sleep_until(deadline) => self.state().core.handle_timeout(std::time::Instant::now()),
             }
         }
@@ -736,6 +908,11 @@ impl Driver {
             std::mem::take(&mut state.events)
         };
         for event in events {
+            if let (Event::Exit { peer, .. }, Some(gossip)) = (&event, &self.gossip) {
+                // As Zyre: forget a departed peer's tuple here, so its next refresh (if it
+                // lives) is a new tuple and finds it again.
+                let _ = gossip.unpublish(&harmony_peer::uuid_string(peer)).await;
+            }
             if self.events.send(event).await.is_err() {
                 return false;
             }
@@ -754,6 +931,9 @@ impl Driver {
             dealer.close().await;
         }
         self.inbox.close().await;
+        if let Some(mut gossip) = self.gossip.take() {
+            gossip.stop().await;
+        }
     }
 }
 
@@ -772,6 +952,33 @@ impl State {
             self.events.push(event);
         }
         self.events.len() > before
+    }
+
+    /// A gossip tuple: `uuid -> endpoint[|Z85 public key]` (Zyre's `zyre_node_recv_gossip`).
+    fn on_gossip(&mut self, key: &str, value: &str, now: std::time::Instant) {
+        let Some(uuid) = harmony_peer::parse_uuid_string(key) else {
+            debug!(key, "gossip tuple whose key is not a UUID ignored");
+            return;
+        };
+        let (endpoint, public_key) = match value.split_once('|') {
+            Some((endpoint, key)) => (endpoint, Some(key)),
+            None => (value, None),
+        };
+        match public_key.map(public_key_from_z85) {
+            Some(Ok(key)) => {
+                self.peer_keys.insert(uuid, key);
+            }
+            Some(Err(_)) => {
+                debug!(peer = %uuid, "gossip tuple with a bad public key ignored");
+                return;
+            }
+            None if self.curve.is_some() => {
+                debug!(peer = %uuid, "plaintext gossip tuple ignored (encrypted mode)");
+                return;
+            }
+            None => {}
+        }
+        self.core.handle_discovered(uuid, endpoint, now);
     }
 
     fn on_inbox(&mut self, msg: Message, now: std::time::Instant) {
@@ -820,7 +1027,7 @@ impl State {
                         &self.core.uuid(),
                     )))
                     .send_hwm(self.send_hwm)
-                    .linger(Duration::ZERO);
+                    .linger(self.dealer_linger);
                 if let Some(keys) = &self.curve {
                     let Some(server_key) = self.peer_keys.get(&peer) else {
                         warn!(peer = %peer, "no CURVE key known for this peer; not connecting");
@@ -863,7 +1070,11 @@ impl State {
                 }
             }
             Action::Disconnect { peer } => {
-                self.dealers.remove(&peer);
+                let dealer = self.dealers.remove(&peer);
+                if let Some(dealer) = dealer.filter(|_| !self.dealer_linger.is_zero()) {
+                    // Let what is queued (a stop's GOODBYE) go out; dropping would discard it.
+                    tokio::spawn(async move { dealer.close().await });
+                }
             }
         }
     }
@@ -872,6 +1083,13 @@ impl State {
 async fn recv_beacon(beacons: &mut Option<Beacon>) -> Option<harmony_beacon::Heard> {
     match beacons {
         Some(b) => b.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn recv_gossip(gossip: &mut Option<Gossip>) -> Option<GossipEvent> {
+    match gossip {
+        Some(g) => g.recv().await,
         None => std::future::pending().await,
     }
 }

@@ -242,3 +242,20 @@ pub fn pipeline_message(data: &[u8]) {
         PipelineMessage::decode(&out, FUZZ_LIMIT).expect("an encoded pipeline message must decode");
     assert_eq!(again, msg, "pipeline message round trip");
 }
+
+/// ZGP message: a decoded message re-encodes to exactly the frame it came from.
+pub fn zgp_message(data: &[u8]) {
+    use crate::zgp::ZgpMessage;
+
+    let frame = Bytes::copy_from_slice(data);
+    let Ok(msg) = ZgpMessage::decode(&frame, FUZZ_LIMIT) else {
+        return;
+    };
+    let out = msg
+        .to_bytes()
+        .expect("a decoded ZGP message must be encodable");
+    assert_eq!(out, frame, "ZGP bytes round trip");
+    assert_eq!(msg.encoded_len(), out.len(), "ZGP encoded_len");
+    let again = ZgpMessage::decode(&out, FUZZ_LIMIT).expect("an encoded ZGP message must decode");
+    assert_eq!(again, msg, "ZGP message round trip");
+}

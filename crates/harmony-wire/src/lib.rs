@@ -4,6 +4,7 @@
 //! - [`zre`]: ZRE beacons (v1 22 bytes, v3 54 bytes) and ZRE messages (ids 1-10).
 //! - [`filemq`]: FILEMQ v2 messages.
 //! - [`pipeline`]: the reliable pipeline's messages (CREDIT, TASK, RESULT, START, END, STATUS, ACK).
+//! - [`zgp`]: ZGP, czmq's gossip protocol (HELLO, PUBLISH, PING, PONG, INVALID).
 //!
 //! Decoders take a size limit and reject any declared length that exceeds it or the input,
 //! before allocating. Decoded payloads are [`bytes::Bytes`] slices of the input.
@@ -12,6 +13,7 @@ pub mod error;
 pub mod filemq;
 pub mod pipeline;
 mod primitives;
+pub mod zgp;
 pub mod zmtp;
 pub mod zre;
 

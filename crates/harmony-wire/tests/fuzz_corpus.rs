@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use harmony_wire::filemq::{Cheezburger, FileOperation, FilemqMessage};
 use harmony_wire::fuzzing;
 use harmony_wire::pipeline::{Credit, PipelineMessage, Task, TaskResult};
+use harmony_wire::zgp::ZgpMessage;
 use harmony_wire::zmtp::{Command, Frame, Greeting, Mechanism, Metadata, PlainHello, RawCommand};
 use harmony_wire::zre::{Beacon, Hello, ZreBody, ZreMessage};
 use uuid::Uuid;
@@ -26,6 +27,7 @@ const TARGETS: &[(&str, Check)] = &[
     ("zre_message", fuzzing::zre_message),
     ("filemq_message", fuzzing::filemq_message),
     ("pipeline_message", fuzzing::pipeline_message),
+    ("zgp_message", fuzzing::zgp_message),
 ];
 
 /// Fuzz targets of other crates, replayed by their own tests
@@ -429,6 +431,36 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             "pipeline_message",
             name,
             msg.to_bytes().expect("pipeline message").to_vec(),
+        ));
+    }
+
+    let zgp = [
+        ("hello", ZgpMessage::Hello),
+        (
+            "publish",
+            ZgpMessage::Publish {
+                key: "0123456789ABCDEF0123456789ABCDEF".into(),
+                value: "tcp://127.0.0.1:49152".into(),
+                ttl: 30_000,
+            },
+        ),
+        (
+            "publish-curve",
+            ZgpMessage::Publish {
+                key: "0123456789ABCDEF0123456789ABCDEF".into(),
+                value: "tcp://127.0.0.1:49152|rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7".into(),
+                ttl: 0,
+            },
+        ),
+        ("ping", ZgpMessage::Ping),
+        ("pong", ZgpMessage::Pong),
+        ("invalid", ZgpMessage::Invalid),
+    ];
+    for (name, msg) in zgp {
+        out.push((
+            "zgp_message",
+            name,
+            msg.to_bytes().expect("ZGP message").to_vec(),
         ));
     }
 

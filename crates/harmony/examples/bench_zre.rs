@@ -1,6 +1,8 @@
 //! ZRE benchmark (run by `cargo xtask bench zre`, release build): whisper throughput and round
-//! trip between two nodes, shout fan-out to 10 nodes, time until 50 nodes all see each other,
-//! each beside raw ZMTP DEALER -> ROUTER measured in the same run. Loopback only.
+//! trip between two nodes, shout fan-out to 10 nodes, time until 50 nodes all see each other
+//! by beacons and by gossip (two hubs, no beacons), each beside raw ZMTP DEALER -> ROUTER or
+//! the beacon figure measured in the same run; the time to elect a leader among 20. Loopback
+//! only.
 //!
 //! Usage: bench_zre [--messages N] [--nodes N]
 
@@ -190,6 +192,104 @@ async fn discovery(n: usize, interval: Duration) -> Duration {
     done - start
 }
 
+/// Time until `n` gossip-only nodes (no beacons) all see each other: two hubs, the second
+/// connected to the first, the other nodes spread over both.
+async fn gossip_discovery(n: usize) -> Duration {
+    let port = harmony_testkit::free_udp_port();
+    let start = Instant::now();
+    let hub = |name: String| {
+        Node::builder()
+            .name(name)
+            .loopback()
+            .port(port)
+            .gossip_bind("tcp://127.0.0.1:0")
+    };
+    let a = hub("hub-a".into()).start().await.expect("hub a");
+    let at_a = a.gossip_endpoints()[0].clone();
+    let b = hub("hub-b".into())
+        .gossip_connect(&at_a)
+        .start()
+        .await
+        .expect("hub b");
+    let at_b = b.gossip_endpoints()[0].clone();
+    let mut all = vec![a, b];
+    for i in 2..n {
+        let node = Node::builder()
+            .name(format!("g{i}"))
+            .loopback()
+            .port(port)
+            .gossip_connect(if i % 2 == 0 { &at_a } else { &at_b })
+            .start()
+            .await
+            .expect("node");
+        all.push(node);
+    }
+    let done = wait_for(&mut all, n * (n - 1), |e| matches!(e, Event::Enter { .. })).await;
+    for node in &mut all {
+        node.stop().await.unwrap();
+    }
+    done - start
+}
+
+/// Time to elect a leader in a group of `n` gossip nodes that all contest it (Zyre's echo
+/// wave), from the last JOIN sent until every member reported the same LEADER.
+async fn election(n: usize) -> Duration {
+    let port = harmony_testkit::free_udp_port();
+    let hub = Node::builder()
+        .name("e0")
+        .loopback()
+        .port(port)
+        .contest("E")
+        .gossip_bind("tcp://127.0.0.1:0")
+        .start()
+        .await
+        .expect("hub");
+    let at = hub.gossip_endpoints()[0].clone();
+    let mut all = vec![hub];
+    for i in 1..n {
+        let node = Node::builder()
+            .name(format!("e{i}"))
+            .loopback()
+            .port(port)
+            .contest("E")
+            .gossip_connect(&at)
+            .start()
+            .await
+            .expect("node");
+        all.push(node);
+    }
+    wait_for(&mut all, n * (n - 1), |e| matches!(e, Event::Enter { .. })).await;
+    let leader = all
+        .iter()
+        .map(Node::uuid)
+        .min_by_key(|u| u.simple().to_string().to_uppercase())
+        .expect("nodes");
+    let start = Instant::now();
+    for node in &all {
+        node.join("E").await.expect("join");
+    }
+    let mut agreed = std::collections::HashSet::new();
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while agreed.len() < n {
+            let (i, ev) = next_event_any(&mut all).await.expect("running");
+            if let Event::Leader { peer, .. } = ev {
+                if peer == leader {
+                    agreed.insert(i);
+                } else {
+                    agreed.remove(&i);
+                }
+            }
+        }
+    })
+    .await
+    .expect("an election");
+    let took = start.elapsed();
+    for node in &mut all {
+        node.stop().await.unwrap();
+    }
+    took
+}
+
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -209,6 +309,8 @@ async fn main() {
     let fan = shout_fanout(10, messages / 10).await;
     let interval = Duration::from_secs(1);
     let disco = discovery(n, interval).await;
+    let gossip = gossip_discovery(n).await;
+    let elect = election(20).await;
     println!("ZRE benchmark, loopback, {PAYLOAD} B messages, {messages} messages per run");
     println!("{:<44} {:>14} {:>10}", "measurement", "figure", "ratio");
     println!(
@@ -246,5 +348,18 @@ async fn main() {
         format!("{n} nodes all see each other (interval 1 s)"),
         disco.as_secs_f64() * 1e3,
         disco.as_secs_f64() / interval.as_secs_f64()
+    );
+    println!(
+        "{:<44} {:>11.0} ms {:>9.2}x",
+        format!("{n} gossip-only nodes, 2 hubs (vs beacons)"),
+        gossip.as_secs_f64() * 1e3,
+        gossip.as_secs_f64() / disco.as_secs_f64()
+    );
+    // The joins of a moment start one wave after 300 ms (ELECTION_DELAY); the rest is the wave.
+    println!(
+        "{:<44} {:>11.0} ms {:>10}",
+        "leader elected in a group of 20 (all contest)",
+        elect.as_secs_f64() * 1e3,
+        ""
     );
 }

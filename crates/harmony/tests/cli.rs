@@ -238,3 +238,61 @@ fn keygen_certificates_load_in_pyzmq_and_drive_encrypted_chat() {
     assert_eq!(shout["text"], "encrypted hello");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn two_chat_programs_meet_by_gossip_and_elect_a_leader() {
+    let port = harmony_testkit::free_udp_port().to_string();
+    let hub_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free TCP port")
+        .port();
+    let hub = format!("tcp://127.0.0.1:{hub_port}");
+    let gossip_chat = |name: &str, flags: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "chat",
+            "--name",
+            name,
+            "--group",
+            "ROOM",
+            "--json",
+            "--contest",
+        ]);
+        cmd.args(["--interface", "loopback", "--port", &port]);
+        cmd.args(flags);
+        JsonProc::spawn(name, &mut cmd)
+    };
+    let mut a = gossip_chat(
+        "hub",
+        &["--gossip-bind", &hub, "--endpoint", "tcp://127.0.0.1:0"],
+    );
+    let hub_uuid = a.expect("STARTED", WAIT, |v| is(v, "STARTED", &[]))["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut b = gossip_chat("spoke", &["--gossip-connect", &hub]);
+    let spoke = b.expect("STARTED", WAIT, |v| is(v, "STARTED", &[]))["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    b.expect("ENTER", WAIT, |v| is(v, "ENTER", &[("name", "hub")]));
+    a.expect("JOIN", WAIT, |v| {
+        is(v, "JOIN", &[("uuid", &spoke), ("group", "ROOM")])
+    });
+    // Both contest ROOM's leadership and agree on the leader.
+    let leader = hub_uuid.clone().min(spoke.clone());
+    for p in [&mut a, &mut b] {
+        p.expect("LEADER", WAIT, |v| {
+            is(v, "LEADER", &[("uuid", &leader), ("group", "ROOM")])
+        });
+    }
+    b.send("via gossip");
+    let shout = a.expect("SHOUT", WAIT, |v| is(v, "SHOUT", &[("uuid", &spoke)]));
+    assert_eq!(shout["text"].as_str(), Some("via gossip"));
+    // The spoke leaves with a GOODBYE: the hub sees EXIT long before any expiry.
+    b.close_stdin();
+    assert!(b.wait_exit(WAIT).success());
+    a.expect("EXIT", Duration::from_secs(3), |v| {
+        is(v, "EXIT", &[("uuid", &spoke)])
+    });
+}

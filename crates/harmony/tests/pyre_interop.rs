@@ -1,5 +1,5 @@
 //! Interop with a real pyre node (PyPI `zeromq-pyre`) across two network namespaces joined by
-//! a veth pair (pyre ignores loopback). Harmony runs as `harmony chat --json`.
+//! a veth pair (pyre ignores loopback). Harmony runs as `harmony chat --json --contest`.
 
 mod support;
 
@@ -24,6 +24,9 @@ fn harmony_chat(pair: &NetnsPair, name: &str) -> JsonProc {
             &pair.if_b,
             "--header",
             "X-IMPL=harmony",
+            // Both Harmony nodes contest CHAT's leadership with pyre in the group: pyre must
+            // never see ELECT/LEADER (it would drop the sender), so everything below still works.
+            "--contest",
         ]),
     )
 }
@@ -89,6 +92,14 @@ fn netns_harmony_and_pyre_discover_chat_and_see_each_other_leave() {
         );
         pyre.expect("JOIN from harmony", WAIT, |v| {
             is(v, "JOIN", &[("uuid", h_uuid), ("group", "CHAT")])
+        });
+    }
+
+    // The two Harmony nodes elect one leader between them; pyre is not asked.
+    let leader = h1_uuid.clone().min(h2_uuid.clone());
+    for h in [&mut h1, &mut h2] {
+        h.expect("LEADER", WAIT, |v| {
+            is(v, "LEADER", &[("uuid", &leader), ("group", "CHAT")])
         });
     }
 

@@ -1,5 +1,6 @@
 //! The `zre` family: whisper throughput and round trip between two nodes, shout fan-out to 10
-//! nodes, time until 50 nodes see each other, beside raw ZMTP DEALER -> ROUTER from the same run
+//! nodes, time until 50 nodes see each other by beacons and by gossip, beside raw ZMTP DEALER ->
+//! ROUTER (and the beacon figure) from the same run
 //! (the program is `crates/harmony/examples/bench_zre.rs`; loopback only).
 
 use super::BenchOpts;

@@ -20,6 +20,9 @@ pub(crate) struct ChatArgs {
     /// Print one JSON object per event (and a first STARTED object) instead of text.
     #[arg(long)]
     json: bool,
+    /// Take part in the leader election of the group (prints `LEADER <uuid> <name> <group>`).
+    #[arg(long)]
+    contest: bool,
     #[command(flatten)]
     net: NetArgs,
 }
@@ -28,6 +31,9 @@ pub(crate) async fn run(args: ChatArgs, verbose: bool) -> Result<(), NodeError> 
     let mut builder = args.net.apply(Node::builder().name(&args.name))?;
     for (k, v) in &args.headers {
         builder = builder.header(k, v);
+    }
+    if args.contest {
+        builder = builder.contest(&args.group);
     }
     let mut node = builder.start().await?;
     let iface = node.interface().clone();
@@ -41,13 +47,12 @@ pub(crate) async fn run(args: ChatArgs, verbose: bool) -> Result<(), NodeError> 
         );
     } else {
         eprintln!(
-            "harmony: {} ({}) on {} {}, beacons to {}:{}; type to shout to {}, `/w NAME text` to whisper",
+            "harmony: {} ({}) on {} {}, {}; type to shout to {}, `/w NAME text` to whisper",
             node.name(),
             harmony::peer::uuid_string(&node.uuid()),
             iface.name,
             node.endpoint(),
-            iface.broadcast,
-            args.net.port,
+            args.net.discovery(iface.broadcast),
             args.group
         );
     }

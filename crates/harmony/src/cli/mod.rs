@@ -61,9 +61,36 @@ struct NetArgs {
     /// Encrypted mode with the key pair of this certificate file (its `_secret` file is read).
     #[arg(long, value_name = "FILE")]
     curve_cert: Option<std::path::PathBuf>,
+    /// Gossip discovery instead of beacons: bind a gossip hub here (as Zyre's zpinger
+    /// `--gossip-bind`), e.g. `tcp://10.0.0.5:7100`.
+    #[arg(long, value_name = "ENDPOINT")]
+    gossip_bind: Option<String>,
+    /// Gossip discovery instead of beacons: connect to this gossip hub (repeatable).
+    #[arg(long, value_name = "ENDPOINT")]
+    gossip_connect: Vec<String>,
+    /// The inbox endpoint to bind and advertise in gossip mode, e.g. `tcp://10.0.0.6:7101`
+    /// (default: the interface address, any port).
+    #[arg(long, value_name = "ENDPOINT")]
+    endpoint: Option<String>,
 }
 
 impl NetArgs {
+    /// Whether discovery is by gossip (no beacons).
+    fn gossip(&self) -> bool {
+        self.gossip_bind.is_some() || !self.gossip_connect.is_empty() || self.endpoint.is_some()
+    }
+
+    /// How peers are found, for the start-up line.
+    fn discovery(&self, broadcast: impl std::fmt::Display) -> String {
+        if self.gossip() {
+            let mut hubs: Vec<&str> = self.gossip_bind.iter().map(String::as_str).collect();
+            hubs.extend(self.gossip_connect.iter().map(String::as_str));
+            format!("gossip via {}", hubs.join(", "))
+        } else {
+            format!("beacons to {broadcast}:{}", self.port)
+        }
+    }
+
     fn apply(&self, builder: NodeBuilder) -> Result<NodeBuilder, NodeError> {
         let mut builder = builder
             .interface(self.interface.as_str())
@@ -71,6 +98,15 @@ impl NetArgs {
             .interval(Duration::from_millis(self.interval_ms.max(10)));
         if let Some(keys) = curve_keys(self.curve, self.curve_cert.as_deref())? {
             builder = builder.curve(keys);
+        }
+        if let Some(endpoint) = &self.gossip_bind {
+            builder = builder.gossip_bind(endpoint);
+        }
+        for endpoint in &self.gossip_connect {
+            builder = builder.gossip_connect(endpoint);
+        }
+        if let Some(endpoint) = &self.endpoint {
+            builder = builder.endpoint(endpoint);
         }
         Ok(builder)
     }

@@ -29,11 +29,10 @@ pub(crate) async fn run(args: PeersArgs, verbose: bool) -> Result<(), NodeError>
     let iface = node.interface().clone();
     if !args.json {
         eprintln!(
-            "harmony: listening on {} ({} -> {}:{}) for {:.1} s",
+            "harmony: listening on {} ({}, {}) for {:.1} s",
             iface.name,
             iface.address,
-            iface.broadcast,
-            args.net.port,
+            args.net.discovery(iface.broadcast),
             wait.as_secs_f64()
         );
     }
