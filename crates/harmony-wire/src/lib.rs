@@ -3,6 +3,7 @@
 //! - [`zmtp`]: ZMTP 3.x greeting, frames (a streaming `tokio_util` codec), commands and metadata.
 //! - [`zre`]: ZRE beacons (v1 22 bytes, v3 54 bytes) and ZRE messages (ids 1-10).
 //! - [`filemq`]: FILEMQ v2 messages.
+//! - [`zrelog`]: ZRE/LOG log events (rfc/20, extended with `tracing` fields).
 //!
 //! Decoders take a size limit and reject any declared length that exceeds it or the input,
 //! before allocating. Decoded payloads are [`bytes::Bytes`] slices of the input.
@@ -12,6 +13,7 @@ pub mod filemq;
 mod primitives;
 pub mod zmtp;
 pub mod zre;
+pub mod zrelog;
 
 #[doc(hidden)]
 pub mod fuzzing;

@@ -11,6 +11,7 @@ use harmony_wire::filemq::{Cheezburger, FileOperation, FilemqMessage};
 use harmony_wire::fuzzing;
 use harmony_wire::zmtp::{Command, Frame, Greeting, Mechanism, Metadata, PlainHello, RawCommand};
 use harmony_wire::zre::{Beacon, Hello, ZreBody, ZreMessage};
+use harmony_wire::zrelog::{LogExtension, LogLevel, LogMessage};
 use uuid::Uuid;
 
 type Check = fn(&[u8]);
@@ -24,6 +25,7 @@ const TARGETS: &[(&str, Check)] = &[
     ("zre_beacon", fuzzing::zre_beacon),
     ("zre_message", fuzzing::zre_message),
     ("filemq_message", fuzzing::filemq_message),
+    ("zrelog_message", fuzzing::zrelog_message),
 ];
 
 /// Fuzz targets of other crates, replayed by their own tests
@@ -370,6 +372,37 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             "filemq_message",
             name,
             msg.to_bytes().expect("FILEMQ message").to_vec(),
+        ));
+    }
+
+    let ext = LogExtension {
+        name: "alice".into(),
+        target: "harmony::chat".into(),
+        span: "session".into(),
+        fields: vec![("peer".into(), "bob".into())],
+        sequence: 7,
+        dropped: 2,
+        message: String::new(),
+    };
+    let zrelog = [
+        (
+            "rfc20",
+            LogMessage::new(LogLevel::Warning, 0x1234, 1_700_000_000_000, "hello", None),
+        ),
+        (
+            "extended",
+            LogMessage::new(LogLevel::Info, 1, 2, "joined", Some(ext.clone())),
+        ),
+        (
+            "long",
+            LogMessage::new(LogLevel::Trace, 1, 2, &"x".repeat(300), Some(ext)),
+        ),
+    ];
+    for (name, msg) in zrelog {
+        out.push((
+            "zrelog_message",
+            name,
+            msg.to_bytes().expect("ZRE/LOG message").to_vec(),
         ));
     }
 
