@@ -8,5 +8,6 @@
 
 pub mod error;
 pub mod log;
+pub mod timer;
 
 pub use error::ServiceError;
