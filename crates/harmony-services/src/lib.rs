@@ -6,6 +6,7 @@
 //! - [`timer`]: ticks at fixed rates shouted to `GROUP/<rate>` by one elected leader.
 //! - [`bridge`]: an HTTP/WebSocket face for a node, with a live page.
 
+pub mod bridge;
 pub mod error;
 pub mod log;
 pub mod timer;
