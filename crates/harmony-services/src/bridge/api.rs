@@ -36,14 +36,22 @@ pub(super) fn router(shared: Shared) -> Router {
         .route("/api/logs", get(logs))
         .route("/api/stats", get(stats))
         .route("/ws", get(ws))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route").into_response() })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared)
 }
 
-/// A 4xx/5xx response with `{"error": message}`.
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
+/// A 4xx/5xx answer: `{"error": message}`.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
+    ApiError(status, message.into())
 }
 
 async fn page() -> Response {
@@ -53,7 +61,7 @@ async fn page() -> Response {
 async fn ask<T>(
     shared: &Shared,
     make: impl FnOnce(oneshot::Sender<T>) -> Request,
-) -> Result<T, Response> {
+) -> Result<T, ApiError> {
     let (tx, rx) = oneshot::channel();
     if shared.requests.send(make(tx)).await.is_err() {
         return Err(error(
@@ -68,14 +76,14 @@ async fn ask<T>(
 async fn peers(State(shared): State<Shared>) -> Response {
     match ask(&shared, Request::Peers).await {
         Ok(v) => Json(v).into_response(),
-        Err(r) => r,
+        Err(e) => e.into_response(),
     }
 }
 
 async fn groups(State(shared): State<Shared>) -> Response {
     match ask(&shared, Request::Groups).await {
         Ok(v) => Json(v).into_response(),
-        Err(r) => r,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -91,7 +99,7 @@ fn authorized(shared: &Shared, headers: &HeaderMap, query_token: Option<&str>) -
 }
 
 /// A JSON object body with string fields `names`.
-fn fields<const N: usize>(body: &[u8], names: [&str; N]) -> Result<[String; N], Response> {
+fn fields<const N: usize>(body: &[u8], names: [&str; N]) -> Result<[String; N], ApiError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad JSON: {e}")))?;
     let Some(obj) = value.as_object() else {
@@ -118,7 +126,7 @@ fn fields<const N: usize>(body: &[u8], names: [&str; N]) -> Result<[String; N], 
     Ok(out)
 }
 
-fn check_group(group: &str) -> Result<(), Response> {
+fn check_group(group: &str) -> Result<(), ApiError> {
     if group.is_empty() || group.len() > MAX_GROUP {
         return Err(error(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -128,7 +136,7 @@ fn check_group(group: &str) -> Result<(), Response> {
     Ok(())
 }
 
-async fn do_shout(shared: &Shared, group: String, text: String) -> Result<Value, Response> {
+async fn do_shout(shared: &Shared, group: String, text: String) -> Result<Value, ApiError> {
     check_group(&group)?;
     ask(shared, |reply| Request::Shout {
         group: group.clone(),
@@ -140,7 +148,7 @@ async fn do_shout(shared: &Shared, group: String, text: String) -> Result<Value,
     Ok(json!({"ok": true, "group": group}))
 }
 
-async fn do_whisper(shared: &Shared, peer: String, text: String) -> Result<Value, Response> {
+async fn do_whisper(shared: &Shared, peer: String, text: String) -> Result<Value, ApiError> {
     let uuid = ask(shared, |reply| Request::Whisper { peer, text, reply })
         .await?
         .map_err(|(code, e)| {
@@ -154,26 +162,26 @@ async fn do_whisper(shared: &Shared, peer: String, text: String) -> Result<Value
 
 async fn shout(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     if !authorized(&shared, &headers, None) {
-        return error(StatusCode::UNAUTHORIZED, "a bearer token is required");
+        return error(StatusCode::UNAUTHORIZED, "a bearer token is required").into_response();
     }
     let result = async {
         let [group, text] = fields(&body, ["group", "text"])?;
         do_shout(&shared, group, text).await
     }
     .await;
-    result.map_or_else(|r| r, |v| Json(v).into_response())
+    result.map_or_else(IntoResponse::into_response, |v| Json(v).into_response())
 }
 
 async fn whisper(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     if !authorized(&shared, &headers, None) {
-        return error(StatusCode::UNAUTHORIZED, "a bearer token is required");
+        return error(StatusCode::UNAUTHORIZED, "a bearer token is required").into_response();
     }
     let result = async {
         let [peer, text] = fields(&body, ["peer", "text"])?;
         do_whisper(&shared, peer, text).await
     }
     .await;
-    result.map_or_else(|r| r, |v| Json(v).into_response())
+    result.map_or_else(IntoResponse::into_response, |v| Json(v).into_response())
 }
 
 async fn logs(State(shared): State<Shared>) -> Response {
@@ -182,7 +190,8 @@ async fn logs(State(shared): State<Shared>) -> Response {
         None => error(
             StatusCode::NOT_FOUND,
             "no log collector runs in this bridge",
-        ),
+        )
+        .into_response(),
     }
 }
 
@@ -325,15 +334,8 @@ async fn ws_command(shared: &Shared, body: &[u8]) -> Value {
             v["event"] = "OK".into();
             v
         }
-        Err(response) => {
-            let status = response.status().as_u16();
-            let body = axum::body::to_bytes(response.into_body(), MAX_BODY)
-                .await
-                .unwrap_or_default();
-            let mut v: Value = serde_json::from_slice(&body).unwrap_or_else(|_| json!({}));
-            v["event"] = "ERROR".into();
-            v["status"] = status.into();
-            v
+        Err(ApiError(status, message)) => {
+            json!({"event": "ERROR", "error": message, "status": status.as_u16()})
         }
     }
 }
