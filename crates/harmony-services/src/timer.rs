@@ -10,6 +10,7 @@
 //! [`TimerCore`] is the sans-IO schedule; [`Timer`] drives it with a node.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use harmony_node::{Event, Node, NodeBuilder, Uuid};
@@ -17,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::error::ServiceError;
+use crate::log::LogPublisher;
 
 /// The default group.
 pub const DEFAULT_GROUP: &str = "TIME";
@@ -175,6 +177,8 @@ pub struct TimerConfig {
     /// Time after start before a timer that finds itself leader ticks: long enough to hear the
     /// other timers (a few beacon intervals), so two never tick at once.
     pub settle: Duration,
+    /// Publishes this program's logs to the collectors the timer's node finds.
+    pub logs: Option<Arc<LogPublisher>>,
 }
 
 impl Default for TimerConfig {
@@ -183,6 +187,7 @@ impl Default for TimerConfig {
             group: DEFAULT_GROUP.to_owned(),
             rates: vec![1, 10, 100],
             settle: Duration::from_secs(3),
+            logs: None,
         }
     }
 }
@@ -230,6 +235,9 @@ impl Timer {
             node.join(Tick::group(&config.group, *rate)).await?;
         }
         let (uuid, name) = (node.uuid(), node.name().to_owned());
+        if let Some(logs) = &config.logs {
+            logs.start(node.name(), node.endpoint()).await?;
+        }
         let (tx, rx) = mpsc::channel(1024);
         let (stop_tx, stop_rx) = oneshot::channel();
         let task = tokio::spawn(run(node, config, tx, stop_rx));
@@ -308,7 +316,11 @@ async fn run(
                     continue;
                 }
             }
-            event = node.next_event() => match event {
+            event = node.next_event() => {
+                if let (Some(logs), Some(event)) = (&config.logs, &event) {
+                    logs.handle_event(event).await;
+                }
+                match event {
                 Some(Event::Leader { peer, name, group }) if group == config.group => {
                     leader = Some((peer, name));
                 }
@@ -320,7 +332,7 @@ async fn run(
                 }
                 Some(_) => continue,
                 None => break,
-            },
+            }},
         }
         let should_lead = settled && leader.as_ref().is_some_and(|(p, _)| *p == me);
         if should_lead != core.leading() {

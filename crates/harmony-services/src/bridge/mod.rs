@@ -32,7 +32,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::error::ServiceError;
-use crate::log::LogCollector;
+use crate::log::{LogCollector, LogPublisher};
 
 pub use json::{event_json, peer_json};
 
@@ -47,6 +47,8 @@ pub struct BridgeConfig {
     pub client_queue: usize,
     /// A log collector whose events join the streams and feed `/api/logs`.
     pub collector: Option<LogCollector>,
+    /// Publishes this program's logs to the collectors the bridge's node finds.
+    pub logs: Option<Arc<LogPublisher>>,
 }
 
 impl Default for BridgeConfig {
@@ -56,6 +58,7 @@ impl Default for BridgeConfig {
             token: None,
             client_queue: 1024,
             collector: None,
+            logs: None,
         }
     }
 }
@@ -141,10 +144,14 @@ impl Bridge {
             uuid: node.uuid(),
             name: Arc::from(node.name()),
         };
+        if let Some(logs) = &config.logs {
+            logs.start(node.name(), node.endpoint()).await?;
+        }
         let (stop_tx, stop_rx) = oneshot::channel();
         let (server_stop_tx, server_stop_rx) = oneshot::channel::<()>();
         let driver = tokio::spawn(drive(
             node,
+            config.logs,
             req_rx,
             events,
             counters.clone(),
@@ -205,8 +212,10 @@ fn publish(events: &broadcast::Sender<Arc<str>>, counters: &Counters, value: &Va
     let _ = events.send(Arc::from(value.to_string()));
 }
 
+#[allow(clippy::too_many_arguments)] // the task's whole world, passed once
 async fn drive(
     mut node: Node,
+    publisher: Option<Arc<LogPublisher>>,
     mut requests: mpsc::Receiver<Request>,
     events: broadcast::Sender<Arc<str>>,
     counters: Arc<Counters>,
@@ -220,6 +229,9 @@ async fn drive(
             _ = &mut stop => break,
             event = node.next_event() => match event {
                 Some(event) => {
+                    if let Some(p) = &publisher {
+                        p.handle_event(&event).await;
+                    }
                     let stop = matches!(event, Event::Stop { .. });
                     publish(&events, &counters, &event_json(&event));
                     if stop { break; }
