@@ -4,7 +4,7 @@
 //!   workspace (nextest when installed), including the replay of the fuzz corpus.
 //! - `fuzz <target|all> [--seconds N]`: a real libFuzzer run through cargo-fuzz, on stable Rust.
 //! - `fuzz-seed`: rewrites the seed inputs of `fuzz/corpus/`.
-//! - `bench [wire|zmtp|zre|curve|all]`: criterion benchmarks and a summary table.
+//! - `bench [wire|zmtp|zre|curve|services|all]`: criterion benchmarks and a summary table.
 
 mod bench;
 mod ci;
