@@ -339,3 +339,37 @@ async fn ws_command(shared: &Shared, body: &[u8]) -> Value {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bridge::Counters;
+
+    #[tokio::test]
+    async fn a_client_that_falls_behind_is_told_and_counted() {
+        let (events, mut rx) = broadcast::channel::<Arc<str>>(4);
+        let (requests, _keep) = tokio::sync::mpsc::channel(1);
+        let shared = Shared {
+            requests,
+            events: events.clone(),
+            token: None,
+            counters: Arc::new(Counters::default()),
+            logs: None,
+            uuid: harmony_node::Uuid::nil(),
+            name: Arc::from("test"),
+        };
+        // The node side never waits: ten sends into a queue of four.
+        for i in 0..10 {
+            events.send(Arc::from(format!("{{\"n\":{i}}}"))).unwrap();
+        }
+        let first = next_item(&shared, &mut rx).await.unwrap();
+        assert_eq!(&*first, r#"{"count":6,"event":"DROPPED"}"#);
+        assert_eq!(shared.counters.dropped.load(Ordering::Relaxed), 6);
+        for i in 6..10 {
+            assert_eq!(
+                &*next_item(&shared, &mut rx).await.unwrap(),
+                format!("{{\"n\":{i}}}")
+            );
+        }
+    }
+}

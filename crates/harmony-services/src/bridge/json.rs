@@ -7,7 +7,8 @@ use harmony_node::{Event, PeerInfo};
 use harmony_peer::uuid_string;
 use serde_json::{json, Map, Value};
 
-fn text(frames: &[Bytes]) -> String {
+/// Content frames as text (lossy UTF-8), joined by spaces.
+pub fn content_text(frames: &[Bytes]) -> String {
     frames
         .iter()
         .map(|f| String::from_utf8_lossy(f))
@@ -46,7 +47,7 @@ pub fn event_json(event: &Event) -> Value {
             map.insert("headers".into(), headers_json(headers));
         }
         Event::Shout { content, .. } | Event::Whisper { content, .. } => {
-            map.insert("text".into(), text(content).into());
+            map.insert("text".into(), content_text(content).into());
             let frames: Vec<Value> = content
                 .iter()
                 .map(|f| String::from_utf8_lossy(f).into())

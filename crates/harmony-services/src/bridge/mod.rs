@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 use crate::error::ServiceError;
 use crate::log::{LogCollector, LogPublisher};
 
-pub use json::{event_json, peer_json};
+pub use json::{content_text, event_json, peer_json};
 
 /// Bridge settings.
 #[derive(Debug)]
