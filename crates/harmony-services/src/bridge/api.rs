@@ -13,6 +13,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream};
+use futures_util::SinkExt;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, oneshot};
 
@@ -20,6 +21,8 @@ use super::{Request, Shared};
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 64 << 10;
+/// Most events written to a WebSocket before one flush.
+const WS_BATCH: usize = 256;
 /// Largest group name (a ZRE `string`).
 const MAX_GROUP: usize = 255;
 
@@ -220,6 +223,18 @@ async fn next_item(shared: &Shared, rx: &mut broadcast::Receiver<Arc<str>>) -> O
     }
 }
 
+/// Like [`next_item`] without waiting: `None` when nothing is queued.
+fn try_next_item(shared: &Shared, rx: &mut broadcast::Receiver<Arc<str>>) -> Option<Arc<str>> {
+    match rx.try_recv() {
+        Ok(s) => Some(s),
+        Err(broadcast::error::TryRecvError::Lagged(n)) => {
+            shared.counters.dropped.fetch_add(n, Ordering::Relaxed);
+            Some(Arc::from(json!({"event": "DROPPED", "count": n}).to_string()))
+        }
+        Err(_) => None,
+    }
+}
+
 fn hello(shared: &Shared) -> Arc<str> {
     Arc::from(
         json!({
@@ -273,7 +288,22 @@ async fn ws_session(mut socket: WebSocket, shared: Shared, may_send: bool) {
         tokio::select! {
             item = next_item(&shared, &mut rx) => {
                 let Some(item) = item else { break };
-                if socket.send(WsMessage::Text(item.to_string().into())).await.is_err() {
+                // Write what is queued in one go, flushed once.
+                let mut batch = vec![item];
+                while batch.len() < WS_BATCH {
+                    match try_next_item(&shared, &mut rx) {
+                        Some(item) => batch.push(item),
+                        None => break,
+                    }
+                }
+                let mut failed = false;
+                for item in batch {
+                    if socket.feed(WsMessage::Text(item.to_string().into())).await.is_err() {
+                        failed = true;
+                        break;
+                    }
+                }
+                if failed || socket.flush().await.is_err() {
                     break;
                 }
             }
