@@ -209,6 +209,12 @@ async fn stats(State(shared): State<Shared>) -> Response {
     .into_response()
 }
 
+/// Counts `n` events a client lost and tells it.
+fn dropped(shared: &Shared, n: u64) -> Arc<str> {
+    shared.counters.dropped.fetch_add(n, Ordering::Relaxed);
+    Arc::from(json!({"event": "DROPPED", "count": n}).to_string())
+}
+
 /// The next stream item for one client: an event, or a DROPPED notice after it fell behind.
 async fn next_item(shared: &Shared, rx: &mut broadcast::Receiver<Arc<str>>) -> Option<Arc<str>> {
     match rx.recv().await {
@@ -227,10 +233,7 @@ async fn next_item(shared: &Shared, rx: &mut broadcast::Receiver<Arc<str>>) -> O
 fn try_next_item(shared: &Shared, rx: &mut broadcast::Receiver<Arc<str>>) -> Option<Arc<str>> {
     match rx.try_recv() {
         Ok(s) => Some(s),
-        Err(broadcast::error::TryRecvError::Lagged(n)) => {
-            shared.counters.dropped.fetch_add(n, Ordering::Relaxed);
-            Some(Arc::from(json!({"event": "DROPPED", "count": n}).to_string()))
-        }
+        Err(broadcast::error::TryRecvError::Lagged(n)) => Some(dropped(shared, n)),
         Err(_) => None,
     }
 }

@@ -134,10 +134,17 @@ pub struct CollectorStats {
 struct State {
     tail: VecDeque<Arc<LogEntry>>,
     stats: CollectorStats,
-    /// Next expected sequence per (node id, name, level).
-    expected: HashMap<(u16, String, u8), u32>,
-    /// Latest `dropped` per (node id, name).
-    dropped: HashMap<(u16, String), u64>,
+    /// Per publisher, by name then rfc/20 node id.
+    publishers: HashMap<String, HashMap<u16, Publisher>>,
+}
+
+/// What a collector tracks of one publisher.
+#[derive(Debug, Default)]
+struct Publisher {
+    /// Next expected sequence per level.
+    expected: [Option<u32>; 5],
+    /// Its latest `dropped` count.
+    dropped: u64,
 }
 
 /// A running collector. Add [`LogCollector::headers`] to the node that advertises it.
@@ -156,20 +163,23 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 }
 
 impl State {
-    fn accept(&mut self, entry: &LogEntry, tail: usize) {
+    fn accept(&mut self, entry: &Arc<LogEntry>, tail: usize) {
         self.stats.received += 1;
         if let Some(ext) = &entry.msg.ext {
-            let key = (entry.msg.node, ext.name.clone(), entry.msg.level.to_u8());
-            let next = ext.sequence.wrapping_add(1);
-            if let Some(expected) = self.expected.insert(key, next) {
-                // Ahead of what we expected: the difference was lost. Behind: the publisher
-                // restarted its numbering.
+            let by_node = match self.publishers.get_mut(ext.name.as_str()) {
+                Some(m) => m,
+                None => self.publishers.entry(ext.name.clone()).or_default(),
+            };
+            let p = by_node.entry(entry.msg.node).or_default();
+            let slot = &mut p.expected[usize::from(entry.msg.level.to_u8() - 1)];
+            // Ahead of what we expected: the difference was lost. Behind: the publisher
+            // restarted its numbering.
+            if let Some(expected) = slot.replace(ext.sequence.wrapping_add(1)) {
                 if ext.sequence > expected {
                     self.stats.lost += u64::from(ext.sequence - expected);
                 }
             }
-            let key = (entry.msg.node, ext.name.clone());
-            let old = self.dropped.insert(key, ext.dropped).unwrap_or(0);
+            let old = std::mem::replace(&mut p.dropped, ext.dropped);
             self.stats.dropped_at_publishers =
                 (self.stats.dropped_at_publishers + ext.dropped).saturating_sub(old);
         }
@@ -177,7 +187,7 @@ impl State {
             if self.tail.len() == tail {
                 self.tail.pop_front();
             }
-            self.tail.push_back(Arc::new(entry.clone()));
+            self.tail.push_back(entry.clone());
         }
     }
 }
@@ -231,14 +241,16 @@ impl LogCollector {
                                 continue;
                             }
                         };
-                        let entry = LogEntry::new(msg);
+                        let entry = Arc::new(LogEntry::new(msg));
                         lock(&state).accept(&entry, tail);
                         if let Some(c) = capture.as_mut() {
                             if c.write_line(&entry.json().to_string()).is_err() {
                                 lock(&state).stats.capture_errors += 1;
                             }
                         }
-                        let _ = events.send(Arc::new(entry));
+                        if events.receiver_count() > 0 {
+                            let _ = events.send(entry);
+                        }
                     }
                     if let Some(c) = capture.as_mut() {
                         if c.flush().is_err() {

@@ -191,12 +191,15 @@ fn lock(inner: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
 }
 
 /// `text` cut to at most 255 bytes on a character boundary (a ZRE/LOG `string`).
-fn short(text: &str) -> String {
-    let mut end = text.len().min(255);
-    while !text.is_char_boundary(end) {
-        end -= 1;
+fn short(mut text: String) -> String {
+    if text.len() > 255 {
+        let mut end = 255;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
     }
-    text[..end].to_owned()
+    text
 }
 
 impl LogPublisher {
@@ -226,7 +229,7 @@ impl LogPublisher {
         let (stop_tx, mut stop_rx) = oneshot::channel();
         let shared = self.shared.clone();
         let node = endpoint_hash(endpoint);
-        let name = short(name);
+        let name = short(name.to_owned());
         let task_socket = socket.clone();
         let task = tokio::spawn(async move {
             let socket = task_socket;
@@ -256,9 +259,9 @@ impl LogPublisher {
                     *seq = seq.wrapping_add(1);
                     let ext = LogExtension {
                         name: name.clone(),
-                        target: short(&r.target),
-                        span: short(&r.span),
-                        fields: r.fields.into_iter().map(|(k, v)| (short(&k), v)).collect(),
+                        target: short(r.target),
+                        span: short(r.span),
+                        fields: r.fields.into_iter().map(|(k, v)| (short(k), v)).collect(),
                         sequence: *seq,
                         dropped: shared.dropped.load(Ordering::Relaxed),
                         message: String::new(),
