@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 
 use harmony_node::Event;
 use harmony_services::bridge::{Bridge, BridgeConfig};
-use harmony_services::log::{CollectorConfig, LogCollector};
 use serde_json::{json, Value};
 use support::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -22,22 +21,7 @@ fn config() -> BridgeConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_endpoint_works_and_bad_requests_get_json_errors() {
     let port = harmony_testkit::free_udp_port();
-    let collector = LogCollector::start([127, 0, 0, 1].into(), CollectorConfig::default())
-        .await
-        .unwrap();
-    let mut b = builder(port, "bridge");
-    for (k, v) in collector.headers() {
-        b = b.header(k, v);
-    }
-    let bridge = Bridge::start(
-        b.start().await.unwrap(),
-        BridgeConfig {
-            collector: Some(collector),
-            ..config()
-        },
-    )
-    .await
-    .unwrap();
+    let bridge = bridge_with_collector(port).await;
     let addr = bridge.local_addr();
     let mut ws = ws(addr, None).await;
     let hello = ws_next(&mut ws).await;

@@ -9,7 +9,6 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -17,8 +16,7 @@ use std::time::Duration;
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
 use harmony_node::Event;
-use harmony_services::bridge::{Bridge, BridgeConfig};
-use harmony_services::log::{publisher, CollectorConfig, LogCollector, LogLevel};
+use harmony_services::log::{publisher, LogLevel};
 use serde_json::{json, Value};
 use support::*;
 use tokio::time::timeout;
@@ -202,23 +200,7 @@ async fn the_page_shows_peers_and_chats_both_ways_in_chromium() {
     let browser = Browser::launch();
 
     let port = harmony_testkit::free_udp_port();
-    let collector = LogCollector::start([127, 0, 0, 1].into(), CollectorConfig::default())
-        .await
-        .unwrap();
-    let mut b = builder(port, "bridge");
-    for (k, v) in collector.headers() {
-        b = b.header(k, v);
-    }
-    let bridge = Bridge::start(
-        b.start().await.unwrap(),
-        BridgeConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            collector: Some(collector),
-            ..BridgeConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let bridge = bridge_with_collector(port).await;
     let addr = bridge.local_addr();
 
     // bob: a Rust node in CHAT that also publishes its logs to the bridge's collector.

@@ -23,6 +23,30 @@ pub(crate) fn builder(port: u16, name: &str) -> NodeBuilder {
         .interval(Duration::from_millis(100))
 }
 
+/// A bridge named "bridge" on an ephemeral loopback port, with a log collector.
+pub(crate) async fn bridge_with_collector(port: u16) -> harmony_services::bridge::Bridge {
+    use harmony_services::bridge::{Bridge, BridgeConfig};
+    use harmony_services::log::{CollectorConfig, LogCollector};
+
+    let collector = LogCollector::start([127, 0, 0, 1].into(), CollectorConfig::default())
+        .await
+        .expect("collector");
+    let mut b = builder(port, "bridge");
+    for (k, v) in collector.headers() {
+        b = b.header(k, v);
+    }
+    Bridge::start(
+        b.start().await.expect("bridge node"),
+        BridgeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            collector: Some(collector),
+            ..BridgeConfig::default()
+        },
+    )
+    .await
+    .expect("bridge")
+}
+
 /// One request; the status and the body parsed as JSON (`Null` if it is not JSON).
 pub(crate) async fn http(
     addr: SocketAddr,
