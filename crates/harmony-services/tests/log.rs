@@ -326,3 +326,52 @@ async fn a_full_queue_drops_counts_and_reports_without_blocking() {
     publisher.stop().await;
     let _ = port;
 }
+
+#[tokio::test]
+async fn malformed_frames_are_counted_and_skipped_the_rest_arrives() {
+    let collector = LogCollector::start(LOOPBACK, CollectorConfig::default())
+        .await
+        .unwrap();
+    let mut rx = collector.subscribe();
+    let raw = harmony_zmtp::PubSocket::new(SocketOptions::default());
+    raw.connect(collector.endpoint()).await.unwrap();
+    raw.wait_for_peers(1).await;
+    let good = |text: &str| {
+        harmony_wire::zrelog::LogMessage::new(LogLevel::Info, 7, 1, text, None)
+            .to_bytes()
+            .unwrap()
+    };
+    // The prefix alone, bad UTF-8, cut short, and two frames: all match the INFO topic.
+    let mut prefix_only = good("x").to_vec();
+    prefix_only.truncate(4);
+    let mut bad_utf8 = good("xy").to_vec();
+    let n = bad_utf8.len();
+    bad_utf8[n - 1] = 0xff;
+    let truncated = good("truncated")[..12].to_vec();
+    timeout(WAIT, async {
+        loop {
+            let _ = raw.try_send(harmony_zmtp::Message::from(good("probe")));
+            if let Ok(Ok(_)) = timeout(Duration::from_millis(50), rx.recv()).await {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the subscription reaches the PUB");
+    while let Ok(Ok(_)) = timeout(Duration::from_millis(200), rx.recv()).await {}
+    let received = collector.stats().received;
+    for frames in [
+        vec![bytes::Bytes::from(prefix_only)],
+        vec![bytes::Bytes::from(bad_utf8)],
+        vec![bytes::Bytes::from(truncated)],
+        vec![good("two"), good("frames")],
+        vec![good("after")],
+    ] {
+        raw.try_send(harmony_zmtp::Message::from(frames)).unwrap();
+    }
+    let e = timeout(WAIT, rx.recv()).await.unwrap().unwrap();
+    assert_eq!(e.msg.text(), "after", "the good message after the bad ones");
+    let stats = collector.stats();
+    assert_eq!(stats.malformed, 4);
+    assert_eq!(stats.received, received + 1);
+}
