@@ -244,3 +244,70 @@ async fn sse_next(lines: &mut Lines, pred: fn(&Value) -> bool) -> Value {
     .await
     .expect("SSE event in time")
 }
+
+/// A client that never reads: it loses the oldest events (counted); the node and the other
+/// clients go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_loses_events_and_slows_nobody() {
+    const FLOOD: u64 = 30_000;
+    let port = harmony_testkit::free_udp_port();
+    let node = builder(port, "bridge").start().await.unwrap();
+    node.join("FLOOD").await.unwrap();
+    let bridge = Bridge::start(
+        node,
+        BridgeConfig {
+            client_queue: 64,
+            ..config()
+        },
+    )
+    .await
+    .unwrap();
+    let addr = bridge.local_addr();
+
+    // The slow client: a tiny receive window, and it never reads after the handshake.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(2048).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let (_slow, _) = tokio_tungstenite::client_async(format!("ws://{addr}/ws"), stream)
+        .await
+        .unwrap();
+
+    let mut shouter = builder(port, "shouter").start().await.unwrap();
+    until_event(
+        &mut shouter,
+        |e| matches!(e, Event::Join { group, .. } if group == "FLOOD"),
+    )
+    .await;
+    let text = "x".repeat(300);
+    for i in 0..FLOOD {
+        shouter.shout("FLOOD", format!("{i} {text}")).await.unwrap();
+        if i % 512 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    // Every shout became an event on the streams, whatever the slow client does.
+    timeout(WAIT, async {
+        loop {
+            let (_, stats) = http(addr, "GET", "/api/stats", &[], "").await;
+            if stats["published"].as_u64().unwrap() >= FLOOD {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the bridge keeps up with the node");
+    assert!(bridge.dropped() > 0, "the slow client lost events");
+
+    // A new client still gets new events promptly.
+    let mut fresh = ws(addr, None).await;
+    ws_next(&mut fresh).await;
+    shouter.shout("FLOOD", "after the flood").await.unwrap();
+    let v = ws_until(&mut fresh, |v| {
+        v["event"] == "SHOUT" || v["event"] == "DROPPED"
+    })
+    .await;
+    assert_eq!(v["text"], "after the flood");
+    shouter.stop().await.unwrap();
+    bridge.stop().await;
+}
