@@ -276,6 +276,9 @@ impl LogPublisher {
                 if n == 0 || n == usize::MAX {
                     break;
                 }
+                // PUB drops past its high-water mark without telling: let the connections
+                // write this batch before encoding the next.
+                tokio::task::yield_now().await;
             }
             socket.close().await;
         });
