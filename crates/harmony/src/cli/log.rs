@@ -80,8 +80,21 @@ pub(crate) async fn run(args: LogArgs) -> Result<(), NodeError> {
             .map(|p| format!(", capturing to {}", p.display()))
             .unwrap_or_default()
     );
+    let mut check = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut reported = (0, 0);
     loop {
         tokio::select! {
+            _ = check.tick() => {
+                // Losses are reported as they happen, not only at the end.
+                let s = collector.stats();
+                if (s.lost, s.dropped_at_publishers) != reported {
+                    reported = (s.lost, s.dropped_at_publishers);
+                    eprintln!(
+                        "harmony log: so far {} events lost on the way, {} dropped at publishers",
+                        s.lost, s.dropped_at_publishers
+                    );
+                }
+            }
             entry = events.recv() => match entry {
                 Ok(entry) => {
                     if args.json {
