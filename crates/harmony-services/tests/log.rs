@@ -136,6 +136,13 @@ async fn events_reach_the_collector_filtered_at_the_publisher() {
     assert_eq!(publisher.level(), Some(LogLevel::Info));
     until_flowing(&mut rx).await;
 
+    tracing::info!(event = "ENTER", peer = "bob", "a peer entered");
+    let e = rx.recv().await.unwrap();
+    assert_eq!(
+        e.msg.event,
+        harmony_wire::zrelog::event::ENTER,
+        "the rfc/20 event code"
+    );
     emit_every_level(50);
     let got = until_end(&mut rx).await;
     let texts: Vec<(&str, String)> = got

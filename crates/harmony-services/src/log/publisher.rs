@@ -43,6 +43,8 @@ struct Record {
     span: String,
     text: String,
     fields: Vec<(String, String)>,
+    /// The rfc/20 event code, from a field named `event` (`event = "ENTER"`).
+    event: u8,
 }
 
 /// State shared by the layer (any thread) and the publisher.
@@ -177,6 +179,13 @@ where
             time: now_ms(),
             target: target.to_owned(),
             span,
+            event: fields
+                .fields
+                .iter()
+                .find(|(k, _)| k == "event")
+                .map_or(harmony_wire::zrelog::event::NONE, |(_, v)| {
+                    harmony_wire::zrelog::event::from_name(v)
+                }),
             text: fields.text,
             fields: fields.fields,
         };
@@ -266,7 +275,8 @@ impl LogPublisher {
                         dropped: shared.dropped.load(Ordering::Relaxed),
                         message: String::new(),
                     };
-                    let msg = LogMessage::new(r.level, node, r.time, &r.text, Some(ext));
+                    let mut msg = LogMessage::new(r.level, node, r.time, &r.text, Some(ext));
+                    msg.event = r.event;
                     buf.clear();
                     if msg.encode(&mut buf).is_ok() {
                         let _ = socket.try_send(Message::from(buf.split().freeze()));

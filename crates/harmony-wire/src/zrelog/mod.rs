@@ -105,6 +105,19 @@ pub mod event {
     pub const SEND: u8 = 5;
     /// A message was received.
     pub const RECV: u8 = 6;
+
+    /// The code of an event name (`"JOIN"`, `"enter"`, ...); [`NONE`] for any other.
+    pub fn from_name(name: &str) -> u8 {
+        match name.to_ascii_uppercase().as_str() {
+            "JOIN" => JOIN,
+            "LEAVE" => LEAVE,
+            "ENTER" => ENTER,
+            "EXIT" => EXIT,
+            "SEND" | "SHOUT_SENT" | "WHISPER_SENT" => SEND,
+            "RECV" | "SHOUT" | "WHISPER" => RECV,
+            _ => NONE,
+        }
+    }
 }
 
 /// Harmony's extension of the rfc/20 LOG message: what `tracing` knows about the event.
