@@ -1,6 +1,8 @@
 //! Decentralised logging over real sockets on loopback: a collector node advertises itself in
 //! its HELLO, a publishing node's `tracing` events reach it, filtered at the publisher.
 
+mod support;
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,11 +20,7 @@ const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const WAIT: Duration = Duration::from_secs(10);
 
 async fn collector_node(collector: &LogCollector, port: u16) -> Node {
-    let mut b = Node::builder()
-        .name("collector")
-        .loopback()
-        .port(port)
-        .interval(Duration::from_millis(100));
+    let mut b = support::builder(port, "collector");
     for (k, v) in collector.headers() {
         b = b.header(k, v);
     }
@@ -120,14 +118,7 @@ async fn events_reach_the_collector_filtered_at_the_publisher() {
 
     let (layer, publisher) = publisher(4096, LogLevel::Trace);
     let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
-    let mut node = Node::builder()
-        .name("publisher")
-        .loopback()
-        .port(port)
-        .interval(Duration::from_millis(100))
-        .start()
-        .await
-        .unwrap();
+    let mut node = support::builder(port, "publisher").start().await.unwrap();
     publisher.start(node.name(), node.endpoint()).await.unwrap();
     publisher
         .add_collector(Uuid::new_v4(), wire_endpoint, LogLevel::Info)
@@ -209,11 +200,7 @@ async fn two_collectors_each_get_their_levels_and_a_restarted_collector_is_found
     let port = harmony_testkit::free_udp_port();
     let (layer, publisher) = publisher(4096, LogLevel::Trace);
     let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
-    let mut node = Node::builder()
-        .name("publisher")
-        .loopback()
-        .port(port)
-        .interval(Duration::from_millis(100))
+    let mut node = support::builder(port, "publisher")
         .evasive_timeout(Duration::from_millis(300))
         .expired_timeout(Duration::from_millis(800))
         .start()
