@@ -4,6 +4,8 @@
 //! A new family is a module file here plus one arm in [`family`].
 
 mod curve;
+mod pipeline;
+mod python;
 mod services;
 mod wire;
 mod zmtp;
@@ -19,7 +21,7 @@ use crate::run::{cargo, step, target_dir, Result};
 type Family = fn(&BenchOpts) -> Result<()>;
 
 /// Every family name `all` tries, in order; names without a module yet are skipped by `all`.
-const FAMILIES: &[&str] = &["wire", "zmtp", "zre", "curve", "services"];
+const FAMILIES: &[&str] = &["wire", "zmtp", "zre", "curve", "pipeline", "python", "services"];
 
 /// The module that implements a family.
 fn family(name: &str) -> Option<Family> {
@@ -28,6 +30,8 @@ fn family(name: &str) -> Option<Family> {
         "zmtp" => zmtp::run,
         "zre" => zre::run,
         "curve" => curve::run,
+        "pipeline" => pipeline::run,
+        "python" => python::run,
         "services" => services::run,
         _ => return None,
     })

@@ -8,6 +8,7 @@ mod log;
 mod logs;
 mod output;
 mod peers;
+mod pipeline;
 mod timer;
 
 use std::time::Duration;
@@ -35,6 +36,8 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Lists the nodes out there: name, uuid, endpoint, groups, headers.
     Peers(peers::PeersArgs),
+    /// Batches of tasks that survive crashing workers and collectors: worker, collect, submit, demo.
+    Pipeline(pipeline::PipelineArgs),
     /// Writes a CURVE certificate pair NAME and NAME_secret (czmq zcert / pyzmq zmq.auth format).
     Keygen(keygen::KeygenArgs),
     /// Collects the log events of every node that publishes (`--publish-logs`): prints them,
@@ -144,6 +147,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), NodeError> {
         Command::Demo(args) => demo::run(args).await,
         Command::Chat(args) => chat::run(args).await,
         Command::Peers(args) => peers::run(args).await,
+        Command::Pipeline(args) => pipeline::run(args).await,
         Command::Keygen(args) => keygen::run(args),
         Command::Log(args) => log::run(args).await,
         Command::Timer(args) => timer::run(args).await,
