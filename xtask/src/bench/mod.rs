@@ -21,7 +21,9 @@ use crate::run::{cargo, step, target_dir, Result};
 type Family = fn(&BenchOpts) -> Result<()>;
 
 /// Every family name `all` tries, in order; names without a module yet are skipped by `all`.
-const FAMILIES: &[&str] = &["wire", "zmtp", "zre", "curve", "pipeline", "python", "services"];
+const FAMILIES: &[&str] = &[
+    "wire", "zmtp", "zre", "curve", "pipeline", "python", "services",
+];
 
 /// The module that implements a family.
 fn family(name: &str) -> Option<Family> {
