@@ -8,7 +8,9 @@
 //! continues from the last number it heard, so subscribers see neither a gap nor a repeat.
 //! (That needs the successor to have heard its predecessor: a timer that is elected before it
 //! heard any tick of a rate, e.g. it just started and the old leader died before ticking,
-//! numbers that rate from 1 again.)
+//! numbers that rate from 1 again; and a leader killed in the middle of sending a tick to its
+//! peers, one after the other, can leave the successor without that tick, which it then
+//! repeats.)
 //!
 //! [`TimerCore`] is the sans-IO schedule; [`Timer`] drives it with a node.
 
