@@ -173,7 +173,7 @@ async fn log_events(per_publisher: u64) -> (f64, f64, u64) {
     let mut socks = Vec::new();
     for _ in 0..PUBLISHERS {
         let s = PubSocket::new(SocketOptions::default().send_hwm(10_000));
-        s.connect(&endpoint).await.unwrap();
+        s.connect(&endpoint).unwrap();
         s.wait_for_peers(1).await;
         socks.push(Arc::new(s));
     }

@@ -328,7 +328,7 @@ async fn malformed_frames_are_counted_and_skipped_the_rest_arrives() {
         .unwrap();
     let mut rx = collector.subscribe();
     let raw = harmony_zmtp::PubSocket::new(SocketOptions::default());
-    raw.connect(collector.endpoint()).await.unwrap();
+    raw.connect(collector.endpoint()).unwrap();
     raw.wait_for_peers(1).await;
     let good = |text: &str| {
         harmony_wire::zrelog::LogMessage::new(LogLevel::Info, 7, 1, text, None)

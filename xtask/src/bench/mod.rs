@@ -4,6 +4,7 @@
 //! A new family is a module file here plus one arm in [`family`].
 
 mod curve;
+mod files;
 mod pipeline;
 mod python;
 mod services;
@@ -22,7 +23,7 @@ type Family = fn(&BenchOpts) -> Result<()>;
 
 /// Every family name `all` tries, in order; names without a module yet are skipped by `all`.
 const FAMILIES: &[&str] = &[
-    "wire", "zmtp", "zre", "curve", "pipeline", "python", "services",
+    "wire", "zmtp", "zre", "curve", "pipeline", "python", "files", "services",
 ];
 
 /// The module that implements a family.
@@ -32,6 +33,7 @@ fn family(name: &str) -> Option<Family> {
         "zmtp" => zmtp::run,
         "zre" => zre::run,
         "curve" => curve::run,
+        "files" => files::run,
         "pipeline" => pipeline::run,
         "python" => python::run,
         "services" => services::run,

@@ -217,7 +217,7 @@ impl LogPublisher {
     pub async fn start(&self, name: &str, endpoint: &str) -> Result<(), ServiceError> {
         let (socket, known) = self.spawn(name, endpoint)?;
         for endpoint in known {
-            socket.connect(&endpoint).await?;
+            socket.connect(&endpoint)?;
         }
         Ok(())
     }
@@ -346,7 +346,7 @@ impl LogPublisher {
             }
             socket
         };
-        if let Err(e) = socket.connect(&endpoint).await {
+        if let Err(e) = socket.connect(&endpoint) {
             tracing::warn!(%endpoint, error = %e, "cannot connect to the log collector");
         }
     }

@@ -3,6 +3,7 @@
 mod bridge;
 mod chat;
 mod demo;
+mod files;
 mod keygen;
 mod log;
 mod logs;
@@ -21,7 +22,8 @@ use harmony::{NodeBuilder, NodeError};
 #[derive(Debug, Parser)]
 #[command(name = "harmony", version)]
 pub(crate) struct Cli {
-    /// Log what the node does (or set RUST_LOG).
+    /// Log what the node does (or set RUST_LOG); `chat` and `peers` also print every
+    /// connection event (socket monitor: connected, handshake, disconnected...).
     #[arg(short, long, global = true)]
     pub(crate) verbose: bool,
     #[command(subcommand)]
@@ -36,6 +38,8 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Lists the nodes out there: name, uuid, endpoint, groups, headers.
     Peers(peers::PeersArgs),
+    /// Publishes a directory over FILEMQ (`serve`) or mirrors one (`sync`).
+    Files(files::FilesArgs),
     /// Batches of tasks that survive crashing workers and collectors: worker, collect, submit, demo.
     Pipeline(pipeline::PipelineArgs),
     /// Writes a CURVE certificate pair NAME and NAME_secret (czmq zcert / pyzmq zmq.auth format).
@@ -145,10 +149,11 @@ fn parse_header(s: &str) -> Result<(String, String), String> {
 pub(crate) async fn run(cli: Cli) -> Result<(), NodeError> {
     match cli.command {
         Command::Demo(args) => demo::run(args).await,
-        Command::Chat(args) => chat::run(args).await,
-        Command::Peers(args) => peers::run(args).await,
+        Command::Chat(args) => chat::run(args, cli.verbose).await,
+        Command::Peers(args) => peers::run(args, cli.verbose).await,
         Command::Pipeline(args) => pipeline::run(args).await,
         Command::Keygen(args) => keygen::run(args),
+        Command::Files(args) => files::run(args).await,
         Command::Log(args) => log::run(args).await,
         Command::Timer(args) => timer::run(args).await,
         Command::Bridge(args) => bridge::run(args).await,
