@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -32,7 +33,7 @@ struct Group {
 pub struct ZreNode {
     uuid: Uuid,
     uuid_str: String,
-    name: String,
+    name: Arc<str>,
     endpoint: String,
     headers: Vec<(String, String)>,
     peer_config: PeerConfig,
@@ -55,7 +56,7 @@ impl ZreNode {
         Self {
             uuid: config.uuid,
             uuid_str: uuid_string(&config.uuid),
-            name: config.name,
+            name: config.name.into(),
             endpoint: config.endpoint,
             headers: config.headers,
             peer_config: config.peer,
@@ -158,7 +159,7 @@ impl ZreNode {
                     self.remove_peer(uuid);
                 }
                 Reap::Ping { evasive, silent } => {
-                    let name = peer.name().to_owned();
+                    let name = peer.shared_name();
                     self.send_to(uuid, ZreBody::Ping);
                     // Only peers that entered are reported; a peer that never sent HELLO
                     // simply expires.
@@ -564,7 +565,7 @@ impl ZreNode {
             endpoint: self.endpoint.clone(),
             groups: self.own_groups.iter().cloned().collect(),
             status: self.status,
-            name: self.name.clone(),
+            name: self.name.to_string(),
             headers: self.headers.clone(),
         });
         self.send_to(uuid, hello);
@@ -580,7 +581,7 @@ impl ZreNode {
         if peer.is_ready() {
             self.events.push_back(Event::Exit {
                 peer: uuid,
-                name: peer.name().to_owned(),
+                name: peer.shared_name(),
             });
         }
         let affected: Vec<String> = self
@@ -599,7 +600,7 @@ impl ZreNode {
         let Some(peer) = self.peers.get_mut(&uuid) else {
             return;
         };
-        let name = peer.name().to_owned();
+        let name = peer.shared_name();
         let groups = peer.reset_inbound();
         self.events.push_back(Event::Exit { peer: uuid, name });
         for group in groups {
@@ -648,12 +649,12 @@ impl ZreNode {
         let Some(peer) = self.peers.get_mut(&from) else {
             return;
         };
-        let name = peer.name().to_owned();
+        let name = peer.shared_name();
         match body {
             ZreBody::Hello(hello) => {
                 let new_groups = peer.apply_hello(&hello);
                 peer.set_status(hello.status);
-                let name = peer.name().to_owned();
+                let name = peer.shared_name();
                 self.events.push_back(Event::Enter {
                     peer: from,
                     name: name.clone(),
@@ -726,7 +727,7 @@ impl ZreNode {
 
     /// A peer joined a group (HELLO or JOIN): record it, JOIN event; if we contest, tell the
     /// newcomer we are a candidate.
-    fn peer_joined(&mut self, from: Uuid, name: &str, group: &str) {
+    fn peer_joined(&mut self, from: Uuid, name: &Arc<str>, group: &str) {
         self.groups
             .entry(group.to_owned())
             .or_default()
@@ -734,7 +735,7 @@ impl ZreNode {
             .insert(from);
         self.events.push_back(Event::Join {
             peer: from,
-            name: name.to_owned(),
+            name: Arc::clone(name),
             group: group.to_owned(),
         });
         if self.contesting(group) {
@@ -835,7 +836,7 @@ impl ZreNode {
         } else {
             self.peers
                 .get(&leader)
-                .map(|p| p.name().to_owned())
+                .map(|p| p.shared_name())
                 .unwrap_or_default()
         };
         self.events.push_back(Event::Leader {

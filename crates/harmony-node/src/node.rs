@@ -22,7 +22,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use harmony_beacon::{Beacon, BeaconConfig, InterfaceSelect, SelectedInterface, ZreBeacon};
 use harmony_group::{Action, Event, NodeConfig, ZreNode};
 use harmony_security::{public_key_from_z85, KeyPair, MechanismConfig};
@@ -42,6 +42,8 @@ const MAX_ZRE_HEADER: usize = 1 << 20;
 const BATCH: usize = 256;
 /// The HELLO header that carries a node's CURVE public key (Z85), as in Zyre.
 pub const PUBLIC_KEY_HEADER: &str = "X-PUBLICKEY";
+/// Bytes reserved at a time for encoding outgoing ZRE first frames (many messages per block).
+const ENCODE_BLOCK: usize = 8 << 10;
 /// Largest whole message accepted on the inbox.
 const MAX_MESSAGE: usize = 256 << 20;
 
@@ -215,6 +217,7 @@ impl NodeBuilder {
             dealers: HashMap::new(),
             send_hwm,
             events: Vec::new(),
+            encoded: BytesMut::new(),
         }));
         let wake = Arc::new(Notify::new());
         let driver = Driver {
@@ -223,6 +226,7 @@ impl NodeBuilder {
             inbox,
             beacons: Some(beacons),
             events: event_tx,
+            outbox: Vec::new(),
             commands: cmd_rx,
         };
         let task = tokio::spawn(driver.run());
@@ -594,6 +598,8 @@ struct State {
     send_hwm: usize,
     /// Events taken from the state machine, waiting for the driver to hand them out.
     events: Vec<Event>,
+    /// Spare room where outgoing ZRE first frames are encoded.
+    encoded: BytesMut,
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -608,6 +614,8 @@ struct Driver {
     inbox: RouterSocket,
     beacons: Option<Beacon>,
     events: mpsc::Sender<Event>,
+    /// Events on their way from the state to the channel.
+    outbox: Vec<Event>,
     commands: mpsc::Receiver<Command>,
 }
 
@@ -673,13 +681,20 @@ impl Driver {
     /// Carries out the state machine's actions and hands its events to the application.
     /// Returns false when the application dropped the node.
     async fn flush(&mut self) -> bool {
-        let events = {
-            let mut state = self.state();
+        {
+            let mut state = lock(&self.state);
             state.run_actions();
             state.collect_events();
-            std::mem::take(&mut state.events)
-        };
-        for event in events {
+            // Swapped, not taken: both buffers keep their room from one batch to the next.
+            std::mem::swap(&mut state.events, &mut self.outbox);
+        }
+        for event in self.outbox.drain(..) {
+            // Straight into the channel while it has room; wait only when it is full.
+            let event = match self.events.try_send(event) {
+                Ok(()) => continue,
+                Err(mpsc::error::TrySendError::Full(event)) => event,
+                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            };
             if self.events.send(event).await.is_err() {
                 return false;
             }
@@ -788,14 +803,18 @@ impl State {
                     debug!(peer = %peer, "send to a peer without connection");
                     return;
                 };
-                let frames = match message.to_frames() {
-                    Ok(frames) => frames,
-                    Err(e) => {
-                        warn!(peer = %peer, error = %e, "message cannot be encoded; dropped");
-                        return;
-                    }
-                };
-                match dealer.try_send(Message::from_frames(frames)) {
+                // Encoded straight into the outgoing message; first frames are cut from one
+                // reused block instead of one allocation each.
+                if self.encoded.capacity() < message.encoded_len() {
+                    self.encoded
+                        .reserve(ENCODE_BLOCK.max(message.encoded_len()));
+                }
+                let mut frames = Message::new();
+                if let Err(e) = message.encode_frames(&mut self.encoded, &mut frames) {
+                    warn!(peer = %peer, error = %e, "message cannot be encoded; dropped");
+                    return;
+                }
+                match dealer.try_send(frames) {
                     Ok(()) => {}
                     Err(TrySendError::WouldBlock(_)) => {
                         warn!(peer = %peer, "peer cannot keep up; disconnecting it");

@@ -72,7 +72,7 @@ async fn six_nodes_discover_join_shout_whisper_leave_and_exit() {
         let j = uuids.iter().position(|u| u == peer).expect("known peer");
         assert_ne!(*i, j, "a node never sees itself");
         assert!(pairs.insert((*i, j)), "duplicate ENTER {i} -> {j}");
-        assert_eq!(name, &format!("node{j}"));
+        assert_eq!(&**name, format!("node{j}"));
         assert_eq!(headers, &vec![("X-INDEX".to_owned(), j.to_string())]);
         assert_eq!(endpoint, nodes[j].endpoint());
     }
@@ -281,7 +281,7 @@ async fn hostile_peer_on_the_inbox_changes_nothing_for_the_others() {
     // whose status does not follow (EXIT); nothing panics.
     let seen = collect(&mut nodes, |i, e| i == 0 && e.peer() == intruder, 2).await;
     assert!(
-        matches!(&seen[0].1, Event::Enter { name, .. } if name == "intruder"),
+        matches!(&seen[0].1, Event::Enter { name, .. } if &**name == "intruder"),
         "{seen:?}"
     );
     assert!(matches!(seen[1].1, Event::Exit { .. }), "{seen:?}");
