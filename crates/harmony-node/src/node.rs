@@ -17,9 +17,11 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -209,24 +211,25 @@ impl NodeBuilder {
             core.contest_in_group(group);
         }
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
-        let (event_tx, event_rx) = mpsc::channel(event_queue.max(1));
         let state = Arc::new(Mutex::new(State {
             core,
             curve,
             peer_keys: HashMap::new(),
             dealers: HashMap::new(),
             send_hwm,
-            events: Vec::new(),
+            events: VecDeque::new(),
+            event_cap: event_queue.max(1),
+            reader: None,
+            finished: false,
             encoded: BytesMut::new(),
         }));
+        let inbox = Arc::new(inbox);
         let wake = Arc::new(Notify::new());
         let driver = Driver {
             state: state.clone(),
             wake: wake.clone(),
-            inbox,
+            inbox: inbox.clone(),
             beacons: Some(beacons),
-            events: event_tx,
-            outbox: Vec::new(),
             commands: cmd_rx,
         };
         let task = tokio::spawn(driver.run());
@@ -238,9 +241,8 @@ impl NodeBuilder {
             state,
             wake,
             commands: cmd_tx,
-            events: event_rx,
-            pending: std::collections::VecDeque::new(),
-            scratch: Vec::new(),
+            inbox,
+            pending: VecDeque::new(),
             task: Some(task),
         })
     }
@@ -290,14 +292,13 @@ pub struct Node {
     endpoint: String,
     interface: SelectedInterface,
     state: Arc<Mutex<State>>,
-    /// Tells the driver that direct calls left events (e.g. EXIT after a send failure) to hand out.
+    /// Tells the driver that the event queue has room again (it stops reading when full).
     wake: Arc<Notify>,
     commands: mpsc::Sender<Command>,
-    events: mpsc::Receiver<Event>,
-    /// Events taken from the channel in bulk, handed out one by one.
-    pending: std::collections::VecDeque<Event>,
-    /// Reused buffer for `recv_many`.
-    scratch: Vec<Event>,
+    /// The inbox, also read here while the application waits for events (see `read_inbox`).
+    inbox: Arc<RouterSocket>,
+    /// Events taken from the shared queue in bulk, handed out one by one.
+    pending: VecDeque<Event>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -310,9 +311,6 @@ impl std::fmt::Debug for Node {
             .finish_non_exhaustive()
     }
 }
-
-/// Most events moved from the channel in one go.
-const EVENT_BATCH: usize = 256;
 
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -385,10 +383,10 @@ impl Node {
         }
         let out = f(&mut state.core);
         state.run_actions();
-        let wake = state.collect_events();
+        let reader = state.collect_events();
         drop(state);
-        if wake {
-            self.wake.notify_one();
+        if let Some(reader) = reader {
+            reader.wake();
         }
         Ok(out)
     }
@@ -435,31 +433,59 @@ impl Node {
     }
 
     /// Polls for the next event (for combining several nodes or building a `Stream`).
-    pub fn poll_next_event(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Event>> {
+    ///
+    /// While the application waits here, it reads the inbox itself and runs the state machine
+    /// on its own task: a WHISPER or SHOUT reaches it without passing through the driver task.
+    pub fn poll_next_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
         if let Some(event) = self.pending.pop_front() {
-            return std::task::Poll::Ready(Some(event));
+            return Poll::Ready(Some(event));
         }
-        match self
-            .events
-            .poll_recv_many(cx, &mut self.scratch, EVENT_BATCH)
-        {
-            std::task::Poll::Ready(0) => std::task::Poll::Ready(None),
-            std::task::Poll::Ready(_) => {
-                self.pending.extend(self.scratch.drain(..));
-                std::task::Poll::Ready(self.pending.pop_front())
+        let mut state = lock(&self.state);
+        let mut rounds = 0;
+        while state.events.is_empty() && !state.finished && !state.core.is_stopped() {
+            if rounds == 4 {
+                // Messages but no events for a while (PINGs, say): let other tasks run.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
-            std::task::Poll::Pending => std::task::Poll::Pending,
+            rounds += 1;
+            match read_inbox(&mut state, &self.inbox, cx) {
+                Poll::Ready(Ok(())) => {
+                    state.run_actions();
+                    state.collect_events();
+                }
+                // The driver sees the closed inbox too and stops the node.
+                Poll::Ready(Err(_)) | Poll::Pending => break,
+            }
         }
+        if !state.events.is_empty() {
+            let was_full = state.events.len() >= state.event_cap;
+            std::mem::swap(&mut state.events, &mut self.pending);
+            drop(state);
+            if was_full {
+                self.wake.notify_one();
+            }
+            return Poll::Ready(self.pending.pop_front());
+        }
+        if state.finished {
+            return Poll::Ready(None);
+        }
+        state.reader = Some(cx.waker().clone());
+        Poll::Pending
     }
 
     /// The next event if one is waiting.
     pub fn try_next_event(&mut self) -> Option<Event> {
-        self.pending
-            .pop_front()
-            .or_else(|| self.events.try_recv().ok())
+        if self.pending.is_empty() {
+            let mut state = lock(&self.state);
+            let was_full = state.events.len() >= state.event_cap;
+            std::mem::swap(&mut state.events, &mut self.pending);
+            drop(state);
+            if was_full {
+                self.wake.notify_one();
+            }
+        }
+        self.pending.pop_front()
     }
 
     /// Runs `f` on the node's state and returns what it computes.
@@ -557,15 +583,15 @@ pub async fn next_event_any(nodes: &mut [Node]) -> Option<(usize, Event)> {
         let mut open = false;
         for (i, node) in nodes.iter_mut().enumerate() {
             match node.poll_next_event(cx) {
-                std::task::Poll::Ready(Some(ev)) => return std::task::Poll::Ready(Some((i, ev))),
-                std::task::Poll::Ready(None) => {}
-                std::task::Poll::Pending => open = true,
+                Poll::Ready(Some(ev)) => return Poll::Ready(Some((i, ev))),
+                Poll::Ready(None) => {}
+                Poll::Pending => open = true,
             }
         }
         if open {
-            std::task::Poll::Pending
+            Poll::Pending
         } else {
-            std::task::Poll::Ready(None)
+            Poll::Ready(None)
         }
     })
     .await
@@ -596,8 +622,15 @@ struct State {
     peer_keys: HashMap<Uuid, [u8; 32]>,
     dealers: HashMap<Uuid, DealerSocket>,
     send_hwm: usize,
-    /// Events taken from the state machine, waiting for the driver to hand them out.
-    events: Vec<Event>,
+    /// Events for the application, in the order the state machine produced them (one queue
+    /// whichever task ran it: the driver, a direct call, or the application's own wait).
+    events: VecDeque<Event>,
+    /// Events queued before the driver stops reading the inbox (the application is behind).
+    event_cap: usize,
+    /// The application's task waiting in `poll_next_event`.
+    reader: Option<Waker>,
+    /// The driver has ended: no event comes after those queued.
+    finished: bool,
     /// Spare room where outgoing ZRE first frames are encoded.
     encoded: BytesMut,
 }
@@ -611,12 +644,51 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 struct Driver {
     state: Arc<Mutex<State>>,
     wake: Arc<Notify>,
-    inbox: RouterSocket,
+    inbox: Arc<RouterSocket>,
     beacons: Option<Beacon>,
-    events: mpsc::Sender<Event>,
-    /// Events on their way from the state to the channel.
-    outbox: Vec<Event>,
     commands: mpsc::Receiver<Command>,
+}
+
+/// Reads what waits on the inbox (at most `BATCH` messages) into the state machine. Only ever
+/// called with the state locked, by the driver or by the application waiting for events, so a
+/// peer's messages are handled in order whichever task takes them. Pending, with the task
+/// registered for the next message, when there was none.
+fn read_inbox(
+    state: &mut State,
+    inbox: &RouterSocket,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), harmony_zmtp::ZmtpError>> {
+    let now = std::time::Instant::now();
+    let mut read = 0;
+    while read < BATCH {
+        match std::pin::pin!(inbox.recv()).poll(cx) {
+            Poll::Ready(Ok(msg)) => {
+                state.on_inbox(msg, now);
+                read += 1;
+            }
+            Poll::Ready(Err(e)) if read == 0 => return Poll::Ready(Err(e)),
+            Poll::Ready(Err(_)) | Poll::Pending => break,
+        }
+    }
+    if read == 0 {
+        Poll::Pending
+    } else {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for Driver {
+    /// However the driver ends (stopped, or its runtime gone), the application's next wait
+    /// returns what is queued, then `None`.
+    fn drop(&mut self) {
+        let mut state = lock(&self.state);
+        state.finished = true;
+        let reader = state.reader.take();
+        drop(state);
+        if let Some(reader) = reader {
+            reader.wake();
+        }
+    }
 }
 
 impl Driver {
@@ -626,9 +698,7 @@ impl Driver {
 
     async fn run(mut self) {
         loop {
-            if !self.flush().await {
-                break;
-            }
+            self.flush();
             let deadline = self.state().core.poll_timeout().map(Instant::from_std);
             tokio::select! {
                 biased;
@@ -636,30 +706,23 @@ impl Driver {
                     Some(Command::Query(f)) => f(&self.state().core),
                     Some(Command::Stop) | None => {
                         self.state().core.stop();
-                        self.flush().await;
+                        self.flush();
                         break;
                     }
                 },
                 () = self.wake.notified() => {}
-                msg = self.inbox.recv() => match msg {
-                    Ok(msg) => {
-                        let now = std::time::Instant::now();
-                        let mut state = lock(&self.state);
-                        state.on_inbox(msg, now);
-                        // Take what else has arrived in one go: one wake-up, many messages.
-                        for _ in 0..BATCH {
-                            match self.inbox.try_recv() {
-                                Ok(Some(msg)) => state.on_inbox(msg, now),
-                                _ => break,
-                            }
-                        }
+                read = std::future::poll_fn(|cx| {
+                    let mut state = lock(&self.state);
+                    if state.events.len() >= state.event_cap {
+                        // The application is behind: wait for it (it notifies `wake`).
+                        return Poll::Pending;
                     }
-                    Err(e) => {
-                        warn!(error = %e, "inbox closed");
-                        self.state().core.stop();
-                        self.flush().await;
-                        break;
-                    }
+                    read_inbox(&mut state, &self.inbox, cx)
+                }) => if let Err(e) = read {
+                    warn!(error = %e, "inbox closed");
+                    self.state().core.stop();
+                    self.flush();
+                    break;
                 },
                 heard = recv_beacon(&mut self.beacons) => {
                     if let Some((beacon, from)) = heard {
@@ -678,28 +741,16 @@ impl Driver {
         self.shutdown().await;
     }
 
-    /// Carries out the state machine's actions and hands its events to the application.
-    /// Returns false when the application dropped the node.
-    async fn flush(&mut self) -> bool {
-        {
-            let mut state = lock(&self.state);
+    /// Carries out the state machine's actions and wakes the application for its events.
+    fn flush(&self) {
+        let reader = {
+            let mut state = self.state();
             state.run_actions();
-            state.collect_events();
-            // Swapped, not taken: both buffers keep their room from one batch to the next.
-            std::mem::swap(&mut state.events, &mut self.outbox);
+            state.collect_events()
+        };
+        if let Some(reader) = reader {
+            reader.wake();
         }
-        for event in self.outbox.drain(..) {
-            // Straight into the channel while it has room; wait only when it is full.
-            let event = match self.events.try_send(event) {
-                Ok(()) => continue,
-                Err(mpsc::error::TrySendError::Full(event)) => event,
-                Err(mpsc::error::TrySendError::Closed(_)) => return false,
-            };
-            if self.events.send(event).await.is_err() {
-                return false;
-            }
-        }
-        true
     }
 
     async fn shutdown(mut self) {
@@ -724,13 +775,18 @@ impl State {
         }
     }
 
-    /// Moves the state machine's events to the hand-out buffer; true if there were any.
-    fn collect_events(&mut self) -> bool {
+    /// Moves the state machine's events to the application's queue; if there were any, returns
+    /// the waiting application's task to wake (after unlocking).
+    fn collect_events(&mut self) -> Option<Waker> {
         let before = self.events.len();
         while let Some(event) = self.core.poll_event() {
-            self.events.push(event);
+            self.events.push_back(event);
         }
-        self.events.len() > before
+        if self.events.len() > before {
+            self.reader.take()
+        } else {
+            None
+        }
     }
 
     fn on_inbox(&mut self, msg: Message, now: std::time::Instant) {
@@ -838,13 +894,13 @@ fn connect_now(dealer: &DealerSocket, endpoint: &str) -> Result<(), harmony_zmtp
 }
 
 /// Polls a future that completes without waiting (connect only validates and spawns).
-fn futures_now<T>(fut: impl std::future::Future<Output = Result<(), T>>) -> Result<(), T> {
-    let waker = std::task::Waker::noop();
-    let mut cx = std::task::Context::from_waker(waker);
+fn futures_now<T>(fut: impl Future<Output = Result<(), T>>) -> Result<(), T> {
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
     let mut fut = std::pin::pin!(fut);
     match fut.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(r) => r,
-        std::task::Poll::Pending => Ok(()),
+        Poll::Ready(r) => r,
+        Poll::Pending => Ok(()),
     }
 }
 
