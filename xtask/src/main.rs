@@ -1,6 +1,8 @@
 //! Harmony's task runner, run as `cargo xtask <task>` (alias in `.cargo/config.toml`).
 //!
-//! - `ci`: format check, clippy with warnings denied, doc tests, then every test of the
+//! - `setup`: the Python environment of the interop tests (`.venv`, pinned), created when
+//!   missing or stale; tells whether network namespace tests can run here.
+//! - `ci`: setup, then format check, clippy with warnings denied, doc tests, then every test of the
 //!   workspace (nextest when installed), including the replay of the fuzz corpus.
 //! - `fuzz <target|all> [--seconds N]`: a real libFuzzer run through cargo-fuzz, on stable Rust.
 //! - `fuzz-seed`: rewrites the seed inputs of `fuzz/corpus/`.
@@ -10,6 +12,7 @@ mod bench;
 mod ci;
 mod fuzz;
 mod run;
+mod setup;
 
 use std::process::ExitCode;
 
@@ -30,12 +33,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Everything CI checks: fmt, clippy (-D warnings), doc tests, all tests incl. fuzz corpus replay.
+    /// Everything CI checks: setup, fmt, clippy (-D warnings), doc tests, all tests incl. fuzz corpus replay.
     Ci {
         /// Use `cargo test` even when cargo-nextest is installed.
         #[arg(long)]
         no_nextest: bool,
     },
+    /// Makes `.venv` (pinned pyzmq and zeromq-pyre) ready for the interop tests; checks namespaces.
+    Setup,
     /// Runs libFuzzer on one target (or `all`, one after another) through cargo-fuzz.
     Fuzz {
         /// A target name (see `--list`), or `all`.
@@ -67,6 +72,7 @@ enum Task {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
+        Task::Setup => setup::run().map(|_| ()),
         Task::Ci { no_nextest } => ci::run(!no_nextest),
         Task::Fuzz {
             target,
