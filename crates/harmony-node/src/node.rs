@@ -20,6 +20,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -242,6 +243,10 @@ impl NodeBuilder {
             wake,
             commands: cmd_tx,
             inbox,
+            inbox_waker: Arc::new(InboxWaker {
+                ready: AtomicBool::new(true),
+                task: Mutex::new(None),
+            }),
             pending: VecDeque::new(),
             task: Some(task),
         })
@@ -297,6 +302,8 @@ pub struct Node {
     commands: mpsc::Sender<Command>,
     /// The inbox, also read here while the application waits for events (see `read_inbox`).
     inbox: Arc<RouterSocket>,
+    /// What the inbox wakes when the application waits on it.
+    inbox_waker: Arc<InboxWaker>,
     /// Events taken from the shared queue in bulk, handed out one by one.
     pending: VecDeque<Event>,
     task: Option<JoinHandle<()>>,
@@ -441,16 +448,27 @@ impl Node {
             return Poll::Ready(Some(event));
         }
         let mut state = lock(&self.state);
+        // The inbox is looked at only when it woke us since we last found it empty: waiting
+        // on many nodes (`next_event_any`) costs nothing for the quiet ones.
+        self.inbox_waker.follow(cx.waker());
         let mut rounds = 0;
-        while state.events.is_empty() && !state.finished && !state.core.is_stopped() {
+        while state.events.is_empty()
+            && !state.finished
+            && !state.core.is_stopped()
+            && self.inbox_waker.ready.swap(false, Ordering::AcqRel)
+        {
             if rounds == 4 {
                 // Messages but no events for a while (PINGs, say): let other tasks run.
+                self.inbox_waker.ready.store(true, Ordering::Release);
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
             rounds += 1;
-            match read_inbox(&mut state, &self.inbox, cx) {
+            let waker = Waker::from(self.inbox_waker.clone());
+            match read_inbox(&mut state, &self.inbox, &mut Context::from_waker(&waker)) {
                 Poll::Ready(Ok(())) => {
+                    // There may be more than one batch.
+                    self.inbox_waker.ready.store(true, Ordering::Release);
                     state.run_actions();
                     state.collect_events();
                 }
@@ -649,6 +667,37 @@ struct Driver {
     commands: mpsc::Receiver<Command>,
 }
 
+/// The waker the application's wait registers on the inbox: it notes that the inbox has
+/// something, then wakes the application's task.
+struct InboxWaker {
+    ready: AtomicBool,
+    task: Mutex<Option<Waker>>,
+}
+
+impl InboxWaker {
+    /// Wakes `task` from now on.
+    fn follow(&self, task: &Waker) {
+        let mut current = self.task.lock().unwrap_or_else(PoisonError::into_inner);
+        if !current.as_ref().is_some_and(|w| w.will_wake(task)) {
+            *current = Some(task.clone());
+        }
+    }
+}
+
+impl std::task::Wake for InboxWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.ready.store(true, Ordering::Release);
+        let task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(task) = task.as_ref() {
+            task.wake_by_ref();
+        }
+    }
+}
+
 /// Reads what waits on the inbox (at most `BATCH` messages) into the state machine. Only ever
 /// called with the state locked, by the driver or by the application waiting for events, so a
 /// peer's messages are handled in order whichever task takes them. Pending, with the task
@@ -658,11 +707,13 @@ fn read_inbox(
     inbox: &RouterSocket,
     cx: &mut Context<'_>,
 ) -> Poll<Result<(), harmony_zmtp::ZmtpError>> {
-    let now = std::time::Instant::now();
+    // The clock is read once per batch, and not at all when there is nothing to read.
+    let mut now = None;
     let mut read = 0;
     while read < BATCH {
         match std::pin::pin!(inbox.recv()).poll(cx) {
             Poll::Ready(Ok(msg)) => {
+                let now = *now.get_or_insert_with(std::time::Instant::now);
                 state.on_inbox(msg, now);
                 read += 1;
             }
