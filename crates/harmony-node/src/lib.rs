@@ -9,6 +9,7 @@ pub mod error;
 pub mod node;
 
 pub use error::NodeError;
+pub use harmony_beacon::SelectedInterface;
 pub use harmony_group::Event;
 pub use node::{
     next_event_any, Content, InterfaceSelectArg, Node, NodeBuilder, PeerInfo, PUBLIC_KEY_HEADER,

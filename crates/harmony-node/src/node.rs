@@ -156,6 +156,12 @@ impl NodeBuilder {
         self
     }
 
+    /// The interface [`start`](Self::start) will use, chosen now: protocols beside ZRE (the
+    /// pipeline) bind their own sockets on its address and advertise them in headers.
+    pub fn selected_interface(&self) -> Result<SelectedInterface, NodeError> {
+        Ok(self.beacon.select_interface()?)
+    }
+
     /// Selects the interface, binds the inbox, starts beacons and the driver task.
     pub async fn start(self) -> Result<Node, NodeError> {
         let Self {

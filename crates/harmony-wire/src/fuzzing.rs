@@ -224,3 +224,21 @@ pub fn filemq_message(data: &[u8]) {
         FilemqMessage::decode(&out, FUZZ_LIMIT).expect("an encoded FILEMQ message must decode");
     assert_eq!(again, msg, "FILEMQ message round trip");
 }
+
+/// Pipeline message: a decoded message re-encodes to exactly the frame it came from.
+pub fn pipeline_message(data: &[u8]) {
+    use crate::pipeline::PipelineMessage;
+
+    let frame = Bytes::copy_from_slice(data);
+    let Ok(msg) = PipelineMessage::decode(&frame, FUZZ_LIMIT) else {
+        return;
+    };
+    let out = msg
+        .to_bytes()
+        .expect("a decoded pipeline message must be encodable");
+    assert_eq!(out, frame, "pipeline bytes round trip");
+    assert_eq!(msg.encoded_len(), out.len(), "pipeline encoded_len");
+    let again =
+        PipelineMessage::decode(&out, FUZZ_LIMIT).expect("an encoded pipeline message must decode");
+    assert_eq!(again, msg, "pipeline message round trip");
+}

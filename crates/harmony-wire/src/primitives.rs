@@ -118,7 +118,7 @@ impl<'a> Reader<'a> {
 
     /// A 4-byte count of entries of at least `min_entry` bytes each, refused when that many
     /// entries cannot fit in what is left: callers may then allocate `count` slots safely.
-    fn count(&mut self, what: &'static str, min_entry: usize) -> Result<usize> {
+    pub(crate) fn count(&mut self, what: &'static str, min_entry: usize) -> Result<usize> {
         let count = self.u32(what)?;
         let fits = self.remaining() / min_entry;
         if count as usize > fits {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use bytes::{Bytes, BytesMut};
 use harmony_wire::filemq::{Cheezburger, FileOperation, FilemqMessage};
 use harmony_wire::fuzzing;
+use harmony_wire::pipeline::{Credit, PipelineMessage, Task, TaskResult};
 use harmony_wire::zmtp::{Command, Frame, Greeting, Mechanism, Metadata, PlainHello, RawCommand};
 use harmony_wire::zre::{Beacon, Hello, ZreBody, ZreMessage};
 use uuid::Uuid;
@@ -24,6 +25,7 @@ const TARGETS: &[(&str, Check)] = &[
     ("zre_beacon", fuzzing::zre_beacon),
     ("zre_message", fuzzing::zre_message),
     ("filemq_message", fuzzing::filemq_message),
+    ("pipeline_message", fuzzing::pipeline_message),
 ];
 
 /// Fuzz targets of other crates, replayed by their own tests
@@ -370,6 +372,63 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             "filemq_message",
             name,
             msg.to_bytes().expect("FILEMQ message").to_vec(),
+        ));
+    }
+
+    let batch = Uuid::from_u128(0x5eed_0000_0000_4000_8000_0000_0000_0001);
+    let peer = Uuid::from_u128(7);
+    let pipeline = [
+        (
+            "credit",
+            PipelineMessage::Credit(Credit {
+                window: 16,
+                seen: 40,
+                held: 3,
+            }),
+        ),
+        (
+            "task",
+            PipelineMessage::Task(Task {
+                seq: 40,
+                batch,
+                task: 9,
+                collector: peer,
+                payload: Bytes::from_static(b"echo me"),
+            }),
+        ),
+        (
+            "result",
+            PipelineMessage::Result(TaskResult {
+                client: peer,
+                batch,
+                task: 9,
+                failed: false,
+                payload: Bytes::from_static(b"echo me"),
+            }),
+        ),
+        ("start", PipelineMessage::Start { batch, size: 1000 }),
+        ("end", PipelineMessage::End { batch, size: 1000 }),
+        (
+            "status",
+            PipelineMessage::Status {
+                batch,
+                size: 1000,
+                ranges: vec![(0, 100), (250, 1000)],
+            },
+        ),
+        (
+            "ack",
+            PipelineMessage::Ack {
+                batch,
+                tasks: vec![3, 4, 99],
+            },
+        ),
+    ];
+    for (name, msg) in pipeline {
+        out.push((
+            "pipeline_message",
+            name,
+            msg.to_bytes().expect("pipeline message").to_vec(),
         ));
     }
 

@@ -3,7 +3,8 @@
 //!
 //! Start with [`Node::builder`]. The protocol crates are re-exported: [`wire`] (codecs),
 //! [`security`] (NULL/PLAIN/CURVE), [`zmtp`] (ZeroMQ sockets), [`beacon`] (discovery),
-//! [`peer`] and [`group`] (the ZRE state machines), [`node`] (the running node).
+//! [`peer`] and [`group`] (the ZRE state machines), [`node`] (the running node), [`pipeline`]
+//! (batches of tasks that survive crashing workers and collectors).
 
 pub use harmony_beacon as beacon;
 pub use harmony_group as group;
@@ -12,6 +13,7 @@ pub use harmony_node as node;
 pub use harmony_node::NodeError;
 pub use harmony_node::{next_event_any, Content, InterfaceSelectArg, Node, NodeBuilder, PeerInfo};
 pub use harmony_peer as peer;
+pub use harmony_pipeline as pipeline;
 pub use harmony_security as security;
 pub use harmony_wire as wire;
 pub use harmony_zmtp as zmtp;

@@ -4,6 +4,7 @@
 //! A new family is a module file here plus one arm in [`family`].
 
 mod curve;
+mod pipeline;
 mod wire;
 mod zmtp;
 mod zre;
@@ -18,7 +19,7 @@ use crate::run::{cargo, step, target_dir, Result};
 type Family = fn(&BenchOpts) -> Result<()>;
 
 /// Every family name `all` tries, in order; names without a module yet are skipped by `all`.
-const FAMILIES: &[&str] = &["wire", "zmtp", "zre", "curve"];
+const FAMILIES: &[&str] = &["wire", "zmtp", "zre", "curve", "pipeline"];
 
 /// The module that implements a family.
 fn family(name: &str) -> Option<Family> {
@@ -27,6 +28,7 @@ fn family(name: &str) -> Option<Family> {
         "zmtp" => zmtp::run,
         "zre" => zre::run,
         "curve" => curve::run,
+        "pipeline" => pipeline::run,
         _ => return None,
     })
 }

@@ -69,7 +69,7 @@ impl Demo {
     }
 }
 
-fn free_udp_port() -> u16 {
+pub(super) fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .map(|a| a.port())

@@ -5,6 +5,7 @@ mod demo;
 mod keygen;
 mod output;
 mod peers;
+mod pipeline;
 
 use std::time::Duration;
 
@@ -31,6 +32,8 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Lists the nodes out there: name, uuid, endpoint, groups, headers.
     Peers(peers::PeersArgs),
+    /// Batches of tasks that survive crashing workers and collectors: worker, collect, submit, demo.
+    Pipeline(pipeline::PipelineArgs),
     /// Writes a CURVE certificate pair NAME and NAME_secret (czmq zcert / pyzmq zmq.auth format).
     Keygen(keygen::KeygenArgs),
 }
@@ -92,6 +95,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), NodeError> {
         Command::Demo(args) => demo::run(args).await,
         Command::Chat(args) => chat::run(args).await,
         Command::Peers(args) => peers::run(args).await,
+        Command::Pipeline(args) => pipeline::run(args).await,
         Command::Keygen(args) => keygen::run(args),
     }
 }

@@ -1,0 +1,174 @@
+//! Pipeline benchmark (run by `cargo xtask bench pipeline`, release build), loopback only:
+//! tasks per second through 4 in-process workers (64 B echo tasks) beside a bare PUSH/PULL
+//! ventilator -> 4 workers -> sink over harmony-zmtp measured in the same run (no
+//! reliability), and the recovery cost: a batch with one worker killed half-way against the
+//! same batch without the kill.
+//!
+//! Usage: bench_pipeline [--tasks N] [--recovery-tasks N]
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use harmony_node::Node;
+use harmony_pipeline::{Client, Collector, Settings, Timing, Worker, WorkerOptions};
+use harmony_zmtp::{Message, PullSocket, PushSocket, SocketOptions};
+
+const PAYLOAD: usize = 64;
+const WORKERS: usize = 4;
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Bare PUSH/PULL: ventilator PUSH -> 4 workers (PULL in, PUSH out) -> sink PULL. Tasks/s.
+async fn push_pull(tasks: usize) -> f64 {
+    let opts = || SocketOptions::default().send_hwm(100_000).recv_hwm(100_000);
+    let vent = PushSocket::new(opts());
+    let vent_ep = vent.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let sink = PullSocket::new(opts());
+    let sink_ep = sink.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let mut workers = Vec::new();
+    for _ in 0..WORKERS {
+        let (input, output) = (PullSocket::new(opts()), PushSocket::new(opts()));
+        input.connect(&vent_ep).await.unwrap();
+        output.connect(&sink_ep).await.unwrap();
+        workers.push(tokio::spawn(async move {
+            while let Ok(msg) = input.recv().await {
+                if output.send(msg).await.is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    vent.wait_for_peers(WORKERS).await;
+    sink.wait_for_peers(WORKERS).await;
+    let payload = Bytes::from(vec![7u8; PAYLOAD]);
+    let start = Instant::now();
+    let sender = tokio::spawn(async move {
+        for _ in 0..tasks {
+            vent.send(Message::from(payload.clone())).await.unwrap();
+        }
+        vent
+    });
+    for _ in 0..tasks {
+        sink.recv().await.unwrap();
+    }
+    let rate = tasks as f64 / start.elapsed().as_secs_f64();
+    drop(sender.await);
+    for w in workers {
+        w.abort();
+    }
+    rate
+}
+
+fn settings(port: u16) -> Settings {
+    Settings::new(
+        Node::builder()
+            .loopback()
+            .port(port)
+            .interval(Duration::from_millis(100)),
+    )
+    .pipeline("bench")
+    .timing(Timing {
+        heartbeat: Duration::from_millis(100),
+        peer_timeout: Duration::from_millis(500),
+        lost_after: Duration::from_millis(300),
+        task_timeout: Duration::from_secs(10),
+    })
+}
+
+struct Cluster {
+    client: Client,
+    workers: Vec<Worker>,
+}
+
+async fn cluster() -> Cluster {
+    let port = harmony_testkit::free_udp_port();
+    let options = WorkerOptions {
+        jobs: 64,
+        window: Some(256),
+        attempts: 1,
+    };
+    let mut workers = Vec::new();
+    for _ in 0..WORKERS {
+        let echo = |task: Bytes| async move { Ok::<_, std::convert::Infallible>(task) };
+        workers.push(Worker::start(settings(port), options, echo).await.unwrap());
+    }
+    let mut collector = Collector::start(settings(port)).await.unwrap();
+    tokio::spawn(async move { while collector.recv().await.is_ok() {} });
+    let client = Client::start(settings(port)).await.unwrap();
+    // Warm-up: everyone found everyone, connections are up.
+    let tasks = vec![Bytes::from(vec![7u8; PAYLOAD]); 1000];
+    client.submit(tasks).await.unwrap().wait().await.unwrap();
+    Cluster { client, workers }
+}
+
+/// One batch of `tasks` echo tasks; with `kill`, one worker dies when half are in.
+async fn batch(c: &mut Cluster, tasks: usize, kill: bool) -> (Duration, u64) {
+    let payload = vec![Bytes::from(vec![7u8; PAYLOAD]); tasks];
+    let start = Instant::now();
+    let mut b = c.client.submit(payload).await.unwrap();
+    if kill {
+        while let Some(p) = b.next_progress().await {
+            if p.done as usize >= tasks / 2 {
+                break;
+            }
+        }
+        c.workers.remove(0).kill();
+    }
+    let summary = b.wait().await.unwrap();
+    (start.elapsed(), summary.resent)
+}
+
+#[tokio::main]
+async fn main() {
+    let tasks = arg("--tasks", 200_000);
+    let recovery_tasks = arg("--recovery-tasks", 10_000);
+    let raw = push_pull(tasks).await;
+
+    let mut c = cluster().await;
+    let (elapsed, resent) = batch(&mut c, tasks, false).await;
+    let rate = tasks as f64 / elapsed.as_secs_f64();
+    assert_eq!(resent, 0);
+
+    let (clean, _) = batch(&mut c, recovery_tasks, false).await;
+    let (killed, resent) = batch(&mut c, recovery_tasks, true).await;
+
+    println!("pipeline benchmark, loopback, {PAYLOAD} B echo tasks, {WORKERS} in-process workers");
+    println!("{:<52} {:>14} {:>10}", "measurement", "figure", "ratio");
+    println!(
+        "{:<52} {:>10.0} k/s {:>10}",
+        "bare PUSH/PULL ventilator-workers-sink (baseline)",
+        raw / 1e3,
+        "1.00"
+    );
+    println!(
+        "{:<52} {:>10.0} k/s {:>9.2}x",
+        format!("reliable pipeline, batch of {tasks}"),
+        rate / 1e3,
+        rate / raw
+    );
+    println!(
+        "{:<52} {:>11.0} ms {:>10}",
+        format!("batch of {recovery_tasks}, no failure"),
+        clean.as_secs_f64() * 1e3,
+        ""
+    );
+    println!(
+        "{:<52} {:>11.0} ms {:>9.2}x",
+        format!("same, one worker killed half-way ({resent} resent)"),
+        killed.as_secs_f64() * 1e3,
+        killed.as_secs_f64() / clean.as_secs_f64()
+    );
+    println!(
+        "{:<52} {:>11.0} ms {:>10}",
+        "recovery cost (killed - no failure; target < 1000)",
+        (killed.as_secs_f64() - clean.as_secs_f64()) * 1e3,
+        ""
+    );
+}

@@ -1,0 +1,675 @@
+//! The client (ventilator): holds its batches in memory, sends each task to a worker that has
+//! credit, and resends what the collector does not acknowledge.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Instant;
+
+use bytes::Bytes;
+use harmony_wire::pipeline::{Credit, PipelineMessage, Task};
+use tracing::{debug, warn};
+use uuid::Uuid;
+
+use super::{Role, Timing, Transmit, MAX_BATCH};
+use crate::error::PipelineError;
+
+/// What the client tells its application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// More of a batch's results reached the collector's application.
+    Progress {
+        /// The batch.
+        batch: Uuid,
+        /// Results acknowledged so far.
+        done: u32,
+        /// Tasks in the batch.
+        size: u32,
+    },
+    /// The collector's application has every result of the batch.
+    Complete {
+        /// The batch.
+        batch: Uuid,
+        /// Tasks sent more than once.
+        resent: u64,
+    },
+}
+
+/// One worker, as the client sees it.
+#[derive(Debug)]
+struct Link {
+    /// From the worker's last CREDIT.
+    window: u32,
+    held: u32,
+    next_seq: u64,
+    /// TASKs sent that the worker has not reported seeing: seq -> (batch, task, sent at).
+    unseen: BTreeMap<u64, (Uuid, u32, Instant)>,
+    last_heard: Instant,
+}
+
+impl Link {
+    fn free(&self) -> u32 {
+        self.window
+            .saturating_sub(self.held)
+            .saturating_sub(self.unseen.len() as u32)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TaskState {
+    Unsent,
+    Pending,
+    Assigned { worker: Uuid, seq: u64 },
+    Done,
+}
+
+#[derive(Debug)]
+struct Batch {
+    tasks: Vec<Bytes>,
+    state: Vec<TaskState>,
+    /// Tasks to send, in order; entries whose state moved on are skipped.
+    queue: VecDeque<u32>,
+    done: u32,
+    collector: Option<Uuid>,
+    /// The collector answered START with STATUS: tasks may flow.
+    opened: bool,
+    next_query: Instant,
+    resent: u64,
+}
+
+impl Batch {
+    fn size(&self) -> u32 {
+        self.tasks.len() as u32
+    }
+
+    fn complete(&self) -> bool {
+        self.done == self.size()
+    }
+
+    /// Puts an assigned task back in the queue.
+    fn requeue(&mut self, task: u32) {
+        self.state[task as usize] = TaskState::Pending;
+        self.queue.push_back(task);
+    }
+
+    fn all_sent(&self) -> bool {
+        !self.queue.iter().any(|&t| {
+            matches!(
+                self.state[t as usize],
+                TaskState::Unsent | TaskState::Pending
+            )
+        })
+    }
+}
+
+/// The client's state machine.
+#[derive(Debug)]
+pub struct ClientCore {
+    timing: Timing,
+    workers: BTreeMap<Uuid, Link>,
+    collectors: BTreeSet<Uuid>,
+    batches: BTreeMap<Uuid, Batch>,
+    /// Batches completed: late reports about them are ignored quietly.
+    finished: BTreeSet<Uuid>,
+    /// Task leases in the order given (the timeout is constant, so deadlines ascend).
+    leases: VecDeque<(Instant, Uuid, u32, Uuid, u64)>,
+    /// Worker to try first next time, for round robin.
+    next_worker: Option<Uuid>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<ClientEvent>,
+}
+
+impl ClientCore {
+    /// A client with no peers and no batches.
+    pub fn new(timing: Timing) -> Self {
+        Self {
+            timing,
+            workers: BTreeMap::new(),
+            collectors: BTreeSet::new(),
+            batches: BTreeMap::new(),
+            finished: BTreeSet::new(),
+            leases: VecDeque::new(),
+            next_worker: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Adds a batch; its tasks are numbered in the order given.
+    pub fn submit(
+        &mut self,
+        batch: Uuid,
+        tasks: Vec<Bytes>,
+        now: Instant,
+    ) -> Result<(), PipelineError> {
+        if tasks.len() > MAX_BATCH as usize {
+            return Err(PipelineError::BatchTooLarge(tasks.len()));
+        }
+        if self.batches.contains_key(&batch) || self.finished.contains(&batch) {
+            return Err(PipelineError::DuplicateBatch(batch));
+        }
+        let size = tasks.len() as u32;
+        if size == 0 {
+            self.finished.insert(batch);
+            self.events
+                .push_back(ClientEvent::Complete { batch, resent: 0 });
+            return Ok(());
+        }
+        let b = Batch {
+            state: vec![TaskState::Unsent; tasks.len()],
+            queue: (0..size).collect(),
+            tasks,
+            done: 0,
+            collector: None,
+            opened: false,
+            next_query: now,
+            resent: 0,
+        };
+        self.batches.insert(batch, b);
+        self.bind_collectors(now);
+        Ok(())
+    }
+
+    /// A peer of the pipeline appeared.
+    pub fn peer_up(&mut self, peer: Uuid, role: Role, now: Instant) {
+        match role {
+            Role::Worker => {
+                self.workers.entry(peer).or_insert_with(|| Link {
+                    window: 0,
+                    held: 0,
+                    next_seq: 0,
+                    unseen: BTreeMap::new(),
+                    last_heard: now,
+                });
+            }
+            Role::Collector => {
+                self.collectors.insert(peer);
+                self.bind_collectors(now);
+            }
+            Role::Client => {}
+        }
+    }
+
+    /// A peer left, died, or went silent: its work is given to others.
+    pub fn peer_down(&mut self, peer: Uuid, now: Instant) {
+        if self.workers.remove(&peer).is_some() {
+            debug!(%peer, "worker gone, its tasks go back to the queue");
+            for b in self.batches.values_mut() {
+                for task in 0..b.size() {
+                    if matches!(b.state[task as usize], TaskState::Assigned { worker, .. } if worker == peer)
+                    {
+                        b.requeue(task);
+                    }
+                }
+            }
+        }
+        if self.collectors.remove(&peer) {
+            for b in self.batches.values_mut() {
+                if b.collector == Some(peer) && !b.complete() {
+                    debug!(%peer, "collector gone, its batch moves on");
+                    b.collector = None;
+                    b.opened = false;
+                    // Results of tasks in progress would go to the dead collector.
+                    for task in 0..b.size() {
+                        if matches!(b.state[task as usize], TaskState::Assigned { .. }) {
+                            b.requeue(task);
+                        }
+                    }
+                }
+            }
+            self.bind_collectors(now);
+        }
+    }
+
+    /// Gives every batch without a collector the first one known, and asks it to open them.
+    fn bind_collectors(&mut self, now: Instant) {
+        let Some(&collector) = self.collectors.iter().next() else {
+            return;
+        };
+        for (&id, b) in &mut self.batches {
+            if b.collector.is_none() && !b.complete() {
+                b.collector = Some(collector);
+                b.opened = false;
+                b.next_query = now + self.timing.heartbeat;
+                self.transmits.push_back(Transmit {
+                    to: collector,
+                    message: PipelineMessage::Start {
+                        batch: id,
+                        size: b.size(),
+                    },
+                });
+            }
+        }
+    }
+
+    /// Handles one message from `from`.
+    pub fn handle(&mut self, from: Uuid, message: PipelineMessage, now: Instant) {
+        match message {
+            PipelineMessage::Credit(credit) => self.on_credit(from, credit, now),
+            PipelineMessage::Status {
+                batch,
+                size,
+                ranges,
+            } => self.on_status(from, batch, size, &ranges),
+            PipelineMessage::Ack { batch, tasks } => self.on_ack(from, batch, &tasks),
+            other => warn!(%from, message = other.name(), "refused: not a message for a client"),
+        }
+        self.dispatch(now);
+    }
+
+    fn on_credit(&mut self, from: Uuid, credit: Credit, now: Instant) {
+        let Some(link) = self.workers.get_mut(&from) else {
+            // Also the last words of a worker just counted dead.
+            debug!(%from, "refused CREDIT: not a worker of this pipeline");
+            return;
+        };
+        link.last_heard = now;
+        // The latest CREDIT wins even when it reports less than an earlier one: over one ZMTP
+        // connection that means the worker started counting again (it saw us leave and come
+        // back). A reordered one (the simulation) only skews flow control until the next.
+        if credit.seen > link.next_seq {
+            // The worker counts TASKs of an earlier session with us (it never saw us leave):
+            // number ours from there.
+            warn!(%from, seen = credit.seen, sent = link.next_seq, "CREDIT reports TASKs never sent in this session; resynchronised");
+            link.next_seq = credit.seen;
+        }
+        link.window = credit.window;
+        link.held = credit.held;
+        link.unseen = link.unseen.split_off(&credit.seen);
+    }
+
+    /// The batch `from` may report on, if it is its collector's.
+    fn batch_of(&mut self, from: Uuid, batch: Uuid, what: &str) -> Option<&mut Batch> {
+        match self.batches.get_mut(&batch) {
+            None if self.finished.contains(&batch) => None,
+            None => {
+                warn!(%from, %batch, "refused {what}: unknown batch");
+                None
+            }
+            Some(b) if b.collector != Some(from) => {
+                warn!(%from, %batch, "refused {what}: not this batch's collector");
+                None
+            }
+            Some(b) => Some(b),
+        }
+    }
+
+    fn on_status(&mut self, from: Uuid, batch: Uuid, size: u32, ranges: &[(u32, u32)]) {
+        let Some(b) = self.batch_of(from, batch, "STATUS") else {
+            return;
+        };
+        if size != b.size() {
+            warn!(%from, %batch, size, "refused STATUS: wrong batch size");
+            return;
+        }
+        if ranges
+            .iter()
+            .any(|&(first, end)| first >= end || end > size)
+        {
+            warn!(%from, %batch, "refused STATUS: a range outside the batch");
+            return;
+        }
+        b.opened = true;
+        let before = b.done;
+        for &(first, end) in ranges {
+            for task in first..end {
+                mark_done(b, task);
+            }
+        }
+        if b.done != before {
+            self.progress(batch);
+        }
+    }
+
+    fn on_ack(&mut self, from: Uuid, batch: Uuid, tasks: &[u32]) {
+        let Some(b) = self.batch_of(from, batch, "ACK") else {
+            return;
+        };
+        if let Some(&bad) = tasks
+            .iter()
+            .find(|&&t| t >= b.size() || b.state[t as usize] == TaskState::Unsent)
+        {
+            warn!(%from, %batch, task = bad, "refused ACK: a task never sent");
+            return;
+        }
+        let before = b.done;
+        for &task in tasks {
+            mark_done(b, task);
+        }
+        if b.done != before {
+            self.progress(batch);
+        }
+    }
+
+    fn progress(&mut self, batch: Uuid) {
+        let Some(b) = self.batches.get(&batch) else {
+            return;
+        };
+        self.events.push_back(ClientEvent::Progress {
+            batch,
+            done: b.done,
+            size: b.size(),
+        });
+        if b.complete() {
+            self.events.push_back(ClientEvent::Complete {
+                batch,
+                resent: b.resent,
+            });
+            // The batch's memory goes; a late report about it is refused as unknown.
+            self.batches.remove(&batch);
+            self.finished.insert(batch);
+        }
+    }
+
+    /// Sends queued tasks to workers with free credit, round robin.
+    fn dispatch(&mut self, now: Instant) {
+        if self.workers.is_empty() || self.batches.is_empty() {
+            return;
+        }
+        let order: Vec<Uuid> = match self.next_worker {
+            Some(first) => self
+                .workers
+                .range(first..)
+                .chain(self.workers.range(..first))
+                .map(|(id, _)| *id)
+                .collect(),
+            None => self.workers.keys().copied().collect(),
+        };
+        let mut progress = true;
+        while progress {
+            progress = false;
+            for &worker in &order {
+                if self.workers.get(&worker).is_none_or(|l| l.free() == 0) {
+                    continue;
+                }
+                let Some((batch, task)) = self.next_task() else {
+                    return;
+                };
+                self.send_task(worker, batch, task, now);
+                self.next_worker = self.workers.range(worker..).nth(1).map(|(id, _)| *id);
+                progress = true;
+            }
+        }
+    }
+
+    /// The next task to send, from the open batches in turn.
+    fn next_task(&mut self) -> Option<(Uuid, u32)> {
+        for (&id, b) in &mut self.batches {
+            if !b.opened || b.collector.is_none() {
+                continue;
+            }
+            while let Some(task) = b.queue.pop_front() {
+                if matches!(
+                    b.state[task as usize],
+                    TaskState::Unsent | TaskState::Pending
+                ) {
+                    return Some((id, task));
+                }
+            }
+        }
+        None
+    }
+
+    fn send_task(&mut self, worker: Uuid, batch: Uuid, task: u32, now: Instant) {
+        let (Some(link), Some(b)) = (self.workers.get_mut(&worker), self.batches.get_mut(&batch))
+        else {
+            return;
+        };
+        let Some(collector) = b.collector else {
+            return;
+        };
+        let seq = link.next_seq;
+        link.next_seq += 1;
+        link.unseen.insert(seq, (batch, task, now));
+        if b.state[task as usize] == TaskState::Pending {
+            b.resent += 1;
+        }
+        b.state[task as usize] = TaskState::Assigned { worker, seq };
+        self.leases
+            .push_back((now + self.timing.task_timeout, batch, task, worker, seq));
+        self.transmits.push_back(Transmit {
+            to: worker,
+            message: PipelineMessage::Task(Task {
+                seq,
+                batch,
+                task,
+                collector,
+                payload: b.tasks[task as usize].clone(),
+            }),
+        });
+    }
+
+    /// Runs the timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let silent: Vec<Uuid> = self
+            .workers
+            .iter()
+            .filter(|(_, l)| now >= l.last_heard + self.timing.peer_timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for worker in silent {
+            warn!(%worker, "worker silent past the deadline, counted dead");
+            self.peer_down(worker, now);
+        }
+        // TASKs the worker never reported seeing.
+        for (&worker, link) in &mut self.workers {
+            while let Some(entry) = link.unseen.first_entry() {
+                let (batch, task, sent) = *entry.get();
+                if now < sent + self.timing.lost_after {
+                    break;
+                }
+                let seq = *entry.key();
+                entry.remove();
+                debug!(%worker, %batch, task, seq, "TASK not seen by the worker in time, sent again");
+                requeue_if(&mut self.batches, batch, task, worker, seq);
+            }
+        }
+        while let Some(&(deadline, batch, task, worker, seq)) = self.leases.front() {
+            if now < deadline {
+                break;
+            }
+            self.leases.pop_front();
+            if requeue_if(&mut self.batches, batch, task, worker, seq) {
+                debug!(%worker, %batch, task, "no result in time, task sent again");
+            }
+        }
+        for (&id, b) in &mut self.batches {
+            let Some(collector) = b.collector else {
+                continue;
+            };
+            if now < b.next_query {
+                continue;
+            }
+            b.next_query = now + self.timing.heartbeat;
+            let size = b.size();
+            let message = if !b.opened {
+                PipelineMessage::Start { batch: id, size }
+            } else if b.all_sent() {
+                PipelineMessage::End { batch: id, size }
+            } else {
+                continue;
+            };
+            self.transmits.push_back(Transmit {
+                to: collector,
+                message,
+            });
+        }
+        self.dispatch(now);
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let workers = self.workers.values().flat_map(|l| {
+            let lost = l
+                .unseen
+                .first_key_value()
+                .map(|(_, (_, _, sent))| *sent + self.timing.lost_after);
+            [Some(l.last_heard + self.timing.peer_timeout), lost]
+        });
+        let batches = self
+            .batches
+            .values()
+            .filter(|b| b.collector.is_some())
+            .map(|b| Some(b.next_query));
+        let lease = self.leases.front().map(|l| l.0);
+        workers.chain(batches).chain([lease]).flatten().min()
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// Batches not complete yet.
+    pub fn open_batches(&self) -> usize {
+        self.batches.len()
+    }
+}
+
+fn mark_done(b: &mut Batch, task: u32) {
+    let state = &mut b.state[task as usize];
+    if *state != TaskState::Done {
+        *state = TaskState::Done;
+        b.done += 1;
+    }
+}
+
+/// Requeues `task` if it is still assigned to `worker` under `seq`.
+fn requeue_if(
+    batches: &mut BTreeMap<Uuid, Batch>,
+    batch: Uuid,
+    task: u32,
+    worker: Uuid,
+    seq: u64,
+) -> bool {
+    let Some(b) = batches.get_mut(&batch) else {
+        return false;
+    };
+    let requeue = b.state[task as usize] == (TaskState::Assigned { worker, seq });
+    if requeue {
+        b.requeue(task);
+    }
+    requeue
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client with one worker (window 1) and one collector that opened a 4-task batch.
+    fn client() -> (ClientCore, Uuid, Uuid, Uuid, Instant) {
+        let now = Instant::now();
+        let (worker, collector, batch) =
+            (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let mut c = ClientCore::new(Timing::default());
+        c.peer_up(worker, Role::Worker, now);
+        c.peer_up(collector, Role::Collector, now);
+        c.submit(batch, (0..4).map(|i| Bytes::from(vec![i])).collect(), now)
+            .unwrap();
+        let status = PipelineMessage::Status {
+            batch,
+            size: 4,
+            ranges: vec![],
+        };
+        c.handle(collector, status, now);
+        let credit = Credit {
+            window: 1,
+            seen: 0,
+            held: 0,
+        };
+        c.handle(worker, PipelineMessage::Credit(credit), now);
+        (c, worker, collector, batch, now)
+    }
+
+    fn sent_tasks(c: &mut ClientCore) -> Vec<u32> {
+        std::iter::from_fn(|| c.poll_transmit())
+            .filter_map(|t| match t.message {
+                PipelineMessage::Task(t) => Some(t.task),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_worker_gets_no_more_than_its_credit() {
+        let (mut c, ..) = client();
+        assert_eq!(sent_tasks(&mut c), vec![0]);
+    }
+
+    #[test]
+    fn an_ack_for_a_task_never_sent_is_refused() {
+        let (mut c, _, collector, batch, now) = client();
+        let ack = PipelineMessage::Ack {
+            batch,
+            tasks: vec![0, 3],
+        };
+        c.handle(collector, ack, now);
+        assert_eq!(
+            c.poll_event(),
+            None,
+            "task 3 was never sent: the whole ACK is refused"
+        );
+        let ack = PipelineMessage::Ack {
+            batch,
+            tasks: vec![0],
+        };
+        c.handle(collector, ack, now);
+        let progress = ClientEvent::Progress {
+            batch,
+            done: 1,
+            size: 4,
+        };
+        assert_eq!(c.poll_event(), Some(progress));
+    }
+
+    #[test]
+    fn reports_from_the_wrong_peer_or_outside_the_batch_are_refused() {
+        let (mut c, worker, collector, batch, now) = client();
+        let out_of_range = PipelineMessage::Status {
+            batch,
+            size: 4,
+            ranges: vec![(0, 9)],
+        };
+        c.handle(collector, out_of_range.clone(), now);
+        let from_worker = PipelineMessage::Status {
+            batch,
+            size: 4,
+            ranges: vec![(0, 4)],
+        };
+        c.handle(worker, from_worker, now);
+        let unknown = PipelineMessage::Ack {
+            batch: Uuid::from_u128(9),
+            tasks: vec![0],
+        };
+        c.handle(collector, unknown, now);
+        assert_eq!(c.poll_event(), None);
+        assert_eq!(c.open_batches(), 1);
+    }
+
+    #[test]
+    fn a_credit_from_an_earlier_session_resynchronises_the_numbering() {
+        let (mut c, worker, _, _, now) = client();
+        sent_tasks(&mut c);
+        let earlier = Credit {
+            window: 2,
+            seen: 50,
+            held: 0,
+        };
+        c.handle(worker, PipelineMessage::Credit(earlier), now);
+        let seqs: Vec<u64> = std::iter::from_fn(|| c.poll_transmit())
+            .filter_map(|t| match t.message {
+                PipelineMessage::Task(t) => Some(t.seq),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            seqs,
+            vec![50, 51],
+            "numbered after what the worker has seen, window 2"
+        );
+    }
+}

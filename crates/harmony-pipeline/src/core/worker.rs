@@ -1,0 +1,255 @@
+//! The worker: grants each client a window of tasks (CREDIT), queues what arrives, hands jobs
+//! to its driver `jobs` at a time, and sends each outcome to the task's collector.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Instant;
+
+use bytes::Bytes;
+use harmony_wire::pipeline::{Credit, PipelineMessage, Task, TaskResult};
+use tracing::{debug, warn};
+use uuid::Uuid;
+
+use super::{Role, Timing, Transmit};
+
+/// One task to run, handed to the driver by [`WorkerCore::poll_job`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// The client that sent it.
+    pub client: Uuid,
+    /// The batch.
+    pub batch: Uuid,
+    /// The task number.
+    pub task: u32,
+    /// Where the result goes.
+    pub collector: Uuid,
+    /// The task's bytes.
+    pub payload: Bytes,
+}
+
+impl Job {
+    fn key(&self) -> (Uuid, Uuid, u32, Uuid) {
+        (self.client, self.batch, self.task, self.collector)
+    }
+}
+
+#[derive(Debug, Default)]
+struct ClientLink {
+    seen: u64,
+    held: u32,
+    /// A CREDIT is owed (held changed).
+    dirty: bool,
+}
+
+/// The worker's state machine.
+#[derive(Debug)]
+pub struct WorkerCore {
+    timing: Timing,
+    window: u32,
+    jobs: usize,
+    clients: BTreeMap<Uuid, ClientLink>,
+    collectors: BTreeSet<Uuid>,
+    queue: VecDeque<Job>,
+    /// Jobs whose collector is not known here yet (it may be starting), with when they came.
+    parked: Vec<(Instant, Job)>,
+    /// Jobs queued or running, by (client, batch, task, collector): a duplicate TASK is not run
+    /// twice at once (the same task for another collector is another job).
+    holding: BTreeSet<(Uuid, Uuid, u32, Uuid)>,
+    running: usize,
+    next_heartbeat: Option<Instant>,
+    transmits: VecDeque<Transmit>,
+}
+
+impl WorkerCore {
+    /// A worker running `jobs` tasks at once and granting each client `window` tasks.
+    pub fn new(timing: Timing, jobs: usize, window: u32) -> Self {
+        Self {
+            timing,
+            window: window.max(1),
+            jobs: jobs.max(1),
+            clients: BTreeMap::new(),
+            collectors: BTreeSet::new(),
+            queue: VecDeque::new(),
+            parked: Vec::new(),
+            holding: BTreeSet::new(),
+            running: 0,
+            next_heartbeat: None,
+            transmits: VecDeque::new(),
+        }
+    }
+
+    /// A peer of the pipeline appeared; a client gets its first CREDIT at once.
+    pub fn peer_up(&mut self, peer: Uuid, role: Role, now: Instant) {
+        if role == Role::Collector {
+            self.collectors.insert(peer);
+            let (ready, waiting) = std::mem::take(&mut self.parked)
+                .into_iter()
+                .partition(|(_, j)| j.collector == peer);
+            self.parked = waiting;
+            self.queue.extend(ready.into_iter().map(|(_, j)| j));
+        }
+        if role == Role::Client {
+            self.clients.entry(peer).or_default().dirty = true;
+            self.next_heartbeat
+                .get_or_insert(now + self.timing.heartbeat);
+        }
+    }
+
+    /// A peer left or died: a client's queued tasks are dropped (running ones finish unsent).
+    pub fn peer_down(&mut self, peer: Uuid) {
+        self.collectors.remove(&peer);
+        if self.clients.remove(&peer).is_some() {
+            let holding = &mut self.holding;
+            self.parked.retain(|(_, j)| {
+                let keep = j.client != peer;
+                if !keep {
+                    holding.remove(&j.key());
+                }
+                keep
+            });
+            self.queue.retain(|j| {
+                let keep = j.client != peer;
+                if !keep {
+                    holding.remove(&j.key());
+                }
+                keep
+            });
+        }
+    }
+
+    /// Handles one message from `from`.
+    pub fn handle(&mut self, from: Uuid, message: PipelineMessage, now: Instant) {
+        let PipelineMessage::Task(task) = message else {
+            warn!(%from, message = message.name(), "refused: not a message for a worker");
+            return;
+        };
+        self.on_task(from, task, now);
+    }
+
+    fn on_task(&mut self, from: Uuid, task: Task, now: Instant) {
+        let window = self.window;
+        let Some(link) = self.clients.get_mut(&from) else {
+            warn!(%from, "refused TASK: not a client of this pipeline");
+            return;
+        };
+        if link.held >= window.saturating_mul(2) {
+            warn!(%from, held = link.held, window, "refused TASK: over the credit granted");
+            return;
+        }
+        link.seen = link.seen.max(task.seq.saturating_add(1));
+        link.dirty = true;
+        if !self
+            .holding
+            .insert((from, task.batch, task.task, task.collector))
+        {
+            debug!(%from, batch = %task.batch, task = task.task, "duplicate TASK ignored");
+            return;
+        }
+        link.held += 1;
+        let job = Job {
+            client: from,
+            batch: task.batch,
+            task: task.task,
+            collector: task.collector,
+            payload: task.payload,
+        };
+        if self.collectors.contains(&job.collector) {
+            self.queue.push_back(job);
+        } else {
+            // The collector may have just started; its ENTER is on the way.
+            debug!(%from, collector = %job.collector, "TASK waits for its collector to be known");
+            self.parked.push((now, job));
+        }
+    }
+
+    /// Forgets a job that will not run: it no longer counts against its client's window.
+    fn drop_job(&mut self, job: &Job) {
+        self.holding.remove(&job.key());
+        if let Some(link) = self.clients.get_mut(&job.client) {
+            link.held = link.held.saturating_sub(1);
+            link.dirty = true;
+        }
+    }
+
+    /// The next job to run, if fewer than `jobs` run now.
+    pub fn poll_job(&mut self) -> Option<Job> {
+        if self.running >= self.jobs {
+            return None;
+        }
+        let job = self.queue.pop_front()?;
+        self.running += 1;
+        Some(job)
+    }
+
+    /// A job from [`poll_job`](Self::poll_job) ended: `Ok(result)` or `Err(error text)` after
+    /// the driver's retries. The result goes to the job's collector.
+    pub fn finished(&mut self, job: Job, outcome: Result<Bytes, Bytes>) {
+        self.running = self.running.saturating_sub(1);
+        self.holding.remove(&job.key());
+        let Some(link) = self.clients.get_mut(&job.client) else {
+            debug!(client = %job.client, "result dropped: its client is gone");
+            return;
+        };
+        link.held = link.held.saturating_sub(1);
+        link.dirty = true;
+        let (failed, payload) = match outcome {
+            Ok(result) => (false, result),
+            Err(error) => (true, error),
+        };
+        self.transmits.push_back(Transmit {
+            to: job.collector,
+            message: PipelineMessage::Result(TaskResult {
+                client: job.client,
+                batch: job.batch,
+                task: job.task,
+                failed,
+                payload,
+            }),
+        });
+    }
+
+    /// Runs the timers due at `now`: every client gets a CREDIT each heartbeat.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let deadline = self.timing.peer_timeout;
+        let (expired, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.parked)
+            .into_iter()
+            .partition(|(since, _)| now >= *since + deadline);
+        self.parked = waiting;
+        for (_, job) in expired {
+            warn!(client = %job.client, collector = %job.collector, "refused TASK: its collector never appeared");
+            self.drop_job(&job);
+        }
+        if self.next_heartbeat.is_some_and(|t| now >= t) {
+            for link in self.clients.values_mut() {
+                link.dirty = true;
+            }
+            self.next_heartbeat = Some(now + self.timing.heartbeat);
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_heartbeat
+    }
+
+    /// The next message to send: results first, then the CREDITs owed, one per client.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if let Some(t) = self.transmits.pop_front() {
+            return Some(t);
+        }
+        let (&client, link) = self.clients.iter_mut().find(|(_, l)| l.dirty)?;
+        link.dirty = false;
+        Some(Transmit {
+            to: client,
+            message: PipelineMessage::Credit(Credit {
+                window: self.window,
+                seen: link.seen,
+                held: link.held,
+            }),
+        })
+    }
+
+    /// Jobs queued, not yet handed out.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+}

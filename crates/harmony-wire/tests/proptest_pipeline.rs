@@ -1,0 +1,144 @@
+//! Property tests of the pipeline codec: every message round-trips exactly, `encoded_len` is the
+//! encoded size, and damaged encodings give errors, never panics or outsized allocations.
+
+mod support;
+
+use bytes::Bytes;
+use harmony_wire::pipeline::{Credit, PipelineMessage, Task, TaskResult};
+use harmony_wire::{fuzzing, WireError};
+use proptest::prelude::*;
+use support::{alloc_budget, apply, damage, peak_alloc};
+use uuid::Uuid;
+
+const LIMIT: usize = 1 << 16;
+
+fn uuid() -> impl Strategy<Value = Uuid> {
+    any::<u128>().prop_map(Uuid::from_u128)
+}
+
+fn payload() -> impl Strategy<Value = Bytes> {
+    prop::collection::vec(any::<u8>(), 0..300).prop_map(Bytes::from)
+}
+
+fn message() -> impl Strategy<Value = PipelineMessage> {
+    prop_oneof![
+        (any::<u32>(), any::<u64>(), any::<u32>()).prop_map(|(window, seen, held)| {
+            PipelineMessage::Credit(Credit { window, seen, held })
+        }),
+        (any::<u64>(), uuid(), any::<u32>(), uuid(), payload()).prop_map(
+            |(seq, batch, task, collector, payload)| PipelineMessage::Task(Task {
+                seq,
+                batch,
+                task,
+                collector,
+                payload
+            })
+        ),
+        (uuid(), uuid(), any::<u32>(), any::<bool>(), payload()).prop_map(
+            |(client, batch, task, failed, payload)| PipelineMessage::Result(TaskResult {
+                client,
+                batch,
+                task,
+                failed,
+                payload
+            })
+        ),
+        (uuid(), any::<u32>()).prop_map(|(batch, size)| PipelineMessage::Start { batch, size }),
+        (uuid(), any::<u32>()).prop_map(|(batch, size)| PipelineMessage::End { batch, size }),
+        (
+            uuid(),
+            any::<u32>(),
+            prop::collection::vec((any::<u32>(), any::<u32>()), 0..40)
+        )
+            .prop_map(|(batch, size, ranges)| PipelineMessage::Status {
+                batch,
+                size,
+                ranges
+            }),
+        (uuid(), prop::collection::vec(any::<u32>(), 0..100))
+            .prop_map(|(batch, tasks)| PipelineMessage::Ack { batch, tasks }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(support::config())]
+
+    #[test]
+    fn message_round_trips(msg in message()) {
+        let bytes = msg.to_bytes()?;
+        prop_assert_eq!(bytes.len(), msg.encoded_len());
+        prop_assert_eq!(&bytes[..2], &[0xAA, 0xA4]);
+        prop_assert_eq!(bytes[2], msg.id());
+        prop_assert_eq!(bytes[3], 1);
+        let back = PipelineMessage::decode(&bytes, LIMIT)?;
+        if let PipelineMessage::Task(t) = &back {
+            // The payload is the frame's own memory.
+            prop_assert!(t.payload.is_empty() || bytes.as_ptr_range().contains(&t.payload.as_ptr()));
+        }
+        prop_assert_eq!(back, msg);
+    }
+
+    #[test]
+    fn a_limit_below_the_size_is_refused(msg in message()) {
+        let bytes = msg.to_bytes()?;
+        let refused = matches!(
+            PipelineMessage::decode(&bytes, bytes.len() - 1),
+            Err(WireError::TooLong { .. })
+        );
+        prop_assert!(refused);
+    }
+
+    #[test]
+    fn every_truncation_is_an_error(msg in message()) {
+        let bytes = msg.to_bytes()?;
+        for cut in 0..bytes.len() {
+            prop_assert!(PipelineMessage::decode(&bytes.slice(..cut), LIMIT).is_err());
+        }
+    }
+
+    #[test]
+    fn fuzz_check_holds_for_valid_and_damaged_messages(msg in message(), damage in damage()) {
+        let bytes = msg.to_bytes()?;
+        fuzzing::pipeline_message(&bytes);
+        fuzzing::pipeline_message(&apply(&bytes, &damage));
+    }
+
+    #[test]
+    fn damaged_message_is_an_error_or_re_encodes(msg in message(), damage in damage()) {
+        let bytes = Bytes::from(apply(&msg.to_bytes()?, &damage));
+        let (result, peak) = peak_alloc(|| PipelineMessage::decode(&bytes, LIMIT));
+        prop_assert!(
+            peak <= alloc_budget(bytes.len()),
+            "decoding {} bytes allocated {} bytes", bytes.len(), peak
+        );
+        if let Ok(back) = result {
+            prop_assert_eq!(back.to_bytes()?, bytes);
+        }
+    }
+}
+
+/// A TASK declaring a 2 GiB payload and an ACK declaring 2^32 - 1 tasks are refused without
+/// allocating for them.
+#[test]
+fn huge_declared_sizes_allocate_nothing_big() {
+    let mut task = vec![0xAA, 0xA4, 2, 1];
+    task.extend_from_slice(&[0; 8 + 16 + 4 + 16]);
+    task.extend_from_slice(&[0x7F, 0xFF, 0xFF, 0xFF]);
+    task.extend_from_slice(b"data");
+    let bytes = Bytes::from(task);
+    let (result, peak) = peak_alloc(|| PipelineMessage::decode(&bytes, LIMIT));
+    assert_eq!(result, Err(WireError::Truncated("TASK payload")));
+    assert!(peak < 1024, "allocated {peak} bytes");
+
+    let mut ack = vec![0xAA, 0xA4, 7, 1];
+    ack.extend_from_slice(&[0; 16]);
+    ack.extend_from_slice(&[0xFF; 4]);
+    ack.extend_from_slice(&[0; 64]);
+    let bytes = Bytes::from(ack);
+    let (result, peak) = peak_alloc(|| PipelineMessage::decode(&bytes, LIMIT));
+    assert!(
+        matches!(result, Err(WireError::TooLong { .. })),
+        "{result:?}"
+    );
+    assert!(peak < 1024, "allocated {peak} bytes");
+}
