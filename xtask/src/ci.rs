@@ -78,6 +78,8 @@ pub(crate) fn run(use_nextest: bool) -> Result<()> {
         let outcome = step(title, &mut cmd);
         results.push((title, outcome));
     }
+    // The Python package: built with maturin, tested with pytest (see python.rs).
+    results.push(("python", crate::python::ci(netns_skipped.is_some())));
 
     eprintln!("\nci summary:");
     let mut failed = 0;

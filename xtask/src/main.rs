@@ -3,14 +3,16 @@
 //! - `setup`: the Python environment of the interop tests (`.venv`, pinned), created when
 //!   missing or stale; tells whether network namespace tests can run here.
 //! - `ci`: setup, then format check, clippy with warnings denied, doc tests, then every test of the
-//!   workspace (nextest when installed), including the replay of the fuzz corpus.
+//!   workspace (nextest when installed), including the replay of the fuzz corpus, then the
+//!   Python package (crates/harmony-python) built with maturin and tested with pytest.
 //! - `fuzz <target|all> [--seconds N]`: a real libFuzzer run through cargo-fuzz, on stable Rust.
 //! - `fuzz-seed`: rewrites the seed inputs of `fuzz/corpus/`.
-//! - `bench [wire|zmtp|zre|curve|all]`: criterion benchmarks and a summary table.
+//! - `bench [wire|zmtp|zre|curve|python|all]`: criterion benchmarks and a summary table.
 
 mod bench;
 mod ci;
 mod fuzz;
+mod python;
 mod run;
 mod setup;
 
@@ -33,7 +35,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Everything CI checks: setup, fmt, clippy (-D warnings), doc tests, all tests incl. fuzz corpus replay.
+    /// Everything CI checks: setup, fmt, clippy (-D warnings), doc tests, all tests incl. fuzz corpus replay, pytest.
     Ci {
         /// Use `cargo test` even when cargo-nextest is installed.
         #[arg(long)]
@@ -60,7 +62,7 @@ enum Task {
     FuzzSeed,
     /// Runs a benchmark family (default `all`) and prints a summary table.
     Bench {
-        /// One of `wire`, `zmtp`, `zre`, `curve`, `all`.
+        /// One of `wire`, `zmtp`, `zre`, `curve`, `python`, `all`.
         #[arg(default_value = "all")]
         family: String,
         /// Shorter measurement (criterion `--quick`-like settings) for a smoke run.

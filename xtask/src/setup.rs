@@ -1,7 +1,8 @@
 //! `cargo xtask setup`: what the tests need besides Rust, made ready by the task runner itself.
 //!
 //! - `.venv`: a Python virtual environment with the pinned packages of
-//!   `crates/harmony-testkit/requirements.txt` (pyzmq = libzmq, zeromq-pyre = pyre), created when
+//!   `crates/harmony-testkit/requirements.txt` (pyzmq = libzmq, zeromq-pyre = pyre, maturin and
+//!   pytest for the Python package), created when
 //!   it is missing or stale. Stale means the requirements changed since it was made (a copy is
 //!   kept in `.venv/harmony-requirements.txt`) or its interpreter no longer imports them.
 //! - Network namespaces: whether this machine can make them (root and iproute2). Where it cannot,
@@ -20,7 +21,7 @@ pub(crate) const REQUIREMENTS: &str = "crates/harmony-testkit/requirements.txt";
 /// The copy of the requirements a `.venv` was made from.
 const STAMP: &str = "harmony-requirements.txt";
 /// What the interop tests import.
-const IMPORT_CHECK: &str = "import zmq, pyre";
+const IMPORT_CHECK: &str = "import zmq, pyre, pytest, maturin";
 
 /// What `setup` found or made.
 #[derive(Debug, Clone)]
@@ -105,16 +106,8 @@ fn create_venv(venv: &Path, wanted: &str) -> Result<()> {
     quiet(Command::new(&base).arg("-m").arg("venv").arg(venv))
         .map_err(|e| format!("setup: `python3 -m venv .venv` failed: {e}"))?;
     let pip = quiet(
-        Command::new(venv.join("bin/python"))
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-input",
-                "-r",
-            ])
+        pip_install(&venv.join("bin/python"))
+            .arg("-r")
             .arg(root().join(REQUIREMENTS)),
     );
     if let Err(e) = pip {
@@ -135,6 +128,20 @@ fn create_venv(venv: &Path, wanted: &str) -> Result<()> {
         .map_err(|e| format!("setup: cannot write {}: {e}", venv.join(STAMP).display()))?;
     eprintln!("setup: python: .venv ready");
     Ok(())
+}
+
+/// `python -m pip install`, quiet and never asking.
+pub(crate) fn pip_install(python: &Path) -> Command {
+    let mut cmd = Command::new(python);
+    cmd.args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-input",
+    ]);
+    cmd
 }
 
 fn read_requirements() -> Result<String> {

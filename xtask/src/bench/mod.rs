@@ -5,6 +5,7 @@
 
 mod curve;
 mod pipeline;
+mod python;
 mod wire;
 mod zmtp;
 mod zre;
@@ -19,7 +20,7 @@ use crate::run::{cargo, step, target_dir, Result};
 type Family = fn(&BenchOpts) -> Result<()>;
 
 /// Every family name `all` tries, in order; names without a module yet are skipped by `all`.
-const FAMILIES: &[&str] = &["wire", "zmtp", "zre", "curve", "pipeline"];
+const FAMILIES: &[&str] = &["wire", "zmtp", "zre", "curve", "pipeline", "python"];
 
 /// The module that implements a family.
 fn family(name: &str) -> Option<Family> {
@@ -29,6 +30,7 @@ fn family(name: &str) -> Option<Family> {
         "zre" => zre::run,
         "curve" => curve::run,
         "pipeline" => pipeline::run,
+        "python" => python::run,
         _ => return None,
     })
 }
