@@ -1,6 +1,12 @@
 //! Who this node is and how patient it is with its peers.
 
+use std::time::Duration;
+
 use harmony_peer::PeerConfig;
+
+/// Default [`NodeConfig::link_grace`]: time for a few reconnect attempts (ZMTP's 100 ms,
+/// doubling), well under Zyre's 5 s evasive timeout.
+pub const DEFAULT_LINK_GRACE: Duration = Duration::from_secs(1);
 use uuid::Uuid;
 
 /// Settings of a [`crate::ZreNode`].
@@ -21,6 +27,9 @@ pub struct NodeConfig {
     /// the driver's port-0 beacon says the same). Off by default: pyre drops peers that send
     /// ids it does not know (8-10).
     pub goodbye_on_stop: bool,
+    /// How long a peer's lost connection may take to come back before the peer is removed
+    /// (EXIT), when the driver reports connection drops (`ZreNode::handle_link_down`).
+    pub link_grace: Duration,
 }
 
 impl NodeConfig {
@@ -34,6 +43,7 @@ impl NodeConfig {
             headers: Vec::new(),
             peer: PeerConfig::default(),
             goodbye_on_stop: false,
+            link_grace: DEFAULT_LINK_GRACE,
         }
     }
 

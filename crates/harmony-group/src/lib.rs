@@ -48,7 +48,7 @@ mod config;
 mod event;
 mod node;
 
-pub use config::NodeConfig;
+pub use config::{NodeConfig, DEFAULT_LINK_GRACE};
 pub use event::{Action, Event};
 pub use harmony_peer::{
     parse_uuid_string, routing_id, uuid_from_routing_id, uuid_string, Peer, PeerConfig,

@@ -47,6 +47,9 @@ pub struct ZreNode {
     events: VecDeque<Event>,
     next_reap: Instant,
     stopped: bool,
+    link_grace: Duration,
+    /// Peers whose connection dropped, and when they are removed unless it comes back.
+    links_down: BTreeMap<Uuid, Instant>,
 }
 
 impl ZreNode {
@@ -70,6 +73,8 @@ impl ZreNode {
             events: VecDeque::new(),
             next_reap: now + reap_interval,
             stopped: false,
+            link_grace: config.link_grace,
+            links_down: BTreeMap::new(),
         }
     }
 
@@ -135,7 +140,8 @@ impl ZreNode {
 
     /// When to call [`ZreNode::handle_timeout`] next (`None` once stopped).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        (!self.stopped).then_some(self.next_reap)
+        let first_lost = self.links_down.values().min().copied();
+        (!self.stopped).then(|| first_lost.map_or(self.next_reap, |t| t.min(self.next_reap)))
     }
 
     // ----- driver input --------------------------------------------------------------------
@@ -143,6 +149,9 @@ impl ZreNode {
     /// The reap timer fired: check every peer's liveness (PING + EVASIVE, SILENT, EXIT).
     /// Calling it early is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if !self.stopped {
+            self.remove_lost_links(now);
+        }
         if self.stopped || now < self.next_reap {
             return;
         }
@@ -360,6 +369,39 @@ impl ZreNode {
         }
     }
 
+    /// The driver saw our connection to `peer` drop (its socket monitor's DISCONNECTED). The
+    /// connection retries by itself; if it is not back within [`NodeConfig::link_grace`]
+    /// ([`ZreNode::handle_link_up`]), the peer is removed (EXIT) then, instead of after the
+    /// evasive and expired timeouts as in Zyre: a peer whose inbox refuses us is gone, and
+    /// one that restarts comes back through its beacon.
+    pub fn handle_link_down(&mut self, peer: Uuid, now: Instant) {
+        if self.stopped || !self.peers.contains_key(&peer) {
+            return;
+        }
+        debug!(peer = %peer, grace = ?self.link_grace, "connection to peer lost");
+        self.links_down.entry(peer).or_insert(now + self.link_grace);
+    }
+
+    /// Our connection to `peer` is up again (its handshake succeeded): the peer stays.
+    pub fn handle_link_up(&mut self, peer: Uuid, _now: Instant) {
+        if self.links_down.remove(&peer).is_some() {
+            debug!(peer = %peer, "connection to peer back");
+        }
+    }
+
+    fn remove_lost_links(&mut self, now: Instant) {
+        let lost: Vec<Uuid> = self
+            .links_down
+            .iter()
+            .filter(|(_, deadline)| **deadline <= now)
+            .map(|(uuid, _)| *uuid)
+            .collect();
+        for uuid in lost {
+            debug!(peer = %uuid, "connection to peer did not come back, removing it");
+            self.remove_peer(uuid);
+        }
+    }
+
     // ----- commands ------------------------------------------------------------------------
 
     /// Joins `group`: if not already in it, our status goes up by one and JOIN is sent to
@@ -574,6 +616,7 @@ impl ZreNode {
     /// Removes a peer: disconnect, EXIT (if it had entered), drop it from every group and
     /// recompute the leaders of those groups.
     fn remove_peer(&mut self, uuid: Uuid) {
+        self.links_down.remove(&uuid);
         let Some(peer) = self.peers.remove(&uuid) else {
             return;
         };

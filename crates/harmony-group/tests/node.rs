@@ -881,3 +881,69 @@ fn random_input_never_breaks_the_node() {
         }
     }
 }
+
+#[test]
+fn a_lost_connection_that_comes_back_within_the_grace_keeps_the_peer() {
+    let t0 = Instant::now();
+    let mut n = with_bob(t0);
+    let grace = harmony_group::DEFAULT_LINK_GRACE;
+    n.handle_link_down(bob(), t0);
+    assert_eq!(
+        n.poll_timeout(),
+        Some(t0 + grace),
+        "woken when the grace ends"
+    );
+    n.handle_timeout(t0 + grace / 2);
+    assert!(events(&mut n).is_empty());
+    n.handle_link_up(bob(), t0 + grace / 2);
+    n.handle_timeout(t0 + grace * 2);
+    assert!(!kinds(&events(&mut n)).contains(&"EXIT"));
+    assert!(n.peers().contains(&bob()));
+    assert!(!actions(&mut n)
+        .iter()
+        .any(|a| matches!(a, Action::Disconnect { .. })));
+}
+
+#[test]
+fn a_lost_connection_that_stays_down_is_exit_after_the_grace() {
+    let t0 = Instant::now();
+    let mut n = with_bob(t0);
+    let grace = harmony_group::DEFAULT_LINK_GRACE;
+    n.handle_link_down(bob(), t0);
+    // A second report does not push the deadline back.
+    n.handle_link_down(bob(), t0 + grace / 2);
+    n.handle_timeout(t0 + grace - Duration::from_millis(1));
+    assert!(events(&mut n).is_empty());
+    n.handle_timeout(t0 + grace);
+    let ev = events(&mut n);
+    assert_eq!(kinds(&ev), ["EXIT"]);
+    assert!(n.peers().is_empty());
+    assert!(actions(&mut n)
+        .iter()
+        .any(|a| matches!(a, Action::Disconnect { peer } if *peer == bob())));
+    // Long before Zyre's evasive timeout (5 s).
+    assert!(grace < NodeConfig::new(bob()).peer.evasive_timeout);
+    // Its beacon brings it back: a new connection and HELLO.
+    n.handle_beacon(
+        bob(),
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+        6000,
+        t0 + grace,
+    );
+    assert!(matches!(actions(&mut n)[0], Action::Connect { .. }));
+    assert!(
+        n.poll_timeout().unwrap() > t0 + grace,
+        "no lost link left to wake for"
+    );
+}
+
+#[test]
+fn link_reports_for_unknown_or_after_stop_are_ignored() {
+    let t0 = Instant::now();
+    let mut n = with_bob(t0);
+    n.handle_link_down(Uuid::from_u128(0xC000), t0);
+    assert!(n.poll_timeout().unwrap() > t0 + harmony_group::DEFAULT_LINK_GRACE / 2);
+    n.stop();
+    n.handle_link_down(bob(), t0);
+    assert_eq!(n.poll_timeout(), None);
+}

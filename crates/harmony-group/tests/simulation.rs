@@ -167,6 +167,9 @@ fn run_with(seed: u64, config: NetConfig) {
     );
     check_sessions(&sim);
     check_exit_after_crash(&sim);
+    if sim.config.report_links {
+        check_exit_after_link_loss(&sim);
+    }
     check_delivery(&sim, &sent);
     check_convergence(&sim);
     assert!(sim.delivered > 30_000, "traffic: {}", sim.delivered);
@@ -218,6 +221,26 @@ fn check_sessions(sim: &Sim) {
     assert!(enters > NODES * (NODES - 1), "only {enters} ENTER events");
 }
 
+/// Whether `peer` was entered for observer `inc` at `t` (`None`: it was not), and if so when
+/// the observer's first EXIT of it after `t` came.
+fn exit_after(sim: &Sim, inc: u64, peer: Uuid, t: u64) -> Option<Option<u64>> {
+    let mut entered = false;
+    let mut exit_at = None;
+    for r in sim
+        .log
+        .iter()
+        .filter(|r| r.inc == inc && r.event.peer() == peer)
+    {
+        match r.event {
+            Event::Enter { .. } if r.t <= t => entered = true,
+            Event::Exit { .. } if r.t <= t => entered = false,
+            Event::Exit { .. } if exit_at.is_none() => exit_at = Some(r.t),
+            _ => {}
+        }
+    }
+    entered.then_some(exit_at)
+}
+
 /// After a crash, every node that had it entered and stays alive sees EXIT in time.
 fn check_exit_after_crash(sim: &Sim) {
     let cfg = &sim.config;
@@ -244,22 +267,7 @@ fn check_exit_after_crash(sim: &Sim) {
             if !obs.alive_over(tc, tc + bound) {
                 continue;
             }
-            // Was the crashed node entered at `tc` for this observer?
-            let mut entered = false;
-            let mut exit_at = None;
-            for r in sim
-                .log
-                .iter()
-                .filter(|r| r.inc == inc as u64 && r.event.peer() == life.uuid)
-            {
-                match r.event {
-                    Event::Enter { .. } if r.t <= tc => entered = true,
-                    Event::Exit { .. } if r.t <= tc => entered = false,
-                    Event::Exit { .. } if exit_at.is_none() => exit_at = Some(r.t),
-                    _ => {}
-                }
-            }
-            if entered {
+            if let Some(exit_at) = exit_after(sim, inc as u64, life.uuid, tc) {
                 let at = exit_at.unwrap_or_else(|| {
                     panic!(
                         "observer {inc} never saw EXIT of {} crashed at {tc}",
@@ -276,6 +284,45 @@ fn check_exit_after_crash(sim: &Sim) {
         }
     }
     assert!(crashes >= 3, "only {crashes} crashes");
+}
+
+/// With connection drops reported: after a crash, every node that had the crashed node
+/// entered and stays alive sees its EXIT within the link grace + latency (instead of the
+/// expired timeout), unless a node started at the same endpoint meanwhile (its connection
+/// is back then, and the new node's beacon purges the old one).
+fn check_exit_after_link_loss(sim: &Sim) {
+    let bound =
+        harmony_group::DEFAULT_LINK_GRACE.as_millis() as u64 + 2 * sim.config.latency_max_ms + 1;
+    let mut checked = 0;
+    for life in &sim.lives {
+        let Some((tc, true)) = life.end else {
+            continue;
+        };
+        let back = sim
+            .lives
+            .iter()
+            .any(|l| l.slot == life.slot && l.start >= tc && l.start <= tc + bound);
+        if back {
+            continue;
+        }
+        for (inc, obs) in sim.lives.iter().enumerate() {
+            if !obs.alive_over(tc, tc + bound) {
+                continue;
+            }
+            if let Some(exit_at) = exit_after(sim, inc as u64, life.uuid, tc) {
+                let at = exit_at.expect("EXIT after the crash");
+                assert!(
+                    at <= tc + bound,
+                    "EXIT of {} {} ms after its crash (link grace: {} ms)",
+                    life.uuid,
+                    at - tc,
+                    harmony_group::DEFAULT_LINK_GRACE.as_millis()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 20, "only {checked} observers of crashes checked");
 }
 
 /// No duplicate delivery; delivery to every eligible member.
@@ -449,6 +496,19 @@ fn fifty_nodes_seed_3() {
 #[test]
 fn fifty_nodes_beacons_refresh_short_timeouts() {
     run_with(0xb1ea, short_config());
+}
+
+/// The driver reports connection drops (socket monitor): crashed peers leave within the link
+/// grace; everything else holds as with timeouts alone.
+#[test]
+fn fifty_nodes_links_reported() {
+    run_with(
+        0x11_4c,
+        NetConfig {
+            report_links: true,
+            ..NetConfig::default()
+        },
+    );
 }
 
 fn short_config() -> NetConfig {

@@ -6,11 +6,13 @@
 //! Start with [`Node::builder`].
 
 pub mod error;
+mod link;
 pub mod node;
 
 pub use error::NodeError;
 pub use harmony_beacon::SelectedInterface;
 pub use harmony_group::Event;
+pub use link::LinkEvent;
 pub use node::{
     next_event_any, Content, InterfaceSelectArg, Node, NodeBuilder, PeerInfo, PUBLIC_KEY_HEADER,
 };

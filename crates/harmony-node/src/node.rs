@@ -30,7 +30,7 @@ use harmony_beacon::{Beacon, BeaconConfig, InterfaceSelect, SelectedInterface, Z
 use harmony_group::{Action, Event, NodeConfig, ZreNode};
 use harmony_security::{public_key_from_z85, KeyPair, MechanismConfig};
 use harmony_wire::zre::{ZreBody, ZreMessage};
-use harmony_zmtp::{DealerSocket, Message, RouterSocket, SocketOptions, TrySendError};
+use harmony_zmtp::{DealerSocket, EventKind, Message, RouterSocket, SocketOptions, TrySendError};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -38,6 +38,7 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::error::NodeError;
+use crate::link::{self, LinkEvent, LINK_QUEUE};
 
 /// Largest first frame of a ZRE message accepted (HELLO with its headers and groups).
 const MAX_ZRE_HEADER: usize = 1 << 20;
@@ -135,6 +136,13 @@ impl NodeBuilder {
         self
     }
 
+    /// How long a peer's dropped connection may take to come back before the peer is
+    /// removed (EXIT) (default 1 s; Zyre waits for the evasive and expired timeouts).
+    pub fn link_grace(mut self, grace: Duration) -> Self {
+        self.config.link_grace = grace;
+        self
+    }
+
     /// Takes part in leader election for `group` (ELECT/LEADER, Zyre's draft extension).
     pub fn contest(mut self, group: impl Into<String>) -> Self {
         self.contests.push(group.into());
@@ -201,6 +209,9 @@ impl NodeBuilder {
                 inbox_options.mechanism(MechanismConfig::CurveServer { keys: keys.clone() });
         }
         let inbox = RouterSocket::new(inbox_options);
+        let (link_tx, link_rx) = mpsc::channel(LINK_QUEUE);
+        let (monitor_tx, monitor_rx) = mpsc::channel(LINK_QUEUE);
+        link::forward(inbox.monitor(), None, link_tx.clone());
         let bound = inbox.bind(&inbox_bind_endpoint(&interface)).await?;
         config.endpoint = interface.tcp_endpoint(bound.port());
         let payload = ZreBeacon {
@@ -223,6 +234,7 @@ impl NodeBuilder {
             curve,
             peer_keys: HashMap::new(),
             dealers: HashMap::new(),
+            links: link_tx,
             send_hwm,
             events: VecDeque::new(),
             event_cap: event_queue.max(1),
@@ -238,6 +250,8 @@ impl NodeBuilder {
             inbox: inbox.clone(),
             beacons: Some(beacons),
             commands: cmd_rx,
+            links: link_rx,
+            monitor: monitor_tx,
         };
         let task = tokio::spawn(driver.run());
         Ok(Node {
@@ -254,6 +268,7 @@ impl NodeBuilder {
                 task: Mutex::new(None),
             }),
             pending: VecDeque::new(),
+            links: Some(monitor_rx),
             task: Some(task),
         })
     }
@@ -312,6 +327,8 @@ pub struct Node {
     inbox_waker: Arc<InboxWaker>,
     /// Events taken from the shared queue in bulk, handed out one by one.
     pending: VecDeque<Event>,
+    /// The connections' monitor events, until the application takes them.
+    links: Option<mpsc::Receiver<LinkEvent>>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -525,6 +542,13 @@ impl Node {
         rx.await.map_err(|_| NodeError::Stopped)
     }
 
+    /// The socket monitor events of the node's connections (inbox and one outbound
+    /// connection per peer): connected, handshakes, disconnects... Once only; the node never
+    /// waits for this stream (events beyond its queue are dropped).
+    pub fn link_events(&mut self) -> Option<mpsc::Receiver<LinkEvent>> {
+        self.links.take()
+    }
+
     /// UUIDs of the known (ready) peers.
     pub async fn peers(&self) -> Result<Vec<Uuid>, NodeError> {
         self.query(|c| c.peers()).await
@@ -645,6 +669,8 @@ struct State {
     /// Peers' CURVE public keys, from their v3 beacons or their HELLO's `X-PUBLICKEY`.
     peer_keys: HashMap<Uuid, [u8; 32]>,
     dealers: HashMap<Uuid, DealerSocket>,
+    /// Where the dealers' monitor events go (to the driver).
+    links: mpsc::Sender<LinkEvent>,
     send_hwm: usize,
     /// Events for the application, in the order the state machine produced them (one queue
     /// whichever task ran it: the driver, a direct call, or the application's own wait).
@@ -671,6 +697,9 @@ struct Driver {
     inbox: Arc<RouterSocket>,
     beacons: Option<Beacon>,
     commands: mpsc::Receiver<Command>,
+    links: mpsc::Receiver<LinkEvent>,
+    /// The application's copy of the link events (dropped when it does not read them).
+    monitor: mpsc::Sender<LinkEvent>,
 }
 
 /// The waker the application's wait registers on the inbox: it notes that the inbox has
@@ -768,6 +797,7 @@ impl Driver {
                     }
                 },
                 () = self.wake.notified() => {}
+                Some(link) = self.links.recv() => self.on_link(link),
                 read = std::future::poll_fn(|cx| {
                     let mut state = lock(&self.state);
                     if state.events.len() >= state.event_cap {
@@ -796,6 +826,19 @@ impl Driver {
             }
         }
         self.shutdown().await;
+    }
+
+    /// A peer's connection dropped or came back: the state machine decides what it means.
+    fn on_link(&mut self, link: LinkEvent) {
+        if let Some(peer) = link.peer {
+            let now = std::time::Instant::now();
+            match link.event.kind {
+                EventKind::Disconnected { .. } => self.state().core.handle_link_down(peer, now),
+                EventKind::HandshakeSucceeded => self.state().core.handle_link_up(peer, now),
+                _ => {}
+            }
+        }
+        let _ = self.monitor.try_send(link);
     }
 
     /// Carries out the state machine's actions and wakes the application for its events.
@@ -906,7 +949,8 @@ impl State {
                     });
                 }
                 let dealer = DealerSocket::new(options);
-                if let Err(e) = connect_now(&dealer, &endpoint) {
+                link::forward(dealer.monitor(), Some(peer), self.links.clone());
+                if let Err(e) = dealer.connect(&endpoint) {
                     warn!(peer = %peer, endpoint = %endpoint, error = %e, "cannot connect to peer");
                 }
                 self.dealers.insert(peer, dealer);
@@ -941,23 +985,6 @@ impl State {
                 self.dealers.remove(&peer);
             }
         }
-    }
-}
-
-/// `DealerSocket::connect` only starts a background task; call it without awaiting the network.
-fn connect_now(dealer: &DealerSocket, endpoint: &str) -> Result<(), harmony_zmtp::ZmtpError> {
-    let fut = dealer.connect(endpoint);
-    futures_now(fut)
-}
-
-/// Polls a future that completes without waiting (connect only validates and spawns).
-fn futures_now<T>(fut: impl Future<Output = Result<(), T>>) -> Result<(), T> {
-    let waker = Waker::noop();
-    let mut cx = Context::from_waker(waker);
-    let mut fut = std::pin::pin!(fut);
-    match fut.as_mut().poll(&mut cx) {
-        Poll::Ready(r) => r,
-        Poll::Pending => Ok(()),
     }
 }
 

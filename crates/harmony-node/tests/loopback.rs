@@ -247,7 +247,7 @@ async fn hostile_peer_on_the_inbox_changes_nothing_for_the_others() {
     let id = Bytes::copy_from_slice(&harmony_peer::routing_id(&intruder));
     let dealer = DealerSocket::new(SocketOptions::default().identity(id));
     let endpoint = nodes[0].endpoint().to_owned();
-    dealer.connect(&endpoint).await.unwrap();
+    dealer.connect(&endpoint).unwrap();
     let hello = ZreMessage::new(
         1,
         ZreBody::Hello(Hello {

@@ -35,8 +35,8 @@ async fn push_pull(tasks: usize) -> f64 {
     let mut workers = Vec::new();
     for _ in 0..WORKERS {
         let (input, output) = (PullSocket::new(opts()), PushSocket::new(opts()));
-        input.connect(&vent_ep).await.unwrap();
-        output.connect(&sink_ep).await.unwrap();
+        input.connect(&vent_ep).unwrap();
+        output.connect(&sink_ep).unwrap();
         workers.push(tokio::spawn(async move {
             while let Ok(msg) = input.recv().await {
                 if output.send(msg).await.is_err() {

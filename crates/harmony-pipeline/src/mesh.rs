@@ -167,8 +167,8 @@ impl Mesh {
                             .linger(Duration::from_millis(200))
                             .max_msg_size(MAX_MESSAGE),
                     );
-                    // Connecting starts in the background: this await never waits.
-                    if let Err(e) = dealer.connect(&p.endpoint).await {
+                    // Connecting starts in the background: this never waits.
+                    if let Err(e) = dealer.connect(&p.endpoint) {
                         warn!(%peer, endpoint = %p.endpoint, error = %e, "cannot connect to pipeline peer");
                         return None;
                     }

@@ -87,7 +87,7 @@ async fn intruder(port: u16, role: &str) -> (Node, DealerSocket, String) {
     let mut id = vec![1u8];
     id.extend_from_slice(node.uuid().as_bytes());
     let dealer = DealerSocket::new(SocketOptions::default().identity(id));
-    dealer.connect(&endpoint).await.expect("connect");
+    dealer.connect(&endpoint).expect("connect");
     (node, dealer, endpoint)
 }
 
@@ -193,7 +193,7 @@ async fn hostile_messages_are_refused_and_a_running_batch_is_untouched() {
     let mut identity = vec![1u8];
     identity.extend_from_slice(Uuid::from_u128(4).as_bytes());
     let stranger = DealerSocket::new(SocketOptions::default().identity(identity));
-    stranger.connect(&endpoint).await.unwrap();
+    stranger.connect(&endpoint).unwrap();
     let frame = result(client.uuid(), id, 0);
     refused(
         &log,
@@ -203,7 +203,7 @@ async fn hostile_messages_are_refused_and_a_running_batch_is_untouched() {
     )
     .await;
     let odd = DealerSocket::new(SocketOptions::default().identity(&b"mallory"[..]));
-    odd.connect(&endpoint).await.unwrap();
+    odd.connect(&endpoint).unwrap();
     refused(
         &log,
         &odd,

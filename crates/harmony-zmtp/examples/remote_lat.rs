@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     };
     perf::runtime().block_on(async move {
         let dealer = DealerSocket::new(perf::options(false));
-        if let Err(e) = dealer.connect(&connect_to).await {
+        if let Err(e) = dealer.connect(&connect_to) {
             eprintln!("error in connect: {e}");
             return ExitCode::FAILURE;
         }

@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     };
     perf::runtime().block_on(async move {
         let push = PushSocket::new(perf::options(false).linger(Duration::from_secs(60)));
-        if let Err(e) = push.connect(&connect_to).await {
+        if let Err(e) = push.connect(&connect_to) {
             eprintln!("error in connect: {e}");
             return ExitCode::FAILURE;
         }

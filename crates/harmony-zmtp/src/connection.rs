@@ -21,11 +21,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace, Instrument};
 
 use crate::core::Core;
 use crate::error::ConnectionError;
 use crate::message::{Frames, Message};
+use crate::monitor::{EventKind, HandshakeFailure, SocketEvent};
 use crate::pipe::{lock, Outgoing, Pipe};
 use crate::socket_type::SocketType;
 
@@ -50,27 +52,51 @@ const COMMAND_LIMIT: usize = 64 << 10;
 
 type SharedCipher = Mutex<Box<dyn Cipher>>;
 
-/// Runs one connection to its end; returns whether the handshake completed.
+/// Runs one connection to its end; returns whether the handshake completed. `parent` ends it
+/// (with the listener or connected endpoint it belongs to); `endpoint` names it in monitor
+/// events.
 pub(crate) async fn run(
     core: Arc<Core>,
     stream: TcpStream,
     peer: SocketAddr,
     pipe: Option<Arc<Pipe>>,
+    parent: &CancellationToken,
+    endpoint: &str,
 ) -> bool {
     let span = tracing::debug_span!("zmtp", socket = %core.kind, %peer);
     async move {
-        let conn = core.cancel.child_token();
+        let conn = parent.child_token();
         let mut handshook = false;
         let result = tokio::select! {
-            r = drive(&core, stream, peer, pipe, conn.clone(), &mut handshook) => r,
+            r = drive(&core, stream, peer, pipe, conn.clone(), endpoint, &mut handshook) => r,
             _ = conn.cancelled() => Ok(()),
         };
-        match result {
+        match &result {
             Ok(()) | Err(ConnectionError::Eof) | Err(ConnectionError::SocketClosed) => {
                 debug!("connection closed")
             }
             Err(e) if handshook => debug!(error = %e, "connection dropped"),
             Err(e) => tracing::warn!(error = %e, "connection refused"),
+        }
+        // Connections we end ourselves (unbind, disconnect, close, handover) are not reported,
+        // as in libzmq.
+        if !conn.is_cancelled() && !matches!(result, Err(ConnectionError::SocketClosed)) {
+            let reason = match &result {
+                Ok(()) => ConnectionError::Eof.to_string(),
+                Err(e) => e.to_string(),
+            };
+            if let (false, Err(e)) = (handshook, &result) {
+                if let Some(failure) = handshake_failure(e) {
+                    let reason = reason.clone();
+                    core.emit(|| {
+                        SocketEvent::new(EventKind::HandshakeFailed { failure, reason }, endpoint)
+                            .with_peer(peer)
+                    });
+                }
+            }
+            core.emit(|| {
+                SocketEvent::new(EventKind::Disconnected { reason }, endpoint).with_peer(peer)
+            });
         }
         handshook
     }
@@ -78,12 +104,36 @@ pub(crate) async fn run(
     .await
 }
 
+/// The monitor class of an error that ended a handshake (`None`: the connection just broke).
+fn handshake_failure(e: &ConnectionError) -> Option<HandshakeFailure> {
+    match e {
+        ConnectionError::Security(
+            SecurityError::Refused(_)
+            | SecurityError::RefusedTemporarily
+            | SecurityError::PeerError(_),
+        )
+        | ConnectionError::PeerError(_) => Some(HandshakeFailure::Authentication),
+        ConnectionError::Security(_)
+        | ConnectionError::Wire(_)
+        | ConnectionError::Incompatible(_)
+        | ConnectionError::DuplicateIdentity
+        | ConnectionError::Protocol(_)
+        | ConnectionError::TooLarge { .. } => Some(HandshakeFailure::Protocol),
+        ConnectionError::HandshakeTimeout => Some(HandshakeFailure::NoDetail),
+        ConnectionError::Io(_)
+        | ConnectionError::Eof
+        | ConnectionError::HeartbeatTimeout
+        | ConnectionError::SocketClosed => None,
+    }
+}
+
 async fn drive(
     core: &Arc<Core>,
     stream: TcpStream,
     peer: SocketAddr,
     pipe: Option<Arc<Pipe>>,
-    conn: tokio_util::sync::CancellationToken,
+    conn: CancellationToken,
+    endpoint: &str,
     handshook: &mut bool,
 ) -> Result<(), ConnectionError> {
     stream.set_nodelay(true)?;
@@ -104,6 +154,7 @@ async fn drive(
     let attached = core.attach(pipe, &meta, greeting.is_v31(), conn)?;
     *handshook = true;
     debug!(peer_type = %String::from_utf8_lossy(&peer_type), v31 = greeting.is_v31(), "connected");
+    core.emit(|| SocketEvent::new(EventKind::HandshakeSucceeded, endpoint).with_peer(peer));
     let cipher = cipher.map(Mutex::new);
     let live = Liveness::new(Instant::now());
     let reader = read_loop(

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -10,6 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use harmony_wire::zmtp::{Command, Frame, Metadata};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace, warn};
 
@@ -18,6 +20,7 @@ use crate::endpoint::{BindSpec, ConnectSpec, Endpoint};
 use crate::error::{ConnectionError, TrySendError, ZmtpError};
 use crate::inbound::Inbound;
 use crate::message::Message;
+use crate::monitor::{EventKind, Monitor, Monitors, SocketEvent};
 use crate::options::SocketOptions;
 use crate::pipe::{lock, Pipe};
 use crate::socket_type::SocketType;
@@ -39,6 +42,31 @@ struct State {
     live: usize,
 }
 
+/// The endpoints a socket was bound and connected to, for `unbind` and `disconnect`.
+#[derive(Debug, Default)]
+struct Endpoints {
+    binds: Vec<Bound>,
+    connects: Vec<Connecting>,
+}
+
+/// A listener: cancelling its token closes it and every connection accepted through it.
+#[derive(Debug)]
+struct Bound {
+    /// The string given to `bind`, when it names one fixed port.
+    given: Option<String>,
+    bound: Endpoint,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// A connected endpoint: cancelling its token ends its reconnect loop and its connection.
+#[derive(Debug)]
+struct Connecting {
+    given: String,
+    cancel: CancellationToken,
+    pipe: Arc<Pipe>,
+}
+
 /// One socket's engine.
 #[derive(Debug)]
 pub(crate) struct Core {
@@ -53,6 +81,8 @@ pub(crate) struct Core {
     next_pipe: AtomicU64,
     peers: watch::Sender<usize>,
     pub(crate) local_meta: Metadata,
+    endpoints: Mutex<Endpoints>,
+    pub(crate) monitors: Monitors,
 }
 
 /// A peer connection attached to the socket; detaches on drop (also when the task is cancelled).
@@ -92,6 +122,8 @@ impl Core {
             next_pipe: AtomicU64::new(1),
             peers: watch::channel(0).0,
             local_meta,
+            endpoints: Mutex::new(Endpoints::default()),
+            monitors: Monitors::default(),
         })
     }
 
@@ -112,55 +144,84 @@ impl Core {
             return Err(ZmtpError::Closed);
         }
         let spec = BindSpec::parse(endpoint)?;
-        let hosts: Vec<_> = tokio::net::lookup_host((spec.host.as_str(), 0))
-            .await?
-            .collect();
-        let host = hosts.first().ok_or_else(|| ZmtpError::InvalidEndpoint {
-            endpoint: endpoint.to_owned(),
-            reason: "host does not resolve",
-        })?;
-        let (first, last) = spec.ports;
-        let mut last_err = None;
-        let mut listener = None;
-        for port in first..=last {
-            let mut addr = *host;
-            addr.set_port(port);
-            match TcpListener::bind(addr).await {
-                Ok(l) => {
-                    listener = Some(l);
-                    break;
+        let listener = match listen(&spec, endpoint).await {
+            Ok(l) => l,
+            Err(e) => {
+                if let ZmtpError::Io(io) = &e {
+                    let error = io.kind();
+                    self.emit(|| SocketEvent::new(EventKind::BindFailed { error }, endpoint));
                 }
-                Err(e) => last_err = Some(e),
+                return Err(e);
             }
-        }
-        let listener = match (listener, last_err) {
-            (Some(l), _) => l,
-            (None, Some(e)) => return Err(e.into()),
-            (None, None) => unreachable!("the port range is never empty"),
         };
         let local = Endpoint::new(listener.local_addr()?);
         debug!(socket = %self.kind, endpoint = %local, "bound");
+        self.emit(|| SocketEvent::new(EventKind::Listening, local.to_string()));
+        let cancel = self.cancel.child_token();
         let core = Arc::clone(self);
-        tokio::spawn(async move { core.accept_loop(listener).await });
+        let task = tokio::spawn(core.accept_loop(listener, local, cancel.clone()));
+        let fixed_port = spec.ports.0 != 0 && spec.ports.0 == spec.ports.1;
+        lock(&self.endpoints).binds.push(Bound {
+            given: fixed_port.then(|| endpoint.to_owned()),
+            bound: local,
+            cancel,
+            task,
+        });
         Ok(local)
     }
 
-    async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+    /// Closes the listener bound to `endpoint` (the endpoint `bind` returned, or the string
+    /// given to `bind` when it named a fixed port) and every connection accepted through it.
+    pub(crate) async fn unbind(&self, endpoint: &str) -> Result<(), ZmtpError> {
+        if self.is_closed() {
+            return Err(ZmtpError::Closed);
+        }
+        BindSpec::parse(endpoint)?;
+        let wanted = endpoint.parse::<Endpoint>().ok();
+        let removed = take_matching(&mut lock(&self.endpoints).binds, |b| {
+            Some(b.bound) == wanted || b.given.as_deref() == Some(endpoint)
+        });
+        if removed.is_empty() {
+            return Err(ZmtpError::UnknownEndpoint(endpoint.to_owned()));
+        }
+        for b in removed {
+            b.cancel.cancel();
+            // The port is free once the accept task has dropped the listener.
+            let _ = b.task.await;
+            debug!(socket = %self.kind, endpoint = %b.bound, "unbound");
+            self.emit(|| SocketEvent::new(EventKind::Closed, b.bound.to_string()));
+        }
+        Ok(())
+    }
+
+    async fn accept_loop(
+        self: Arc<Self>,
+        listener: TcpListener,
+        local: Endpoint,
+        cancel: CancellationToken,
+    ) {
+        let endpoint = local.to_string();
         loop {
             let accepted = tokio::select! {
-                _ = self.cancel.cancelled() => return,
+                _ = cancel.cancelled() => return,
                 r = listener.accept() => r,
             };
             match accepted {
                 Ok((stream, peer)) => {
+                    self.emit(|| SocketEvent::new(EventKind::Accepted, &endpoint).with_peer(peer));
                     let core = Arc::clone(&self);
-                    tokio::spawn(connection::run(core, stream, peer, None));
+                    let (cancel, endpoint) = (cancel.clone(), endpoint.clone());
+                    tokio::spawn(async move {
+                        connection::run(core, stream, peer, None, &cancel, &endpoint).await
+                    });
                 }
                 Err(e) => {
                     // Out of descriptors or similar: pause rather than spin.
                     warn!(socket = %self.kind, error = %e, "accept failed");
+                    let error = e.kind();
+                    self.emit(|| SocketEvent::new(EventKind::AcceptFailed { error }, &endpoint));
                     tokio::select! {
-                        _ = self.cancel.cancelled() => return,
+                        _ = cancel.cancelled() => return,
                         _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
                     }
                 }
@@ -180,14 +241,53 @@ impl Core {
             lock(&self.state).pipes.push(Arc::clone(&pipe));
             self.space.wake_all();
         }
+        let cancel = self.cancel.child_token();
+        lock(&self.endpoints).connects.push(Connecting {
+            given: endpoint.to_owned(),
+            cancel: cancel.clone(),
+            pipe: Arc::clone(&pipe),
+        });
         let core = Arc::clone(self);
-        tokio::spawn(async move { core.connect_loop(spec, pipe).await });
+        tokio::spawn(core.connect_loop(spec, pipe, cancel));
         Ok(())
     }
 
-    async fn connect_loop(self: Arc<Self>, spec: ConnectSpec, pipe: Arc<Pipe>) {
+    /// Stops connecting to `endpoint` (as given to `connect`, or the same address written
+    /// otherwise): ends its reconnect loop, closes its connection and drops what is queued
+    /// for it.
+    pub(crate) fn disconnect(&self, endpoint: &str) -> Result<(), ZmtpError> {
+        if self.is_closed() {
+            return Err(ZmtpError::Closed);
+        }
+        ConnectSpec::parse(endpoint)?;
+        let wanted = endpoint.parse::<Endpoint>().ok();
+        let removed = take_matching(&mut lock(&self.endpoints).connects, |c| {
+            c.given == endpoint || (wanted.is_some() && c.given.parse::<Endpoint>().ok() == wanted)
+        });
+        if removed.is_empty() {
+            return Err(ZmtpError::UnknownEndpoint(endpoint.to_owned()));
+        }
+        for c in removed {
+            c.cancel.cancel();
+            if matches!(self.kind, SocketType::Dealer | SocketType::Push) {
+                lock(&self.state).pipes.retain(|p| !Arc::ptr_eq(p, &c.pipe));
+                c.pipe.clear();
+            }
+            debug!(socket = %self.kind, endpoint = %c.given, "disconnected");
+        }
+        Ok(())
+    }
+
+    async fn connect_loop(
+        self: Arc<Self>,
+        spec: ConnectSpec,
+        pipe: Arc<Pipe>,
+        cancel: CancellationToken,
+    ) {
+        let endpoint = spec.text.as_str();
         let mut delay = self.opts.reconnect_ivl;
         loop {
+            self.emit(|| SocketEvent::new(EventKind::ConnectDelayed, endpoint));
             let attempt = async {
                 let addrs = spec.resolve().await?;
                 let mut last = std::io::Error::other("no address");
@@ -200,31 +300,56 @@ impl Core {
                 Err(last)
             };
             let attempt = tokio::select! {
-                _ = self.cancel.cancelled() => return,
+                _ = cancel.cancelled() => return,
                 r = tokio::time::timeout(self.opts.handshake_timeout, attempt) => r,
             };
             match attempt {
                 Ok(Ok((stream, addr))) => {
-                    let handshook =
-                        connection::run(Arc::clone(&self), stream, addr, Some(Arc::clone(&pipe)))
-                            .await;
+                    self.emit(|| SocketEvent::new(EventKind::Connected, endpoint).with_peer(addr));
+                    let handshook = connection::run(
+                        Arc::clone(&self),
+                        stream,
+                        addr,
+                        Some(Arc::clone(&pipe)),
+                        &cancel,
+                        endpoint,
+                    )
+                    .await;
                     if handshook {
                         delay = self.opts.reconnect_ivl;
                     }
                 }
-                Ok(Err(e)) => trace!(endpoint = %spec.text, error = %e, "connect failed"),
-                Err(_) => trace!(endpoint = %spec.text, "connect timed out"),
+                Ok(Err(e)) => {
+                    trace!(endpoint, error = %e, "connect failed");
+                    self.emit(|| SocketEvent::new(EventKind::Closed, endpoint));
+                }
+                Err(_) => {
+                    trace!(endpoint, "connect timed out");
+                    self.emit(|| SocketEvent::new(EventKind::Closed, endpoint));
+                }
             }
-            if self.cancel.is_cancelled() {
+            if cancel.is_cancelled() {
                 return;
             }
-            trace!(endpoint = %spec.text, ?delay, "reconnecting");
+            trace!(endpoint, ?delay, "reconnecting");
+            let interval = delay;
+            self.emit(|| SocketEvent::new(EventKind::ConnectRetried { interval }, endpoint));
             tokio::select! {
-                _ = self.cancel.cancelled() => return,
+                _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(delay) => {}
             }
             delay = (delay * 2).min(self.opts.reconnect_ivl_max.max(self.opts.reconnect_ivl));
         }
+    }
+
+    /// Hands a monitor event to the socket's monitors (built only if there are any).
+    pub(crate) fn emit(&self, event: impl FnOnce() -> SocketEvent) {
+        self.monitors.emit(event);
+    }
+
+    /// A new monitor of this socket's events.
+    pub(crate) fn monitor(&self, capacity: usize) -> Monitor {
+        self.monitors.subscribe(capacity)
     }
 
     /// Makes a handshaken connection routable. `pipe` is the connected endpoint's queue, or
@@ -591,7 +716,82 @@ impl Core {
         self.cancel.cancel();
         self.inbound.close();
         self.space.wake_all();
+        // As libzmq: each listener still open is reported CLOSED, then the monitors stop.
+        let binds = std::mem::take(&mut lock(&self.endpoints).binds);
+        for b in binds {
+            self.emit(|| SocketEvent::new(EventKind::Closed, b.bound.to_string()));
+        }
+        self.monitors.stop();
     }
+}
+
+/// Removes and returns the items of `list` that `pick` chooses.
+fn take_matching<T>(list: &mut Vec<T>, pick: impl Fn(&T) -> bool) -> Vec<T> {
+    let (taken, kept) = std::mem::take(list).into_iter().partition(pick);
+    *list = kept;
+    taken
+}
+
+/// Opens a listener for a bind pattern: `*` is every IPv6 and IPv4 address (one dual-stack
+/// socket on `[::]`, or `0.0.0.0` where the system has no IPv6); the ports are tried in order.
+async fn listen(spec: &BindSpec, endpoint: &str) -> Result<TcpListener, ZmtpError> {
+    let hosts: Vec<IpAddr> = if spec.host == "*" {
+        vec![Ipv6Addr::UNSPECIFIED.into(), Ipv4Addr::UNSPECIFIED.into()]
+    } else {
+        tokio::net::lookup_host((spec.host.as_str(), 0))
+            .await?
+            .map(|a| a.ip())
+            .take(1)
+            .collect()
+    };
+    if hosts.is_empty() {
+        return Err(ZmtpError::InvalidEndpoint {
+            endpoint: endpoint.to_owned(),
+            reason: "host does not resolve",
+        });
+    }
+    let (first, last) = spec.ports;
+    let mut last_err = None;
+    'hosts: for ip in hosts {
+        for port in first..=last {
+            match listen_on(SocketAddr::new(ip, port)) {
+                Ok(l) => return Ok(l),
+                Err(e) => {
+                    let in_use = e.kind() == std::io::ErrorKind::AddrInUse;
+                    last_err = Some(e);
+                    if !in_use {
+                        // This address family is unusable here; try the next host.
+                        continue 'hosts;
+                    }
+                }
+            }
+        }
+        // Every port is taken: the other family shares the ports of a dual-stack socket.
+        break;
+    }
+    Err(last_err
+        .unwrap_or_else(|| std::io::Error::other("no address to bind"))
+        .into())
+}
+
+/// A listening socket on `addr`; on the IPv6 unspecified address it also takes IPv4
+/// connections where the system allows it (`IPV6_V6ONLY` off), as libzmq does.
+fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if let IpAddr::V6(ip) = addr.ip() {
+        if ip.is_unspecified() {
+            if let Err(e) = socket.set_only_v6(false) {
+                debug!(error = %e, "IPv6-only cannot be turned off; IPv6 connections only");
+            }
+        }
+    }
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
 }
 
 /// A subscription as a SUBSCRIBE/CANCEL command (ZMTP 3.1) or as a 0x01/0x00 message (3.0).

@@ -1,7 +1,7 @@
 //! `tcp://host:port` endpoints: parsing, bind patterns (`*`, port 0, `*[first-last]`) and resolution.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
 use crate::error::ZmtpError;
@@ -94,6 +94,7 @@ fn split(s: &str) -> Result<(&str, &str), ZmtpError> {
 /// Where to bind: a host and the ports to try in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct BindSpec {
+    /// An address or name, or `*` for every address (IPv6 and IPv4).
     pub(crate) host: String,
     /// Inclusive range; `(0, 0)` means "let the system choose".
     pub(crate) ports: (u16, u16),
@@ -102,11 +103,7 @@ pub(crate) struct BindSpec {
 impl BindSpec {
     pub(crate) fn parse(s: &str) -> Result<Self, ZmtpError> {
         let (host, port) = split(s)?;
-        let host = if host == "*" {
-            Ipv4Addr::UNSPECIFIED.to_string()
-        } else {
-            host.to_owned()
-        };
+        let host = host.to_owned();
         let ports = if port == "*" || port == "0" {
             (0, 0)
         } else if let Some(range) = port.strip_prefix("*[").and_then(|r| r.strip_suffix(']')) {
@@ -199,7 +196,7 @@ mod tests {
     #[test]
     fn bind_patterns() {
         let b = BindSpec::parse("tcp://*:*").unwrap();
-        assert_eq!((b.host.as_str(), b.ports), ("0.0.0.0", (0, 0)));
+        assert_eq!((b.host.as_str(), b.ports), ("*", (0, 0)));
         assert_eq!(BindSpec::parse("tcp://127.0.0.1:0").unwrap().ports, (0, 0));
         assert_eq!(
             BindSpec::parse("tcp://[::1]:*[60000-60010]").unwrap(),

@@ -29,6 +29,10 @@ pub enum ZmtpError {
     /// ROUTER with `router_mandatory`: no connected peer has this identity.
     #[error("no peer with this routing identity")]
     Unroutable,
+    /// `unbind` or `disconnect` of an endpoint the socket is not bound or connected to
+    /// (libzmq's `ENOENT`).
+    #[error("not bound or connected to {0:?}")]
+    UnknownEndpoint(String),
 }
 
 /// Why [`try_send`](crate::DealerSocket::try_send) did not queue a message; the message is handed back.

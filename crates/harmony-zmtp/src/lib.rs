@@ -11,7 +11,7 @@
 //! let endpoint = router.bind("tcp://127.0.0.1:0").await?; // the port actually bound
 //!
 //! let dealer = DealerSocket::new(SocketOptions::default().identity(&b"\x01peer"[..]));
-//! dealer.connect(&endpoint.to_string()).await?; // reconnects by itself
+//! dealer.connect(&endpoint.to_string())?; // never waits; reconnects by itself
 //! dealer.send(Message::from("hello")).await?; // queued until connected
 //!
 //! let msg = router.recv().await?; // [identity, "hello"]
@@ -33,6 +33,11 @@
 //! ([`SocketOptions::recv_hwm`]). A connection that misbehaves is closed and reported through
 //! `tracing`; the socket and its other connections go on.
 //!
+//! As in libzmq: `bind` takes `tcp://*:port` on every IPv6 and IPv4 address (a dual-stack
+//! `[::]` socket, or `0.0.0.0` without IPv6); `unbind` and `disconnect` undo a `bind` or a
+//! `connect`; `monitor()` streams [`SocketEvent`]s with libzmq's names and order (bounded: a
+//! slow reader loses events, counted, and never slows the socket).
+//!
 //! Security: set [`SocketOptions::mechanism`] (NULL, PLAIN, CURVE from `harmony-security`) and,
 //! on the server side, [`SocketOptions::authenticator`].
 //!
@@ -47,6 +52,7 @@ pub mod endpoint;
 pub mod error;
 mod inbound;
 pub mod message;
+pub mod monitor;
 pub mod options;
 mod pipe;
 pub mod socket;
@@ -58,6 +64,7 @@ pub use endpoint::Endpoint;
 pub use error::{TrySendError, ZmtpError};
 pub use harmony_security::{Authenticator, MechanismConfig};
 pub use message::Message;
+pub use monitor::{EventKind, HandshakeFailure, Monitor, SocketEvent};
 pub use options::SocketOptions;
 pub use socket::{DealerSocket, PubSocket, PullSocket, PushSocket, RouterSocket, SubSocket};
 pub use socket_type::SocketType;

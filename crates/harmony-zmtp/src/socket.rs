@@ -9,6 +9,7 @@ use crate::core::Core;
 use crate::endpoint::Endpoint;
 use crate::error::{TrySendError, ZmtpError};
 use crate::message::Message;
+use crate::monitor::{Monitor, DEFAULT_MONITOR_CAPACITY};
 use crate::options::SocketOptions;
 use crate::socket_type::SocketType;
 
@@ -29,10 +30,38 @@ macro_rules! socket_common {
                 self.core.bind(endpoint).await
             }
 
+            /// Stops listening on `endpoint` (the endpoint [`bind`](Self::bind) returned, or
+            /// the string given to it when that named a fixed port) and closes the
+            /// connections accepted through it. [`ZmtpError::UnknownEndpoint`] if not bound
+            /// there. Returns once the port is free.
+            pub async fn unbind(&self, endpoint: &str) -> Result<(), ZmtpError> {
+                self.core.unbind(endpoint).await
+            }
+
             /// Connects to `tcp://host:port` in the background, reconnecting with exponential
-            /// backoff whenever the connection is lost.
-            pub async fn connect(&self, endpoint: &str) -> Result<(), ZmtpError> {
+            /// backoff whenever the connection is lost. Never waits: the endpoint is checked
+            /// and a task started; the connection's progress shows in [`monitor`](Self::monitor).
+            pub fn connect(&self, endpoint: &str) -> Result<(), ZmtpError> {
                 self.core.connect(endpoint)
+            }
+
+            /// Stops connecting to `endpoint` (as given to [`connect`](Self::connect)): no
+            /// more reconnects, its connection is closed and messages queued for it are
+            /// dropped. [`ZmtpError::UnknownEndpoint`] if not connected there.
+            pub fn disconnect(&self, endpoint: &str) -> Result<(), ZmtpError> {
+                self.core.disconnect(endpoint)
+            }
+
+            /// Watches the socket's connections, as libzmq's `zmq_socket_monitor`: a stream of
+            /// [`SocketEvent`](crate::SocketEvent)s holding up to [`DEFAULT_MONITOR_CAPACITY`] unread events
+            /// (more are dropped and counted, the socket never waits for its monitors).
+            pub fn monitor(&self) -> Monitor {
+                self.core.monitor(DEFAULT_MONITOR_CAPACITY)
+            }
+
+            /// [`monitor`](Self::monitor) with room for `capacity` unread events.
+            pub fn monitor_with_capacity(&self, capacity: usize) -> Monitor {
+                self.core.monitor(capacity)
             }
 
             /// Number of peers whose handshake has completed.

@@ -22,31 +22,12 @@ fn opts() -> SocketOptions {
 /// The router still routes for a well-behaved dealer.
 async fn assert_serves(router: &RouterSocket, ep: &Endpoint) {
     let dealer = DealerSocket::new(SocketOptions::default());
-    dealer.connect(&ep.to_string()).await.unwrap();
+    dealer.connect(&ep.to_string()).unwrap();
     dealer.send("still here").await.unwrap();
     let m = router.recv().await.unwrap();
     assert_eq!(m[1], "still here");
     router.send(m).await.unwrap();
     assert_eq!(dealer.recv().await.unwrap()[0], "still here");
-}
-
-/// A raw client that has done a NULL handshake as `socket_type`, greeting with `minor`.
-async fn handshaken(ep: &Endpoint, socket_type: &str, minor: u8) -> Raw {
-    let mut raw = Raw::connect(ep).await;
-    let mut g = Greeting::new(Mechanism::Null, false);
-    g.minor = minor;
-    raw.greet_with(&g).await;
-    let mut out = BytesMut::new();
-    Command::Ready(Metadata::new().with("Socket-Type", socket_type.to_owned()))
-        .encode_frame(&mut out)
-        .unwrap();
-    raw.write_ok(&out).await;
-    let ready = raw.frame().await.expect("closed");
-    assert!(matches!(
-        Command::decode(&ready.body, 1 << 16).unwrap(),
-        Command::Ready(_)
-    ));
-    raw
 }
 
 async fn router() -> (RouterSocket, Endpoint) {
@@ -78,7 +59,7 @@ async fn bad_greeting_is_closed() {
 async fn garbage_after_handshake_is_closed() {
     let (router, ep) = router().await;
     timeout(T, async {
-        let mut s = handshaken(&ep, "DEALER", 1).await;
+        let mut s = Raw::handshaken(&ep, "DEALER", 1).await;
         s.write_ok(&[0xF8, 0x00, 0xFF, 0xFF]).await; // reserved flag bits
         s.closed().await;
         assert_serves(&router, &ep).await;
@@ -92,11 +73,11 @@ async fn oversized_frames_and_messages_are_closed() {
     let (router, ep) = router().await;
     timeout(T, async {
         // A frame claiming 2^62 bytes: refused on its header, nothing allocated for it.
-        let mut s = handshaken(&ep, "DEALER", 1).await;
+        let mut s = Raw::handshaken(&ep, "DEALER", 1).await;
         s.write_ok(&[0x02, 0x40, 0, 0, 0, 0, 0, 0, 0]).await;
         s.closed().await;
         // Many small frames that add up to more than max_msg_size.
-        let mut s = handshaken(&ep, "DEALER", 1).await;
+        let mut s = Raw::handshaken(&ep, "DEALER", 1).await;
         let mut out = BytesMut::new();
         let chunk = Bytes::from(vec![0u8; 200]);
         for _ in 0..400 {
@@ -132,7 +113,7 @@ async fn protocol_violations_close_but_unknown_commands_are_ignored() {
     let (router, ep) = router().await;
     timeout(T, async {
         // Unknown command: ignored, the connection carries on.
-        let mut s = handshaken(&ep, "DEALER", 1).await;
+        let mut s = Raw::handshaken(&ep, "DEALER", 1).await;
         let mut out = BytesMut::new();
         Command::Unknown(harmony_wire::zmtp::RawCommand::new("FOOBAR", &b"x"[..]))
             .encode_frame(&mut out)
@@ -173,7 +154,7 @@ async fn zmtp30_peer_gets_pong_and_message_form_subscriptions_work() {
     let publisher = PubSocket::new(opts());
     let ep = publisher.bind("tcp://127.0.0.1:0").await.unwrap();
     timeout(T, async {
-        let mut s = handshaken(&ep, "SUB", 0).await;
+        let mut s = Raw::handshaken(&ep, "SUB", 0).await;
         // PING on a 3.0 connection (libzmq does this): answered with PONG echoing the context.
         let mut out = BytesMut::new();
         Command::Ping {
@@ -211,7 +192,7 @@ async fn zmtp30_peer_gets_pong_and_message_form_subscriptions_work() {
 async fn ping_flood_from_a_peer_that_never_reads_is_bounded() {
     let (router, ep) = router().await;
     timeout(T, async {
-        let mut s = handshaken(&ep, "DEALER", 1).await;
+        let mut s = Raw::handshaken(&ep, "DEALER", 1).await;
         let mut out = BytesMut::new();
         let ping = Command::Ping {
             ttl: 0,

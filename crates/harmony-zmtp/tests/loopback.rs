@@ -20,7 +20,7 @@ async fn router_dealer_round_trip_with_identity() {
         let ep = router.bind("tcp://127.0.0.1:0").await.unwrap();
         assert_ne!(ep.port(), 0);
         let dealer = DealerSocket::new(opts().identity(&b"\x01peer-a"[..]));
-        dealer.connect(&ep.to_string()).await.unwrap();
+        dealer.connect(&ep.to_string()).unwrap();
         // Queued before the connection is up.
         dealer
             .send(Message::from_frames([
@@ -53,8 +53,8 @@ async fn router_generates_identities_and_drops_or_reports_unroutable() {
         let ep = router.bind("tcp://127.0.0.1:0").await.unwrap();
         let d1 = DealerSocket::new(opts());
         let d2 = DealerSocket::new(opts());
-        d1.connect(&ep.to_string()).await.unwrap();
-        d2.connect(&ep.to_string()).await.unwrap();
+        d1.connect(&ep.to_string()).unwrap();
+        d2.connect(&ep.to_string()).unwrap();
         d1.send("one").await.unwrap();
         d2.send("two").await.unwrap();
         let a = router.recv().await.unwrap();
@@ -108,11 +108,11 @@ async fn router_handover_moves_identity_to_new_connection() {
         let router = RouterSocket::new(opts().router_handover(true));
         let ep = router.bind("tcp://127.0.0.1:0").await.unwrap();
         let old = DealerSocket::new(opts().identity(&b"same"[..]));
-        old.connect(&ep.to_string()).await.unwrap();
+        old.connect(&ep.to_string()).unwrap();
         old.send("from-old").await.unwrap();
         assert_eq!(router.recv().await.unwrap()[1], "from-old");
         let new = DealerSocket::new(opts().identity(&b"same"[..]));
-        new.connect(&ep.to_string()).await.unwrap();
+        new.connect(&ep.to_string()).unwrap();
         new.send("from-new").await.unwrap();
         assert_eq!(router.recv().await.unwrap()[1], "from-new");
         router
@@ -134,11 +134,11 @@ async fn duplicate_identity_without_handover_keeps_the_first() {
         let router = RouterSocket::new(opts());
         let ep = router.bind("tcp://127.0.0.1:0").await.unwrap();
         let first = DealerSocket::new(opts().identity(&b"dup"[..]));
-        first.connect(&ep.to_string()).await.unwrap();
+        first.connect(&ep.to_string()).unwrap();
         first.send("a").await.unwrap();
         assert_eq!(router.recv().await.unwrap()[1], "a");
         let second = DealerSocket::new(opts().identity(&b"dup"[..]));
-        second.connect(&ep.to_string()).await.unwrap();
+        second.connect(&ep.to_string()).unwrap();
         router
             .send(Message::from_frames([
                 Bytes::from_static(b"dup"),
@@ -161,10 +161,7 @@ async fn dealer_try_send_reports_would_block_at_hwm() {
         let port = probe.local_addr().unwrap().port();
         drop(probe);
         let dealer = DealerSocket::new(opts().send_hwm(5));
-        dealer
-            .connect(&format!("tcp://127.0.0.1:{port}"))
-            .await
-            .unwrap();
+        dealer.connect(&format!("tcp://127.0.0.1:{port}")).unwrap();
         for i in 0..5u8 {
             dealer.try_send(vec![i]).unwrap();
         }
@@ -190,7 +187,7 @@ async fn dealer_reconnects_after_router_restart() {
         let router = RouterSocket::new(opts());
         let ep = router.bind("tcp://127.0.0.1:0").await.unwrap();
         let dealer = DealerSocket::new(opts().identity(&b"re"[..]));
-        dealer.connect(&ep.to_string()).await.unwrap();
+        dealer.connect(&ep.to_string()).unwrap();
         dealer.send("1").await.unwrap();
         assert_eq!(router.recv().await.unwrap()[1], "1");
         drop(router);
@@ -222,7 +219,7 @@ async fn push_pull_in_order_and_round_robin() {
         let pull = PullSocket::new(opts());
         let ep = pull.bind("tcp://127.0.0.1:0").await.unwrap();
         let push = PushSocket::new(opts());
-        push.connect(&ep.to_string()).await.unwrap();
+        push.connect(&ep.to_string()).unwrap();
         for i in 0..10_000u32 {
             push.send(i.to_be_bytes().to_vec()).await.unwrap();
         }
@@ -236,8 +233,8 @@ async fn push_pull_in_order_and_round_robin() {
         let e1 = p1.bind("tcp://127.0.0.1:0").await.unwrap();
         let e2 = p2.bind("tcp://[::1]:0").await.unwrap();
         let push = PushSocket::new(opts());
-        push.connect(&e1.to_string()).await.unwrap();
-        push.connect(&e2.to_string()).await.unwrap();
+        push.connect(&e1.to_string()).unwrap();
+        push.connect(&e2.to_string()).unwrap();
         push.wait_for_peers(2).await;
         for _ in 0..10 {
             push.send("w").await.unwrap();
@@ -258,7 +255,7 @@ async fn pub_sub_prefix_matching() {
         let ep = publisher.bind("tcp://127.0.0.1:0").await.unwrap();
         let sub = SubSocket::new(opts());
         sub.subscribe("news.").unwrap();
-        sub.connect(&ep.to_string()).await.unwrap();
+        sub.connect(&ep.to_string()).unwrap();
         // The subscription reaches the publisher asynchronously: publish until it arrives.
         loop {
             publisher.send("other").await.unwrap();
@@ -305,9 +302,9 @@ async fn incompatible_socket_types_do_not_connect() {
         let pull = PullSocket::new(opts());
         let ep = pull.bind("tcp://127.0.0.1:0").await.unwrap();
         let dealer = DealerSocket::new(opts());
-        dealer.connect(&ep.to_string()).await.unwrap();
+        dealer.connect(&ep.to_string()).unwrap();
         let push = PushSocket::new(opts());
-        push.connect(&ep.to_string()).await.unwrap();
+        push.connect(&ep.to_string()).unwrap();
         push.send("ok").await.unwrap();
         assert_eq!(pull.recv().await.unwrap()[0], "ok");
         assert_eq!(pull.peer_count(), 1);
@@ -326,7 +323,7 @@ async fn large_messages_and_heartbeats() {
         let router = RouterSocket::new(hb.clone());
         let ep = router.bind("tcp://127.0.0.1:0").await.unwrap();
         let dealer = DealerSocket::new(hb);
-        dealer.connect(&ep.to_string()).await.unwrap();
+        dealer.connect(&ep.to_string()).unwrap();
         let big = Bytes::from(vec![0xAB; 1 << 20]);
         dealer
             .send(Message::from_frames([
@@ -353,7 +350,7 @@ async fn close_lingers_until_queued_messages_are_written() {
         let pull = PullSocket::new(opts());
         let ep = pull.bind("tcp://127.0.0.1:0").await.unwrap();
         let push = PushSocket::new(opts());
-        push.connect(&ep.to_string()).await.unwrap();
+        push.connect(&ep.to_string()).unwrap();
         push.wait_for_peers(1).await;
         for i in 0..500u32 {
             push.send(i.to_be_bytes().to_vec()).await.unwrap();

@@ -50,17 +50,17 @@ async fn curve_round_trip_and_refusal() {
         let router = curve_router(&server, &client);
         let ep = router.bind("tcp://127.0.0.1:0").await.unwrap();
         let dealer = curve_dealer(client, &server);
-        dealer.connect(&ep.to_string()).await.unwrap();
+        dealer.connect(&ep.to_string()).unwrap();
         echo_once(&router, &dealer).await;
 
         let stranger = curve_dealer(KeyPair::generate(), &server);
         let other = curve_router(&server, &KeyPair::generate());
         let ep2 = other.bind("tcp://127.0.0.1:0").await.unwrap();
-        stranger.connect(&ep2.to_string()).await.unwrap();
+        stranger.connect(&ep2.to_string()).unwrap();
         refused(&other, &stranger).await;
         // Wrong server key: the client cannot finish the handshake.
         let confused = curve_dealer(KeyPair::generate(), &KeyPair::generate());
-        confused.connect(&ep.to_string()).await.unwrap();
+        confused.connect(&ep.to_string()).unwrap();
         assert!(timeout(Duration::from_millis(300), confused.recv())
             .await
             .is_err());
@@ -84,7 +84,7 @@ async fn plain_round_trip_and_refusal() {
             username: "admin".into(),
             password: "secret".into(),
         }));
-        good.connect(&ep.to_string()).await.unwrap();
+        good.connect(&ep.to_string()).unwrap();
         echo_once(&router, &good).await;
         drop(good);
 
@@ -92,7 +92,7 @@ async fn plain_round_trip_and_refusal() {
             username: "admin".into(),
             password: "guess".into(),
         }));
-        bad.connect(&ep.to_string()).await.unwrap();
+        bad.connect(&ep.to_string()).unwrap();
         refused(&router, &bad).await;
     })
     .await

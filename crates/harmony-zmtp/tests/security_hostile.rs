@@ -61,7 +61,7 @@ impl Server {
                 .identity(&b"good"[..])
                 .mechanism(curve_client(&good, &keys)),
         );
-        dealer.connect(&ep.to_string()).await.unwrap();
+        dealer.connect(&ep.to_string()).unwrap();
         let mut server = Self {
             keys,
             raw,
@@ -561,7 +561,7 @@ impl HostileServer {
             keys: KeyPair::generate(),
             server_key: *keys.public(),
         }));
-        dealer.connect(&ep).await.unwrap();
+        dealer.connect(&ep).unwrap();
         Self {
             keys,
             listener,
@@ -902,7 +902,7 @@ async fn capture(server: MechanismConfig, client: MechanismConfig) -> Vec<u8> {
     let ep = router.bind("tcp://127.0.0.1:0").await.unwrap();
     let (relay, record) = recording_relay(ep).await;
     let dealer = DealerSocket::new(opts().mechanism(client));
-    dealer.connect(&relay).await.unwrap();
+    dealer.connect(&relay).unwrap();
     let m = secret_message();
     dealer.send(m.clone()).await.unwrap();
     let got = router.recv().await.unwrap();

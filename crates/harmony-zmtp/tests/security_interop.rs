@@ -18,7 +18,8 @@ use bytes::Bytes;
 use harmony_security::{KeyPair, MechanismConfig, StandardAuthenticator};
 use harmony_zmtp::{DealerSocket, Message, RouterSocket, SocketOptions};
 use support::{
-    big, curve_client, curve_server, dealer_client, opts, py_curve_client, quit, scenario, Keys, Py,
+    big, curve_client, curve_server, dealer_client, opts, py_curve_client, quit, scenario, Keys,
+    Py, Watch,
 };
 use tokio::time::timeout;
 
@@ -128,6 +129,9 @@ async fn curve_server_dealer_binds_libzmq_client_router_connects() {
 const AUTH_400: &str = "EVENT HANDSHAKE_FAILED_AUTH 400";
 /// libzmq could not open a box (ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC, 0x11000001).
 const CRYPTOGRAPHIC: &str = "EVENT HANDSHAKE_FAILED_PROTOCOL 285212673";
+/// The monitor event names of [`AUTH_400`] and [`CRYPTOGRAPHIC`], for Harmony's monitors.
+const AUTH_NAME: &str = "HANDSHAKE_FAILED_AUTH";
+const PROTOCOL_NAME: &str = "HANDSHAKE_FAILED_PROTOCOL";
 
 /// One round trip of a Harmony DEALER through the libzmq echo ROUTER.
 async fn round_trip(dealer: &DealerSocket, py: &mut Py, tag: &str) {
@@ -139,13 +143,25 @@ async fn round_trip(dealer: &DealerSocket, py: &mut Py, tag: &str) {
 
 /// A Harmony DEALER the libzmq server refuses: the server reports the failed handshake, the
 /// dealer never gets a connection, its message is never delivered (sec_peer.py fails on it).
-/// `expect` is the start of the server's event line.
-async fn refused_by_libzmq(bad: MechanismConfig, expect: &str, ep: &str, py: &mut Py) {
+/// `expect` is the start of the server's event line; `client_event` the monitor event the
+/// dealer reports, as a libzmq client does in the same case.
+async fn refused_by_libzmq(
+    bad: MechanismConfig,
+    expect: &str,
+    ep: &str,
+    py: &mut Py,
+    client_event: Option<&str>,
+) {
     let dealer = DealerSocket::new(opts().mechanism(bad));
-    dealer.connect(ep).await.unwrap();
+    let mut watch = Watch::new(dealer.monitor());
+    dealer.connect(ep).unwrap();
     dealer.send("intruder").await.unwrap();
     let event = py.until("EVENT HANDSHAKE_FAILED").await;
     assert!(event.starts_with(expect), "expected {expect}, got {event}");
+    if let Some(want) = client_event {
+        assert_eq!(watch.handshake_failure().await, want);
+    }
+    watch.wait("DISCONNECTED").await;
     assert!(
         timeout(QUIET, dealer.recv()).await.is_err(),
         "a refused client got a reply"
@@ -167,16 +183,18 @@ async fn libzmq_curve_authenticator_refuses_harmony_clients() {
         .await;
         let ep = py.ready().await;
         let good = DealerSocket::new(opts().mechanism(keys.client_config()));
-        good.connect(&ep).await.unwrap();
+        good.connect(&ep).unwrap();
         round_trip(&good, &mut py, "good 1").await;
 
         // A client key the authenticator does not know.
         let stranger = curve_client(&KeyPair::generate(), &keys.server);
-        refused_by_libzmq(stranger, AUTH_400, &ep, &mut py).await;
+        // A libzmq client reports this ERROR 400 as HANDSHAKE_FAILED_AUTH (see
+        // libzmq_client_refused_by_harmony_is_told_why); so does Harmony's.
+        refused_by_libzmq(stranger, AUTH_400, &ep, &mut py, Some(AUTH_NAME)).await;
         round_trip(&good, &mut py, "good 2").await;
         // A known client that has the wrong server key: libzmq cannot open its HELLO.
         let confused = curve_client(&keys.client, &KeyPair::generate());
-        refused_by_libzmq(confused, CRYPTOGRAPHIC, &ep, &mut py).await;
+        refused_by_libzmq(confused, CRYPTOGRAPHIC, &ep, &mut py, None).await;
         round_trip(&good, &mut py, "good 3").await;
 
         quit(&good).await;
@@ -196,11 +214,25 @@ async fn libzmq_plain_authenticator_refuses_harmony_clients() {
             password: Bytes::from(password.to_owned()),
         };
         let good = DealerSocket::new(opts().mechanism(plain("admin", "secret")));
-        good.connect(&ep).await.unwrap();
+        good.connect(&ep).unwrap();
         round_trip(&good, &mut py, "good 1").await;
-        refused_by_libzmq(plain("admin", "guess"), AUTH_400, &ep, &mut py).await;
+        refused_by_libzmq(
+            plain("admin", "guess"),
+            AUTH_400,
+            &ep,
+            &mut py,
+            Some(AUTH_NAME),
+        )
+        .await;
         round_trip(&good, &mut py, "good 2").await;
-        refused_by_libzmq(plain("nobody", "secret"), AUTH_400, &ep, &mut py).await;
+        refused_by_libzmq(
+            plain("nobody", "secret"),
+            AUTH_400,
+            &ep,
+            &mut py,
+            Some(AUTH_NAME),
+        )
+        .await;
         round_trip(&good, &mut py, "good 3").await;
         quit(&good).await;
         py.finish().await;
@@ -214,6 +246,7 @@ async fn libzmq_plain_authenticator_refuses_harmony_clients() {
 /// A Harmony ROUTER with a Harmony DEALER that keeps checking it is served.
 struct Guarded {
     router: RouterSocket,
+    watch: Watch,
     ep: String,
     dealer: DealerSocket,
     round: u32,
@@ -222,11 +255,13 @@ struct Guarded {
 impl Guarded {
     async fn start(server: SocketOptions, client: MechanismConfig) -> Self {
         let router = RouterSocket::new(server);
+        let watch = Watch::new(router.monitor());
         let ep = router.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
         let dealer = DealerSocket::new(opts().mechanism(client));
-        dealer.connect(&ep).await.unwrap();
+        dealer.connect(&ep).unwrap();
         let mut guarded = Self {
             router,
+            watch,
             ep,
             dealer,
             round: 0,
@@ -246,14 +281,20 @@ impl Guarded {
         assert_eq!(self.dealer.recv().await.unwrap(), m);
     }
 
-    /// A libzmq client with these arguments is refused and delivers nothing; returns how
-    /// libzmq saw the refusal (`REFUSED <event> <value>`).
-    async fn refuses(&mut self, client_args: &[&str]) -> String {
+    /// A libzmq client with these arguments is refused and delivers nothing; the ROUTER's
+    /// monitor reports `server_event` (what a libzmq server reports for the same refusal, see
+    /// the ZAP tests above). Returns how libzmq saw the refusal (`REFUSED <event> <value>`).
+    async fn refuses(&mut self, client_args: &[&str], server_event: &str) -> String {
         let mut args = vec!["client", &self.ep, "--refused"];
         args.extend_from_slice(client_args);
         let mut py = Py::sec(&args).await;
         let refused = py.until("REFUSED").await;
         py.finish().await;
+        assert_eq!(
+            self.watch.handshake_failure().await,
+            server_event,
+            "{refused}"
+        );
         if let Ok(m) = timeout(QUIET, self.router.recv()).await {
             panic!("delivered from a refused libzmq client ({refused}): {m:?}");
         }
@@ -287,10 +328,10 @@ async fn harmony_curve_authenticator_refuses_libzmq_clients() {
         g.admits(&[&keys.py_client()]).await;
         // Unknown client key.
         let stranger = py_curve_client(&KeyPair::generate(), &keys.server);
-        g.refuses(&[&stranger]).await;
+        g.refuses(&[&stranger], AUTH_NAME).await;
         // Known client key, wrong server key.
         let confused = py_curve_client(&keys.client, &KeyPair::generate());
-        g.refuses(&[&confused]).await;
+        g.refuses(&[&confused], PROTOCOL_NAME).await;
         g.admits(&[&keys.py_client()]).await;
     })
     .await
@@ -315,8 +356,9 @@ async fn harmony_plain_authenticator_refuses_libzmq_clients() {
         )
         .await;
         g.admits(&["--plain-client=admin:secret"]).await;
-        g.refuses(&["--plain-client=admin:guess"]).await;
-        g.refuses(&["--plain-client=nobody:secret"]).await;
+        g.refuses(&["--plain-client=admin:guess"], AUTH_NAME).await;
+        g.refuses(&["--plain-client=nobody:secret"], AUTH_NAME)
+            .await;
         g.admits(&["--plain-client=admin:secret"]).await;
     })
     .await
@@ -331,7 +373,7 @@ async fn libzmq_client_refused_by_harmony_is_told_why() {
         let stranger = py_curve_client(&KeyPair::generate(), &keys.server);
         // CURVE ERROR "400" after INITIATE: libzmq reports the ZAP-style status.
         assert_eq!(
-            g.refuses(&[&stranger]).await,
+            g.refuses(&[&stranger], AUTH_NAME).await,
             "REFUSED HANDSHAKE_FAILED_AUTH 400"
         );
 
@@ -349,7 +391,7 @@ async fn libzmq_client_refused_by_harmony_is_told_why() {
         .await;
         // libzmq 4.3's PLAIN client only knows its own mangled "^RROR", so a correct ERROR
         // shows up as a protocol failure there; without any ERROR it is a bare EPIPE/reset.
-        let refused = g.refuses(&["--plain-client=admin:guess"]).await;
+        let refused = g.refuses(&["--plain-client=admin:guess"], AUTH_NAME).await;
         assert!(
             refused.starts_with("REFUSED HANDSHAKE_FAILED_PROTOCOL"),
             "{refused}"

@@ -53,7 +53,7 @@ async fn raw_zmtp(messages: usize) -> f64 {
             .send_hwm(100_000)
             .identity(&b"\x01bench"[..]),
     );
-    dealer.connect(&ep.to_string()).await.unwrap();
+    dealer.connect(&ep.to_string()).unwrap();
     let payload = Bytes::from(vec![7u8; PAYLOAD]);
     let start = Instant::now();
     let sender = tokio::spawn(async move {

@@ -83,10 +83,14 @@ fn two_chat_programs_talk_in_text_and_json() {
 fn peers_lists_what_is_out_there() {
     let port = harmony_testkit::free_udp_port().to_string();
     let mut node = chat("lister-target", &port, true);
-    node.expect("STARTED", WAIT, |v| is(v, "STARTED", &[]));
+    let target = node.expect("STARTED", WAIT, |v| is(v, "STARTED", &[]))["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let out = Command::new(BIN)
         .args([
             "peers",
+            "--verbose",
             "--json",
             "--wait",
             "1",
@@ -110,6 +114,15 @@ fn peers_lists_what_is_out_there() {
     assert_eq!(peers[0]["name"], "lister-target");
     assert_eq!(peers[0]["groups"][0], "ROOM");
     assert_eq!(peers[0]["headers"]["X-TEST"], "yes");
+    // --verbose: the connections' monitor events, the inbox's and the one to the peer.
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("link inbox: LISTENING tcp://127.0.0.1:"),
+        "{log}"
+    );
+    assert!(log.contains("link inbox: HANDSHAKE_SUCCEEDED"), "{log}");
+    let to_target = format!("link {target}: HANDSHAKE_SUCCEEDED");
+    assert!(log.contains(&to_target), "{log}");
 }
 
 #[test]

@@ -70,6 +70,9 @@ pub struct NetConfig {
     pub peer: PeerConfig,
     /// Messages a connection may have in flight before a send fails (the driver's queue).
     pub send_queue_limit: Option<usize>,
+    /// The driver reports connections dropping and coming back (the socket monitor): a
+    /// crash drops every connection to the node, a start at its endpoint brings them back.
+    pub report_links: bool,
 }
 
 impl Default for NetConfig {
@@ -81,6 +84,7 @@ impl Default for NetConfig {
             latency_max_ms: 40,
             peer: PeerConfig::default(),
             send_queue_limit: None,
+            report_links: false,
         }
     }
 }
@@ -179,6 +183,12 @@ enum Item {
         slot: usize,
         inc: u64,
         at: u64,
+    },
+    Link {
+        slot: usize,
+        inc: u64,
+        peer: Uuid,
+        up: bool,
     },
 }
 
@@ -330,6 +340,7 @@ impl Sim {
         let first = self.now + self.rng.below(self.config.beacon_interval_ms);
         self.schedule(first, Item::BeaconTick { slot, inc });
         self.flush(slot);
+        self.report_links(slot, true);
         self.release_held(slot);
         inc
     }
@@ -345,6 +356,34 @@ impl Sim {
         }
         self.lives[live.inc as usize].end = Some((self.now, true));
         self.conns.retain(|(inc, _), _| *inc != live.inc);
+        self.report_links(slot, false);
+    }
+
+    /// Tells every node connected to `slot`'s endpoint that its connection went down or up.
+    fn report_links(&mut self, slot: usize, up: bool) {
+        if !self.config.report_links {
+            return;
+        }
+        let endpoint = self.endpoint(slot);
+        let reports: Vec<(u64, Uuid)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.endpoint == endpoint)
+            .map(|(key, _)| *key)
+            .collect();
+        for (inc, peer) in reports {
+            let slot = self.lives[inc as usize].slot;
+            let at = self.now + self.latency();
+            self.schedule(
+                at,
+                Item::Link {
+                    slot,
+                    inc,
+                    peer,
+                    up,
+                },
+            );
+        }
     }
 
     /// The node in `slot` stops cleanly: STOP, disconnects, a port-0 beacon.
@@ -611,6 +650,22 @@ impl Sim {
                     && self.slots[slot].live.as_ref().and_then(|l| l.timer_at) == Some(at)
                 {
                     self.with(slot, |n| n.handle_timeout(now));
+                }
+            }
+            Item::Link {
+                slot,
+                inc,
+                peer,
+                up,
+            } => {
+                if self.live_is(slot, inc) {
+                    self.with(slot, |n| {
+                        if up {
+                            n.handle_link_up(peer, now);
+                        } else {
+                            n.handle_link_down(peer, now);
+                        }
+                    });
                 }
             }
             Item::Deliver {

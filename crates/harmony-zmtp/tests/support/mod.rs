@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use harmony_security::{KeyPair, MechanismConfig, StandardAuthenticator};
-use harmony_wire::zmtp::{Frame, FrameCodec, Greeting, Mechanism, GREETING_LEN};
+use harmony_wire::zmtp::{
+    Command as ZmtpCommand, Frame, FrameCodec, Greeting, Mechanism, Metadata, GREETING_LEN,
+};
 use harmony_zmtp::{
-    DealerSocket, Endpoint, Message, PubSocket, PullSocket, PushSocket, RouterSocket,
-    SocketOptions, SubSocket,
+    DealerSocket, Endpoint, Message, Monitor, PubSocket, PullSocket, PushSocket, RouterSocket,
+    SocketEvent, SocketOptions, SubSocket,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::TcpStream;
@@ -35,6 +37,75 @@ pub fn init_tracing() {
 pub fn opts() -> SocketOptions {
     init_tracing();
     SocketOptions::default().reconnect(Duration::from_millis(20), Duration::from_millis(200))
+}
+
+// --- Monitor events ---
+
+/// How long a test waits for a monitor event.
+pub const EVENT_WAIT: Duration = Duration::from_secs(10);
+
+/// A socket monitor and the events it has shown so far.
+pub struct Watch {
+    pub mon: Monitor,
+    pub seen: Vec<SocketEvent>,
+    cursor: usize,
+}
+
+impl Watch {
+    pub fn new(mon: Monitor) -> Self {
+        Self {
+            mon,
+            seen: Vec::new(),
+            cursor: 0,
+        }
+    }
+
+    /// The names of the events seen so far.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.seen.iter().map(|e| e.kind.name()).collect()
+    }
+
+    async fn more(&mut self) {
+        let event = timeout(EVENT_WAIT, self.mon.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no monitor event in time; seen {:?}", self.names()))
+            .unwrap_or_else(|| panic!("the monitor ended; seen {:?}", self.names()));
+        self.seen.push(event);
+    }
+
+    /// The next event named `name` after the last one waited for.
+    pub async fn wait(&mut self, name: &str) -> SocketEvent {
+        self.wait_for(|e| e.kind.name() == name).await
+    }
+
+    /// The next event `pick` chooses after the last one waited for.
+    pub async fn wait_for(&mut self, pick: impl Fn(&SocketEvent) -> bool) -> SocketEvent {
+        loop {
+            while self.cursor < self.seen.len() {
+                self.cursor += 1;
+                if pick(&self.seen[self.cursor - 1]) {
+                    return self.seen[self.cursor - 1].clone();
+                }
+            }
+            self.more().await;
+        }
+    }
+
+    /// The name of the next handshake failure (`HANDSHAKE_FAILED_*`).
+    pub async fn handshake_failure(&mut self) -> &'static str {
+        self.wait_for(|e| e.kind.name().starts_with("HANDSHAKE_FAILED"))
+            .await
+            .kind
+            .name()
+    }
+
+    /// The names of the first `n` events.
+    pub async fn first(&mut self, n: usize) -> Vec<&'static str> {
+        while self.seen.len() < n {
+            self.more().await;
+        }
+        self.names()[..n].to_vec()
+    }
 }
 
 // --- The pyzmq helper process ---
@@ -74,6 +145,39 @@ impl Py {
     /// peer.py: plain libzmq sockets.
     pub async fn peer(args: &[&str]) -> Self {
         Self::start("peer.py", args).await
+    }
+
+    /// monitor_peer.py: a monitored libzmq ROUTER or DEALER driven line by line.
+    pub async fn monitored(role: &str, endpoint: &str) -> Self {
+        Self::start("monitor_peer.py", &[role, endpoint]).await
+    }
+
+    /// Sends a command to monitor_peer.py and checks it was carried out.
+    pub async fn run(&mut self, command: &str) {
+        self.say(command).await;
+        self.expect("DONE").await;
+    }
+
+    /// monitor_peer.py: the names of its first `n` monitor events.
+    pub async fn events(&mut self, n: usize) -> Vec<String> {
+        self.say(&format!("events {n}")).await;
+        self.event_names().await
+    }
+
+    /// monitor_peer.py: closes its socket; every monitor event up to MONITOR_STOPPED.
+    pub async fn close_socket(mut self) -> Vec<String> {
+        self.say("close").await;
+        let names = self.event_names().await;
+        self.finish().await;
+        names
+    }
+
+    async fn event_names(&mut self) -> Vec<String> {
+        let line = self.line().await;
+        let names = line
+            .strip_prefix("EVENTS ")
+            .unwrap_or_else(|| panic!("expected EVENTS, got {line}"));
+        names.split(' ').map(str::to_owned).collect()
     }
 
     /// sec_peer.py: libzmq guarded by ZAP.
@@ -336,7 +440,7 @@ pub mod scenario {
         .await;
         let ep = py.ready().await;
         let dealer = DealerSocket::new(opts.identity(identity));
-        dealer.connect(&ep).await.unwrap();
+        dealer.connect(&ep).unwrap();
         tokio::select! {
             _ = dealer_client(&dealer, Some(identity)) => {}
             l = py.line() => panic!("peer.py: {l}"),
@@ -365,7 +469,7 @@ pub mod scenario {
         .await;
         let ep = py.ready().await;
         let dealer = DealerSocket::new(opts);
-        dealer.connect(&ep).await.unwrap();
+        dealer.connect(&ep).unwrap();
         idle_on_heartbeats(&dealer).await;
         py.finish().await;
     }
@@ -379,7 +483,7 @@ pub mod scenario {
         .await;
         let ep = py.ready().await;
         let dealer = DealerSocket::new(opts);
-        dealer.connect(&ep).await.unwrap();
+        dealer.connect(&ep).unwrap();
         dealer_client(&dealer, None).await;
         quit(&dealer).await;
         py.finish().await;
@@ -400,7 +504,7 @@ pub mod scenario {
         let mut py = Py::peer(&args(&["pull", "tcp://127.0.0.1:*", "--bind"], py_args)).await;
         let ep = py.ready().await;
         let push = PushSocket::new(opts);
-        push.connect(&ep).await.unwrap();
+        push.connect(&ep).unwrap();
         send_sequence(async |m| push.send(m).await.unwrap(), b"").await;
         py.ok_and_finish().await;
         push.close().await;
@@ -438,7 +542,7 @@ pub mod scenario {
         let ep = py.ready().await;
         let sub = SubSocket::new(opts);
         sub.subscribe("A").unwrap();
-        sub.connect(&ep).await.unwrap();
+        sub.connect(&ep).unwrap();
         assert_eq!(sub.recv().await.unwrap()[0], "Async");
         py.say("go").await;
         expect_sequence(async || recv_after_sync(&sub).await, b"A").await;
@@ -528,6 +632,25 @@ impl Raw {
     /// Connects to `ep`.
     pub async fn connect(ep: &Endpoint) -> Self {
         Self::from(TcpStream::connect(ep.addr()).await.unwrap())
+    }
+
+    /// A raw client that has done a NULL handshake as `socket_type`, greeting with `minor`.
+    pub async fn handshaken(ep: &Endpoint, socket_type: &str, minor: u8) -> Self {
+        let mut raw = Self::connect(ep).await;
+        let mut g = Greeting::new(Mechanism::Null, false);
+        g.minor = minor;
+        raw.greet_with(&g).await;
+        let mut out = BytesMut::new();
+        ZmtpCommand::Ready(Metadata::new().with("Socket-Type", socket_type.to_owned()))
+            .encode_frame(&mut out)
+            .unwrap();
+        raw.write_ok(&out).await;
+        let ready = raw.frame().await.expect("closed");
+        assert!(matches!(
+            ZmtpCommand::decode(&ready.body, 1 << 16).unwrap(),
+            ZmtpCommand::Ready(_)
+        ));
+        raw
     }
 
     /// Wraps an accepted or connected stream.

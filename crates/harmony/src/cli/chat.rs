@@ -24,7 +24,7 @@ pub(crate) struct ChatArgs {
     net: NetArgs,
 }
 
-pub(crate) async fn run(args: ChatArgs) -> Result<(), NodeError> {
+pub(crate) async fn run(args: ChatArgs, verbose: bool) -> Result<(), NodeError> {
     let mut builder = args.net.apply(Node::builder().name(&args.name))?;
     for (k, v) in &args.headers {
         builder = builder.header(k, v);
@@ -51,6 +51,7 @@ pub(crate) async fn run(args: ChatArgs) -> Result<(), NodeError> {
             args.group
         );
     }
+    let mut links = if verbose { node.link_events() } else { None };
     node.join(&args.group).await?;
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
@@ -64,6 +65,7 @@ pub(crate) async fn run(args: ChatArgs) -> Result<(), NodeError> {
                 Some(event) => print_event(&event, args.json),
                 None => break,
             },
+            Some(link) = output::next_link(&mut links) => eprintln!("harmony: {}", output::link_line(&link)),
             _ = tokio::signal::ctrl_c() => break,
         }
         if !stdin_open {

@@ -17,7 +17,8 @@ use harmony::{NodeBuilder, NodeError};
 #[derive(Debug, Parser)]
 #[command(name = "harmony", version)]
 pub(crate) struct Cli {
-    /// Log what the node does (or set RUST_LOG).
+    /// Log what the node does (or set RUST_LOG); `chat` and `peers` also print every
+    /// connection event (socket monitor: connected, handshake, disconnected...).
     #[arg(short, long, global = true)]
     pub(crate) verbose: bool,
     #[command(subcommand)]
@@ -93,8 +94,8 @@ fn parse_header(s: &str) -> Result<(String, String), String> {
 pub(crate) async fn run(cli: Cli) -> Result<(), NodeError> {
     match cli.command {
         Command::Demo(args) => demo::run(args).await,
-        Command::Chat(args) => chat::run(args).await,
-        Command::Peers(args) => peers::run(args).await,
+        Command::Chat(args) => chat::run(args, cli.verbose).await,
+        Command::Peers(args) => peers::run(args, cli.verbose).await,
         Command::Pipeline(args) => pipeline::run(args).await,
         Command::Keygen(args) => keygen::run(args),
     }

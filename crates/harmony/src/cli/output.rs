@@ -81,3 +81,21 @@ pub(crate) fn peer_json(p: &harmony::PeerInfo) -> Value {
         "headers": headers_json(&p.headers),
     })
 }
+
+/// `link <peer uuid | inbox>: <monitor event>` for `--verbose`.
+pub(crate) fn link_line(link: &harmony::node::LinkEvent) -> String {
+    let who = link
+        .peer
+        .map_or_else(|| "inbox".to_owned(), |p| uuid_string(&p));
+    format!("link {who}: {}", link.event)
+}
+
+/// The next link event, if the links are watched; never otherwise.
+pub(crate) async fn next_link(
+    links: &mut Option<tokio::sync::mpsc::Receiver<harmony::node::LinkEvent>>,
+) -> Option<harmony::node::LinkEvent> {
+    match links {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}

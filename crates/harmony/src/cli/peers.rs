@@ -19,7 +19,7 @@ pub(crate) struct PeersArgs {
     net: NetArgs,
 }
 
-pub(crate) async fn run(args: PeersArgs) -> Result<(), NodeError> {
+pub(crate) async fn run(args: PeersArgs, verbose: bool) -> Result<(), NodeError> {
     let wait = Duration::try_from_secs_f64(args.wait.max(0.0)).unwrap_or(Duration::from_secs(3));
     let mut node = args
         .net
@@ -38,8 +38,15 @@ pub(crate) async fn run(args: PeersArgs) -> Result<(), NodeError> {
         );
     }
     // Read events while waiting so the queue never fills; peers come from the node's table.
+    let mut links = if verbose { node.link_events() } else { None };
     let deadline = tokio::time::Instant::now() + wait;
-    while let Ok(Some(_)) = tokio::time::timeout_at(deadline, node.next_event()).await {}
+    loop {
+        tokio::select! {
+            event = node.next_event() => if event.is_none() { break },
+            Some(link) = output::next_link(&mut links) => eprintln!("harmony: {}", output::link_line(&link)),
+            () = tokio::time::sleep_until(deadline) => break,
+        }
+    }
     let peers = node.peer_infos().await?;
     node.stop().await?;
     if args.json {
