@@ -4,9 +4,11 @@
 //! Start with [`Node::builder`]. The protocol crates are re-exported: [`wire`] (codecs),
 //! [`security`] (NULL/PLAIN/CURVE), [`zmtp`] (ZeroMQ sockets), [`beacon`] (discovery),
 //! [`peer`] and [`group`] (the ZRE state machines), [`node`] (the running node), [`pipeline`]
-//! (batches of tasks that survive crashing workers and collectors).
+//! (batches of tasks that survive crashing workers and collectors), [`files`] (FILEMQ file
+//! transfer: serve directories, mirror them, find servers by discovery).
 
 pub use harmony_beacon as beacon;
+pub use harmony_files as files;
 pub use harmony_group as group;
 pub use harmony_group::Event;
 pub use harmony_node as node;

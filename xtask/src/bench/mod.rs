@@ -4,6 +4,7 @@
 //! A new family is a module file here plus one arm in [`family`].
 
 mod curve;
+mod files;
 mod pipeline;
 mod python;
 mod wire;
@@ -20,7 +21,9 @@ use crate::run::{cargo, step, target_dir, Result};
 type Family = fn(&BenchOpts) -> Result<()>;
 
 /// Every family name `all` tries, in order; names without a module yet are skipped by `all`.
-const FAMILIES: &[&str] = &["wire", "zmtp", "zre", "curve", "pipeline", "python"];
+const FAMILIES: &[&str] = &[
+    "wire", "zmtp", "zre", "curve", "pipeline", "python", "files",
+];
 
 /// The module that implements a family.
 fn family(name: &str) -> Option<Family> {
@@ -29,6 +32,7 @@ fn family(name: &str) -> Option<Family> {
         "zmtp" => zmtp::run,
         "zre" => zre::run,
         "curve" => curve::run,
+        "files" => files::run,
         "pipeline" => pipeline::run,
         "python" => python::run,
         _ => return None,

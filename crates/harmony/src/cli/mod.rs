@@ -2,6 +2,7 @@
 
 mod chat;
 mod demo;
+mod files;
 mod keygen;
 mod output;
 mod peers;
@@ -33,6 +34,8 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Lists the nodes out there: name, uuid, endpoint, groups, headers.
     Peers(peers::PeersArgs),
+    /// Publishes a directory over FILEMQ (`serve`) or mirrors one (`sync`).
+    Files(files::FilesArgs),
     /// Batches of tasks that survive crashing workers and collectors: worker, collect, submit, demo.
     Pipeline(pipeline::PipelineArgs),
     /// Writes a CURVE certificate pair NAME and NAME_secret (czmq zcert / pyzmq zmq.auth format).
@@ -98,5 +101,6 @@ pub(crate) async fn run(cli: Cli) -> Result<(), NodeError> {
         Command::Peers(args) => peers::run(args, cli.verbose).await,
         Command::Pipeline(args) => pipeline::run(args).await,
         Command::Keygen(args) => keygen::run(args),
+        Command::Files(args) => files::run(args).await,
     }
 }

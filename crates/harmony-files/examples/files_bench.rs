@@ -1,0 +1,214 @@
+//! One FILEMQ transfer on loopback, timed, beside a raw TCP copy of the same files, for
+//! `cargo xtask bench files`. Both sides run in this process (each Harmony side on its own
+//! thread and runtime); the peak RSS printed is the whole process's.
+//!
+//! `files_bench DIR big|small [curve] [plain]` prints `RESULT <case> <seconds> <bytes> <files>` for
+//! Harmony and for raw TCP, then `RSS <KiB>`. `DIR` is a scratch directory (filled on first use).
+
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use harmony_files::{ClientConfig, FileClient, FileServer, SyncEvent};
+use harmony_security::{KeyPair, MechanismConfig};
+use harmony_zmtp::SocketOptions;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, dir, case, rest @ ..] = &args[..] else {
+        return Err("usage: files_bench DIR big|small [curve]".into());
+    };
+    let curve = rest.iter().any(|a| a == "curve");
+    // Without the extensions: no crc32, no SHA-1 (what a zeromq/filemq peer gets).
+    let plain = rest.iter().any(|a| a == "plain");
+    let src = Path::new(dir).join(format!("src-{case}"));
+    let files = prepare(&src, case)?;
+    let bytes: u64 = files.iter().map(|(_, len)| len).sum();
+    let label = format!(
+        "{case}{}{}",
+        if curve { "+curve" } else { "" },
+        if plain { "+no-ext" } else { "" }
+    );
+
+    let dest = Path::new(dir).join(format!("dest-{label}"));
+    let _ = fs::remove_dir_all(&dest);
+    let took = harmony(&src, &dest, files.len(), curve, !plain)?;
+    println!(
+        "RESULT harmony {label} {:.4} {bytes} {}",
+        took.as_secs_f64(),
+        files.len()
+    );
+    let _ = fs::remove_dir_all(&dest);
+
+    let raw_dest = Path::new(dir).join(format!("raw-{label}"));
+    let _ = fs::remove_dir_all(&raw_dest);
+    let took = raw_tcp(&src, &raw_dest, &files)?;
+    println!(
+        "RESULT raw-tcp {label} {:.4} {bytes} {}",
+        took.as_secs_f64(),
+        files.len()
+    );
+    let _ = fs::remove_dir_all(&raw_dest);
+
+    let status = fs::read_to_string("/proc/self/status")?;
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .map_or("0".into(), |v| {
+            v.trim().trim_end_matches("kB").trim().to_string()
+        });
+    println!("RSS {hwm}");
+    Ok(())
+}
+
+/// The files of a case (made once): `big` = one 1 GiB file, `small` = 10 000 x 4 KiB.
+fn prepare(src: &Path, case: &str) -> Result<Vec<(String, u64)>> {
+    let (count, len): (usize, usize) = match case {
+        "big" => (1, 1 << 30),
+        "small" => (10_000, 4096),
+        _ => return Err(format!("unknown case {case}").into()),
+    };
+    let mut files = Vec::new();
+    fs::create_dir_all(src)?;
+    let past = SystemTime::now() - Duration::from_secs(60);
+    for i in 0..count {
+        let name = format!("d{}/f{i}.bin", i % 100);
+        let path = src.join(&name);
+        if fs::metadata(&path).map(|m| m.len()).ok() != Some(len as u64) {
+            fs::create_dir_all(path.parent().ok_or("no parent")?)?;
+            let mut out = BufWriter::new(File::create(&path)?);
+            let block: Vec<u8> = (0..1 << 20)
+                .map(|j: usize| ((j * 31 + i) % 251) as u8)
+                .collect();
+            let mut left = len;
+            while left > 0 {
+                let n = left.min(block.len());
+                out.write_all(&block[..n])?;
+                left -= n;
+            }
+            out.into_inner()
+                .map_err(|e| e.into_error())?
+                .set_modified(past)?;
+        }
+        files.push((name, len as u64));
+    }
+    Ok(files)
+}
+
+/// Harmony: a server publishing `src`, a client mirroring it; time from the client's start to
+/// its last file on disk.
+fn harmony(
+    src: &Path,
+    dest: &Path,
+    count: usize,
+    curve: bool,
+    extensions: bool,
+) -> Result<Duration> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let keys = KeyPair::generate();
+        let (server_opts, client_opts) = if curve {
+            (
+                SocketOptions::default()
+                    .mechanism(MechanismConfig::CurveServer { keys: keys.clone() }),
+                SocketOptions::default().mechanism(MechanismConfig::CurveClient {
+                    keys: KeyPair::generate(),
+                    server_key: *keys.public(),
+                }),
+            )
+        } else {
+            (SocketOptions::default(), SocketOptions::default())
+        };
+        let mut config = harmony_files::ServerConfig::default();
+        if let Ok(c) = std::env::var("HF_CHUNK") {
+            config.chunk_size = c.parse().unwrap_or(config.chunk_size);
+        }
+        let server = FileServer::builder()
+            .publish(src, "/")
+            .config(config)
+            .socket_options(server_opts)
+            .start()
+            .await?;
+        let started = Instant::now();
+        let mut client = FileClient::builder(dest, server.endpoint())
+            .config(ClientConfig {
+                extensions,
+                credit_window: std::env::var("HF_WINDOW_MIB")
+                    .map_or(ClientConfig::default().credit_window, |m| {
+                        m.parse::<u64>().unwrap_or(16) << 20
+                    }),
+                ..ClientConfig::default()
+            })
+            .socket_options(client_opts)
+            .start()?;
+        let mut updated = 0;
+        while updated < count {
+            match client.next_event().await.ok_or("client stopped")? {
+                SyncEvent::Updated { .. } => updated += 1,
+                SyncEvent::Disconnected { reason } => return Err(reason.into()),
+                _ => {}
+            }
+        }
+        let took = started.elapsed();
+        client.stop()?;
+        server.stop();
+        Ok(took)
+    })
+}
+
+/// The baseline: each file read, sent over one TCP connection (name, length, bytes) and
+/// written on the other side, in 1 MiB blocks.
+fn raw_tcp(src: &Path, dest: &Path, files: &[(String, u64)]) -> Result<Duration> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let src: PathBuf = src.to_path_buf();
+    let list = files.to_vec();
+    let started = Instant::now();
+    let sender = std::thread::spawn(move || -> std::io::Result<()> {
+        let (stream, _) = listener.accept()?;
+        let mut out = BufWriter::with_capacity(1 << 20, stream);
+        let mut buf = vec![0u8; 1 << 20];
+        for (name, len) in list {
+            out.write_all(&(name.len() as u32).to_be_bytes())?;
+            out.write_all(name.as_bytes())?;
+            out.write_all(&len.to_be_bytes())?;
+            let mut file = File::open(src.join(&name))?;
+            loop {
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                out.write_all(&buf[..n])?;
+            }
+        }
+        out.flush()
+    });
+    let mut input = BufReader::with_capacity(1 << 20, TcpStream::connect(addr)?);
+    let mut buf = vec![0u8; 1 << 20];
+    for _ in 0..files.len() {
+        let mut len4 = [0u8; 4];
+        input.read_exact(&mut len4)?;
+        let mut name = vec![0u8; u32::from_be_bytes(len4) as usize];
+        input.read_exact(&mut name)?;
+        let mut len8 = [0u8; 8];
+        input.read_exact(&mut len8)?;
+        let mut left = u64::from_be_bytes(len8);
+        let path = dest.join(String::from_utf8(name)?);
+        fs::create_dir_all(path.parent().ok_or("no parent")?)?;
+        let mut out = File::create(&path)?;
+        while left > 0 {
+            let n = (left as usize).min(buf.len());
+            input.read_exact(&mut buf[..n])?;
+            out.write_all(&buf[..n])?;
+            left -= n as u64;
+        }
+    }
+    sender.join().map_err(|_| "sender panicked")??;
+    Ok(started.elapsed())
+}

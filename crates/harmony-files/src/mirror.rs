@@ -1,0 +1,233 @@
+//! The client's destination: partial files beside their final names, renamed into place only
+//! when complete and verified; no write ever goes through a symbolic link or outside the root.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use sha1::{Digest, Sha1};
+
+use crate::client::ResumePoint;
+use crate::error::{FilesError, PathError};
+use crate::ext;
+use crate::path::{self, PART_SUFFIX};
+
+struct Open {
+    name: String,
+    temp: PathBuf,
+    file: File,
+}
+
+/// The destination directory.
+pub(crate) struct Mirror {
+    root: PathBuf,
+    open: Option<Open>,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> FilesError + '_ {
+    move |source| FilesError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl Mirror {
+    pub(crate) fn new(root: PathBuf) -> Result<Self, FilesError> {
+        fs::create_dir_all(&root).map_err(io_err(&root))?;
+        Ok(Self { root, open: None })
+    }
+
+    /// The final path of `name`, its parent directories created (when `create`) and checked:
+    /// none may be a symbolic link or a non-directory. `None` when a parent does not exist
+    /// and `create` is false.
+    fn resolve(&self, name: &str, create: bool) -> Result<Option<PathBuf>, FilesError> {
+        let parts = path::relative(name)?;
+        let mut at = self.root.clone();
+        for dir in &parts[..parts.len() - 1] {
+            at.push(dir);
+            match at.symlink_metadata() {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => return Err(PathError::Escapes(at).into()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if !create {
+                        return Ok(None);
+                    }
+                    fs::create_dir(&at).map_err(io_err(&at))?;
+                }
+                Err(e) => return Err(io_err(&at)(e)),
+            }
+        }
+        at.push(parts[parts.len() - 1]);
+        Ok(Some(at))
+    }
+
+    fn temp_of(target: &Path) -> PathBuf {
+        let base = target
+            .file_name()
+            .map_or_else(Default::default, |n| n.to_string_lossy());
+        target.with_file_name(format!(".{base}{PART_SUFFIX}"))
+    }
+
+    /// Starts `name`'s partial file, keeping its first `offset` bytes.
+    pub(crate) fn open(&mut self, name: &str, offset: u64) -> Result<(), FilesError> {
+        self.open = None;
+        let target = self.resolve(name, true)?.expect("created");
+        let temp = Self::temp_of(&target);
+        let file = if offset == 0 {
+            match temp.symlink_metadata() {
+                Ok(meta) if meta.is_dir() => return Err(PathError::Escapes(temp).into()),
+                Ok(_) => fs::remove_file(&temp).map_err(io_err(&temp))?,
+                Err(_) => {}
+            }
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp)
+                .map_err(io_err(&temp))?
+        } else {
+            let meta = temp.symlink_metadata().map_err(io_err(&temp))?;
+            if !meta.is_file() || meta.len() < offset {
+                return Err(PathError::Escapes(temp).into());
+            }
+            let mut file = OpenOptions::new()
+                .write(true)
+                .open(&temp)
+                .map_err(io_err(&temp))?;
+            file.set_len(offset).map_err(io_err(&temp))?;
+            file.seek(SeekFrom::Start(offset)).map_err(io_err(&temp))?;
+            file
+        };
+        self.open = Some(Open {
+            name: name.to_string(),
+            temp,
+            file,
+        });
+        Ok(())
+    }
+
+    pub(crate) fn write(&mut self, data: &[u8]) -> Result<(), FilesError> {
+        let open = self
+            .open
+            .as_mut()
+            .ok_or(FilesError::Invalid("write without an open file".into()))?;
+        open.file.write_all(data).map_err(io_err(&open.temp))
+    }
+
+    /// Moves the finished partial file to its final name.
+    pub(crate) fn commit(&mut self, name: &str) -> Result<PathBuf, FilesError> {
+        let open = self
+            .open
+            .take()
+            .filter(|o| o.name == name)
+            .ok_or(FilesError::Invalid(format!("commit of {name} not open")))?;
+        drop(open.file);
+        let target = self.resolve(name, true)?.expect("created");
+        if target.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            return Err(PathError::Escapes(target).into());
+        }
+        fs::rename(&open.temp, &target).map_err(io_err(&target))?;
+        Ok(target)
+    }
+
+    pub(crate) fn discard(&mut self, name: &str) -> Result<(), FilesError> {
+        if let Some(open) = self.open.take() {
+            if open.name == name {
+                drop(open.file);
+                return remove_if_exists(&open.temp);
+            }
+            self.open = Some(open);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn delete(&mut self, name: &str) -> Result<(), FilesError> {
+        if self.open.as_ref().is_some_and(|o| o.name == name) {
+            self.discard(name)?;
+        }
+        let Some(target) = self.resolve(name, false)? else {
+            return Ok(());
+        };
+        remove_if_exists(&Self::temp_of(&target))?;
+        match target.symlink_metadata() {
+            Ok(meta) if meta.is_dir() => Err(PathError::Escapes(target).into()),
+            Ok(_) => fs::remove_file(&target).map_err(io_err(&target)),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Drops the open file handle, keeping the partial file for a resume.
+    pub(crate) fn suspend(&mut self) {
+        self.open = None;
+    }
+
+    /// What the destination holds: whole files with their SHA-1, and partial files to resume.
+    pub(crate) fn inventory(
+        &self,
+    ) -> Result<(BTreeMap<String, String>, Vec<ResumePoint>), FilesError> {
+        let mut have = BTreeMap::new();
+        let mut partial = Vec::new();
+        let mut stack = vec![(self.root.clone(), String::new())];
+        while let Some((dir, prefix)) = stack.pop() {
+            for entry in fs::read_dir(&dir).map_err(io_err(&dir))?.flatten() {
+                let Ok(meta) = entry.path().symlink_metadata() else {
+                    continue;
+                };
+                let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                    continue;
+                };
+                let rel = if prefix.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{prefix}/{name}")
+                };
+                if meta.is_dir() {
+                    stack.push((entry.path(), rel));
+                } else if meta.is_file() {
+                    let (hasher, len) = hash_file(&entry.path())?;
+                    if let Some(base) = name
+                        .strip_suffix(PART_SUFFIX)
+                        .and_then(|n| n.strip_prefix('.'))
+                    {
+                        let final_name = if prefix.is_empty() {
+                            base.to_string()
+                        } else {
+                            format!("{prefix}/{base}")
+                        };
+                        partial.push(ResumePoint {
+                            name: final_name,
+                            offset: len,
+                            hasher,
+                        });
+                    } else {
+                        have.insert(rel, ext::sha1_hex(hasher));
+                    }
+                }
+            }
+        }
+        Ok((have, partial))
+    }
+}
+
+fn remove_if_exists(path: &Path) -> Result<(), FilesError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// SHA-1 state over a whole file, and its length.
+fn hash_file(path: &Path) -> Result<(Sha1, u64), FilesError> {
+    let mut file = File::open(path).map_err(io_err(path))?;
+    let mut hasher = Sha1::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0;
+    loop {
+        let n = file.read(&mut buf).map_err(io_err(path))?;
+        if n == 0 {
+            return Ok((hasher, len));
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+}

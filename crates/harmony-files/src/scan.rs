@@ -1,0 +1,179 @@
+//! The server's view of its published directories: a periodic scan that reports a file once
+//! it is stable (not modified for a while), again when it changes, and its removal.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use tracing::debug;
+
+use crate::path::{self, PART_SUFFIX};
+use crate::server::Source;
+
+/// A change found by a scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Change {
+    Changed {
+        vpath: String,
+        size: u64,
+        version: u64,
+    },
+    Removed {
+        vpath: String,
+    },
+}
+
+#[derive(Debug)]
+struct Mount {
+    dir: PathBuf,
+    vpath: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    size: u64,
+    version: u64,
+}
+
+/// Published directories and the files reported from them.
+#[derive(Debug)]
+pub(crate) struct Scanner {
+    mounts: Vec<Mount>,
+    stable_after: Duration,
+    reported: BTreeMap<String, (PathBuf, Seen)>,
+}
+
+impl Scanner {
+    pub(crate) fn new(stable_after: Duration) -> Self {
+        Self {
+            mounts: Vec::new(),
+            stable_after,
+            reported: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn publish(&mut self, dir: PathBuf, vpath: String) {
+        self.mounts.push(Mount { dir, vpath });
+    }
+
+    /// Walks every mount; returns what changed since the last scan.
+    pub(crate) fn scan(&mut self) -> Vec<Change> {
+        let now = SystemTime::now();
+        let mut found = BTreeMap::new();
+        let mut unstable = Vec::new();
+        for mount in &self.mounts {
+            walk(&mount.dir, &mount.vpath, &mut |vpath, path, meta| {
+                let modified = meta.modified().unwrap_or(UNIX_EPOCH);
+                let age = now.duration_since(modified).unwrap_or(Duration::ZERO);
+                if age < self.stable_after {
+                    unstable.push(vpath);
+                    return;
+                }
+                let version = modified
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64);
+                found.insert(
+                    vpath,
+                    (
+                        path,
+                        Seen {
+                            size: meta.len(),
+                            version,
+                        },
+                    ),
+                );
+            });
+        }
+        let mut changes = Vec::new();
+        let gone: Vec<String> = self
+            .reported
+            .keys()
+            .filter(|v| !found.contains_key(*v) && !unstable.contains(v))
+            .cloned()
+            .collect();
+        for vpath in gone {
+            self.reported.remove(&vpath);
+            changes.push(Change::Removed { vpath });
+        }
+        for (vpath, (path, seen)) in found {
+            if self.reported.get(&vpath).map(|(_, s)| *s) != Some(seen) {
+                changes.push(Change::Changed {
+                    vpath: vpath.clone(),
+                    size: seen.size,
+                    version: seen.version,
+                });
+                self.reported.insert(vpath, (path, seen));
+            }
+        }
+        changes
+    }
+
+    /// Reads published files for the core.
+    pub(crate) fn source<'a>(&'a self, open: &'a mut Option<(String, File)>) -> FsSource<'a> {
+        FsSource {
+            reported: &self.reported,
+            open,
+        }
+    }
+}
+
+/// Regular files under `dir` as `(vpath, path, metadata)`; symbolic links are not followed
+/// (a published tree cannot leak what lies outside it), partial files of a client are skipped.
+fn walk(dir: &Path, vpath: &str, f: &mut dyn FnMut(String, PathBuf, fs::Metadata)) {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            debug!(dir = %dir.display(), %e, "cannot scan");
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let Ok(meta) = entry.path().symlink_metadata() else {
+            continue;
+        };
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let child = path::join(vpath, &name);
+        if meta.is_dir() {
+            walk(&entry.path(), &child, f);
+        } else if meta.is_file() && !name.ends_with(PART_SUFFIX) {
+            f(child, entry.path(), meta);
+        }
+    }
+}
+
+/// [`Source`] over the scanned files, keeping the last file open.
+pub(crate) struct FsSource<'a> {
+    reported: &'a BTreeMap<String, (PathBuf, Seen)>,
+    open: &'a mut Option<(String, File)>,
+}
+
+impl Source for FsSource<'_> {
+    fn read(&mut self, vpath: &str, offset: u64, len: usize) -> io::Result<Bytes> {
+        if self.open.as_ref().is_none_or(|(v, _)| v != vpath) {
+            let (path, _) = self
+                .reported
+                .get(vpath)
+                .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+            *self.open = Some((vpath.to_string(), File::open(path)?));
+        }
+        let (_, file) = self.open.as_ref().expect("opened above");
+        let mut buf = BytesMut::zeroed(len);
+        let mut filled = 0;
+        while filled < len {
+            match file.read_at(&mut buf[filled..], offset + filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(filled);
+        Ok(buf.freeze())
+    }
+}

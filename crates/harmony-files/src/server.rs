@@ -1,0 +1,606 @@
+//! The sans-IO FILEMQ server (zeromq/filemq's `fmq_server`): one state per client routing id,
+//! byte credit, consecutive chunks per file, deletes, client-driven HUGZ, RTFM for anything
+//! out of place.
+//!
+//! The driver tells it what is published ([`Server::file_changed`], [`Server::file_removed`]),
+//! feeds it frames ([`Server::handle_message`]) and time, and pulls messages with
+//! [`Server::poll_transmit`], which reads file content through a [`Source`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
+use std::ops::Bound;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use harmony_wire::filemq::{Cheezburger, FileOperation, FilemqMessage};
+use sha1::{Digest, Sha1};
+use tracing::debug;
+
+use crate::error::ProtocolError;
+use crate::ext;
+use crate::path;
+
+/// Reads published content; the driver's is the file system, a simulation's is memory.
+pub trait Source {
+    /// Up to `len` bytes of `vpath` from `offset` (fewer only at the end of the file).
+    fn read(&mut self, vpath: &str, offset: u64, len: usize) -> io::Result<Bytes>;
+}
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest chunk of content in one CHEEZBURGER (zeromq/filemq: 1 000 000).
+    pub chunk_size: usize,
+    /// Largest credit a client may hold; a NOM beyond it is refused (RTFM) and the client
+    /// dropped.
+    pub max_credit: u64,
+    /// A client silent this long is dropped (zeromq/filemq: 60 s; its clients HUGZ every second).
+    pub client_timeout: Duration,
+    /// Largest frame accepted from a client.
+    pub max_frame: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            chunk_size: 1_000_000,
+            max_credit: 1 << 32,
+            client_timeout: Duration::from_secs(60),
+            max_frame: 16 << 20,
+        }
+    }
+}
+
+/// What the server tells its driver besides messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// A client sent OHAI.
+    Joined(Bytes),
+    /// A client's state was dropped: it said KTHXBAI (`None`), went silent or broke the
+    /// protocol.
+    Dropped(Bytes, Option<ProtocolError>),
+    /// A file went out whole to a client.
+    Sent(Bytes, String),
+}
+
+#[derive(Debug)]
+struct Published {
+    /// Publication order: late joiners get files in the order they appeared.
+    order: u64,
+    size: u64,
+    version: u64,
+    digest: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Patch {
+    Create(String),
+    Delete(String),
+    /// Harmony clients only: the initial listing of a subscription is out (sent as a HUGZ,
+    /// which rfc/35 lets a server send; the client answers HUGZ-OK).
+    Synced,
+}
+
+impl Patch {
+    fn vpath(&self) -> Option<&str> {
+        match self {
+            Self::Create(v) | Self::Delete(v) => Some(v),
+            Self::Synced => None,
+        }
+    }
+
+    /// Sent without credit.
+    fn is_free(&self) -> bool {
+        matches!(self, Self::Delete(_) | Self::Synced)
+    }
+}
+
+#[derive(Debug)]
+struct Transfer {
+    vpath: String,
+    offset: u64,
+    size: u64,
+    version: u64,
+    from_zero: bool,
+    hasher: Option<Sha1>,
+}
+
+#[derive(Debug)]
+struct Peer {
+    subs: Vec<String>,
+    harmony: bool,
+    credit: u64,
+    queue: VecDeque<Patch>,
+    /// From ICANHAZ caches: vpath -> SHA-1 the client has whole.
+    has: BTreeMap<String, String>,
+    /// vpath -> (SHA-1 of the prefix, its length) the client has partly.
+    partial: BTreeMap<String, (String, u64)>,
+    current: Option<Transfer>,
+    sequence: u64,
+    last_heard: Instant,
+}
+
+impl Peer {
+    fn wants(&self, vpath: &str) -> bool {
+        self.subs.iter().any(|s| path::under(vpath, s))
+    }
+
+    fn queue(&mut self, patch: Patch) {
+        if patch.vpath().is_some() {
+            self.queue.retain(|p| p.vpath() != patch.vpath());
+        }
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|t| Some(t.vpath.as_str()) == patch.vpath())
+        {
+            self.current = None;
+        }
+        self.queue.push_back(patch);
+    }
+}
+
+/// The sans-IO FILEMQ server. Deterministic: clients and files live in ordered maps.
+#[derive(Debug)]
+pub struct Server {
+    config: ServerConfig,
+    files: BTreeMap<String, Published>,
+    peers: BTreeMap<Bytes, Peer>,
+    outbox: VecDeque<(Bytes, FilemqMessage)>,
+    events: VecDeque<ServerEvent>,
+    /// Round-robin position: the client served last.
+    cursor: Option<Bytes>,
+    /// Files published so far (orders them).
+    published: u64,
+}
+
+impl Server {
+    /// A server publishing nothing yet.
+    pub fn new(config: ServerConfig) -> Self {
+        Self {
+            config,
+            files: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            cursor: None,
+            published: 0,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Number of clients with state.
+    pub fn client_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Virtual paths published now.
+    pub fn files(&self) -> impl Iterator<Item = &str> {
+        self.files.keys().map(String::as_str)
+    }
+
+    /// A file at `vpath` is new or changed (and stable): it goes to every subscriber.
+    /// `version` changes whenever the content may have (e.g. the mtime).
+    pub fn file_changed(&mut self, vpath: &str, size: u64, version: u64) {
+        self.published += 1;
+        let entry = Published {
+            order: self.published,
+            size,
+            version,
+            digest: None,
+        };
+        if let Some(old) = self.files.get(vpath) {
+            if old.size == size && old.version == version {
+                return;
+            }
+        }
+        self.files.insert(vpath.to_string(), entry);
+        for peer in self.peers.values_mut().filter(|p| p.wants(vpath)) {
+            peer.queue(Patch::Create(vpath.to_string()));
+        }
+    }
+
+    /// The file at `vpath` is gone: subscribers delete it.
+    pub fn file_removed(&mut self, vpath: &str) {
+        if self.files.remove(vpath).is_none() {
+            return;
+        }
+        for peer in self.peers.values_mut().filter(|p| p.wants(vpath)) {
+            peer.queue(Patch::Delete(vpath.to_string()));
+            peer.has.remove(vpath);
+            peer.partial.remove(vpath);
+        }
+    }
+
+    /// The driver could not reach this client any more (e.g. unroutable): forget it.
+    pub fn peer_gone(&mut self, peer: &Bytes) {
+        if self.peers.remove(peer).is_some() {
+            self.events
+                .push_back(ServerEvent::Dropped(peer.clone(), None));
+        }
+    }
+
+    fn drop_peer(&mut self, peer: &Bytes, error: ProtocolError) {
+        debug!(peer = ?peer, %error, "dropping FILEMQ client");
+        self.peers.remove(peer);
+        let reason = error.to_string().chars().take(255).collect();
+        self.outbox
+            .push_back((peer.clone(), FilemqMessage::Rtfm { reason }));
+        self.events
+            .push_back(ServerEvent::Dropped(peer.clone(), Some(error)));
+    }
+
+    /// A frame from client `peer` (its ROUTER routing id).
+    pub fn handle_message(&mut self, peer: &Bytes, frame: &Bytes, now: Instant) {
+        let msg = match FilemqMessage::decode(frame, self.config.max_frame) {
+            Ok(msg) => msg,
+            Err(e) => return self.drop_peer(peer, e.into()),
+        };
+        let Some(state) = self.peers.get_mut(peer) else {
+            if msg == FilemqMessage::Ohai {
+                self.peers.insert(
+                    peer.clone(),
+                    Peer {
+                        subs: Vec::new(),
+                        harmony: false,
+                        credit: 0,
+                        queue: VecDeque::new(),
+                        has: BTreeMap::new(),
+                        partial: BTreeMap::new(),
+                        current: None,
+                        sequence: 0,
+                        last_heard: now,
+                    },
+                );
+                self.outbox.push_back((peer.clone(), FilemqMessage::OhaiOk));
+                self.events.push_back(ServerEvent::Joined(peer.clone()));
+            } else {
+                self.drop_peer(peer, ProtocolError::Unexpected(msg.name()));
+            }
+            return;
+        };
+        state.last_heard = now;
+        match msg {
+            FilemqMessage::Ohai => self.outbox.push_back((peer.clone(), FilemqMessage::OhaiOk)),
+            FilemqMessage::Icanhaz {
+                path,
+                options,
+                cache,
+            } => self.subscribe(peer, path, &options, cache),
+            FilemqMessage::Nom { credit, .. } => {
+                let total = u128::from(state.credit) + u128::from(credit);
+                if total > u128::from(self.config.max_credit) {
+                    return self.drop_peer(peer, ProtocolError::CreditTooLarge(total));
+                }
+                state.credit = total as u64;
+            }
+            FilemqMessage::Hugz => self.outbox.push_back((peer.clone(), FilemqMessage::HugzOk)),
+            FilemqMessage::HugzOk => {}
+            FilemqMessage::Kthxbai => {
+                self.peers.remove(peer);
+                self.events
+                    .push_back(ServerEvent::Dropped(peer.clone(), None));
+            }
+            other => self.drop_peer(peer, ProtocolError::Unexpected(other.name())),
+        }
+    }
+
+    fn subscribe(
+        &mut self,
+        peer: &Bytes,
+        sub: String,
+        options: &[(String, String)],
+        cache: Vec<(String, String)>,
+    ) {
+        if !sub.starts_with('/') || sub.contains('\0') {
+            return self.drop_peer(peer, ProtocolError::Unexpected("ICANHAZ path not absolute"));
+        }
+        let Some(state) = self.peers.get_mut(peer) else {
+            return;
+        };
+        state.harmony |= ext::header(options, ext::OPT_HARMONY) == Some("1");
+        for (name, value) in cache {
+            let vpath = if name.starts_with('/') {
+                name
+            } else {
+                path::join(&sub, &name)
+            };
+            if !path::under(&vpath, &sub) {
+                continue;
+            }
+            match ext::parse_cache_value(&value) {
+                Some((digest, None)) => {
+                    state.has.insert(vpath, digest.to_string());
+                }
+                Some((digest, Some(offset))) => {
+                    state.partial.insert(vpath, (digest.to_string(), offset));
+                }
+                None => {}
+            }
+        }
+        if state.harmony {
+            // A mirror: what the client has and we no longer publish goes away.
+            let gone: Vec<String> = state
+                .has
+                .keys()
+                .chain(state.partial.keys())
+                .filter(|v| !self.files.contains_key(*v))
+                .cloned()
+                .collect();
+            for vpath in gone {
+                state.has.remove(&vpath);
+                state.partial.remove(&vpath);
+                state.queue(Patch::Delete(vpath));
+            }
+        }
+        if !state.subs.iter().any(|s| path::under(&sub, s)) {
+            state.subs.retain(|s| !path::under(s, &sub));
+            state.subs.push(sub.clone());
+            // Late joiners get everything that exists (less what their cache says they have).
+            let busy: std::collections::BTreeSet<String> = state
+                .queue
+                .iter()
+                .filter_map(|p| p.vpath().map(str::to_string))
+                .chain(state.current.iter().map(|t| t.vpath.clone()))
+                .collect();
+            let mut fresh: Vec<(u64, &String)> = self
+                .files
+                .iter()
+                .filter(|(v, _)| path::under(v, &sub) && !busy.contains(v.as_str()))
+                .map(|(v, f)| (f.order, v))
+                .collect();
+            fresh.sort_unstable();
+            for (_, vpath) in fresh {
+                state.queue.push_back(Patch::Create(vpath.clone()));
+            }
+        }
+        if state.harmony {
+            state.queue.push_back(Patch::Synced);
+        }
+        self.outbox
+            .push_back((peer.clone(), FilemqMessage::IcanhazOk));
+    }
+
+    /// Drops clients silent for longer than the timeout.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let timeout = self.config.client_timeout;
+        let silent: Vec<Bytes> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| now.saturating_duration_since(p.last_heard) >= timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for peer in silent {
+            self.peers.remove(&peer);
+            self.events
+                .push_back(ServerEvent::Dropped(peer, Some(ProtocolError::Timeout)));
+        }
+    }
+
+    /// When [`Server::handle_timeout`] should run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.peers
+            .values()
+            .map(|p| p.last_heard + self.config.client_timeout)
+            .min()
+    }
+
+    /// The next event for the driver.
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    /// The next message to send, as `(routing id, message)`: replies first, then one chunk per
+    /// client in turn, so that one client's credit never stalls another.
+    pub fn poll_transmit(&mut self, source: &mut dyn Source) -> Option<(Bytes, FilemqMessage)> {
+        if let Some(out) = self.outbox.pop_front() {
+            return Some(out);
+        }
+        let order: Vec<Bytes> = match &self.cursor {
+            Some(c) => self
+                .peers
+                .range::<Bytes, _>((Bound::Excluded(c), Bound::Unbounded))
+                .chain(self.peers.range::<Bytes, _>(..=c))
+                .map(|(k, _)| k.clone())
+                .collect(),
+            None => self.peers.keys().cloned().collect(),
+        };
+        for id in order {
+            if let Some(msg) = self.next_for(&id, source) {
+                self.cursor = Some(id.clone());
+                return Some((id, msg));
+            }
+        }
+        None
+    }
+
+    /// Whether some client has something to send and the credit for it.
+    pub fn wants_to_send(&self) -> bool {
+        !self.outbox.is_empty()
+            || self.peers.values().any(|p| {
+                (p.credit > 0 && (p.current.is_some() || !p.queue.is_empty()))
+                    || p.queue.front().is_some_and(Patch::is_free)
+            })
+    }
+
+    fn digest_of(&mut self, vpath: &str, source: &mut dyn Source) -> Option<String> {
+        let chunk = self.config.chunk_size;
+        let file = self.files.get_mut(vpath)?;
+        if file.digest.is_none() {
+            let (hasher, read) = hash_prefix(source, vpath, file.size, chunk).ok()?;
+            if read == file.size {
+                file.digest = Some(ext::sha1_hex(hasher));
+            }
+        }
+        file.digest.clone()
+    }
+
+    /// Starts the next transfer of `id`; `Some(message)` for a delete or the synced marker.
+    fn next_patch(&mut self, id: &Bytes, source: &mut dyn Source) -> Option<FilemqMessage> {
+        loop {
+            let peer = self.peers.get_mut(id)?;
+            let patch = peer.queue.pop_front()?;
+            let vpath = match patch {
+                Patch::Delete(vpath) => {
+                    let sequence = peer.sequence;
+                    peer.sequence += 1;
+                    return Some(FilemqMessage::Cheezburger(Cheezburger {
+                        sequence,
+                        operation: FileOperation::Delete,
+                        filename: vpath,
+                        offset: 0,
+                        eof: false,
+                        headers: Vec::new(),
+                        chunk: Bytes::new(),
+                    }));
+                }
+                Patch::Synced => return Some(FilemqMessage::Hugz),
+                Patch::Create(vpath) => vpath,
+            };
+            let had = peer.has.remove(&vpath);
+            let partial = peer.partial.remove(&vpath);
+            let harmony = peer.harmony;
+            let Some(file) = self.files.get(&vpath) else {
+                continue;
+            };
+            let (size, version) = (file.size, file.version);
+            if let Some(digest) = had {
+                if self.digest_of(&vpath, source).as_deref() == Some(digest.as_str()) {
+                    continue;
+                }
+            }
+            let mut transfer = Transfer {
+                vpath,
+                offset: 0,
+                size,
+                version,
+                from_zero: true,
+                hasher: harmony.then(Sha1::new),
+            };
+            if let Some((digest, offset)) = partial.filter(|(_, o)| *o > 0 && *o <= size) {
+                if let Ok((hasher, read)) =
+                    hash_prefix(source, &transfer.vpath, offset, self.config.chunk_size)
+                {
+                    if read == offset && ext::sha1_hex(hasher.clone()) == digest {
+                        debug!(vpath = %transfer.vpath, offset, "resuming");
+                        transfer.offset = offset;
+                        transfer.from_zero = false;
+                        transfer.hasher = harmony.then_some(hasher);
+                    }
+                }
+            }
+            self.peers.get_mut(id)?.current = Some(transfer);
+            return None;
+        }
+    }
+
+    fn next_for(&mut self, id: &Bytes, source: &mut dyn Source) -> Option<FilemqMessage> {
+        loop {
+            let peer = self.peers.get(id)?;
+            if peer.current.is_none() {
+                let delete_next = peer.queue.front().is_some_and(Patch::is_free);
+                if peer.credit == 0 && !delete_next {
+                    return None;
+                }
+                if let Some(delete) = self.next_patch(id, source) {
+                    return Some(delete);
+                }
+                self.peers.get(id)?.current.as_ref()?;
+            }
+            let chunk_size = self.config.chunk_size as u64;
+            let peer = self.peers.get_mut(id)?;
+            if peer.credit == 0 {
+                return None;
+            }
+            let harmony = peer.harmony;
+            let transfer = peer.current.as_mut()?;
+            let sequence = peer.sequence;
+            let mut headers = Vec::new();
+            if harmony {
+                headers.push((ext::HDR_SIZE.to_string(), transfer.size.to_string()));
+            }
+            if transfer.offset >= transfer.size {
+                let done = peer.current.take()?;
+                peer.sequence += 1;
+                let digest = done.hasher.map(ext::sha1_hex);
+                if let Some(d) = &digest {
+                    headers.push((ext::HDR_SHA1.to_string(), d.clone()));
+                }
+                if let (Some(d), true) = (&digest, done.from_zero) {
+                    if let Some(file) = self.files.get_mut(&done.vpath) {
+                        if file.version == done.version && file.size == done.size {
+                            file.digest = Some(d.clone());
+                        }
+                    }
+                }
+                self.events
+                    .push_back(ServerEvent::Sent(id.clone(), done.vpath.clone()));
+                return Some(FilemqMessage::Cheezburger(Cheezburger {
+                    sequence,
+                    operation: FileOperation::Create,
+                    filename: done.vpath,
+                    offset: done.offset,
+                    eof: true,
+                    headers,
+                    chunk: Bytes::new(),
+                }));
+            }
+            let len = chunk_size
+                .min(peer.credit)
+                .min(transfer.size - transfer.offset);
+            let data = match source.read(&transfer.vpath, transfer.offset, len as usize) {
+                Ok(data) if !data.is_empty() => data,
+                // Gone or shrunk since the scan: the scanner will report what it is now.
+                Ok(_) | Err(_) => {
+                    debug!(vpath = %transfer.vpath, "file no longer readable, skipped");
+                    peer.current = None;
+                    continue;
+                }
+            };
+            let len = data.len() as u64;
+            if let Some(h) = transfer.hasher.as_mut() {
+                h.update(&data);
+                headers.push((ext::HDR_CRC32.to_string(), ext::crc32_hex(&data)));
+            }
+            let offset = transfer.offset;
+            transfer.offset += len;
+            peer.credit -= len;
+            peer.sequence += 1;
+            return Some(FilemqMessage::Cheezburger(Cheezburger {
+                sequence,
+                operation: FileOperation::Create,
+                filename: transfer.vpath.clone(),
+                offset,
+                eof: false,
+                headers,
+                chunk: data,
+            }));
+        }
+    }
+}
+
+/// SHA-1 of the first `len` bytes of `vpath`, and how many bytes there were.
+fn hash_prefix(
+    source: &mut dyn Source,
+    vpath: &str,
+    len: u64,
+    chunk: usize,
+) -> io::Result<(Sha1, u64)> {
+    let mut hasher = Sha1::new();
+    let mut offset = 0;
+    while offset < len {
+        let want = (len - offset).min(chunk as u64) as usize;
+        let data = source.read(vpath, offset, want)?;
+        if data.is_empty() {
+            break;
+        }
+        hasher.update(&data);
+        offset += data.len() as u64;
+    }
+    Ok((hasher, offset))
+}

@@ -1,0 +1,378 @@
+//! [`FileClient`]: the tokio driver of [`Client`] over a harmony-zmtp DEALER, mirroring what a
+//! server publishes into a destination directory. Each connection is one [`Client`]; when it
+//! fails (server gone, silent, hostile, corrupted chunk) the driver waits a moment and opens a
+//! new one that resyncs from what is on disk and resumes the partial file.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::thread;
+use std::time::Duration;
+
+use harmony_zmtp::{DealerSocket, Message, SocketOptions};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{sleep, sleep_until, Instant};
+use tracing::{debug, info};
+
+use crate::client::{Client, ClientConfig, FileOp};
+use crate::error::FilesError;
+use crate::mirror::Mirror;
+
+/// What the client did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SyncEvent {
+    /// Subscribed on a new connection.
+    Connected,
+    /// A file started (or resumed at `offset`).
+    Receiving {
+        /// Relative name.
+        name: String,
+        /// Where it starts.
+        offset: u64,
+        /// Its size, if the server said.
+        size: Option<u64>,
+    },
+    /// Content arrived (may be skipped when events are not read fast enough).
+    Progress {
+        /// Relative name.
+        name: String,
+        /// Bytes of it on disk.
+        offset: u64,
+    },
+    /// A file is complete, verified and in place.
+    Updated {
+        /// Relative name.
+        name: String,
+        /// Its size.
+        size: u64,
+        /// Its SHA-1 (hex).
+        digest: String,
+    },
+    /// A file was deleted.
+    Deleted {
+        /// Relative name.
+        name: String,
+    },
+    /// A Harmony server said that everything it had at subscription time is on disk.
+    Synced,
+    /// Subscribed to a server that does not say when it is done (zeromq/filemq): it has
+    /// answered since, nothing is in progress and no file arrived for the quiet period.
+    Idle,
+    /// The connection failed; a new one follows.
+    Disconnected {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Builds a [`FileClient`].
+#[derive(Debug)]
+pub struct FileClientBuilder {
+    dest: PathBuf,
+    endpoint: String,
+    config: ClientConfig,
+    options: SocketOptions,
+    quiet: Duration,
+    retry: Duration,
+}
+
+impl FileClientBuilder {
+    /// Paths to subscribe to (default `/`).
+    pub fn subscribe(mut self, paths: Vec<String>) -> Self {
+        self.config.subscriptions = paths;
+        self
+    }
+
+    /// Protocol settings (subscriptions, credit window, heartbeat, extensions).
+    pub fn config(mut self, config: ClientConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Options of the DEALER socket: security (e.g. a CURVE client), limits.
+    pub fn socket_options(mut self, options: SocketOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Silence after which [`SyncEvent::Idle`] is reported (default 1 s).
+    pub fn quiet_period(mut self, quiet: Duration) -> Self {
+        self.quiet = quiet;
+        self
+    }
+
+    /// Wait before a new connection after one failed (default 500 ms).
+    pub fn retry_after(mut self, retry: Duration) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Starts mirroring (on a thread of its own, with its own runtime).
+    pub fn start(self) -> Result<FileClient, FilesError> {
+        for path in &self.config.subscriptions {
+            if !path.starts_with('/') {
+                return Err(FilesError::Invalid(format!(
+                    "path {path:?} must start with /"
+                )));
+            }
+        }
+        let mirror = Mirror::new(self.dest.clone())?;
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let (events_tx, events_rx) = mpsc::channel(1024);
+        let thread = thread::Builder::new()
+            .name("harmony-files-client".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(FilesError::io("tokio runtime"))?;
+                runtime.block_on(run(self, mirror, events_tx, stop_rx))
+            })
+            .map_err(FilesError::io("client thread"))?;
+        Ok(FileClient {
+            events: events_rx,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+}
+
+/// A running FILEMQ client. Read its events: the mirror waits when 1024 are unread.
+#[derive(Debug)]
+pub struct FileClient {
+    events: mpsc::Receiver<SyncEvent>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<thread::JoinHandle<Result<(), FilesError>>>,
+}
+
+impl FileClient {
+    /// A builder mirroring `endpoint` into directory `dest`.
+    pub fn builder(dest: impl Into<PathBuf>, endpoint: impl Into<String>) -> FileClientBuilder {
+        FileClientBuilder {
+            dest: dest.into(),
+            endpoint: endpoint.into(),
+            config: ClientConfig::default(),
+            options: SocketOptions::default(),
+            quiet: Duration::from_secs(1),
+            retry: Duration::from_millis(500),
+        }
+    }
+
+    /// The next event; `None` once the client has stopped (see [`FileClient::stop`] for why).
+    pub async fn next_event(&mut self) -> Option<SyncEvent> {
+        self.events.recv().await
+    }
+
+    /// Stops (saying KTHXBAI) and returns the error that stopped it, if one did. A partial
+    /// file stays on disk for the next client to resume.
+    pub fn stop(mut self) -> Result<(), FilesError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), FilesError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.events.close();
+        while self.events.try_recv().is_ok() {}
+        match self.thread.take() {
+            Some(thread) => thread.join().unwrap_or(Err(FilesError::Stopped)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for FileClient {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// How one connection ended.
+enum End {
+    Stop,
+    Failed(String),
+}
+
+async fn run(
+    b: FileClientBuilder,
+    mut mirror: Mirror,
+    events: mpsc::Sender<SyncEvent>,
+    mut stop: oneshot::Receiver<()>,
+) -> Result<(), FilesError> {
+    let (mut have, mut partial) = mirror.inventory()?;
+    loop {
+        let dealer = DealerSocket::new(b.options.clone());
+        dealer.connect(&b.endpoint)?;
+        let cache = have.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let core = Client::new(
+            b.config.clone(),
+            cache,
+            std::mem::take(&mut partial),
+            std::time::Instant::now(),
+        );
+        let mut conn = Connection {
+            dealer: &dealer,
+            core,
+            mirror: &mut mirror,
+            have: &mut have,
+            events: &events,
+            quiet: b.quiet,
+        };
+        let end = conn.run(&mut stop).await?;
+        partial.extend(conn.core.take_partial());
+        mirror.suspend();
+        match end {
+            End::Stop => {
+                dealer.close().await;
+                return Ok(());
+            }
+            End::Failed(reason) => {
+                info!(%reason, "FILEMQ connection failed, reconnecting");
+                let _ = events.send(SyncEvent::Disconnected { reason }).await;
+            }
+        }
+        drop(dealer);
+        tokio::select! {
+            _ = &mut stop => return Ok(()),
+            _ = sleep(b.retry) => {}
+        }
+    }
+}
+
+struct Connection<'a> {
+    dealer: &'a DealerSocket,
+    core: Client,
+    mirror: &'a mut Mirror,
+    have: &'a mut BTreeMap<String, String>,
+    events: &'a mpsc::Sender<SyncEvent>,
+    quiet: Duration,
+}
+
+impl Connection<'_> {
+    async fn run(&mut self, stop: &mut oneshot::Receiver<()>) -> Result<End, FilesError> {
+        let mut last_chunk = Instant::now();
+        let mut idle_told = false;
+        let mut connected_told = false;
+        let mut synced_told = false;
+        let mut heard = false;
+        let mut receiving: Option<String> = None;
+        loop {
+            while let Some(msg) = self.core.poll_transmit() {
+                let frame = msg
+                    .to_bytes()
+                    .map_err(|e| FilesError::Invalid(e.to_string()))?;
+                if self.dealer.try_send(Message::from(frame)).is_err() {
+                    return Ok(End::Failed("send queue full or closed".into()));
+                }
+            }
+            while let Some(op) = self.core.poll_op() {
+                last_chunk = Instant::now();
+                idle_told = false;
+                match self.apply(op, &mut receiving).await {
+                    Ok(()) => {}
+                    // A name that would go through a link or a non-directory: this server's
+                    // connection ends, the destination is untouched.
+                    Err(FilesError::Path(e)) => return Ok(End::Failed(e.to_string())),
+                    Err(e) => return Err(e),
+                }
+            }
+            if let Some(error) = self.core.error() {
+                return Ok(End::Failed(error.to_string()));
+            }
+            if self.core.is_subscribed() && !connected_told {
+                connected_told = true;
+                // The quiet period counts from the subscription, not from the connect.
+                last_chunk = Instant::now();
+                let _ = self.events.send(SyncEvent::Connected).await;
+            }
+            if self.core.is_synced() && !synced_told {
+                synced_told = true;
+                let _ = self.events.send(SyncEvent::Synced).await;
+            }
+            let idle_at = last_chunk + self.quiet;
+            // A server that has not said anything since the subscription may be busy sending a
+            // large first chunk: only silence after something was heard counts.
+            let can_idle = !idle_told
+                && heard
+                && self.core.is_subscribed()
+                && !self.core.is_harmony_server()
+                && !self.core.is_receiving();
+            let timeout = self.core.poll_timeout().map_or(
+                Instant::now() + Duration::from_secs(3600),
+                Instant::from_std,
+            );
+            tokio::select! {
+                biased;
+                _ = &mut *stop => {
+                    self.core.close();
+                    if let Some(msg) = self.core.poll_transmit() {
+                        if let Ok(frame) = msg.to_bytes() {
+                            let _ = self.dealer.try_send(Message::from(frame));
+                        }
+                    }
+                    return Ok(End::Stop);
+                }
+                msg = self.dealer.recv() => {
+                    let msg = msg?;
+                    heard |= connected_told;
+                    match msg.frames() {
+                        [frame] => self.core.handle_message(frame, std::time::Instant::now()),
+                        _ => return Ok(End::Failed("multi-frame message".into())),
+                    }
+                }
+                _ = sleep_until(timeout) => self.core.handle_timeout(std::time::Instant::now()),
+                _ = sleep_until(idle_at), if can_idle => {
+                    idle_told = true;
+                    let _ = self.events.send(SyncEvent::Idle).await;
+                }
+            }
+        }
+    }
+
+    async fn apply(
+        &mut self,
+        op: FileOp,
+        receiving: &mut Option<String>,
+    ) -> Result<(), FilesError> {
+        match op {
+            FileOp::Open { name, offset, size } => {
+                debug!(%name, offset, "receiving");
+                self.mirror.open(&name, offset)?;
+                *receiving = Some(name.clone());
+                let _ = self
+                    .events
+                    .send(SyncEvent::Receiving { name, offset, size })
+                    .await;
+            }
+            FileOp::Write { offset, data } => {
+                self.mirror.write(&data)?;
+                if let Some(name) = receiving.as_ref() {
+                    let _ = self.events.try_send(SyncEvent::Progress {
+                        name: name.clone(),
+                        offset: offset + data.len() as u64,
+                    });
+                }
+            }
+            FileOp::Commit { name, size, digest } => {
+                self.mirror.commit(&name)?;
+                *receiving = None;
+                self.have.insert(name.clone(), digest.clone());
+                let _ = self
+                    .events
+                    .send(SyncEvent::Updated { name, size, digest })
+                    .await;
+            }
+            FileOp::Discard { name } => {
+                self.mirror.discard(&name)?;
+                *receiving = None;
+            }
+            FileOp::Delete { name } => {
+                self.mirror.delete(&name)?;
+                self.have.remove(&name);
+                let _ = self.events.send(SyncEvent::Deleted { name }).await;
+            }
+        }
+        Ok(())
+    }
+}

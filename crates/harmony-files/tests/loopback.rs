@@ -1,0 +1,381 @@
+//! Harmony FILEMQ server and clients on loopback: many files in nested directories, changes
+//! and deletes, a late joiner, two clients at once, the server killed and restarted
+//! mid-transfer, a client restarted, CURVE.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use harmony_files::{ext, ClientConfig, FileClient, FileServer, SyncEvent};
+use harmony_security::{KeyPair, MechanismConfig};
+use harmony_zmtp::SocketOptions;
+use tokio::time::{timeout, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// relative name -> SHA-1 of every regular file under `dir` (partial files included, so a
+/// left-over one makes the comparison fail).
+fn tree(dir: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![(dir.to_path_buf(), String::new())];
+    while let Some((d, prefix)) = stack.pop() {
+        for entry in fs::read_dir(&d).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let rel = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            // The client renames and deletes while we look: what vanished is not there.
+            let Ok(meta) = entry.path().symlink_metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push((entry.path(), rel));
+            } else if let Ok(data) = fs::read(entry.path()) {
+                out.insert(rel, ext::sha1_of(&data));
+            }
+        }
+    }
+    out
+}
+
+fn write(dir: &Path, name: &str, data: &[u8]) {
+    let path = dir.join(name);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, data).unwrap();
+}
+
+fn content(seed: usize, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i * 7 + seed * 13) % 251) as u8)
+        .collect()
+}
+
+async fn server(src: &Path) -> FileServer {
+    server_with(src, SocketOptions::default(), "tcp://127.0.0.1:0").await
+}
+
+async fn server_with(src: &Path, options: SocketOptions, bind: &str) -> FileServer {
+    FileServer::builder()
+        .publish(src, "/")
+        .bind(bind)
+        .socket_options(options)
+        .scan_interval(Duration::from_millis(50))
+        .stable_after(Duration::from_millis(100))
+        .start()
+        .await
+        .expect("server starts")
+}
+
+fn fast() -> ClientConfig {
+    ClientConfig {
+        heartbeat: Duration::from_millis(100),
+        ..ClientConfig::default()
+    }
+}
+
+fn client(dest: &Path, endpoint: &str, config: ClientConfig) -> FileClient {
+    FileClient::builder(dest, endpoint)
+        .config(config)
+        .quiet_period(Duration::from_millis(300))
+        .retry_after(Duration::from_millis(100))
+        .start()
+        .expect("client starts")
+}
+
+/// Reads events until `dest` holds exactly what `src` does and the event that completed it
+/// has been read; returns the events seen.
+async fn mirrored(client: &mut FileClient, src: &Path, dest: &Path) -> Vec<SyncEvent> {
+    let want = tree(src);
+    let deadline = Instant::now() + DEADLINE;
+    let mut seen = Vec::new();
+    loop {
+        let settled = matches!(
+            seen.last(),
+            Some(SyncEvent::Synced | SyncEvent::Updated { .. } | SyncEvent::Deleted { .. })
+        );
+        if settled && tree(dest) == want {
+            // Events trail the disk: take those already sent.
+            while let Ok(Some(event)) = timeout(Duration::ZERO, client.next_event()).await {
+                seen.push(event);
+            }
+            if matches!(
+                seen.last(),
+                Some(SyncEvent::Synced | SyncEvent::Updated { .. } | SyncEvent::Deleted { .. })
+            ) {
+                return seen;
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match timeout(left, client.next_event()).await {
+            Ok(Some(event)) => seen.push(event),
+            Ok(None) => panic!("client stopped: {seen:?}"),
+            Err(_) => panic!(
+                "not mirrored in time: want {:?}, have {:?}",
+                want.keys().collect::<Vec<_>>(),
+                tree(dest).keys().collect::<Vec<_>>()
+            ),
+        }
+    }
+}
+
+#[tokio::test]
+async fn many_files_changes_deletes_late_joiner_and_two_clients() {
+    let src = tempfile::tempdir().unwrap();
+    for i in 0..60 {
+        let len = match i % 4 {
+            0 => 0,
+            1 => 100,
+            2 => 70_000,
+            _ => 1_500_000,
+        };
+        write(
+            src.path(),
+            &format!("d{}/sub{}/f{i}.bin", i % 3, i % 2),
+            &content(i, len),
+        );
+    }
+    let server = server(src.path()).await;
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut first = client(a.path(), server.endpoint(), fast());
+    let mut second = client(b.path(), server.endpoint(), fast());
+    let mut events = mirrored(&mut first, src.path(), a.path()).await;
+    mirrored(&mut second, src.path(), b.path()).await;
+    // Deletes, changes and new files while both are connected.
+    for i in 0..5 {
+        fs::remove_file(src.path().join(format!("d{}/sub{}/f{i}.bin", i % 3, i % 2))).unwrap();
+    }
+    write(src.path(), "d1/sub1/f7.bin", b"changed");
+    write(src.path(), "new/deep/er/file.txt", b"new file\n");
+    events.extend(mirrored(&mut first, src.path(), a.path()).await);
+    assert!(
+        events.contains(&SyncEvent::Deleted {
+            name: "d0/sub0/f0.bin".into()
+        }),
+        "{events:?}"
+    );
+    mirrored(&mut second, src.path(), b.path()).await;
+    // A late joiner gets everything that exists now.
+    let c = tempfile::tempdir().unwrap();
+    let mut late = client(c.path(), server.endpoint(), fast());
+    mirrored(&mut late, src.path(), c.path()).await;
+    for client in [first, second, late] {
+        client.stop().expect("no error");
+    }
+}
+
+#[tokio::test]
+async fn server_killed_mid_transfer_then_restarted_the_client_resumes() {
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "big.bin", &content(1, 48 << 20));
+    let server = server(src.path()).await;
+    let endpoint = server.endpoint().to_string();
+    let dest = tempfile::tempdir().unwrap();
+    // A small window so that the file is still moving when the server dies.
+    let config = ClientConfig {
+        credit_window: 1 << 20,
+        ..fast()
+    };
+    let mut client = client(dest.path(), &endpoint, config);
+    loop {
+        match timeout(DEADLINE, client.next_event())
+            .await
+            .expect("progress")
+        {
+            Some(SyncEvent::Progress { offset, .. }) if offset >= 8 << 20 => break,
+            Some(SyncEvent::Updated { .. }) => panic!("finished before the kill"),
+            Some(_) => {}
+            None => panic!("client stopped"),
+        }
+    }
+    server.stop();
+    let _server = server_with(src.path(), SocketOptions::default(), &endpoint).await;
+    let events = mirrored(&mut client, src.path(), dest.path()).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, SyncEvent::Disconnected { .. })),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, SyncEvent::Receiving { offset, .. } if *offset >= 8 << 20)),
+        "resumed from the offset: {events:?}"
+    );
+    client.stop().expect("no error");
+}
+
+#[tokio::test]
+async fn a_restarted_client_resumes_from_what_it_has() {
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "big.bin", &content(2, 32 << 20));
+    write(src.path(), "a-small.txt", b"small");
+    // Both stable at the first scan, so they go out in name order: a-small.txt first.
+    let past = std::time::SystemTime::now() - Duration::from_secs(10);
+    for name in ["big.bin", "a-small.txt"] {
+        let file = fs::File::options()
+            .write(true)
+            .open(src.path().join(name))
+            .unwrap();
+        file.set_modified(past).unwrap();
+    }
+    let server = server(src.path()).await;
+    let dest = tempfile::tempdir().unwrap();
+    let config = ClientConfig {
+        credit_window: 1 << 20,
+        ..fast()
+    };
+    let mut first = client(dest.path(), server.endpoint(), config.clone());
+    loop {
+        match timeout(DEADLINE, first.next_event())
+            .await
+            .expect("progress")
+        {
+            Some(SyncEvent::Progress { name, offset })
+                if name == "big.bin" && offset >= 4 << 20 =>
+            {
+                break
+            }
+            Some(SyncEvent::Updated { name, .. }) if name == "big.bin" => {
+                panic!("finished too soon")
+            }
+            Some(_) => {}
+            None => panic!("client stopped"),
+        }
+    }
+    first.stop().expect("no error");
+    assert!(dest.path().join(".big.bin.harmony-part").exists());
+    assert!(
+        !dest.path().join("big.bin").exists(),
+        "nothing half written under the final name"
+    );
+    let mut second = client(dest.path(), server.endpoint(), config);
+    let events = mirrored(&mut second, src.path(), dest.path()).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, SyncEvent::Receiving { name, offset, .. } if name == "big.bin" && *offset >= 4 << 20)),
+        "{events:?}"
+    );
+    // a-small.txt (sent first) was complete: the resync did not send it again.
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, SyncEvent::Receiving { name, .. } if name == "a-small.txt")),
+        "{events:?}"
+    );
+    second.stop().expect("no error");
+}
+
+#[tokio::test]
+async fn curve_secured_transfer() {
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "secret/plans.txt", &content(3, 300_000));
+    let server_keys = KeyPair::generate();
+    let options = SocketOptions::default().mechanism(MechanismConfig::CurveServer {
+        keys: server_keys.clone(),
+    });
+    let server = server_with(src.path(), options, "tcp://127.0.0.1:0").await;
+    let dest = tempfile::tempdir().unwrap();
+    let mut good = FileClient::builder(dest.path(), server.endpoint())
+        .config(fast())
+        .socket_options(
+            SocketOptions::default().mechanism(MechanismConfig::CurveClient {
+                keys: KeyPair::generate(),
+                server_key: *server_keys.public(),
+            }),
+        )
+        .start()
+        .unwrap();
+    mirrored(&mut good, src.path(), dest.path()).await;
+    good.stop().expect("no error");
+    // A client that does not speak CURVE gets nothing.
+    let other = tempfile::tempdir().unwrap();
+    let mut plain = client(other.path(), server.endpoint(), fast());
+    let quiet = timeout(Duration::from_millis(800), async {
+        loop {
+            if let Some(SyncEvent::Updated { .. }) | None = plain.next_event().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(quiet.is_err(), "a NULL client must not receive files");
+    assert!(tree(other.path()).is_empty());
+    let _ = plain.stop();
+}
+
+#[tokio::test]
+async fn directories_published_at_virtual_paths_and_prefix_subscriptions() {
+    let (photos, docs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let past = std::time::SystemTime::now() - Duration::from_secs(10);
+    for (dir, name) in [(&photos, "2024/cat.jpg"), (&docs, "notes.txt")] {
+        write(dir.path(), name, name.as_bytes());
+        let file = fs::File::options()
+            .write(true)
+            .open(dir.path().join(name))
+            .unwrap();
+        file.set_modified(past).unwrap();
+    }
+    let server = FileServer::builder()
+        .publish(photos.path(), "/media/photos")
+        .publish(docs.path(), "/docs")
+        .scan_interval(Duration::from_millis(50))
+        .start()
+        .await
+        .unwrap();
+    // Only /media: the photos arrive relative to the subscription, the docs do not.
+    let dest = tempfile::tempdir().unwrap();
+    let mut client = FileClient::builder(dest.path(), server.endpoint())
+        .subscribe(vec!["/media".into()])
+        .start()
+        .unwrap();
+    loop {
+        match timeout(DEADLINE, client.next_event())
+            .await
+            .expect("an event")
+        {
+            Some(SyncEvent::Synced) => break,
+            Some(SyncEvent::Disconnected { reason }) => panic!("{reason}"),
+            Some(_) => {}
+            None => panic!("client stopped"),
+        }
+    }
+    let got: Vec<String> = tree(dest.path()).into_keys().collect();
+    assert_eq!(got, ["photos/2024/cat.jpg"]);
+    client.stop().unwrap();
+}
+
+#[tokio::test]
+async fn without_extensions_as_zeromq_filemq_the_client_mirrors_then_goes_idle() {
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "a/b.txt", b"plain FILEMQ");
+    write(src.path(), "c.bin", &content(4, 2_500_000));
+    let server = server(src.path()).await;
+    let dest = tempfile::tempdir().unwrap();
+    let config = ClientConfig {
+        extensions: false,
+        ..fast()
+    };
+    let mut client = client(dest.path(), server.endpoint(), config);
+    // Nothing says "done" on the wire now: the quiet period does.
+    let deadline = Instant::now() + DEADLINE;
+    let mut seen = Vec::new();
+    loop {
+        match timeout(deadline - Instant::now(), client.next_event()).await {
+            Ok(Some(SyncEvent::Idle)) if tree(dest.path()) == tree(src.path()) => break,
+            Ok(Some(SyncEvent::Synced)) => panic!("Synced without the extensions"),
+            Ok(Some(event)) => seen.push(event),
+            Ok(None) => panic!("client stopped: {seen:?}"),
+            Err(_) => panic!("not idle and mirrored in time: {seen:?}"),
+        }
+    }
+    // The server was not asked for sizes: none were declared.
+    assert!(seen
+        .iter()
+        .all(|e| !matches!(e, SyncEvent::Receiving { size: Some(_), .. })));
+    client.stop().unwrap();
+}

@@ -1,0 +1,314 @@
+//! `harmony files serve|sync`: publish a directory over FILEMQ, or mirror one.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use harmony::files::discovery::{self, FILEMQ_HEADER};
+use harmony::files::{FileClient, FileServer, FilesError, SyncEvent};
+use harmony::security::{public_key_from_z85, Certificate, KeyPair, MechanismConfig};
+use harmony::zmtp::SocketOptions;
+use harmony::{Node, NodeError};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+/// The ZRE header carrying the FILEMQ server's CURVE public key (Z85), when it has one.
+const KEY_HEADER: &str = "X-FILEMQ-KEY";
+
+#[derive(Debug, Args)]
+pub(crate) struct FilesArgs {
+    #[command(subcommand)]
+    command: FilesCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum FilesCommand {
+    /// Publish a directory; discovery advertises it (ZRE header X-FILEMQ).
+    Serve(ServeArgs),
+    /// Mirror what a server publishes into a directory.
+    Sync(SyncArgs),
+}
+
+/// Discovery settings.
+#[derive(Debug, Args)]
+struct Discovery {
+    /// Beacon interface: `auto`, `loopback`/`lo`, a name such as `eth0`, or an address.
+    #[arg(short, long, default_value = "auto")]
+    interface: String,
+    /// UDP discovery port.
+    #[arg(long, default_value_t = harmony::beacon::DEFAULT_PORT)]
+    port: u16,
+    /// Beacon interval in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    interval_ms: u64,
+}
+
+impl Discovery {
+    fn node(&self, name: &str) -> harmony::NodeBuilder {
+        Node::builder()
+            .name(name)
+            .interface(self.interface.as_str())
+            .port(self.port)
+            .interval(Duration::from_millis(self.interval_ms.max(10)))
+    }
+
+    fn is_loopback(&self) -> bool {
+        matches!(
+            self.interface.as_str(),
+            "loopback" | "lo" | "127.0.0.1" | "::1"
+        )
+    }
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// The directory to publish.
+    dir: PathBuf,
+    /// Where to listen (default: an ephemeral port, advertised by discovery).
+    #[arg(long)]
+    bind: Option<String>,
+    /// The virtual path the directory is published at.
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// Encrypt with CURVE, with the key pair of this certificate (its `_secret` file is read).
+    #[arg(long, value_name = "FILE")]
+    curve_cert: Option<PathBuf>,
+    #[command(flatten)]
+    discovery: Discovery,
+}
+
+#[derive(Debug, Args)]
+struct SyncArgs {
+    /// The destination directory.
+    dest: PathBuf,
+    /// The server's endpoint (default: the first one discovery finds).
+    #[arg(long)]
+    from: Option<String>,
+    /// The path to subscribe to.
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// Exit once everything the server had is on disk (a Harmony server says so; for
+    /// another, after two quiet seconds).
+    #[arg(long)]
+    once: bool,
+    /// The server's CURVE public key (Z85); found by discovery when the server advertises it.
+    #[arg(long, value_name = "Z85")]
+    curve_server_key: Option<String>,
+    #[command(flatten)]
+    discovery: Discovery,
+}
+
+fn invalid(e: impl std::fmt::Display) -> NodeError {
+    NodeError::Invalid(e.to_string())
+}
+
+pub(crate) async fn run(args: FilesArgs) -> Result<(), NodeError> {
+    match args.command {
+        FilesCommand::Serve(args) => serve(args).await,
+        FilesCommand::Sync(args) => sync(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), NodeError> {
+    let mut options = SocketOptions::default();
+    let mut public_key = None;
+    if let Some(path) = &args.curve_cert {
+        let cert =
+            Certificate::load(path).map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+        let keys = cert
+            .key_pair()
+            .cloned()
+            .ok_or_else(|| invalid(format!("{} has no secret key", path.display())))?;
+        public_key = Some(keys.public_z85());
+        options = options.mechanism(MechanismConfig::CurveServer { keys });
+    }
+    let bind = args.bind.clone().unwrap_or_else(|| {
+        if args.discovery.is_loopback() {
+            "tcp://127.0.0.1:0".into()
+        } else {
+            "tcp://0.0.0.0:0".into()
+        }
+    });
+    let server = FileServer::builder()
+        .publish(&args.dir, &args.path)
+        .bind(bind)
+        .socket_options(options)
+        .start()
+        .await
+        .map_err(invalid)?;
+    let mut node = args
+        .discovery
+        .node("harmony-files")
+        .header(FILEMQ_HEADER, discovery::advertise(server.endpoint()));
+    if let Some(key) = &public_key {
+        node = node.header(KEY_HEADER, key.clone());
+    }
+    let mut node = node.start().await?;
+    eprintln!(
+        "harmony: serving {} at {} on {}",
+        args.dir.display(),
+        args.path,
+        server.endpoint()
+    );
+    if let Some(key) = &public_key {
+        eprintln!("harmony: CURVE public key {key}");
+    }
+    // Discovery events are read so that the node's queue never fills.
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            event = node.next_event() => if event.is_none() { break },
+        }
+    }
+    node.stop().await?;
+    server.stop();
+    Ok(())
+}
+
+async fn sync(args: SyncArgs) -> Result<(), NodeError> {
+    let mut server_key = args
+        .curve_server_key
+        .as_deref()
+        .map(public_key_from_z85)
+        .transpose()
+        .map_err(|e| invalid(format!("server key: {e}")))?;
+    let endpoint = match &args.from {
+        Some(e) => e.clone(),
+        None => {
+            let mut node = args.discovery.node("harmony-files-sync").start().await?;
+            eprintln!(
+                "harmony: looking for a file server on {}",
+                node.interface().name
+            );
+            let found = find(&mut node, &mut server_key).await;
+            node.stop().await?;
+            found.ok_or_else(|| invalid("no file server found"))?
+        }
+    };
+    let mut options = SocketOptions::default();
+    if let Some(server_key) = server_key {
+        options = options.mechanism(MechanismConfig::CurveClient {
+            keys: KeyPair::generate(),
+            server_key,
+        });
+    }
+    eprintln!(
+        "harmony: mirroring {endpoint} {} into {}",
+        args.path,
+        args.dest.display()
+    );
+    let mut client = FileClient::builder(&args.dest, endpoint)
+        .subscribe(vec![args.path.clone()])
+        .quiet_period(Duration::from_secs(2))
+        .socket_options(options)
+        .start()
+        .map_err(invalid)?;
+    let mut progress = Progress::new();
+    loop {
+        let event = tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            event = client.next_event() => event,
+        };
+        let Some(event) = event else { break };
+        if args.once && matches!(event, SyncEvent::Synced | SyncEvent::Idle) {
+            break;
+        }
+        progress.show(&event);
+    }
+    client.stop().map_err(|e: FilesError| invalid(e))
+}
+
+/// The first file server discovery finds, and its CURVE key if it advertises one.
+async fn find(node: &mut Node, key: &mut Option<[u8; 32]>) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let event = tokio::time::timeout_at(deadline, node.next_event())
+            .await
+            .ok()??;
+        if let Some(endpoint) = discovery::server_in(&event) {
+            if let harmony::Event::Enter { headers, .. } = &event {
+                if let Some((_, z85)) = headers.iter().find(|(k, _)| k == KEY_HEADER) {
+                    if key.is_none() {
+                        *key = public_key_from_z85(z85).ok();
+                    }
+                }
+            }
+            return Some(endpoint);
+        }
+    }
+}
+
+/// Progress on stderr: bars per file and overall on a terminal, one line per file otherwise.
+struct Progress {
+    bars: Option<(MultiProgress, ProgressBar)>,
+    file: Option<ProgressBar>,
+    files: u64,
+}
+
+impl Progress {
+    fn new() -> Self {
+        let bars = std::io::stderr().is_terminal().then(|| {
+            let multi = MultiProgress::new();
+            let total = multi.add(ProgressBar::new_spinner());
+            total.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} {msg} {binary_bytes} ({binary_bytes_per_sec})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            total.enable_steady_tick(Duration::from_millis(200));
+            (multi, total)
+        });
+        Self {
+            bars,
+            file: None,
+            files: 0,
+        }
+    }
+
+    fn show(&mut self, event: &SyncEvent) {
+        let Some((multi, total)) = &self.bars else {
+            match event {
+                SyncEvent::Updated { name, size, .. } => eprintln!("updated {name} ({size} bytes)"),
+                SyncEvent::Deleted { name } => eprintln!("deleted {name}"),
+                SyncEvent::Disconnected { reason } => eprintln!("disconnected: {reason}"),
+                _ => {}
+            }
+            return;
+        };
+        match event {
+            SyncEvent::Receiving { name, offset, size } => {
+                let bar = multi.add(ProgressBar::new(size.unwrap_or(0)));
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "  {msg:30!} {bar:30} {binary_bytes}/{binary_total_bytes}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                bar.set_message(name.clone());
+                bar.set_position(*offset);
+                if let Some(old) = self.file.replace(bar) {
+                    old.finish_and_clear();
+                }
+            }
+            SyncEvent::Progress { offset, .. } => {
+                if let Some(bar) = &self.file {
+                    total.inc(offset.saturating_sub(bar.position()));
+                    bar.set_position(*offset);
+                }
+            }
+            SyncEvent::Updated { name, .. } => {
+                if let Some(bar) = self.file.take() {
+                    bar.finish_and_clear();
+                }
+                self.files += 1;
+                total.set_message(format!("{} files, last {name}", self.files));
+            }
+            SyncEvent::Deleted { name } => total.set_message(format!("deleted {name}")),
+            SyncEvent::Disconnected { reason } => {
+                total.set_message(format!("reconnecting: {reason}"))
+            }
+            _ => {}
+        }
+    }
+}

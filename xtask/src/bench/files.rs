@@ -1,0 +1,124 @@
+//! The `files` family: FILEMQ on loopback against a raw TCP copy of the same files (read,
+//! send, write), measured in the same run by `crates/harmony-files/examples/files_bench.rs`:
+//! one 1 GiB file and 10 000 x 4 KiB files, plain and with CURVE (the raw copy is never
+//! encrypted), and the 1 GiB file without the integrity extensions. Peak RSS is the whole
+//! process's (both sides of both transfers).
+
+use std::process::Command;
+
+use super::BenchOpts;
+use crate::run::{cargo, step, target_dir, Result};
+
+/// One line of the table.
+struct Row {
+    case: String,
+    harmony_s: f64,
+    raw_s: f64,
+    bytes: f64,
+    files: f64,
+    rss_kib: u64,
+}
+
+pub(super) fn run(opts: &BenchOpts) -> Result<()> {
+    step(
+        "build the FILEMQ bench driver",
+        cargo().args([
+            "build",
+            "--release",
+            "-p",
+            "harmony-files",
+            "--example",
+            "files_bench",
+        ]),
+    )?;
+    let driver = target_dir().join("release/examples/files_bench");
+    // Files in memory when /dev/shm exists: the protocol is measured, not the disk's
+    // writeback (both sides write the same bytes either way). Removed at the end.
+    let shm = std::path::Path::new("/dev/shm");
+    let scratch = if shm.is_dir() {
+        shm.join(format!("harmony-bench-files-{}", std::process::id()))
+    } else {
+        target_dir().join("bench-files")
+    };
+    std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
+    let result = measure(&driver, &scratch, opts);
+    if scratch.starts_with(shm) {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    result
+}
+
+fn measure(driver: &std::path::Path, scratch: &std::path::Path, opts: &BenchOpts) -> Result<()> {
+    let cases: &[&[&str]] = if opts.quick {
+        &[&["big"], &["small"]]
+    } else {
+        &[
+            &["big"],
+            &["big", "plain"],
+            &["big", "curve"],
+            &["small"],
+            &["small", "curve"],
+        ]
+    };
+    let mut rows = Vec::new();
+    for case in cases {
+        let out = Command::new(driver)
+            .arg(scratch)
+            .args(*case)
+            .output()
+            .map_err(|e| format!("{}: {e}", driver.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "files_bench {case:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut row = Row {
+            case: String::new(),
+            harmony_s: 0.0,
+            raw_s: 0.0,
+            bytes: 0.0,
+            files: 0.0,
+            rss_kib: 0,
+        };
+        for line in text.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            match f[..] {
+                ["RESULT", who, case, secs, bytes, files] => {
+                    let secs: f64 = secs.parse().map_err(|_| line.to_string())?;
+                    row.case = case.to_string();
+                    row.bytes = bytes.parse().map_err(|_| line.to_string())?;
+                    row.files = files.parse().map_err(|_| line.to_string())?;
+                    if who == "harmony" {
+                        row.harmony_s = secs;
+                    } else {
+                        row.raw_s = secs;
+                    }
+                }
+                ["RSS", kib] => row.rss_kib = kib.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        rows.push(row);
+    }
+    println!("\nFILEMQ on loopback: Harmony vs raw TCP copy, same run");
+    println!(
+        "  {:<16} {:>12} {:>12} {:>10} {:>10} {:>7} {:>12}",
+        "case", "harmony", "raw tcp", "MB/s", "files/s", "ratio", "peak RSS"
+    );
+    for r in &rows {
+        println!(
+            "  {:<16} {:>10.2} s {:>10.2} s {:>10.1} {:>10.0} {:>6.2}x {:>8} MiB",
+            r.case,
+            r.harmony_s,
+            r.raw_s,
+            r.bytes / r.harmony_s / 1e6,
+            r.files / r.harmony_s,
+            r.raw_s / r.harmony_s,
+            r.rss_kib / 1024
+        );
+    }
+    println!("  ratio = raw time / Harmony time (1.00x = as fast as the raw copy)");
+    Ok(())
+}
