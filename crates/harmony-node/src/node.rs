@@ -164,6 +164,13 @@ impl NodeBuilder {
         self
     }
 
+    /// The CURVE key pair of encrypted mode ([`curve`](Self::curve)), if set: protocols beside
+    /// ZRE (the pipeline) secure their own sockets with it, the key already advertised in
+    /// `X-PUBLICKEY`.
+    pub fn curve_keys(&self) -> Option<&KeyPair> {
+        self.curve.as_ref()
+    }
+
     /// The interface [`start`](Self::start) will use, chosen now: protocols beside ZRE (the
     /// pipeline) bind their own sockets on its address and advertise them in headers.
     pub fn selected_interface(&self) -> Result<SelectedInterface, NodeError> {

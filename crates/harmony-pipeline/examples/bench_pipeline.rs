@@ -127,6 +127,10 @@ async fn batch(c: &mut Cluster, tasks: usize, kill: bool) -> (Duration, u64) {
 
 #[tokio::main]
 async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let tasks = arg("--tasks", 200_000);
     let recovery_tasks = arg("--recovery-tasks", 10_000);
     let raw = push_pull(tasks).await;

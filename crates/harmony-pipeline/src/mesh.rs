@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bytes::Bytes;
-use harmony_node::{Event, Node, NodeBuilder, Uuid};
+use bytes::{Bytes, BytesMut};
+use harmony_node::{Event, Node, NodeBuilder, Uuid, PUBLIC_KEY_HEADER};
+use harmony_security::{public_key_from_z85, KeyPair};
 use harmony_wire::pipeline::PipelineMessage;
-use harmony_zmtp::{DealerSocket, Message, RouterSocket, SocketOptions};
+use harmony_zmtp::{DealerSocket, MechanismConfig, Message, RouterSocket, SocketOptions};
 use tracing::{debug, warn};
 
 use crate::core::{Role, Transmit};
@@ -55,6 +56,8 @@ const BURST: usize = 256;
 struct Peer {
     role: Role,
     endpoint: String,
+    /// Its CURVE public key, from `X-PUBLICKEY` (encrypted mode).
+    key: Option<[u8; 32]>,
     dealer: Option<DealerSocket>,
 }
 
@@ -69,7 +72,16 @@ pub(crate) struct Mesh {
     talks_to: &'static [Role],
     /// Encoded messages waiting to leave, by peer (kept to reuse the buffers).
     outgoing: HashMap<Uuid, Vec<Bytes>>,
+    /// Where messages are encoded: each is split off as its own frame, so a burst costs one
+    /// allocation per [`ENCODE_CHUNK`] bytes, not one per message.
+    scratch: BytesMut,
+    /// The node's CURVE key pair in encrypted mode: the inbox is a CURVE server with it and
+    /// every DEALER a CURVE client of the peer's advertised key.
+    curve: Option<KeyPair>,
 }
+
+/// The size of the encoding buffer taken at a time.
+const ENCODE_CHUNK: usize = 64 << 10;
 
 impl Mesh {
     /// Binds the inbox on the node's interface, starts the node with the headers, joins.
@@ -80,11 +92,14 @@ impl Mesh {
         talks_to: &'static [Role],
     ) -> Result<Self, PipelineError> {
         let interface = builder.selected_interface()?;
-        let inbox = RouterSocket::new(
-            SocketOptions::default()
-                .max_msg_size(MAX_MESSAGE)
-                .recv_hwm(100_000),
-        );
+        let curve = builder.curve_keys().cloned();
+        let mut options = SocketOptions::default()
+            .max_msg_size(MAX_MESSAGE)
+            .recv_hwm(100_000);
+        if let Some(keys) = &curve {
+            options = options.mechanism(MechanismConfig::CurveServer { keys: keys.clone() });
+        }
+        let inbox = RouterSocket::new(options);
         let bound = inbox.bind(&interface.tcp_endpoint(0)).await?;
         let endpoint = interface.tcp_endpoint(bound.port());
         let node = builder
@@ -102,6 +117,8 @@ impl Mesh {
             peers: HashMap::new(),
             talks_to,
             outgoing: HashMap::new(),
+            scratch: BytesMut::new(),
+            curve,
         })
     }
 
@@ -140,12 +157,14 @@ impl Mesh {
             Event::Enter { peer, headers, .. } => {
                 let header = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v);
                 let role = header(ROLE_HEADER).and_then(|r| Role::parse(r));
+                let key = header(PUBLIC_KEY_HEADER).and_then(|k| public_key_from_z85(k).ok());
                 if let (Some(role), Some(endpoint)) = (role, header(ENDPOINT_HEADER)) {
                     self.peers.insert(
                         peer,
                         Peer {
                             role,
                             endpoint: endpoint.clone(),
+                            key,
                             dealer: None,
                         },
                     );
@@ -160,13 +179,22 @@ impl Mesh {
                     return None;
                 }
                 if talks_to.contains(&p.role) {
-                    let dealer = DealerSocket::new(
-                        SocketOptions::default()
-                            .identity(identity(me))
-                            .send_hwm(SEND_HWM)
-                            .linger(Duration::from_millis(200))
-                            .max_msg_size(MAX_MESSAGE),
-                    );
+                    let mut options = SocketOptions::default()
+                        .identity(identity(me))
+                        .send_hwm(SEND_HWM)
+                        .linger(Duration::from_millis(200))
+                        .max_msg_size(MAX_MESSAGE);
+                    if let Some(keys) = &self.curve {
+                        let Some(server_key) = p.key else {
+                            warn!(%peer, "no valid X-PUBLICKEY from this pipeline peer (encrypted mode); not connecting");
+                            return None;
+                        };
+                        options = options.mechanism(MechanismConfig::CurveClient {
+                            keys: keys.clone(),
+                            server_key,
+                        });
+                    }
+                    let dealer = DealerSocket::new(options);
                     // Connecting starts in the background: this never waits.
                     if let Err(e) = dealer.connect(&p.endpoint) {
                         warn!(%peer, endpoint = %p.endpoint, error = %e, "cannot connect to pipeline peer");
@@ -201,8 +229,15 @@ impl Mesh {
     /// not connected, or whose queue is full, is dropped and logged: the protocol recovers it.
     pub(crate) fn send_all(&mut self, transmits: impl Iterator<Item = Transmit>) {
         for t in transmits {
-            match t.message.to_bytes() {
-                Ok(bytes) => self.outgoing.entry(t.to).or_default().push(bytes),
+            let len = t.message.encoded_len();
+            if self.scratch.capacity() < len {
+                self.scratch = BytesMut::with_capacity(len.max(ENCODE_CHUNK));
+            }
+            match t.message.encode(&mut self.scratch) {
+                Ok(()) => {
+                    let bytes = self.scratch.split().freeze();
+                    self.outgoing.entry(t.to).or_default().push(bytes);
+                }
                 Err(e) => warn!(to = %t.to, error = %e, "message not encodable, dropped"),
             }
         }

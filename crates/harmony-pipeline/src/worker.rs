@@ -1,15 +1,17 @@
 //! The worker's tokio driver: [`Worker`] runs an async function for each task.
 
-use std::collections::HashMap;
 use std::fmt::Display;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::FutureExt;
 use harmony_node::Uuid;
 use tokio::sync::oneshot;
-use tokio::task::{JoinError, JoinSet};
 use tracing::debug;
 
 use crate::core::{Job, Role, WorkerCore};
@@ -17,9 +19,10 @@ use crate::error::PipelineError;
 use crate::mesh::{Input, Mesh, PeerChange};
 use crate::settings::{sleep_until, Settings};
 
-type TaskFn = dyn Fn(Bytes) -> std::pin::Pin<Box<dyn Future<Output = Result<Bytes, String>> + Send>>
-    + Send
-    + Sync;
+type TaskFn =
+    dyn Fn(Bytes) -> Pin<Box<dyn Future<Output = Result<Bytes, String>> + Send>> + Send + Sync;
+/// A running job: its future gives the job back with its outcome.
+type Running = Pin<Box<dyn Future<Output = (Job, Result<Bytes, Bytes>)> + Send>>;
 
 /// How a worker runs tasks.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +56,12 @@ pub struct Worker {
 impl Worker {
     /// Joins the pipeline as a worker running `f` on each task; an `Err` is retried up to
     /// `options.attempts` times, then reported to the collector as the task's (failed) result.
+    ///
+    /// The futures `f` returns are polled on the worker's own task, up to `jobs` at once (no
+    /// task is spawned per job, so a burst of quick tasks costs one wake-up and its results
+    /// leave together): a task that computes for long should hand that work to
+    /// `tokio::task::spawn_blocking` or `tokio::spawn` and await it. A panic in a task is
+    /// caught and reported as the task's failure.
     pub async fn start<F, Fut, E>(
         settings: Settings,
         options: WorkerOptions,
@@ -83,8 +92,7 @@ impl Worker {
             core: WorkerCore::new(settings.timing, jobs, window),
             f,
             attempts: options.attempts.max(1),
-            running: JoinSet::new(),
-            jobs: HashMap::new(),
+            running: FuturesUnordered::new(),
         };
         let task = tokio::spawn(driver.run(stop_rx));
         Ok(Self {
@@ -120,32 +128,21 @@ struct Driver {
     core: WorkerCore,
     f: Arc<TaskFn>,
     attempts: u32,
-    running: JoinSet<Result<Bytes, Bytes>>,
-    /// The job each running task works on, by task id (a task that panics still gives its id).
-    jobs: HashMap<tokio::task::Id, Job>,
+    running: FuturesUnordered<Running>,
 }
 
 impl Driver {
     async fn run(mut self, mut stop: oneshot::Receiver<()>) {
         loop {
             while let Some(job) = self.core.poll_job() {
-                let f = self.f.clone();
-                let attempts = self.attempts;
-                let (payload, batch, task) = (job.payload.clone(), job.batch, job.task);
-                let handle = self.running.spawn(async move {
-                    let mut error = String::new();
-                    for attempt in 1..=attempts {
-                        match f(payload.clone()).await {
-                            Ok(result) => return Ok(result),
-                            Err(e) => {
-                                debug!(%batch, task, attempt, error = %e, "task failed");
-                                error = e;
-                            }
-                        }
-                    }
-                    Err(Bytes::from(error))
-                });
-                self.jobs.insert(handle.id(), job);
+                self.running.push(self.start(job));
+            }
+            // Everything already done (a burst of quick tasks) is reported in this round.
+            while let Some(Some((job, outcome))) = self.running.next().now_or_never() {
+                self.core.finished(job, outcome);
+                if let Some(job) = self.core.poll_job() {
+                    self.running.push(self.start(job));
+                }
             }
             let core = &mut self.core;
             self.mesh
@@ -166,26 +163,45 @@ impl Driver {
                         Input::Closed => break,
                     }
                 }
-                Some(done) = self.running.join_next_with_id(), if !self.running.is_empty() => {
-                    self.finished(done);
-                    while let Some(done) = self.running.try_join_next_with_id() {
-                        self.finished(done);
-                    }
+                Some((job, outcome)) = self.running.next(), if !self.running.is_empty() => {
+                    self.core.finished(job, outcome);
                 }
                 () = sleep_until(deadline) => self.core.handle_timeout(Instant::now()),
             }
         }
-        self.running.abort_all();
+        self.running.clear();
         self.mesh.stop().await;
     }
 
-    fn finished(&mut self, done: Result<(tokio::task::Id, Result<Bytes, Bytes>), JoinError>) {
-        let (id, outcome) = match done {
-            Ok(done) => done,
-            Err(e) => (e.id(), Err(Bytes::from(format!("the task panicked: {e}")))),
-        };
-        if let Some(job) = self.jobs.remove(&id) {
-            self.core.finished(job, outcome);
-        }
+    /// The future running `job` with its retries; a panic is the job's failure.
+    fn start(&self, job: Job) -> Running {
+        let f = self.f.clone();
+        let attempts = self.attempts;
+        Box::pin(async move {
+            let (payload, batch, task) = (job.payload.clone(), job.batch, job.task);
+            let run = async move {
+                let mut error = String::new();
+                for attempt in 1..=attempts {
+                    match f(payload.clone()).await {
+                        Ok(result) => return Ok(result),
+                        Err(e) => {
+                            debug!(%batch, task, attempt, error = %e, "task failed");
+                            error = e;
+                        }
+                    }
+                }
+                Err(Bytes::from(error))
+            };
+            let outcome = AssertUnwindSafe(run).catch_unwind().await;
+            let outcome = outcome.unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(Bytes::from(format!("the task panicked: {what}")))
+            });
+            (job, outcome)
+        })
     }
 }

@@ -80,6 +80,21 @@ fn wait_for_lines(path: &Path, n: usize) {
     }
 }
 
+/// Waits (bounded) for the submitter to exit.
+fn wait_for_submit(submit: &mut Child, out: &Path) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = submit.try_wait().expect("submit status") {
+            return status;
+        }
+        if start.elapsed() > LIMIT {
+            let _ = submit.kill();
+            panic!("submit did not finish; {} results in the file", lines(out));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn temp_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "harmony-pipeline-{}-{}",
@@ -121,17 +136,7 @@ fn kill_two_workers_and_the_collector_mid_batch_every_result_once() {
     );
     procs.0.push(collector(port, &out));
 
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = submit.try_wait().expect("submit status") {
-            break status;
-        }
-        if start.elapsed() > LIMIT {
-            let _ = submit.kill();
-            panic!("submit did not finish; {} results in the file", lines(&out));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_for_submit(&mut submit, &out);
     let summary = std::io::read_to_string(submit.stdout.take().expect("stdout")).expect("read");
     assert!(status.success(), "submit failed: {summary}");
     assert!(
@@ -181,4 +186,45 @@ fn the_pipeline_demo_ends_with_the_exactly_once_check_passing() {
     ] {
         assert!(stdout.contains(step), "no {step:?} in:\n{stdout}");
     }
+}
+
+/// `--curve` on every process: a worker, a collector and a submitter, each with a key pair of
+/// its own, run a batch over CURVE (ZRE and pipeline sockets) and every result is in the file.
+#[test]
+fn curve_processes_run_a_batch_every_result_once() {
+    const N: usize = 50;
+    let port = harmony_testkit::free_udp_port();
+    let dir = temp_dir();
+    let out = dir.join("results.jsonl");
+    let input = dir.join("tasks.txt");
+    let tasks: Vec<String> = (0..N).map(|i| format!("secret {i}")).collect();
+    std::fs::write(&input, tasks.join("\n") + "\n").expect("write tasks");
+    let out_arg = out.to_str().expect("utf-8 path");
+    let mut procs = Procs(Vec::new());
+    let worker = ["worker", "--curve", "--", "tr", "a-z", "A-Z"];
+    procs
+        .0
+        .push(harmony(port, &worker).spawn().expect("worker"));
+    let collect = ["collect", "--curve", "--out", out_arg];
+    procs
+        .0
+        .push(harmony(port, &collect).spawn().expect("collector"));
+    let submit = ["submit", "--curve", input.to_str().expect("utf-8 path")];
+    let mut submit = harmony(port, &submit).spawn().expect("submit");
+    let status = wait_for_submit(&mut submit, &out);
+    assert!(status.success(), "submit failed");
+    let text = std::fs::read_to_string(&out).expect("results file");
+    let mut seen: BTreeMap<u64, String> = BTreeMap::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        let task = v["task"].as_u64().expect("task number");
+        let result = v["result"].as_str().expect("result").to_owned();
+        assert!(seen.insert(task, result).is_none(), "task {task} twice");
+    }
+    assert_eq!(seen.len(), N, "every task once");
+    for (i, task) in tasks.iter().enumerate() {
+        assert_eq!(seen[&(i as u64)], task.to_uppercase(), "task {i}");
+    }
+    drop(procs);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -42,7 +42,8 @@ struct Link {
     held: u32,
     next_seq: u64,
     /// TASKs sent that the worker has not reported seeing: seq -> (batch, task, sent at).
-    unseen: BTreeMap<u64, (Uuid, u32, Instant)>,
+    /// In ascending `seq` order (TASKs are numbered as sent).
+    unseen: VecDeque<(u64, Uuid, u32, Instant)>,
     last_heard: Instant,
 }
 
@@ -114,6 +115,9 @@ pub struct ClientCore {
     leases: VecDeque<(Instant, Uuid, u32, Uuid, u64)>,
     /// Worker to try first next time, for round robin.
     next_worker: Option<Uuid>,
+    /// Messages were handled since the last dispatch of tasks (when): the next
+    /// [`poll_transmit`](Self::poll_transmit) sends what the credit allows.
+    dispatch_due: Option<Instant>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<ClientEvent>,
 }
@@ -129,6 +133,7 @@ impl ClientCore {
             finished: BTreeSet::new(),
             leases: VecDeque::new(),
             next_worker: None,
+            dispatch_due: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -177,7 +182,7 @@ impl ClientCore {
                     window: 0,
                     held: 0,
                     next_seq: 0,
-                    unseen: BTreeMap::new(),
+                    unseen: VecDeque::new(),
                     last_heard: now,
                 });
             }
@@ -253,7 +258,8 @@ impl ClientCore {
             PipelineMessage::Ack { batch, tasks } => self.on_ack(from, batch, &tasks),
             other => warn!(%from, message = other.name(), "refused: not a message for a client"),
         }
-        self.dispatch(now);
+        // Tasks go out once the whole burst is handled (at the next poll).
+        self.dispatch_due.get_or_insert(now);
     }
 
     fn on_credit(&mut self, from: Uuid, credit: Credit, now: Instant) {
@@ -274,7 +280,9 @@ impl ClientCore {
         }
         link.window = credit.window;
         link.held = credit.held;
-        link.unseen = link.unseen.split_off(&credit.seen);
+        while link.unseen.front().is_some_and(|u| u.0 < credit.seen) {
+            link.unseen.pop_front();
+        }
     }
 
     /// The batch `from` may report on, if it is its collector's.
@@ -419,7 +427,7 @@ impl ClientCore {
         };
         let seq = link.next_seq;
         link.next_seq += 1;
-        link.unseen.insert(seq, (batch, task, now));
+        link.unseen.push_back((seq, batch, task, now));
         if b.state[task as usize] == TaskState::Pending {
             b.resent += 1;
         }
@@ -452,13 +460,11 @@ impl ClientCore {
         }
         // TASKs the worker never reported seeing.
         for (&worker, link) in &mut self.workers {
-            while let Some(entry) = link.unseen.first_entry() {
-                let (batch, task, sent) = *entry.get();
+            while let Some(&(seq, batch, task, sent)) = link.unseen.front() {
                 if now < sent + self.timing.lost_after {
                     break;
                 }
-                let seq = *entry.key();
-                entry.remove();
+                link.unseen.pop_front();
                 debug!(%worker, %batch, task, seq, "TASK not seen by the worker in time, sent again");
                 requeue_if(&mut self.batches, batch, task, worker, seq);
             }
@@ -493,16 +499,14 @@ impl ClientCore {
                 message,
             });
         }
+        self.dispatch_due = None;
         self.dispatch(now);
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is next due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let workers = self.workers.values().flat_map(|l| {
-            let lost = l
-                .unseen
-                .first_key_value()
-                .map(|(_, (_, _, sent))| *sent + self.timing.lost_after);
+            let lost = l.unseen.front().map(|u| u.3 + self.timing.lost_after);
             [Some(l.last_heard + self.timing.peer_timeout), lost]
         });
         let batches = self
@@ -511,11 +515,16 @@ impl ClientCore {
             .filter(|b| b.collector.is_some())
             .map(|b| Some(b.next_query));
         let lease = self.leases.front().map(|l| l.0);
-        workers.chain(batches).chain([lease]).flatten().min()
+        // A dispatch not done yet is due at once.
+        let due = self.dispatch_due;
+        workers.chain(batches).chain([lease, due]).flatten().min()
     }
 
     /// The next message to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if let Some(now) = self.dispatch_due.take() {
+            self.dispatch(now);
+        }
         self.transmits.pop_front()
     }
 
@@ -603,6 +612,7 @@ mod tests {
     #[test]
     fn an_ack_for_a_task_never_sent_is_refused() {
         let (mut c, _, collector, batch, now) = client();
+        assert_eq!(sent_tasks(&mut c), vec![0], "tasks leave when polled");
         let ack = PipelineMessage::Ack {
             batch,
             tasks: vec![0, 3],

@@ -1,7 +1,7 @@
 //! The worker: grants each client a window of tasks (CREDIT), queues what arrives, hands jobs
 //! to its driver `jobs` at a time, and sends each outcome to the task's collector.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -52,8 +52,8 @@ pub struct WorkerCore {
     /// Jobs whose collector is not known here yet (it may be starting), with when they came.
     parked: Vec<(Instant, Job)>,
     /// Jobs queued or running, by (client, batch, task, collector): a duplicate TASK is not run
-    /// twice at once (the same task for another collector is another job).
-    holding: BTreeSet<(Uuid, Uuid, u32, Uuid)>,
+    /// twice at once (the same task for another collector is another job). Never iterated.
+    holding: HashSet<(Uuid, Uuid, u32, Uuid)>,
     running: usize,
     next_heartbeat: Option<Instant>,
     transmits: VecDeque<Transmit>,
@@ -70,7 +70,7 @@ impl WorkerCore {
             collectors: BTreeSet::new(),
             queue: VecDeque::new(),
             parked: Vec::new(),
-            holding: BTreeSet::new(),
+            holding: HashSet::new(),
             running: 0,
             next_heartbeat: None,
             transmits: VecDeque::new(),

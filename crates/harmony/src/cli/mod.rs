@@ -69,21 +69,28 @@ impl NetArgs {
             .interface(self.interface.as_str())
             .port(self.port)
             .interval(Duration::from_millis(self.interval_ms.max(10)));
-        if let Some(path) = &self.curve_cert {
-            let cert = Certificate::load(path)
-                .map_err(|e| NodeError::Invalid(format!("certificate {}: {e}", path.display())))?;
-            let keys = cert.key_pair().cloned().ok_or_else(|| {
-                NodeError::Invalid(format!(
-                    "certificate {} has no secret key (need its _secret file)",
-                    path.display()
-                ))
-            })?;
+        if let Some(keys) = curve_keys(self.curve, self.curve_cert.as_deref())? {
             builder = builder.curve(keys);
-        } else if self.curve {
-            builder = builder.curve(KeyPair::generate());
         }
         Ok(builder)
     }
+}
+
+/// The key pair of `--curve-cert FILE` (its `_secret` file is read), or a new one for
+/// `--curve`, or none.
+fn curve_keys(curve: bool, cert: Option<&std::path::Path>) -> Result<Option<KeyPair>, NodeError> {
+    if let Some(path) = cert {
+        let cert = Certificate::load(path)
+            .map_err(|e| NodeError::Invalid(format!("certificate {}: {e}", path.display())))?;
+        let keys = cert.key_pair().cloned().ok_or_else(|| {
+            NodeError::Invalid(format!(
+                "certificate {} has no secret key (need its _secret file)",
+                path.display()
+            ))
+        })?;
+        return Ok(Some(keys));
+    }
+    Ok(curve.then(KeyPair::generate))
 }
 
 /// Parses `KEY=VALUE`.

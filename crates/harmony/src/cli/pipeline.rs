@@ -52,15 +52,25 @@ struct Net {
     /// Beacon interval in milliseconds.
     #[arg(long, default_value_t = 1000)]
     interval_ms: u64,
+    /// Encrypted mode with a key pair generated for this run: the ZRE node and the pipeline
+    /// sockets are CURVE (only encrypted members meet).
+    #[arg(long)]
+    curve: bool,
+    /// Encrypted mode with the key pair of this certificate file (its `_secret` file is read).
+    #[arg(long, value_name = "FILE")]
+    curve_cert: Option<PathBuf>,
 }
 
 impl Net {
-    fn settings(&self) -> Settings {
-        let node = Node::builder()
+    fn settings(&self) -> Result<Settings, NodeError> {
+        let mut node = Node::builder()
             .interface(self.interface.as_str())
             .port(self.port)
             .interval(Duration::from_millis(self.interval_ms.max(10)));
-        Settings::new(node).pipeline(self.pipeline.as_str())
+        if let Some(keys) = super::curve_keys(self.curve, self.curve_cert.as_deref())? {
+            node = node.curve(keys);
+        }
+        Ok(Settings::new(node).pipeline(self.pipeline.as_str()))
     }
 }
 
@@ -167,7 +177,7 @@ async fn worker(args: WorkerArgs) -> Result<(), PipelineError> {
         window: None,
         attempts: args.attempts.max(1),
     };
-    let worker = Worker::start(args.net.settings(), options, move |task| {
+    let worker = Worker::start(args.net.settings()?, options, move |task| {
         let command = command.clone();
         async move { run_command(&command, task).await }
     })
@@ -246,7 +256,7 @@ fn read_results(path: &Path) -> std::io::Result<BTreeSet<(Uuid, u32)>> {
 
 async fn collect(args: CollectArgs) -> Result<(), PipelineError> {
     let have = read_results(&args.out).map_err(invalid)?;
-    let mut collector = Collector::start(args.net.settings()).await?;
+    let mut collector = Collector::start(args.net.settings()?).await?;
     for &(batch, task) in &have {
         collector.restore(batch, task);
     }
@@ -300,7 +310,7 @@ async fn submit(args: SubmitArgs) -> Result<(), PipelineError> {
         std::fs::read_to_string(&args.file).map_err(|e| invalid(format!("{}: {e}", args.file)))?
     };
     let tasks: Vec<String> = text.lines().map(str::to_owned).collect();
-    let client = Client::start(args.net.settings()).await?;
+    let client = Client::start(args.net.settings()?).await?;
     let started = Instant::now();
     let mut batch = client.submit(tasks).await?;
     let bar = if std::io::stderr().is_terminal() {
