@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -63,7 +64,7 @@ struct Election {
 pub struct ZreNode {
     uuid: Uuid,
     uuid_str: String,
-    name: String,
+    name: Arc<str>,
     endpoint: String,
     headers: Vec<(String, String)>,
     peer_config: PeerConfig,
@@ -100,7 +101,7 @@ impl ZreNode {
         Self {
             uuid: config.uuid,
             uuid_str: uuid_string(&config.uuid),
-            name: config.name,
+            name: config.name.into(),
             endpoint: config.endpoint,
             headers,
             peer_config: config.peer,
@@ -249,7 +250,7 @@ impl ZreNode {
                     self.remove_peer(uuid);
                 }
                 Reap::Ping { evasive, silent } => {
-                    let name = peer.name().to_owned();
+                    let name = peer.shared_name();
                     self.send_to(uuid, ZreBody::Ping);
                     // Only peers that entered are reported; a peer that never sent HELLO
                     // simply expires.
@@ -694,7 +695,7 @@ impl ZreNode {
             endpoint: self.endpoint.clone(),
             groups: self.own_groups.iter().cloned().collect(),
             status: self.status,
-            name: self.name.clone(),
+            name: self.name.to_string(),
             headers: self.headers.clone(),
         });
         self.send_to(uuid, hello);
@@ -712,7 +713,7 @@ impl ZreNode {
         if peer.is_ready() {
             self.events.push_back(Event::Exit {
                 peer: uuid,
-                name: peer.name().to_owned(),
+                name: peer.shared_name(),
             });
         }
         let affected: Vec<String> = self
@@ -731,7 +732,7 @@ impl ZreNode {
         let Some(peer) = self.peers.get_mut(&uuid) else {
             return;
         };
-        let name = peer.name().to_owned();
+        let name = peer.shared_name();
         let groups = peer.reset_inbound();
         self.events.push_back(Event::Exit { peer: uuid, name });
         for group in groups {
@@ -766,12 +767,12 @@ impl ZreNode {
         let Some(peer) = self.peers.get_mut(&from) else {
             return;
         };
-        let name = peer.name().to_owned();
+        let name = peer.shared_name();
         match body {
             ZreBody::Hello(hello) => {
                 let new_groups = peer.apply_hello(&hello);
                 peer.set_status(hello.status);
-                let name = peer.name().to_owned();
+                let name = peer.shared_name();
                 let mut headers = hello.headers;
                 if let Some(at) = headers.iter().position(|(k, _)| k == EXTENSIONS_HEADER) {
                     let (_, value) = headers.remove(at);
@@ -851,7 +852,7 @@ impl ZreNode {
 
     /// A peer joined a group (HELLO or JOIN): record it, JOIN event; if we contest and it
     /// speaks ELECT, a new election (Zyre restarts on every join).
-    fn peer_joined(&mut self, from: Uuid, name: &str, group: &str) {
+    fn peer_joined(&mut self, from: Uuid, name: &Arc<str>, group: &str) {
         self.groups
             .entry(group.to_owned())
             .or_default()
@@ -859,7 +860,7 @@ impl ZreNode {
             .insert(from);
         self.events.push_back(Event::Join {
             peer: from,
-            name: name.to_owned(),
+            name: Arc::clone(name),
             group: group.to_owned(),
         });
         if self.contesting(group) && self.electors.contains(&from) {
@@ -1182,7 +1183,7 @@ impl ZreNode {
         } else {
             self.peers
                 .get(&leader)
-                .map(|p| p.name().to_owned())
+                .map(|p| p.shared_name())
                 .unwrap_or_default()
         };
         if let Some(g) = self.groups.get_mut(group) {

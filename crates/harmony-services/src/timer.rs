@@ -327,7 +327,7 @@ async fn run(
                 }
                 match event {
                 Some(Event::Leader { peer, name, group }) if group == config.group => {
-                    leader = Some((peer, name));
+                    leader = Some((peer, name.to_string()));
                 }
                 Some(Event::Shout { group, content, .. }) => {
                     if let Some(tick) = content.first().and_then(|c| Tick::parse(&group, &String::from_utf8_lossy(c))) {

@@ -41,7 +41,7 @@ async fn every_endpoint_works_and_bad_requests_get_json_errors() {
     ws_until(&mut ws, |v| v["event"] == "JOIN" && v["name"] == "bob").await;
     until_event(
         &mut bob,
-        |e| matches!(e, Event::Join { name, .. } if name == "bridge"),
+        |e| matches!(e, Event::Join { name, .. } if &**name == "bridge"),
     )
     .await;
 
@@ -74,7 +74,7 @@ async fn every_endpoint_works_and_bad_requests_get_json_errors() {
     assert_eq!(http(addr, "POST", "/api/shout", &[], &body).await.0, 200);
     let e = until_event(&mut bob, |e| matches!(e, Event::Shout { .. })).await;
     assert!(
-        matches!(&e, Event::Shout { content, name, .. } if content[0] == "hello bob" && name == "bridge")
+        matches!(&e, Event::Shout { content, name, .. } if content[0] == "hello bob" && &**name == "bridge")
     );
     let body = json!({"peer": "bob", "text": "psst"}).to_string();
     let (status, reply) = http(addr, "POST", "/api/whisper", &[], &body).await;

@@ -239,7 +239,7 @@ async fn the_page_shows_peers_and_chats_both_ways_in_chromium() {
         loop {
             let event = bob.next_event().await.unwrap();
             logs.handle_event(&event).await;
-            if matches!(&event, Event::Join { name, group, .. } if name == "bridge" && group == "CHAT") {
+            if matches!(&event, Event::Join { name, group, .. } if &**name == "bridge" && group == "CHAT") {
                 break;
             }
         }
@@ -276,7 +276,10 @@ async fn the_page_shows_peers_and_chats_both_ways_in_chromium() {
     .expect("bob hears the page");
     assert_eq!(
         heard,
-        ("bridge".to_owned(), "hello from the browser".to_owned())
+        (
+            std::sync::Arc::from("bridge"),
+            "hello from the browser".to_owned()
+        )
     );
 
     // bob shouts; the page shows it.
