@@ -769,21 +769,26 @@ impl ZreNode {
         };
         let name = peer.shared_name();
         match body {
-            ZreBody::Hello(hello) => {
-                let new_groups = peer.apply_hello(&hello);
-                peer.set_status(hello.status);
-                let name = peer.shared_name();
-                let mut headers = hello.headers;
-                if let Some(at) = headers.iter().position(|(k, _)| k == EXTENSIONS_HEADER) {
-                    let (_, value) = headers.remove(at);
+            ZreBody::Hello(mut hello) => {
+                // Harmony's extensions header is protocol, not the application's: it is kept
+                // out of the peer's headers (queries) as out of the ENTER event.
+                if let Some(at) = hello
+                    .headers
+                    .iter()
+                    .position(|(k, _)| k == EXTENSIONS_HEADER)
+                {
+                    let (_, value) = hello.headers.remove(at);
                     if value.split(',').any(|x| x == "elect") {
                         self.electors.insert(from);
                     }
                 }
+                let new_groups = peer.apply_hello(&hello);
+                peer.set_status(hello.status);
+                let name = peer.shared_name();
                 self.events.push_back(Event::Enter {
                     peer: from,
                     name: name.clone(),
-                    headers,
+                    headers: hello.headers,
                     endpoint: hello.endpoint,
                 });
                 for group in new_groups {
