@@ -123,6 +123,19 @@ pub enum Event {
         /// The group.
         group: String,
     },
+    /// A Harmony peer's headers, all of them: it changed them (`request` `None`), or they
+    /// answer our `request_properties` (`request` the number it returned). Never from Zyre
+    /// or pyre peers, whose headers stay those of their HELLO.
+    Headers {
+        /// The peer.
+        peer: Uuid,
+        /// Its name.
+        name: String,
+        /// Its headers now, in its order (without `X-HARMONY`).
+        headers: Vec<(String, String)>,
+        /// The request answered, if any.
+        request: Option<u32>,
+    },
 }
 
 impl Event {
@@ -139,6 +152,7 @@ impl Event {
             Self::Silent { .. } => "SILENT",
             Self::Stop { .. } => "STOP",
             Self::Leader { .. } => "LEADER",
+            Self::Headers { .. } => "HEADERS",
         }
     }
 
@@ -154,7 +168,8 @@ impl Event {
             | Self::Evasive { peer, .. }
             | Self::Silent { peer, .. }
             | Self::Stop { peer, .. }
-            | Self::Leader { peer, .. } => *peer,
+            | Self::Leader { peer, .. }
+            | Self::Headers { peer, .. } => *peer,
         }
     }
 
@@ -170,7 +185,8 @@ impl Event {
             | Self::Evasive { name, .. }
             | Self::Silent { name, .. }
             | Self::Stop { name, .. }
-            | Self::Leader { name, .. } => name,
+            | Self::Leader { name, .. }
+            | Self::Headers { name, .. } => name,
         }
     }
 
