@@ -327,6 +327,7 @@ impl NodeBuilder {
             send_hwm,
             dealer_linger,
             events: Vec::new(),
+            requests: HashMap::new(),
         }));
         let wake = Arc::new(Notify::new());
         let gossip_handle = gossip.as_ref().map(Gossip::handle);
@@ -439,6 +440,9 @@ fn inbox_bind_endpoint(interface: &SelectedInterface) -> String {
         IpAddr::V6(a) => format!("tcp://[{a}]:0"),
     }
 }
+
+/// How long [`Node::request_properties`] waits for the answer.
+pub const PROPS_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Query = Box<dyn FnOnce(&ZreNode) + Send>;
 
@@ -614,6 +618,62 @@ impl Node {
         self.direct(|core| {
             core.shout(&group, content);
         })
+    }
+
+    /// Sets one of our headers while running. Harmony peers get our whole set at once and
+    /// report it as [`Event::Headers`] (their queries return the new value); Zyre and pyre
+    /// peers are sent nothing and keep the headers of our HELLO. Peers met later get the new
+    /// set in our HELLO. `X-HARMONY` is reserved.
+    pub async fn set_header(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<(), NodeError> {
+        let (key, value) = (key.into(), value.into());
+        if key.len() > 255 || u32::try_from(value.len()).is_err() {
+            return Err(NodeError::Invalid(format!("header {key:.40}: too long")));
+        }
+        self.direct(|core| core.set_header(&key, &value))?
+            .map_err(|e| NodeError::Invalid(e.to_string()))
+    }
+
+    /// A Harmony peer's current headers (without `X-HARMONY`), asked for over the network;
+    /// [`NodeError::Timeout`] if no answer within [`PROPS_TIMEOUT`].
+    pub async fn request_properties(&self, peer: Uuid) -> Result<Vec<(String, String)>, NodeError> {
+        self.request_properties_within(peer, PROPS_TIMEOUT).await
+    }
+
+    /// [`Node::request_properties`] with its own timeout.
+    pub async fn request_properties_within(
+        &self,
+        peer: Uuid,
+        timeout: Duration,
+    ) -> Result<Vec<(String, String)>, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        let mut state = lock(&self.state);
+        if state.core.is_stopped() {
+            return Err(NodeError::Stopped);
+        }
+        // Registered under the same lock as the request goes out: the answer, handled by
+        // the driver under this lock, always finds it.
+        let request = state.core.request_properties(peer).map_err(|e| match e {
+            harmony_group::GroupError::NoProps(p) => NodeError::NoProps(p),
+            _ => NodeError::UnknownPeer(peer),
+        })?;
+        state.requests.insert(request, tx);
+        state.run_actions();
+        let wake = state.collect_events();
+        drop(state);
+        if wake {
+            self.wake.notify_one();
+        }
+        let out = tokio::time::timeout(timeout, rx).await;
+        lock(&self.state).requests.remove(&request);
+        match out {
+            Ok(Ok(headers)) => Ok(headers),
+            Ok(Err(_)) => Err(NodeError::Stopped),
+            Err(_) => Err(NodeError::Timeout(peer)),
+        }
     }
 
     /// The next event; `None` once the node has stopped and every event was read.
@@ -797,6 +857,8 @@ struct State {
     dealer_linger: Duration,
     /// Events taken from the state machine, waiting for the driver to hand them out.
     events: Vec<Event>,
+    /// `request_properties` calls waiting for their answer, by request number.
+    requests: HashMap<u32, oneshot::Sender<Vec<(String, String)>>>,
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -949,6 +1011,16 @@ impl State {
     fn collect_events(&mut self) -> bool {
         let before = self.events.len();
         while let Some(event) = self.core.poll_event() {
+            if let Event::Headers {
+                request: Some(request),
+                headers,
+                ..
+            } = &event
+            {
+                if let Some(answer) = self.requests.remove(request) {
+                    let _ = answer.send(headers.clone());
+                }
+            }
             self.events.push(event);
         }
         self.events.len() > before
