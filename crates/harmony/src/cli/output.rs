@@ -36,6 +36,10 @@ pub(crate) fn line(event: &Event) -> String {
         }
         Event::Shout { group, content, .. } => format!("{head} {group} {}", text(content)),
         Event::Whisper { content, .. } => format!("{head} {}", text(content)),
+        Event::Headers { headers, .. } => {
+            let kv: Vec<String> = headers.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("{head} {}", kv.join(" "))
+        }
         _ => head,
     }
 }
@@ -57,6 +61,14 @@ pub(crate) fn json(event: &Event) -> Value {
         } => {
             map.insert("endpoint".into(), endpoint.as_str().into());
             map.insert("headers".into(), headers_json(headers));
+        }
+        Event::Headers {
+            headers, request, ..
+        } => {
+            map.insert("headers".into(), headers_json(headers));
+            if let Some(request) = request {
+                map.insert("request".into(), (*request).into());
+            }
         }
         Event::Shout { content, .. } | Event::Whisper { content, .. } => {
             map.insert("text".into(), text(content).into());
