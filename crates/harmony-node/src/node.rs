@@ -650,23 +650,7 @@ impl Node {
         timeout: Duration,
     ) -> Result<Vec<(String, String)>, NodeError> {
         let (tx, rx) = oneshot::channel();
-        let mut state = lock(&self.state);
-        if state.core.is_stopped() {
-            return Err(NodeError::Stopped);
-        }
-        // Registered under the same lock as the request goes out: the answer, handled by
-        // the driver under this lock, always finds it.
-        let request = state.core.request_properties(peer).map_err(|e| match e {
-            harmony_group::GroupError::NoProps(p) => NodeError::NoProps(p),
-            _ => NodeError::UnknownPeer(peer),
-        })?;
-        state.requests.insert(request, tx);
-        state.run_actions();
-        let wake = state.collect_events();
-        drop(state);
-        if wake {
-            self.wake.notify_one();
-        }
+        let request = self.send_request(peer, tx)?;
         let out = tokio::time::timeout(timeout, rx).await;
         lock(&self.state).requests.remove(&request);
         match out {
@@ -674,6 +658,31 @@ impl Node {
             Ok(Err(_)) => Err(NodeError::Stopped),
             Err(_) => Err(NodeError::Timeout(peer)),
         }
+    }
+
+    /// Sends a PROPS-REQUEST and registers where its answer goes, under the same lock: the
+    /// answer, handled by the driver under this lock, always finds it.
+    fn send_request(
+        &self,
+        peer: Uuid,
+        answer: oneshot::Sender<Vec<(String, String)>>,
+    ) -> Result<u32, NodeError> {
+        let mut state = lock(&self.state);
+        if state.core.is_stopped() {
+            return Err(NodeError::Stopped);
+        }
+        let request = state.core.request_properties(peer).map_err(|e| match e {
+            harmony_group::GroupError::NoProps(p) => NodeError::NoProps(p),
+            _ => NodeError::UnknownPeer(peer),
+        })?;
+        state.requests.insert(request, answer);
+        state.run_actions();
+        let wake = state.collect_events();
+        drop(state);
+        if wake {
+            self.wake.notify_one();
+        }
+        Ok(request)
     }
 
     /// The next event; `None` once the node has stopped and every event was read.
