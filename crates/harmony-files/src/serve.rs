@@ -1,6 +1,8 @@
 //! [`FileServer`]: the tokio driver of [`Server`] over a harmony-zmtp ROUTER, publishing
 //! directories. It runs on a thread of its own (file reads and digests block), with its own
-//! single-threaded runtime, so it never stalls the caller's.
+//! runtime, so it never stalls the caller's. That runtime has one worker thread for the
+//! socket's connection tasks: the driver reads and hashes the next chunk while the worker
+//! writes the previous ones (a two-stage pipeline instead of one serialised loop).
 
 use std::path::PathBuf;
 use std::thread;
@@ -102,7 +104,9 @@ impl FileServerBuilder {
         let thread = thread::Builder::new()
             .name("harmony-files-server".into())
             .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
+                // The driver runs on this thread (`block_on`), the ROUTER's I/O on the worker.
+                let runtime = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
                     .enable_all()
                     .build()
                 {

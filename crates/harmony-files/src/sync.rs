@@ -122,7 +122,11 @@ impl FileClientBuilder {
         let thread = thread::Builder::new()
             .name("harmony-files-client".into())
             .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
+                // The driver (checks, digests, writes) runs on this thread (`block_on`), the
+                // DEALER's I/O on the worker: reading the socket overlaps the disk, and a NOM
+                // goes out at once instead of after the backlog of received chunks.
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
                     .enable_all()
                     .build()
                     .map_err(FilesError::io("tokio runtime"))?;
