@@ -570,11 +570,16 @@ impl Node {
 
     /// Runs a command on the state machine here, then queues what it sends.
     fn direct<T>(&self, f: impl FnOnce(&mut ZreNode) -> T) -> Result<T, NodeError> {
+        self.direct_state(|state| f(&mut state.core))
+    }
+
+    /// [`Node::direct`] with the whole shared state (e.g. to register a pending request).
+    fn direct_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> Result<T, NodeError> {
         let mut state = lock(&self.state);
         if state.core.is_stopped() {
             return Err(NodeError::Stopped);
         }
-        let out = f(&mut state.core);
+        let out = f(&mut state);
         state.run_actions();
         let wake = state.collect_events();
         drop(state);
@@ -667,22 +672,14 @@ impl Node {
         peer: Uuid,
         answer: oneshot::Sender<Vec<(String, String)>>,
     ) -> Result<u32, NodeError> {
-        let mut state = lock(&self.state);
-        if state.core.is_stopped() {
-            return Err(NodeError::Stopped);
-        }
-        let request = state.core.request_properties(peer).map_err(|e| match e {
-            harmony_group::GroupError::NoProps(p) => NodeError::NoProps(p),
-            _ => NodeError::UnknownPeer(peer),
-        })?;
-        state.requests.insert(request, answer);
-        state.run_actions();
-        let wake = state.collect_events();
-        drop(state);
-        if wake {
-            self.wake.notify_one();
-        }
-        Ok(request)
+        self.direct_state(|state| {
+            let request = state.core.request_properties(peer).map_err(|e| match e {
+                harmony_group::GroupError::NoProps(p) => NodeError::NoProps(p),
+                _ => NodeError::UnknownPeer(peer),
+            })?;
+            state.requests.insert(request, answer);
+            Ok(request)
+        })?
     }
 
     /// The next event; `None` once the node has stopped and every event was read.
