@@ -62,6 +62,18 @@ pub(crate) fn run(use_nextest: bool) -> Result<()> {
     }
     steps.push(("tests", tests));
 
+    // CURVE again with the pure-Rust backend (RustCrypto instead of the default libsodium):
+    // its unit tests and the CURVE interop tests against libzmq.
+    let mut pure = cargo();
+    let crates = ["-p", "harmony-security", "-p", "harmony-zmtp"];
+    if nextest {
+        pure.args(["nextest", "run", "--no-fail-fast"]);
+    } else {
+        pure.args(["test", "--no-fail-fast"]);
+    }
+    pure.args(crates).args(["--no-default-features", "curve"]);
+    steps.push(("pure CURVE", pure));
+
     for (title, mut cmd) in steps {
         let outcome = step(title, &mut cmd);
         results.push((title, outcome));

@@ -7,7 +7,7 @@
 //!   Python package (crates/harmony-python) built with maturin and tested with pytest.
 //! - `fuzz <target|all> [--seconds N]`: a real libFuzzer run through cargo-fuzz, on stable Rust.
 //! - `fuzz-seed`: rewrites the seed inputs of `fuzz/corpus/`.
-//! - `bench [wire|zmtp|zre|curve|pipeline|python|files|all]`: criterion benchmarks and a summary table.
+//! - `bench [wire|zmtp|zre|curve|pipeline|python|files|services|all]`: criterion benchmarks and a summary table.
 
 mod bench;
 mod ci;

@@ -1,5 +1,7 @@
 //! What the node state machine hands out: actions for the driver, events for the application.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use harmony_wire::zre::ZreMessage;
 use uuid::Uuid;
@@ -33,7 +35,8 @@ pub enum Action {
 }
 
 /// What happened, for the application (Zyre's `zyre_recv` events). UUIDs print in Zyre's
-/// string form with `harmony_peer::uuid_string`.
+/// string form with `harmony_peer::uuid_string`. Names are shared (`Arc<str>`): an event costs
+/// no copy of the peer's name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
@@ -42,7 +45,7 @@ pub enum Event {
         /// The peer.
         peer: Uuid,
         /// Its name.
-        name: String,
+        name: Arc<str>,
         /// Its headers, in wire order.
         headers: Vec<(String, String)>,
         /// The inbox endpoint it advertised in its HELLO.
@@ -53,14 +56,14 @@ pub enum Event {
         /// The peer.
         peer: Uuid,
         /// Its name.
-        name: String,
+        name: Arc<str>,
     },
     /// A peer joined a group.
     Join {
         /// The peer.
         peer: Uuid,
         /// Its name.
-        name: String,
+        name: Arc<str>,
         /// The group.
         group: String,
     },
@@ -69,7 +72,7 @@ pub enum Event {
         /// The peer.
         peer: Uuid,
         /// Its name.
-        name: String,
+        name: Arc<str>,
         /// The group.
         group: String,
     },
@@ -78,7 +81,7 @@ pub enum Event {
         /// The sender.
         peer: Uuid,
         /// Its name.
-        name: String,
+        name: Arc<str>,
         /// The content frames.
         content: Vec<Bytes>,
     },
@@ -87,7 +90,7 @@ pub enum Event {
         /// The sender.
         peer: Uuid,
         /// Its name.
-        name: String,
+        name: Arc<str>,
         /// The group.
         group: String,
         /// The content frames.
@@ -98,28 +101,28 @@ pub enum Event {
         /// The peer.
         peer: Uuid,
         /// Its name.
-        name: String,
+        name: Arc<str>,
     },
     /// A peer did not answer the PING within one more reap interval.
     Silent {
         /// The peer.
         peer: Uuid,
         /// Its name.
-        name: String,
+        name: Arc<str>,
     },
     /// This node stopped (the last event).
     Stop {
         /// Our own UUID.
         peer: Uuid,
         /// Our own name.
-        name: String,
+        name: Arc<str>,
     },
     /// A leader was elected in a group we contest in (may be us).
     Leader {
         /// The leader.
         peer: Uuid,
         /// Its name.
-        name: String,
+        name: Arc<str>,
         /// The group.
         group: String,
     },
@@ -130,7 +133,7 @@ pub enum Event {
         /// The peer.
         peer: Uuid,
         /// Its name.
-        name: String,
+        name: Arc<str>,
         /// Its headers now, in its order (without `X-HARMONY`).
         headers: Vec<(String, String)>,
         /// The request answered, if any.

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -63,7 +64,7 @@ struct Election {
 pub struct ZreNode {
     uuid: Uuid,
     uuid_str: String,
-    name: String,
+    name: Arc<str>,
     endpoint: String,
     headers: Vec<(String, String)>,
     peer_config: PeerConfig,
@@ -104,7 +105,7 @@ impl ZreNode {
         Self {
             uuid: config.uuid,
             uuid_str: uuid_string(&config.uuid),
-            name: config.name,
+            name: config.name.into(),
             endpoint: config.endpoint,
             headers,
             peer_config: config.peer,
@@ -255,7 +256,7 @@ impl ZreNode {
                     self.remove_peer(uuid);
                 }
                 Reap::Ping { evasive, silent } => {
-                    let name = peer.name().to_owned();
+                    let name = peer.shared_name();
                     self.send_to(uuid, ZreBody::Ping);
                     // Only peers that entered are reported; a peer that never sent HELLO
                     // simply expires.
@@ -747,7 +748,7 @@ impl ZreNode {
             endpoint: self.endpoint.clone(),
             groups: self.own_groups.iter().cloned().collect(),
             status: self.status,
-            name: self.name.clone(),
+            name: self.name.to_string(),
             headers: self.headers.clone(),
         });
         self.send_to(uuid, hello);
@@ -766,7 +767,7 @@ impl ZreNode {
         if peer.is_ready() {
             self.events.push_back(Event::Exit {
                 peer: uuid,
-                name: peer.name().to_owned(),
+                name: peer.shared_name(),
             });
         }
         let affected: Vec<String> = self
@@ -785,7 +786,7 @@ impl ZreNode {
         let Some(peer) = self.peers.get_mut(&uuid) else {
             return;
         };
-        let name = peer.name().to_owned();
+        let name = peer.shared_name();
         let groups = peer.reset_inbound();
         self.events.push_back(Event::Exit { peer: uuid, name });
         for group in groups {
@@ -826,15 +827,17 @@ impl ZreNode {
         let Some(peer) = self.peers.get_mut(&from) else {
             return;
         };
-        let name = peer.name().to_owned();
+        let name = peer.shared_name();
         match body {
-            ZreBody::Hello(hello) => {
-                let new_groups = peer.apply_hello(&hello);
-                peer.set_status(hello.status);
-                let name = peer.name().to_owned();
-                let mut headers = hello.headers;
-                if let Some(at) = headers.iter().position(|(k, _)| k == EXTENSIONS_HEADER) {
-                    let (_, value) = headers.remove(at);
+            ZreBody::Hello(mut hello) => {
+                // Harmony's extensions header is protocol, not the application's: it is kept
+                // out of the peer's headers (queries) as out of the ENTER event.
+                if let Some(at) = hello
+                    .headers
+                    .iter()
+                    .position(|(k, _)| k == EXTENSIONS_HEADER)
+                {
+                    let (_, value) = hello.headers.remove(at);
                     if value.split(',').any(|x| x == "elect") {
                         self.electors.insert(from);
                     }
@@ -842,10 +845,13 @@ impl ZreNode {
                         self.props_peers.insert(from);
                     }
                 }
+                let new_groups = peer.apply_hello(&hello);
+                peer.set_status(hello.status);
+                let name = peer.shared_name();
                 self.events.push_back(Event::Enter {
                     peer: from,
                     name: name.clone(),
-                    headers,
+                    headers: hello.headers,
                     endpoint: hello.endpoint,
                 });
                 for group in new_groups {
@@ -908,10 +914,13 @@ impl ZreNode {
                 debug!(peer = %from, "GOODBYE");
                 self.remove_peer(from);
             }
-            ZreBody::Props { request, headers } => {
-                peer.set_headers(headers.clone());
-                let mut headers = headers;
+            ZreBody::Props {
+                request,
+                mut headers,
+            } => {
+                // As for HELLO: the extensions header stays out of the peer's queried headers.
                 headers.retain(|(k, _)| k != EXTENSIONS_HEADER);
+                peer.set_headers(headers.clone());
                 self.events.push_back(Event::Headers {
                     peer: from,
                     name,
@@ -928,7 +937,7 @@ impl ZreNode {
 
     /// A peer joined a group (HELLO or JOIN): record it, JOIN event; if we contest and it
     /// speaks ELECT, a new election (Zyre restarts on every join).
-    fn peer_joined(&mut self, from: Uuid, name: &str, group: &str) {
+    fn peer_joined(&mut self, from: Uuid, name: &Arc<str>, group: &str) {
         self.groups
             .entry(group.to_owned())
             .or_default()
@@ -936,7 +945,7 @@ impl ZreNode {
             .insert(from);
         self.events.push_back(Event::Join {
             peer: from,
-            name: name.to_owned(),
+            name: Arc::clone(name),
             group: group.to_owned(),
         });
         if self.contesting(group) && self.electors.contains(&from) {
@@ -1259,7 +1268,7 @@ impl ZreNode {
         } else {
             self.peers
                 .get(&leader)
-                .map(|p| p.name().to_owned())
+                .map(|p| p.shared_name())
                 .unwrap_or_default()
         };
         if let Some(g) = self.groups.get_mut(group) {

@@ -17,12 +17,15 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use harmony_beacon::gossip::{Gossip, GossipConfig, GossipEvent, GossipHandle};
 use harmony_beacon::{Beacon, BeaconConfig, InterfaceSelect, SelectedInterface, ZreBeacon};
 use harmony_group::{Action, Event, NodeConfig, ZreNode};
@@ -44,6 +47,8 @@ const MAX_ZRE_HEADER: usize = 1 << 20;
 const BATCH: usize = 256;
 /// The HELLO header that carries a node's CURVE public key (Z85), as in Zyre.
 pub const PUBLIC_KEY_HEADER: &str = "X-PUBLICKEY";
+/// Bytes reserved at a time for encoding outgoing ZRE first frames (many messages per block).
+const ENCODE_BLOCK: usize = 8 << 10;
 /// Largest whole message accepted on the inbox.
 const MAX_MESSAGE: usize = 256 << 20;
 
@@ -317,7 +322,6 @@ impl NodeBuilder {
             core.contest_in_group(group);
         }
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
-        let (event_tx, event_rx) = mpsc::channel(event_queue.max(1));
         let state = Arc::new(Mutex::new(State {
             core,
             curve,
@@ -326,18 +330,23 @@ impl NodeBuilder {
             links: link_tx,
             send_hwm,
             dealer_linger,
-            events: Vec::new(),
             requests: HashMap::new(),
+            events: VecDeque::new(),
+            event_cap: event_queue.max(1),
+            reader: None,
+            finished: false,
+            encoded: BytesMut::new(),
+            exited: Vec::new(),
         }));
+        let inbox = Arc::new(inbox);
         let wake = Arc::new(Notify::new());
         let gossip_handle = gossip.as_ref().map(Gossip::handle);
         let driver = Driver {
             state: state.clone(),
             wake: wake.clone(),
-            inbox,
+            inbox: inbox.clone(),
             beacons,
             gossip,
-            events: event_tx,
             commands: cmd_rx,
             links: link_rx,
             monitor: monitor_tx,
@@ -353,9 +362,12 @@ impl NodeBuilder {
             state,
             wake,
             commands: cmd_tx,
-            events: event_rx,
-            pending: std::collections::VecDeque::new(),
-            scratch: Vec::new(),
+            inbox,
+            inbox_waker: Arc::new(InboxWaker {
+                ready: AtomicBool::new(true),
+                task: Mutex::new(None),
+            }),
+            pending: VecDeque::new(),
             links: Some(monitor_rx),
             task: Some(task),
         })
@@ -464,14 +476,15 @@ pub struct Node {
     /// The gossip hub endpoints bound (ports resolved).
     gossip_bound: Vec<String>,
     state: Arc<Mutex<State>>,
-    /// Tells the driver that direct calls left events (e.g. EXIT after a send failure) to hand out.
+    /// Tells the driver that the event queue has room again (it stops reading when full).
     wake: Arc<Notify>,
     commands: mpsc::Sender<Command>,
-    events: mpsc::Receiver<Event>,
-    /// Events taken from the channel in bulk, handed out one by one.
-    pending: std::collections::VecDeque<Event>,
-    /// Reused buffer for `recv_many`.
-    scratch: Vec<Event>,
+    /// The inbox, also read here while the application waits for events (see `read_inbox`).
+    inbox: Arc<RouterSocket>,
+    /// What the inbox wakes when the application waits on it.
+    inbox_waker: Arc<InboxWaker>,
+    /// Events taken from the shared queue in bulk, handed out one by one.
+    pending: VecDeque<Event>,
     /// The connections' monitor events, until the application takes them.
     links: Option<mpsc::Receiver<LinkEvent>>,
     task: Option<JoinHandle<()>>,
@@ -486,9 +499,6 @@ impl std::fmt::Debug for Node {
             .finish_non_exhaustive()
     }
 }
-
-/// Most events moved from the channel in one go.
-const EVENT_BATCH: usize = 256;
 
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -581,10 +591,10 @@ impl Node {
         }
         let out = f(&mut state);
         state.run_actions();
-        let wake = state.collect_events();
+        let reader = state.collect_events();
         drop(state);
-        if wake {
-            self.wake.notify_one();
+        if let Some(reader) = reader {
+            reader.wake();
         }
         Ok(out)
     }
@@ -688,31 +698,70 @@ impl Node {
     }
 
     /// Polls for the next event (for combining several nodes or building a `Stream`).
-    pub fn poll_next_event(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Event>> {
+    ///
+    /// While the application waits here, it reads the inbox itself and runs the state machine
+    /// on its own task: a WHISPER or SHOUT reaches it without passing through the driver task.
+    pub fn poll_next_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
         if let Some(event) = self.pending.pop_front() {
-            return std::task::Poll::Ready(Some(event));
+            return Poll::Ready(Some(event));
         }
-        match self
-            .events
-            .poll_recv_many(cx, &mut self.scratch, EVENT_BATCH)
+        let mut state = lock(&self.state);
+        // The inbox is looked at only when it woke us since we last found it empty: waiting
+        // on many nodes (`next_event_any`) costs nothing for the quiet ones.
+        self.inbox_waker.follow(cx.waker());
+        let mut rounds = 0;
+        while state.events.is_empty()
+            && !state.finished
+            && !state.core.is_stopped()
+            && self.inbox_waker.ready.swap(false, Ordering::AcqRel)
         {
-            std::task::Poll::Ready(0) => std::task::Poll::Ready(None),
-            std::task::Poll::Ready(_) => {
-                self.pending.extend(self.scratch.drain(..));
-                std::task::Poll::Ready(self.pending.pop_front())
+            if rounds == 4 {
+                // Messages but no events for a while (PINGs, say): let other tasks run.
+                self.inbox_waker.ready.store(true, Ordering::Release);
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
-            std::task::Poll::Pending => std::task::Poll::Pending,
+            rounds += 1;
+            let waker = Waker::from(self.inbox_waker.clone());
+            match read_inbox(&mut state, &self.inbox, &mut Context::from_waker(&waker)) {
+                Poll::Ready(Ok(())) => {
+                    // There may be more than one batch.
+                    self.inbox_waker.ready.store(true, Ordering::Release);
+                    state.run_actions();
+                    state.collect_events();
+                }
+                // The driver sees the closed inbox too and stops the node.
+                Poll::Ready(Err(_)) | Poll::Pending => break,
+            }
         }
+        if !state.events.is_empty() {
+            let was_full = state.events.len() >= state.event_cap;
+            std::mem::swap(&mut state.events, &mut self.pending);
+            drop(state);
+            if was_full {
+                self.wake.notify_one();
+            }
+            return Poll::Ready(self.pending.pop_front());
+        }
+        if state.finished {
+            return Poll::Ready(None);
+        }
+        state.reader = Some(cx.waker().clone());
+        Poll::Pending
     }
 
     /// The next event if one is waiting.
     pub fn try_next_event(&mut self) -> Option<Event> {
-        self.pending
-            .pop_front()
-            .or_else(|| self.events.try_recv().ok())
+        if self.pending.is_empty() {
+            let mut state = lock(&self.state);
+            let was_full = state.events.len() >= state.event_cap;
+            std::mem::swap(&mut state.events, &mut self.pending);
+            drop(state);
+            if was_full {
+                self.wake.notify_one();
+            }
+        }
+        self.pending.pop_front()
     }
 
     /// Runs `f` on the node's state and returns what it computes.
@@ -818,15 +867,15 @@ pub async fn next_event_any(nodes: &mut [Node]) -> Option<(usize, Event)> {
         let mut open = false;
         for (i, node) in nodes.iter_mut().enumerate() {
             match node.poll_next_event(cx) {
-                std::task::Poll::Ready(Some(ev)) => return std::task::Poll::Ready(Some((i, ev))),
-                std::task::Poll::Ready(None) => {}
-                std::task::Poll::Pending => open = true,
+                Poll::Ready(Some(ev)) => return Poll::Ready(Some((i, ev))),
+                Poll::Ready(None) => {}
+                Poll::Pending => open = true,
             }
         }
         if open {
-            std::task::Poll::Pending
+            Poll::Pending
         } else {
-            std::task::Poll::Ready(None)
+            Poll::Ready(None)
         }
     })
     .await
@@ -861,10 +910,21 @@ struct State {
     send_hwm: usize,
     /// Linger of outbound connections (gossip mode: time for the GOODBYEs of a stop).
     dealer_linger: Duration,
-    /// Events taken from the state machine, waiting for the driver to hand them out.
-    events: Vec<Event>,
     /// `request_properties` calls waiting for their answer, by request number.
     requests: HashMap<u32, oneshot::Sender<Vec<(String, String)>>>,
+    /// Events for the application, in the order the state machine produced them (one queue
+    /// whichever task ran it: the driver, a direct call, or the application's own wait).
+    events: VecDeque<Event>,
+    /// Events queued before the driver stops reading the inbox (the application is behind).
+    event_cap: usize,
+    /// The application's task waiting in `poll_next_event`.
+    reader: Option<Waker>,
+    /// The driver has ended: no event comes after those queued.
+    finished: bool,
+    /// Spare room where outgoing ZRE first frames are encoded.
+    encoded: BytesMut,
+    /// Peers that exited since the driver last looked (it forgets their gossip tuples).
+    exited: Vec<Uuid>,
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -876,14 +936,88 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 struct Driver {
     state: Arc<Mutex<State>>,
     wake: Arc<Notify>,
-    inbox: RouterSocket,
+    inbox: Arc<RouterSocket>,
     beacons: Option<Beacon>,
     gossip: Option<Gossip>,
-    events: mpsc::Sender<Event>,
     commands: mpsc::Receiver<Command>,
     links: mpsc::Receiver<LinkEvent>,
     /// The application's copy of the link events (dropped when it does not read them).
     monitor: mpsc::Sender<LinkEvent>,
+}
+
+/// The waker the application's wait registers on the inbox: it notes that the inbox has
+/// something, then wakes the application's task.
+struct InboxWaker {
+    ready: AtomicBool,
+    task: Mutex<Option<Waker>>,
+}
+
+impl InboxWaker {
+    /// Wakes `task` from now on.
+    fn follow(&self, task: &Waker) {
+        let mut current = self.task.lock().unwrap_or_else(PoisonError::into_inner);
+        if !current.as_ref().is_some_and(|w| w.will_wake(task)) {
+            *current = Some(task.clone());
+        }
+    }
+}
+
+impl std::task::Wake for InboxWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.ready.store(true, Ordering::Release);
+        let task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(task) = task.as_ref() {
+            task.wake_by_ref();
+        }
+    }
+}
+
+/// Reads what waits on the inbox (at most `BATCH` messages) into the state machine. Only ever
+/// called with the state locked, by the driver or by the application waiting for events, so a
+/// peer's messages are handled in order whichever task takes them. Pending, with the task
+/// registered for the next message, when there was none.
+fn read_inbox(
+    state: &mut State,
+    inbox: &RouterSocket,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), harmony_zmtp::ZmtpError>> {
+    // The clock is read once per batch, and not at all when there is nothing to read.
+    let mut now = None;
+    let mut read = 0;
+    while read < BATCH {
+        match std::pin::pin!(inbox.recv()).poll(cx) {
+            Poll::Ready(Ok(msg)) => {
+                let now = *now.get_or_insert_with(std::time::Instant::now);
+                state.on_inbox(msg, now);
+                read += 1;
+            }
+            Poll::Ready(Err(e)) if read == 0 => return Poll::Ready(Err(e)),
+            Poll::Ready(Err(_)) | Poll::Pending => break,
+        }
+    }
+    if read == 0 {
+        Poll::Pending
+    } else {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for Driver {
+    /// However the driver ends (stopped, or its runtime gone), the application's next wait
+    /// returns what is queued, then `None`.
+    fn drop(&mut self) {
+        let mut state = lock(&self.state);
+        state.finished = true;
+        let reader = state.reader.take();
+        drop(state);
+        if let Some(reader) = reader {
+            reader.wake();
+        }
+    }
 }
 
 impl Driver {
@@ -893,9 +1027,8 @@ impl Driver {
 
     async fn run(mut self) {
         loop {
-            if !self.flush().await {
-                break;
-            }
+            self.flush();
+            self.forget_exited().await;
             let deadline = self.state().core.poll_timeout().map(Instant::from_std);
             tokio::select! {
                 biased;
@@ -903,31 +1036,24 @@ impl Driver {
                     Some(Command::Query(f)) => f(&self.state().core),
                     Some(Command::Stop) | None => {
                         self.state().core.stop();
-                        self.flush().await;
+                        self.flush();
                         break;
                     }
                 },
                 () = self.wake.notified() => {}
                 Some(link) = self.links.recv() => self.on_link(link),
-                msg = self.inbox.recv() => match msg {
-                    Ok(msg) => {
-                        let now = std::time::Instant::now();
-                        let mut state = lock(&self.state);
-                        state.on_inbox(msg, now);
-                        // Take what else has arrived in one go: one wake-up, many messages.
-                        for _ in 0..BATCH {
-                            match self.inbox.try_recv() {
-                                Ok(Some(msg)) => state.on_inbox(msg, now),
-                                _ => break,
-                            }
-                        }
+                read = std::future::poll_fn(|cx| {
+                    let mut state = lock(&self.state);
+                    if state.events.len() >= state.event_cap {
+                        // The application is behind: wait for it (it notifies `wake`).
+                        return Poll::Pending;
                     }
-                    Err(e) => {
-                        warn!(error = %e, "inbox closed");
-                        self.state().core.stop();
-                        self.flush().await;
-                        break;
-                    }
+                    read_inbox(&mut state, &self.inbox, cx)
+                }) => if let Err(e) = read {
+                    warn!(error = %e, "inbox closed");
+                    self.state().core.stop();
+                    self.flush();
+                    break;
                 },
                 heard = recv_beacon(&mut self.beacons) => {
                     if let Some((beacon, from)) = heard {
@@ -966,26 +1092,27 @@ impl Driver {
         let _ = self.monitor.try_send(link);
     }
 
-    /// Carries out the state machine's actions and hands its events to the application.
-    /// Returns false when the application dropped the node.
-    async fn flush(&mut self) -> bool {
-        let events = {
-            let mut state = self.state();
-            state.run_actions();
-            state.collect_events();
-            std::mem::take(&mut state.events)
-        };
-        for event in events {
-            if let (Event::Exit { peer, .. }, Some(gossip)) = (&event, &self.gossip) {
-                // As Zyre: forget a departed peer's tuple here, so its next refresh (if it
-                // lives) is a new tuple and finds it again.
-                let _ = gossip.unpublish(&harmony_peer::uuid_string(peer)).await;
-            }
-            if self.events.send(event).await.is_err() {
-                return false;
+    /// As Zyre: forget a departed peer's gossip tuple here, so its next refresh (if it lives)
+    /// is a new tuple and finds it again.
+    async fn forget_exited(&self) {
+        let exited = std::mem::take(&mut self.state().exited);
+        if let Some(gossip) = &self.gossip {
+            for peer in exited {
+                let _ = gossip.unpublish(&harmony_peer::uuid_string(&peer)).await;
             }
         }
-        true
+    }
+
+    /// Carries out the state machine's actions and wakes the application for its events.
+    fn flush(&self) {
+        let reader = {
+            let mut state = self.state();
+            state.run_actions();
+            state.collect_events()
+        };
+        if let Some(reader) = reader {
+            reader.wake();
+        }
     }
 
     async fn shutdown(mut self) {
@@ -1013,8 +1140,9 @@ impl State {
         }
     }
 
-    /// Moves the state machine's events to the hand-out buffer; true if there were any.
-    fn collect_events(&mut self) -> bool {
+    /// Moves the state machine's events to the application's queue; if there were any, returns
+    /// the waiting application's task to wake (after unlocking).
+    fn collect_events(&mut self) -> Option<Waker> {
         let before = self.events.len();
         while let Some(event) = self.core.poll_event() {
             if let Event::Headers {
@@ -1027,9 +1155,16 @@ impl State {
                     let _ = answer.send(headers.clone());
                 }
             }
-            self.events.push(event);
+            if let Event::Exit { peer, .. } = &event {
+                self.exited.push(*peer);
+            }
+            self.events.push_back(event);
         }
-        self.events.len() > before
+        if self.events.len() > before {
+            self.reader.take()
+        } else {
+            None
+        }
     }
 
     /// A gossip tuple: `uuid -> endpoint[|Z85 public key]` (Zyre's `zyre_node_recv_gossip`).
@@ -1130,14 +1265,18 @@ impl State {
                     debug!(peer = %peer, "send to a peer without connection");
                     return;
                 };
-                let frames = match message.to_frames() {
-                    Ok(frames) => frames,
-                    Err(e) => {
-                        warn!(peer = %peer, error = %e, "message cannot be encoded; dropped");
-                        return;
-                    }
-                };
-                match dealer.try_send(Message::from_frames(frames)) {
+                // Encoded straight into the outgoing message; first frames are cut from one
+                // reused block instead of one allocation each.
+                if self.encoded.capacity() < message.encoded_len() {
+                    self.encoded
+                        .reserve(ENCODE_BLOCK.max(message.encoded_len()));
+                }
+                let mut frames = Message::new();
+                if let Err(e) = message.encode_frames(&mut self.encoded, &mut frames) {
+                    warn!(peer = %peer, error = %e, "message cannot be encoded; dropped");
+                    return;
+                }
+                match dealer.try_send(frames) {
                     Ok(()) => {}
                     Err(TrySendError::WouldBlock(_)) => {
                         warn!(peer = %peer, "peer cannot keep up; disconnecting it");

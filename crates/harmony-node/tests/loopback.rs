@@ -72,7 +72,7 @@ async fn six_nodes_discover_join_shout_whisper_leave_and_exit() {
         let j = uuids.iter().position(|u| u == peer).expect("known peer");
         assert_ne!(*i, j, "a node never sees itself");
         assert!(pairs.insert((*i, j)), "duplicate ENTER {i} -> {j}");
-        assert_eq!(name, &format!("node{j}"));
+        assert_eq!(&**name, format!("node{j}"));
         assert_eq!(headers, &vec![("X-INDEX".to_owned(), j.to_string())]);
         assert_eq!(endpoint, nodes[j].endpoint());
     }
@@ -281,7 +281,7 @@ async fn hostile_peer_on_the_inbox_changes_nothing_for_the_others() {
     // whose status does not follow (EXIT); nothing panics.
     let seen = collect(&mut nodes, |i, e| i == 0 && e.peer() == intruder, 2).await;
     assert!(
-        matches!(&seen[0].1, Event::Enter { name, .. } if name == "intruder"),
+        matches!(&seen[0].1, Event::Enter { name, .. } if &**name == "intruder"),
         "{seen:?}"
     );
     assert!(matches!(seen[1].1, Event::Exit { .. }), "{seen:?}");
@@ -350,4 +350,57 @@ async fn set_header_reaches_the_peer_and_request_properties_returns_the_set() {
     for node in &mut nodes {
         node.stop().await.unwrap();
     }
+}
+
+/// An application that reads its events late loses none and sees them in order: while it is
+/// behind, the driver stops reading the inbox at the event queue's bound and takes it up again
+/// as the application catches up (WHISPERs are read on the application's own task meanwhile).
+/// After `stop`, the stream ends with STOP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_reader_gets_every_whisper_in_order_and_the_stream_ends_with_stop() {
+    const COUNT: u32 = 20_000;
+    let port = harmony_testkit::free_udp_port();
+    let mut nodes = start_nodes(2, port).await;
+    collect(&mut nodes, |_, e| matches!(e, Event::Enter { .. }), 2).await;
+    let to = nodes[1].uuid();
+    for i in 0..COUNT {
+        nodes[0]
+            .whisper(to, i.to_be_bytes().to_vec())
+            .await
+            .unwrap();
+    }
+    // The scenario itself, not a synchronisation: the receiving application is busy for a
+    // while, so far more than the queue's 4096 events wait for it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (sender, receiver) = nodes.split_at_mut(1);
+    let mut next = 0u32;
+    timeout(STEP, async {
+        while next < COUNT {
+            match receiver[0].next_event().await.expect("running") {
+                Event::Whisper { content, name, .. } => {
+                    assert_eq!(&*name, "node0");
+                    assert_eq!(content[0].as_ref(), next.to_be_bytes(), "in order");
+                    next += 1;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out after {next}/{COUNT} whispers"));
+    sender[0].whisper(to, "last").await.unwrap();
+    let last = timeout(STEP, receiver[0].next_event()).await.unwrap();
+    assert!(matches!(&last, Some(Event::Whisper { content, .. }) if content[0] == "last"));
+    sender[0].stop().await.unwrap();
+    receiver[0].stop().await.unwrap();
+    // Whatever was not read yet (EXIT, if it came in time) is still handed out, STOP last.
+    let mut tail = Vec::new();
+    timeout(STEP, async {
+        while let Some(ev) = receiver[0].next_event().await {
+            tail.push(ev.kind());
+        }
+    })
+    .await
+    .expect("the event stream ends after STOP");
+    assert_eq!(tail.last(), Some(&"STOP"), "{tail:?}");
 }

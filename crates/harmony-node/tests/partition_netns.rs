@@ -66,7 +66,7 @@ fn side(
                                 Event::Enter { name, .. } | Event::Exit { name, .. }
                                 | Event::Evasive { name, .. } | Event::Silent { name, .. }
                                 | Event::Shout { name, .. } | Event::Join { name, .. } => {
-                                    name.clone()
+                                    name.to_string()
                                 }
                                 _ => String::new(),
                             };

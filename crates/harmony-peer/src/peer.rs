@@ -1,6 +1,7 @@
 //! One remote node: outbound sequence, inbound sequence check, HELLO state, liveness.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use harmony_wire::zre::{Hello, ZreBody, ZreMessage};
@@ -65,7 +66,8 @@ pub enum Reap {
 pub struct Peer {
     uuid: Uuid,
     endpoint: String,
-    name: String,
+    /// Shared with every event that names the peer (no copy per message).
+    name: Arc<str>,
     headers: Vec<(String, String)>,
     groups: BTreeSet<String>,
     status: u8,
@@ -90,7 +92,7 @@ impl Peer {
         let mut peer = Self {
             uuid,
             endpoint: endpoint.into(),
-            name: String::new(),
+            name: Arc::from(""),
             headers: Vec::new(),
             groups: BTreeSet::new(),
             status: 0,
@@ -108,7 +110,7 @@ impl Peer {
             expired_timeout: config.expired_timeout,
         };
         // Zyre names a peer by its UUID until its HELLO says otherwise.
-        peer.name = crate::uuid_string(&uuid)[..6].to_owned();
+        peer.name = Arc::from(&crate::uuid_string(&uuid)[..6]);
         peer.refresh(now);
         peer
     }
@@ -126,6 +128,11 @@ impl Peer {
     /// The name from its HELLO (first 6 hex digits of the UUID before that).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The name, shared (what events carry).
+    pub fn shared_name(&self) -> Arc<str> {
+        Arc::clone(&self.name)
     }
 
     /// The headers from its HELLO (or its latest change), in wire order.
@@ -257,7 +264,9 @@ impl Peer {
     /// taken separately with [`Peer::set_status`] after the groups were joined (Zyre order).
     /// Returns the groups that are new for this peer.
     pub fn apply_hello(&mut self, hello: &Hello) -> Vec<String> {
-        self.name.clone_from(&hello.name);
+        if *self.name != *hello.name {
+            self.name = Arc::from(hello.name.as_str());
+        }
         self.headers.clone_from(&hello.headers);
         let mut new = Vec::new();
         for g in &hello.groups {

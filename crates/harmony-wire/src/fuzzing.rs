@@ -259,3 +259,21 @@ pub fn zgp_message(data: &[u8]) {
     let again = ZgpMessage::decode(&out, FUZZ_LIMIT).expect("an encoded ZGP message must decode");
     assert_eq!(again, msg, "ZGP message round trip");
 }
+
+/// ZRE/LOG message: a decoded message re-encodes to exactly the frame it came from.
+pub fn zrelog_message(data: &[u8]) {
+    use crate::zrelog::LogMessage;
+
+    let frame = Bytes::copy_from_slice(data);
+    let Ok(msg) = LogMessage::decode(&frame, FUZZ_LIMIT) else {
+        return;
+    };
+    let out = msg
+        .to_bytes()
+        .expect("a decoded ZRE/LOG message must be encodable");
+    assert_eq!(out, frame, "ZRE/LOG bytes round trip");
+    assert_eq!(msg.encoded_len(), out.len(), "ZRE/LOG encoded_len");
+    let again =
+        LogMessage::decode(&out, FUZZ_LIMIT).expect("an encoded ZRE/LOG message must decode");
+    assert_eq!(again, msg, "ZRE/LOG message round trip");
+}

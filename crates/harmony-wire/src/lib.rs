@@ -5,6 +5,7 @@
 //! - [`filemq`]: FILEMQ v2 messages.
 //! - [`pipeline`]: the reliable pipeline's messages (CREDIT, TASK, RESULT, START, END, STATUS, ACK).
 //! - [`zgp`]: ZGP, czmq's gossip protocol (HELLO, PUBLISH, PING, PONG, INVALID).
+//! - [`zrelog`]: ZRE/LOG log events (rfc/20, extended with `tracing` fields).
 //!
 //! Decoders take a size limit and reject any declared length that exceeds it or the input,
 //! before allocating. Decoded payloads are [`bytes::Bytes`] slices of the input.
@@ -16,6 +17,7 @@ mod primitives;
 pub mod zgp;
 pub mod zmtp;
 pub mod zre;
+pub mod zrelog;
 
 #[doc(hidden)]
 pub mod fuzzing;

@@ -13,6 +13,7 @@ use harmony_wire::pipeline::{Credit, PipelineMessage, Task, TaskResult};
 use harmony_wire::zgp::ZgpMessage;
 use harmony_wire::zmtp::{Command, Frame, Greeting, Mechanism, Metadata, PlainHello, RawCommand};
 use harmony_wire::zre::{Beacon, Hello, ZreBody, ZreMessage};
+use harmony_wire::zrelog::{LogExtension, LogLevel, LogMessage};
 use uuid::Uuid;
 
 type Check = fn(&[u8]);
@@ -28,6 +29,7 @@ const TARGETS: &[(&str, Check)] = &[
     ("filemq_message", fuzzing::filemq_message),
     ("pipeline_message", fuzzing::pipeline_message),
     ("zgp_message", fuzzing::zgp_message),
+    ("zrelog_message", fuzzing::zrelog_message),
 ];
 
 /// Fuzz targets of other crates, replayed by their own tests
@@ -472,6 +474,36 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             "zgp_message",
             name,
             msg.to_bytes().expect("ZGP message").to_vec(),
+        ));
+    }
+    let ext = LogExtension {
+        name: "alice".into(),
+        target: "harmony::chat".into(),
+        span: "session".into(),
+        fields: vec![("peer".into(), "bob".into())],
+        sequence: 7,
+        dropped: 2,
+        message: String::new(),
+    };
+    let zrelog = [
+        (
+            "rfc20",
+            LogMessage::new(LogLevel::Warning, 0x1234, 1_700_000_000_000, "hello", None),
+        ),
+        (
+            "extended",
+            LogMessage::new(LogLevel::Info, 1, 2, "joined", Some(ext.clone())),
+        ),
+        (
+            "long",
+            LogMessage::new(LogLevel::Trace, 1, 2, &"x".repeat(300), Some(ext)),
+        ),
+    ];
+    for (name, msg) in zrelog {
+        out.push((
+            "zrelog_message",
+            name,
+            msg.to_bytes().expect("ZRE/LOG message").to_vec(),
         ));
     }
 

@@ -41,6 +41,8 @@ const LARGE_FRAME: usize = 32 << 10;
 const PEEK_AFTER_LARGE: usize = 4 << 10;
 /// Frame bodies at least this large are written from the caller's buffer, not copied.
 const ZERO_COPY_MIN: usize = 16 << 10;
+/// CURVE boxes sealed into the write buffer are written out once this many bytes are ready.
+const SEALED_FLUSH: usize = 256 << 10;
 /// Largest frame accepted during the handshake.
 const HANDSHAKE_MAX_FRAME: u64 = 64 << 10;
 /// Queued protocol frames beyond which PINGs go unanswered (the peer is not reading).
@@ -773,6 +775,15 @@ async fn write_loop(
                             }
                         }
                         (Outgoing::Control(f), Some(c)) => batch.encrypted(c, &f)?,
+                    }
+                    if batch.buf.len() >= SEALED_FLUSH {
+                        // Boxes leave while the next ones are sealed: the peer opens them
+                        // meanwhile instead of waiting for the whole queue.
+                        let written = batch.write_to(&mut wr).await;
+                        if written.is_err() {
+                            pipe.written();
+                        }
+                        written?;
                     }
                 }
                 let written = batch.write_to(&mut wr).await;

@@ -177,6 +177,12 @@ impl FromIterator<Bytes> for Message {
     }
 }
 
+impl Extend<Bytes> for Message {
+    fn extend<I: IntoIterator<Item = Bytes>>(&mut self, iter: I) {
+        self.frames.extend(iter);
+    }
+}
+
 impl IntoIterator for Message {
     type Item = Bytes;
     type IntoIter = smallvec::IntoIter<[Bytes; INLINE]>;

@@ -5,7 +5,8 @@
 //! [`security`] (NULL/PLAIN/CURVE), [`zmtp`] (ZeroMQ sockets), [`beacon`] (discovery),
 //! [`peer`] and [`group`] (the ZRE state machines), [`node`] (the running node), [`pipeline`]
 //! (batches of tasks that survive crashing workers and collectors), [`files`] (FILEMQ file
-//! transfer: serve directories, mirror them, find servers by discovery).
+//! transfer: serve directories, mirror them, find servers by discovery); the services: [`log`]
+//! (decentralised logging), [`timer`] (ticks), [`bridge`] (HTTP/WebSocket).
 
 pub use harmony_beacon as beacon;
 pub use harmony_files as files;
@@ -17,6 +18,8 @@ pub use harmony_node::{next_event_any, Content, InterfaceSelectArg, Node, NodeBu
 pub use harmony_peer as peer;
 pub use harmony_pipeline as pipeline;
 pub use harmony_security as security;
+pub use harmony_services as services;
+pub use harmony_services::{bridge, log, timer};
 pub use harmony_wire as wire;
 pub use harmony_zmtp as zmtp;
 pub use uuid::Uuid;

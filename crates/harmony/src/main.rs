@@ -1,4 +1,5 @@
-//! The `harmony` command-line program: `demo`, `chat`, `peers`.
+//! The `harmony` command-line program: `demo`, `chat`, `peers`, `keygen`, `log`, `timer`,
+//! `bridge`.
 
 mod cli;
 
@@ -8,14 +9,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new(if args.verbose { "info" } else { "warn" })
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    cli::init_tracing(&args);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

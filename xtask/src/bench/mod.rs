@@ -7,6 +7,7 @@ mod curve;
 mod files;
 mod pipeline;
 mod python;
+mod services;
 mod wire;
 mod zmtp;
 mod zre;
@@ -22,7 +23,7 @@ type Family = fn(&BenchOpts) -> Result<()>;
 
 /// Every family name `all` tries, in order; names without a module yet are skipped by `all`.
 const FAMILIES: &[&str] = &[
-    "wire", "zmtp", "zre", "curve", "pipeline", "python", "files",
+    "wire", "zmtp", "zre", "curve", "pipeline", "python", "files", "services",
 ];
 
 /// The module that implements a family.
@@ -35,6 +36,7 @@ fn family(name: &str) -> Option<Family> {
         "files" => files::run,
         "pipeline" => pipeline::run,
         "python" => python::run,
+        "services" => services::run,
         _ => return None,
     })
 }

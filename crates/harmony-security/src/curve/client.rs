@@ -64,7 +64,7 @@ impl CurveClient {
         let transient = KeyPair::try_generate()?;
         let nonce = self.take_nonce();
         let signature = seal(
-            &salsa_box(&self.server_key, &transient),
+            &salsa_box(&self.server_key, &transient)?,
             &short_nonce(prefix::HELLO, nonce),
             &[0u8; 64],
         )?;
@@ -86,7 +86,7 @@ impl CurveClient {
             return Err(SecurityError::Crypto("CURVE WELCOME of the wrong size"));
         }
         let plaintext = open(
-            &salsa_box(&self.server_key, transient),
+            &salsa_box(&self.server_key, transient)?,
             &long_nonce(prefix::WELCOME, &body[8..24]),
             &body[24..],
             "CURVE WELCOME box does not open",
@@ -94,7 +94,7 @@ impl CurveClient {
         let mut server_transient = [0u8; KEY_LEN];
         server_transient.copy_from_slice(&plaintext[..KEY_LEN]);
         let cookie = &plaintext[KEY_LEN..KEY_LEN + COOKIE_LEN];
-        let key = salsa_box(&server_transient, transient);
+        let key = salsa_box(&server_transient, transient)?;
 
         // Vouch: Box[C' + S](C->S'), proving we hold C's secret and talk to this S.
         let vouch_tail = random_bytes::<16>()?;
@@ -102,7 +102,7 @@ impl CurveClient {
         vouched[..KEY_LEN].copy_from_slice(transient.public());
         vouched[KEY_LEN..].copy_from_slice(&self.server_key);
         let vouch_box = seal(
-            &salsa_box(&server_transient, &self.keys),
+            &salsa_box(&server_transient, &self.keys)?,
             &long_nonce(prefix::VOUCH, &vouch_tail),
             &vouched,
         )?;

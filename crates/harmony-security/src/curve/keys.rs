@@ -72,6 +72,7 @@ impl KeyPair {
     }
 
     /// The crypto_box secret key (its scalar is wiped on drop).
+    #[cfg(any(not(feature = "libsodium"), test))]
     pub(crate) fn box_secret(&self) -> crypto_box::SecretKey {
         crypto_box::SecretKey::from_bytes(*self.secret)
     }

@@ -10,8 +10,8 @@
 //! ```
 //!
 //! A box on the wire is NaCl `crypto_box` output without its leading zero bytes, i.e.
-//! MAC(16) || ciphertext, which is what [`crypto_box::SalsaBox`] produces (here computed by the
-//! faster, byte-identical `nacl` module).
+//! MAC(16) || ciphertext, sealed and opened by the `nacl` module: libsodium by default, or
+//! RustCrypto's `crypto_box` without the `libsodium` feature (see [`BACKEND`]).
 
 mod cipher;
 mod client;
@@ -20,7 +20,6 @@ mod nacl;
 mod server;
 
 use crypto_box::aead::KeyInit;
-use crypto_box::Nonce;
 use crypto_secretbox::XSalsa20Poly1305;
 use zeroize::Zeroizing;
 
@@ -29,7 +28,8 @@ use crate::error::{Result, SecurityError};
 pub use cipher::CurveCipher;
 pub use client::CurveClient;
 pub use keys::{public_key_from_z85, KeyPair, KEY_LEN};
-use nacl::BoxKey;
+pub use nacl::BACKEND;
+use nacl::{BoxKey, Nonce};
 pub use server::CurveServer;
 
 /// Size of a client HELLO command body.
@@ -64,7 +64,7 @@ mod prefix {
 
 /// A full nonce: 16-byte prefix + 8-byte big-endian counter.
 fn short_nonce(prefix: &[u8; 16], counter: u64) -> Nonce {
-    let mut nonce = Nonce::default();
+    let mut nonce = [0u8; 24];
     nonce[..16].copy_from_slice(prefix);
     nonce[16..].copy_from_slice(&counter.to_be_bytes());
     nonce
@@ -72,15 +72,16 @@ fn short_nonce(prefix: &[u8; 16], counter: u64) -> Nonce {
 
 /// A full nonce: 8-byte prefix + 16 random bytes.
 fn long_nonce(prefix: &[u8; 8], tail: &[u8]) -> Nonce {
-    let mut nonce = Nonce::default();
+    let mut nonce = [0u8; 24];
     nonce[..8].copy_from_slice(prefix);
     nonce[8..].copy_from_slice(tail);
     nonce
 }
 
-/// The precomputed box between `their` public key and `our` secret key.
-fn salsa_box(their: &[u8; KEY_LEN], our: &KeyPair) -> BoxKey {
-    BoxKey::new(their, our)
+/// The precomputed box between `their` public key and `our` secret key; fails for a public key
+/// that no honest peer sends (libsodium refuses small-order points, as libzmq does).
+fn salsa_box(their: &[u8; KEY_LEN], our: &KeyPair) -> Result<BoxKey> {
+    BoxKey::new(their, our).ok_or(SecurityError::Crypto("CURVE public key refused"))
 }
 
 /// `Box[plaintext]` as it goes on the wire (MAC || ciphertext).

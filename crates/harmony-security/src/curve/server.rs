@@ -81,7 +81,7 @@ impl CurveServer {
         client_transient.copy_from_slice(&body[80..112]);
         let hello_nonce = be_u64(&body[112..120]);
         let signature = open(
-            &salsa_box(&client_transient, &self.keys),
+            &salsa_box(&client_transient, &self.keys)?,
             &short_nonce(prefix::HELLO, hello_nonce),
             &body[120..],
             "CURVE HELLO box does not open (wrong server key?)",
@@ -99,7 +99,7 @@ impl CurveServer {
         cookie_plain[KEY_LEN..].copy_from_slice(transient.secret());
         let cookie_nonce = long_nonce(prefix::COOKIE, &cookie_tail);
         let cookie_sealed = cookie_box(&cookie_key)
-            .encrypt(&cookie_nonce, &cookie_plain[..])
+            .encrypt((&cookie_nonce).into(), &cookie_plain[..])
             .map_err(|_| SecurityError::Crypto("cannot seal the cookie"))?;
 
         let mut plaintext = Zeroizing::new(Vec::with_capacity(KEY_LEN + COOKIE_LEN));
@@ -108,7 +108,7 @@ impl CurveServer {
         plaintext.extend_from_slice(&cookie_sealed);
         let welcome_tail = random_bytes::<16>()?;
         let boxed = seal(
-            &salsa_box(&client_transient, &self.keys),
+            &salsa_box(&client_transient, &self.keys)?,
             &long_nonce(prefix::WELCOME, &welcome_tail),
             &plaintext,
         )?;
@@ -146,7 +146,7 @@ impl CurveServer {
         let cookie_nonce = long_nonce(prefix::COOKIE, &cookie[..16]);
         let cookie_plain = Zeroizing::new(
             cookie_box(cookie_key)
-                .decrypt(&cookie_nonce, &cookie[16..])
+                .decrypt((&cookie_nonce).into(), &cookie[16..])
                 .map_err(|_| SecurityError::Crypto("CURVE INITIATE cookie does not open"))?,
         );
         if !same(&cookie_plain[..KEY_LEN], client_transient)
@@ -161,7 +161,7 @@ impl CurveServer {
                 "CURVE INITIATE nonce did not increase",
             ));
         }
-        let key = salsa_box(client_transient, transient);
+        let key = salsa_box(client_transient, transient)?;
         let plaintext = open(
             &key,
             &short_nonce(prefix::INITIATE, nonce),
@@ -173,7 +173,7 @@ impl CurveServer {
         client_key.copy_from_slice(&plaintext[..KEY_LEN]);
         let vouch = &plaintext[KEY_LEN..KEY_LEN + VOUCH_LEN];
         let vouched = open(
-            &salsa_box(&client_key, transient),
+            &salsa_box(&client_key, transient)?,
             &long_nonce(prefix::VOUCH, &vouch[..16]),
             &vouch[16..],
             "CURVE INITIATE vouch does not open",

@@ -369,7 +369,7 @@ fn initiate_with_vouch(
     };
     let body = &w.welcome.body;
     let plaintext = open(
-        &salsa_box(k.server.public(), &transient),
+        &salsa_box(k.server.public(), &transient).unwrap(),
         &long_nonce(prefix::WELCOME, &body[8..24]),
         &body[24..],
         "welcome",
@@ -377,12 +377,12 @@ fn initiate_with_vouch(
     .unwrap();
     let mut s_transient = [0u8; 32];
     s_transient.copy_from_slice(&plaintext[..32]);
-    let key = salsa_box(&s_transient, &transient);
+    let key = salsa_box(&s_transient, &transient).unwrap();
     let tail = [9u8; 16];
     let mut vouched = transient.public().to_vec();
     vouched.extend_from_slice(vouched_server);
     let vouch_box = seal(
-        &salsa_box(&s_transient, vouch_signer),
+        &salsa_box(&s_transient, vouch_signer).unwrap(),
         &long_nonce(prefix::VOUCH, &tail),
         &vouched,
     )

@@ -360,16 +360,23 @@ impl ZreMessage {
     /// All frames of the message. WHISPER/SHOUT with no content get one empty content frame, as
     /// Zyre sends them.
     pub fn to_frames(&self) -> Result<Vec<Bytes>> {
-        let mut first = BytesMut::with_capacity(self.encoded_len());
-        self.encode_first_frame(&mut first)?;
         let mut frames = Vec::with_capacity(1 + self.body.content().map_or(0, |c| c.len().max(1)));
-        frames.push(first.freeze());
+        self.encode_frames(&mut BytesMut::new(), &mut frames)?;
+        Ok(frames)
+    }
+
+    /// Appends all frames to `frames`: the first is encoded into `buf` (empty; a sender reuses
+    /// its spare capacity for many messages) and split off it, the content frames are shared.
+    /// Fails, leaving both unchanged, as [`ZreMessage::encode_first_frame`] does.
+    pub fn encode_frames(&self, buf: &mut BytesMut, frames: &mut impl Extend<Bytes>) -> Result<()> {
+        self.encode_first_frame(buf)?;
+        frames.extend([buf.split().freeze()]);
         match self.body.content() {
-            Some([]) => frames.push(Bytes::new()),
+            Some([]) => frames.extend([Bytes::new()]),
             Some(content) => frames.extend(content.iter().cloned()),
             None => {}
         }
-        Ok(frames)
+        Ok(())
     }
 }
 
@@ -455,12 +462,18 @@ mod tests {
             },
             ZreBody::PropsRequest { request: u32::MAX },
         ];
+        // One buffer for all first frames, as a sender encodes them.
+        let mut shared = BytesMut::with_capacity(4096);
         for (i, body) in bodies.into_iter().enumerate() {
             let msg = ZreMessage::new(i as u16 * 1000, body);
             let frames = msg.to_frames().unwrap();
             assert_eq!(frames[0].len(), msg.encoded_len());
             assert_eq!(frames[0][2], msg.body.id());
             assert_eq!(ZreMessage::decode(&frames, 4096).unwrap(), msg);
+            let mut cut = Vec::new();
+            msg.encode_frames(&mut shared, &mut cut).unwrap();
+            assert_eq!(cut, frames, "encoded into a shared buffer, message {i}");
+            assert!(shared.is_empty());
         }
     }
 

@@ -4,6 +4,7 @@ use clap::Args;
 use harmony::{Node, NodeError};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use super::logs::{publisher, PublishArgs};
 use super::{output, parse_header, NetArgs};
 
 #[derive(Debug, Args)]
@@ -24,6 +25,8 @@ pub(crate) struct ChatArgs {
     #[arg(long)]
     contest: bool,
     #[command(flatten)]
+    pub(crate) publish: PublishArgs,
+    #[command(flatten)]
     net: NetArgs,
 }
 
@@ -36,6 +39,12 @@ pub(crate) async fn run(args: ChatArgs, verbose: bool) -> Result<(), NodeError> 
         builder = builder.contest(&args.group);
     }
     let mut node = builder.start().await?;
+    let logs = publisher();
+    if let Some(logs) = &logs {
+        logs.start(node.name(), node.endpoint())
+            .await
+            .map_err(|e| NodeError::Invalid(format!("log publisher: {e}")))?;
+    }
     let iface = node.interface().clone();
     if args.json {
         println!(
@@ -67,7 +76,13 @@ pub(crate) async fn run(args: ChatArgs, verbose: bool) -> Result<(), NodeError> 
                 _ => stdin_open = false,
             },
             event = node.next_event() => match event {
-                Some(event) => print_event(&event, args.json),
+                Some(event) => {
+                    if let Some(logs) = &logs {
+                        logs.handle_event(&event).await;
+                    }
+                    tracing::debug!(event = event.kind(), peer = event.name(), "node event");
+                    print_event(&event, args.json);
+                }
                 None => break,
             },
             Some(link) = output::next_link(&mut links) => eprintln!("harmony: {}", output::link_line(&link)),
@@ -76,6 +91,9 @@ pub(crate) async fn run(args: ChatArgs, verbose: bool) -> Result<(), NodeError> 
         if !stdin_open {
             break;
         }
+    }
+    if let Some(logs) = &logs {
+        logs.stop().await;
     }
     node.stop().await?;
     while let Some(event) = node.next_event().await {
@@ -110,9 +128,11 @@ async fn handle_line(node: &Node, group: &str, line: &str) -> Result<(), NodeErr
         }
         if !sent {
             eprintln!("harmony: no peer named {who:?}");
+            tracing::warn!(peer = who, "whisper to an unknown peer");
         }
         Ok(())
     } else if !line.is_empty() {
+        tracing::info!(group, bytes = line.len(), "shout");
         node.shout(group, line.to_owned()).await
     } else {
         Ok(())

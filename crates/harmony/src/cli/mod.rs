@@ -1,12 +1,16 @@
 //! Command-line parsing and the subcommands.
 
+mod bridge;
 mod chat;
 mod demo;
 mod files;
 mod keygen;
+mod log;
+mod logs;
 mod output;
 mod peers;
 mod pipeline;
+mod timer;
 
 use std::time::Duration;
 
@@ -40,6 +44,54 @@ enum Command {
     Pipeline(pipeline::PipelineArgs),
     /// Writes a CURVE certificate pair NAME and NAME_secret (czmq zcert / pyzmq zmq.auth format).
     Keygen(keygen::KeygenArgs),
+    /// Collects the log events of every node that publishes (`--publish-logs`): prints them,
+    /// captures them to rotated files.
+    Log(log::LogArgs),
+    /// Ticks at fixed rates to GROUP/<rate>; several timers elect one that ticks.
+    Timer(timer::TimerArgs),
+    /// A node with an HTTP/WebSocket face and a live page (peers, groups, chat, logs, rates).
+    Bridge(bridge::BridgeArgs),
+}
+
+impl Cli {
+    /// The level given to `--publish-logs`, if the subcommand has it.
+    pub(crate) fn publish_logs(&self) -> Option<harmony::log::LogLevel> {
+        match &self.command {
+            Command::Chat(a) => a.publish.publish_logs,
+            Command::Timer(a) => a.publish.publish_logs,
+            Command::Bridge(a) => a.publish.publish_logs,
+            _ => None,
+        }
+    }
+}
+
+/// The subscriber: text on stderr filtered by `RUST_LOG`/`--verbose`, and with
+/// `--publish-logs LEVEL` the events up to LEVEL to the mesh's collectors.
+pub(crate) fn init_tracing(cli: &Cli) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if cli.verbose { "info" } else { "warn" })
+    });
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(filter);
+    let publish = cli.publish_logs().map(|level| {
+        let ceiling = match level {
+            harmony::log::LogLevel::Error => tracing::Level::ERROR,
+            harmony::log::LogLevel::Warning => tracing::Level::WARN,
+            harmony::log::LogLevel::Info => tracing::Level::INFO,
+            harmony::log::LogLevel::Debug => tracing::Level::DEBUG,
+            harmony::log::LogLevel::Trace => tracing::Level::TRACE,
+        };
+        logs::layer(level).with_filter(tracing_subscriber::filter::LevelFilter::from_level(ceiling))
+    });
+    tracing_subscriber::registry()
+        .with(fmt)
+        .with(publish)
+        .init();
 }
 
 /// Discovery settings shared by `chat` and `peers`.
@@ -145,5 +197,8 @@ pub(crate) async fn run(cli: Cli) -> Result<(), NodeError> {
         Command::Pipeline(args) => pipeline::run(args).await,
         Command::Keygen(args) => keygen::run(args),
         Command::Files(args) => files::run(args).await,
+        Command::Log(args) => log::run(args).await,
+        Command::Timer(args) => timer::run(args).await,
+        Command::Bridge(args) => bridge::run(args).await,
     }
 }

@@ -66,8 +66,22 @@ impl JsonProc {
         timeout: Duration,
         pred: impl Fn(&Value) -> bool,
     ) -> Value {
+        self.within(timeout, pred).unwrap_or_else(|| {
+            panic!(
+                "{}: no {what} within {timeout:?}; saw {:#?}",
+                self.label, self.seen
+            )
+        })
+    }
+
+    /// The first object (seen before or arriving within `timeout`) that matches `pred`.
+    pub(crate) fn within(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
         if let Some(v) = self.seen.iter().find(|v| pred(v)) {
-            return v.clone();
+            return Some(v.clone());
         }
         let deadline = Instant::now() + timeout;
         loop {
@@ -78,15 +92,20 @@ impl JsonProc {
                     let v = serde_json::from_str::<Value>(&line).unwrap_or(Value::String(line));
                     self.seen.push(v.clone());
                     if pred(&v) {
-                        return v;
+                        return Some(v);
                     }
                 }
-                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => panic!(
-                    "{}: no {what} within {timeout:?}; saw {:#?}",
-                    self.label, self.seen
-                ),
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                    return None
+                }
             }
         }
+    }
+
+    /// Kills the process (SIGKILL: no goodbye to its peers).
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Waits for the process to exit by itself.
