@@ -126,6 +126,19 @@ pub enum Event {
         /// The group.
         group: String,
     },
+    /// A Harmony peer's headers, all of them: it changed them (`request` `None`), or they
+    /// answer our `request_properties` (`request` the number it returned). Never from Zyre
+    /// or pyre peers, whose headers stay those of their HELLO.
+    Headers {
+        /// The peer.
+        peer: Uuid,
+        /// Its name.
+        name: Arc<str>,
+        /// Its headers now, in its order (without `X-HARMONY`).
+        headers: Vec<(String, String)>,
+        /// The request answered, if any.
+        request: Option<u32>,
+    },
 }
 
 impl Event {
@@ -142,6 +155,7 @@ impl Event {
             Self::Silent { .. } => "SILENT",
             Self::Stop { .. } => "STOP",
             Self::Leader { .. } => "LEADER",
+            Self::Headers { .. } => "HEADERS",
         }
     }
 
@@ -157,7 +171,8 @@ impl Event {
             | Self::Evasive { peer, .. }
             | Self::Silent { peer, .. }
             | Self::Stop { peer, .. }
-            | Self::Leader { peer, .. } => *peer,
+            | Self::Leader { peer, .. }
+            | Self::Headers { peer, .. } => *peer,
         }
     }
 
@@ -173,7 +188,8 @@ impl Event {
             | Self::Evasive { name, .. }
             | Self::Silent { name, .. }
             | Self::Stop { name, .. }
-            | Self::Leader { name, .. } => name,
+            | Self::Leader { name, .. }
+            | Self::Headers { name, .. } => name,
         }
     }
 

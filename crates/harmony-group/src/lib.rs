@@ -43,6 +43,16 @@
 //!   only sent by nodes that called [`ZreNode::contest_in_group`], and only count when they
 //!   come from a member of the group naming itself. Zyre's echo wave does not
 //!   complete against Harmony contesters (interop of elections with Zyre is not a goal).
+//!
+//! Harmony extension, properties that change: [`ZreNode::set_header`] changes one of our
+//! headers while running and [`ZreNode::request_properties`] asks a peer for its current set.
+//! The rule that keeps Zyre and pyre undisturbed: our HELLO carries `X-HARMONY: elect,props`
+//! (one header, the extensions we speak); the two messages of the extension, PROPS (id 32,
+//! the sender's whole header set; request 0 for a change, else the request answered) and
+//! PROPS-REQUEST (id 33), are new ZRE ids sent only to peers whose HELLO advertised `props`.
+//! A peer without it never sees either, nor any extra WHISPER; it keeps the headers of the
+//! HELLO it got (a later HELLO, on a new session, carries the current set). A PROPS replaces
+//! the peer's headers (queries return the new values) and gives [`Event::Headers`].
 
 mod config;
 mod event;
@@ -64,6 +74,12 @@ pub enum GroupError {
     /// No such peer (never seen, or already gone).
     #[error("unknown peer {0}")]
     UnknownPeer(Uuid),
+    /// The peer is not a Harmony peer that speaks property requests (`X-HARMONY: props`).
+    #[error("peer {0} does not speak property requests")]
+    NoProps(Uuid),
+    /// `X-HARMONY` is the node's own header, not the application's.
+    #[error("header {0} is reserved")]
+    ReservedHeader(String),
     /// The node was stopped.
     #[error("node stopped")]
     Stopped,

@@ -18,7 +18,7 @@ use crate::{Action, Event, GroupError, NodeConfig};
 /// them; Zyre peers are counted in elections once they send ELECT or LEADER themselves.
 pub const EXTENSIONS_HEADER: &str = "X-HARMONY";
 /// The extensions this node speaks, the value of [`EXTENSIONS_HEADER`].
-const EXTENSIONS: &str = "elect";
+const EXTENSIONS: &str = "elect,props";
 /// A contester whose election has not finished after this long starts it again: waves that
 /// crossed a membership change can stall in Zyre's algorithm (it has no wave number).
 const ELECTION_RETRY: Duration = Duration::from_secs(3);
@@ -76,6 +76,10 @@ pub struct ZreNode {
     /// Peers known to speak ELECT/LEADER: Harmony peers (their HELLO header) and peers that
     /// sent us one (Zyre).
     electors: BTreeSet<Uuid>,
+    /// Harmony peers that speak PROPS/PROPS-REQUEST (`props` in their HELLO's `X-HARMONY`).
+    props_peers: BTreeSet<Uuid>,
+    /// The number of our last PROPS-REQUEST.
+    last_request: u32,
     groups: BTreeMap<String, Group>,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
@@ -111,6 +115,8 @@ impl ZreNode {
             own_groups: BTreeSet::new(),
             peers: BTreeMap::new(),
             electors: BTreeSet::new(),
+            props_peers: BTreeSet::new(),
+            last_request: 0,
             groups: BTreeMap::new(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
@@ -542,6 +548,52 @@ impl ZreNode {
         }
     }
 
+    /// Sets one of our headers while running (adds it, or replaces its value). Peers that
+    /// connect from now on get it in our HELLO; Harmony peers (`props` in `X-HARMONY`) get
+    /// our whole set at once in a PROPS (id 32) and report [`Event::Headers`]. Zyre and pyre
+    /// peers are sent nothing: they keep the headers of our HELLO.
+    pub fn set_header(&mut self, key: &str, value: &str) -> Result<(), GroupError> {
+        if self.stopped {
+            return Err(GroupError::Stopped);
+        }
+        if key == EXTENSIONS_HEADER {
+            return Err(GroupError::ReservedHeader(key.to_owned()));
+        }
+        match self.headers.iter_mut().find(|(k, _)| k == key) {
+            Some((_, v)) => value.clone_into(v),
+            None => self.headers.push((key.to_owned(), value.to_owned())),
+        }
+        let targets: Vec<Uuid> = self.props_peers.iter().copied().collect();
+        for peer in targets {
+            self.send_props(peer, 0);
+        }
+        Ok(())
+    }
+
+    /// Our headers (with `X-HARMONY`), as our HELLO and PROPS carry them.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    /// Asks a Harmony peer for its current headers (PROPS-REQUEST, id 33). Its answer comes
+    /// as [`Event::Headers`] with `request` the number returned here; a peer that goes first
+    /// never answers (the caller times out).
+    pub fn request_properties(&mut self, peer: Uuid) -> Result<u32, GroupError> {
+        if self.stopped {
+            return Err(GroupError::Stopped);
+        }
+        if !self.peers.get(&peer).is_some_and(Peer::is_ready) {
+            return Err(GroupError::UnknownPeer(peer));
+        }
+        if !self.props_peers.contains(&peer) {
+            return Err(GroupError::NoProps(peer));
+        }
+        self.last_request = self.last_request.checked_add(1).unwrap_or(1);
+        let request = self.last_request;
+        self.send_to(peer, ZreBody::PropsRequest { request });
+        Ok(request)
+    }
+
     /// Sends `content` to one peer. Errors if the peer is unknown (Zyre drops silently).
     pub fn whisper(&mut self, peer: Uuid, content: Vec<Bytes>) -> Result<(), GroupError> {
         if self.stopped {
@@ -589,6 +641,7 @@ impl ZreNode {
             self.actions.push_back(Action::Disconnect { peer: uuid });
         }
         self.electors.clear();
+        self.props_peers.clear();
         self.groups.values_mut().for_each(|g| {
             g.members.clear();
             g.election = None;
@@ -709,6 +762,7 @@ impl ZreNode {
             return;
         };
         self.electors.remove(&uuid);
+        self.props_peers.remove(&uuid);
         self.actions.push_back(Action::Disconnect { peer: uuid });
         if peer.is_ready() {
             self.events.push_back(Event::Exit {
@@ -753,6 +807,12 @@ impl ZreNode {
         }
     }
 
+    /// Sends our whole header set to a Harmony peer (`request` 0: a change).
+    fn send_props(&mut self, peer: Uuid, request: u32) {
+        let headers = self.headers.clone();
+        self.send_to(peer, ZreBody::Props { request, headers });
+    }
+
     /// Sends a copy of `body` to every peer (entered or not: our HELLO precedes it on each
     /// connection, so the peer can order it).
     fn send_to_all(&mut self, body: &ZreBody) {
@@ -780,6 +840,9 @@ impl ZreNode {
                     let (_, value) = hello.headers.remove(at);
                     if value.split(',').any(|x| x == "elect") {
                         self.electors.insert(from);
+                    }
+                    if value.split(',').any(|x| x == "props") {
+                        self.props_peers.insert(from);
                     }
                 }
                 let new_groups = peer.apply_hello(&hello);
@@ -850,6 +913,23 @@ impl ZreNode {
             ZreBody::Goodbye => {
                 debug!(peer = %from, "GOODBYE");
                 self.remove_peer(from);
+            }
+            ZreBody::Props {
+                request,
+                mut headers,
+            } => {
+                // As for HELLO: the extensions header stays out of the peer's queried headers.
+                headers.retain(|(k, _)| k != EXTENSIONS_HEADER);
+                peer.set_headers(headers.clone());
+                self.events.push_back(Event::Headers {
+                    peer: from,
+                    name,
+                    headers,
+                    request: (request != 0).then_some(request),
+                });
+            }
+            ZreBody::PropsRequest { request } if self.props_peers.contains(&from) => {
+                self.send_props(from, request);
             }
             other => debug!(peer = %from, id = other.id(), "ignoring message"),
         }

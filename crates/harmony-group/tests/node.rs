@@ -109,7 +109,10 @@ fn beacon_from_unknown_connects_and_sends_hello_first() {
             // Harmony tells its peers it speaks ELECT/LEADER (pyre never gets them).
             headers: vec![
                 ("X-ROLE".into(), "test".into()),
-                (harmony_group::EXTENSIONS_HEADER.into(), "elect".into()),
+                (
+                    harmony_group::EXTENSIONS_HEADER.into(),
+                    "elect,props".into()
+                ),
             ],
         })
     );
@@ -964,4 +967,187 @@ fn link_reports_for_unknown_or_after_stop_are_ignored() {
     n.stop();
     n.handle_link_down(bob(), t0);
     assert_eq!(n.poll_timeout(), None);
+}
+
+// ----- properties that change (Harmony peers only) -------------------------------------
+
+/// The messages `n` sends, as (peer, body).
+fn sends(n: &mut ZreNode) -> Vec<(Uuid, ZreBody)> {
+    n.drain_actions()
+        .filter_map(|a| match a {
+            Action::Send { peer, message } => Some((peer, message.body)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn header_changes_go_only_to_harmony_peers() {
+    let t = Instant::now();
+    // bob's HELLO has no X-HARMONY (pyre); carol's says she speaks props.
+    let mut n = with_bob(t);
+    let carol = Uuid::from_u128(0xC000);
+    let mut carol_hello = hello(&["A"], 1);
+    if let ZreBody::Hello(h) = &mut carol_hello.body {
+        h.endpoint = "tcp://10.0.0.3:7000".into();
+        h.headers = vec![
+            (
+                harmony_group::EXTENSIONS_HEADER.into(),
+                "elect,props".into(),
+            ),
+            ("X-K".into(), "c".into()),
+        ];
+    }
+    n.handle_message(carol, carol_hello, t);
+    actions(&mut n);
+    events(&mut n);
+
+    n.set_header("X-STATUS", "busy").unwrap();
+    n.set_header("X-ROLE", "lead").unwrap();
+    let all = vec![
+        ("X-ROLE".to_owned(), "lead".to_owned()),
+        (
+            harmony_group::EXTENSIONS_HEADER.to_owned(),
+            "elect,props".to_owned(),
+        ),
+        ("X-STATUS".to_owned(), "busy".to_owned()),
+    ];
+    let s = sends(&mut n);
+    assert_eq!(s.len(), 2, "two PROPS to carol, nothing to bob: {s:?}");
+    assert!(s.iter().all(|(p, _)| *p == carol));
+    assert_eq!(
+        s[1].1,
+        ZreBody::Props {
+            request: 0,
+            headers: all.clone()
+        }
+    );
+    assert_eq!(n.headers(), &all[..]);
+    assert_eq!(
+        n.set_header(harmony_group::EXTENSIONS_HEADER, "x"),
+        Err(harmony_group::GroupError::ReservedHeader(
+            "X-HARMONY".into()
+        ))
+    );
+    // A peer that joins later gets the new set in our HELLO.
+    let mut dave_hello = hello(&[], 0);
+    if let ZreBody::Hello(h) = &mut dave_hello.body {
+        h.endpoint = "tcp://10.0.0.4:8000".into();
+    }
+    n.handle_message(Uuid::from_u128(0xD000), dave_hello, t);
+    events(&mut n);
+    let s = sends(&mut n);
+    assert!(
+        matches!(&s[0].1, ZreBody::Hello(h) if h.headers == all),
+        "{s:?}"
+    );
+
+    // Requests: only to Harmony peers, answered with our set.
+    assert_eq!(
+        n.request_properties(bob()),
+        Err(harmony_group::GroupError::NoProps(bob()))
+    );
+    let r1 = n.request_properties(carol).unwrap();
+    let r2 = n.request_properties(carol).unwrap();
+    assert_ne!(r1, r2);
+    assert_eq!(
+        sends(&mut n),
+        [
+            (carol, ZreBody::PropsRequest { request: r1 }),
+            (carol, ZreBody::PropsRequest { request: r2 })
+        ]
+    );
+    n.handle_message(carol, msg(2, ZreBody::PropsRequest { request: 9 }), t);
+    assert_eq!(
+        sends(&mut n),
+        [(
+            carol,
+            ZreBody::Props {
+                request: 9,
+                headers: all
+            }
+        )]
+    );
+    // A PROPS-REQUEST from a peer that did not advertise props is not answered.
+    n.handle_message(bob(), msg(2, ZreBody::PropsRequest { request: 1 }), t);
+    assert!(sends(&mut n).is_empty());
+
+    // carol's change and her answer: events, and the queries see the new values.
+    let changed = vec![
+        (
+            harmony_group::EXTENSIONS_HEADER.to_owned(),
+            "elect,props".to_owned(),
+        ),
+        ("X-K".to_owned(), "new".to_owned()),
+    ];
+    n.handle_message(
+        carol,
+        msg(
+            3,
+            ZreBody::Props {
+                request: 0,
+                headers: changed.clone(),
+            },
+        ),
+        t,
+    );
+    n.handle_message(
+        carol,
+        msg(
+            4,
+            ZreBody::Props {
+                request: r2,
+                headers: changed,
+            },
+        ),
+        t,
+    );
+    let e = events(&mut n);
+    let shown = vec![("X-K".to_owned(), "new".to_owned())];
+    assert_eq!(
+        e,
+        [
+            Event::Headers {
+                peer: carol,
+                name: "bob".into(),
+                headers: shown.clone(),
+                request: None
+            },
+            Event::Headers {
+                peer: carol,
+                name: "bob".into(),
+                headers: shown,
+                request: Some(r2)
+            }
+        ]
+    );
+    assert_eq!(n.peer_header_value(carol, "X-K"), Some("new"));
+    assert_eq!(n.peer_header_value(bob(), "X-K"), Some("v"));
+}
+
+#[test]
+fn properties_between_harmony_nodes_in_a_mesh() {
+    let t = Instant::now();
+    let mut nodes = mesh(&[0x11, 0x12, 0x13], t);
+    for n in &mut nodes {
+        events(n);
+    }
+    nodes[0].set_header("X-LOAD", "3").unwrap();
+    let sent = settle(&mut nodes, t);
+    assert_eq!(sent, [32, 32], "one PROPS to each peer");
+    let me = nodes[0].uuid();
+    for n in &mut nodes[1..] {
+        assert_eq!(n.peer_header_value(me, "X-LOAD"), Some("3"));
+        assert!(matches!(
+            &events(n)[..],
+            [Event::Headers { peer, headers, request: None, .. }]
+                if *peer == me && headers == &[("X-LOAD".to_owned(), "3".to_owned())]
+        ));
+    }
+    let r = nodes[1].request_properties(me).unwrap();
+    assert_eq!(settle(&mut nodes, t), [33, 32]);
+    assert!(matches!(
+        &events(&mut nodes[1])[..],
+        [Event::Headers { request: Some(got), .. }] if *got == r
+    ));
 }

@@ -19,6 +19,12 @@ pub enum NodeError {
     /// No known peer has this UUID.
     #[error("unknown peer {0}")]
     UnknownPeer(uuid::Uuid),
+    /// The peer is not a Harmony peer that answers property requests (Zyre, pyre).
+    #[error("peer {0} does not speak property requests")]
+    NoProps(uuid::Uuid),
+    /// The peer did not answer in time (it may have left).
+    #[error("no answer from peer {0} in time")]
+    Timeout(uuid::Uuid),
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,

@@ -14,6 +14,7 @@ pub use harmony_beacon::SelectedInterface;
 pub use harmony_group::Event;
 pub use link::LinkEvent;
 pub use node::{
-    next_event_any, Content, InterfaceSelectArg, Node, NodeBuilder, PeerInfo, PUBLIC_KEY_HEADER,
+    next_event_any, Content, InterfaceSelectArg, Node, NodeBuilder, PeerInfo, PROPS_TIMEOUT,
+    PUBLIC_KEY_HEADER,
 };
 pub use uuid::Uuid;

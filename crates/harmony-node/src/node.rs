@@ -330,6 +330,7 @@ impl NodeBuilder {
             links: link_tx,
             send_hwm,
             dealer_linger,
+            requests: HashMap::new(),
             events: VecDeque::new(),
             event_cap: event_queue.max(1),
             reader: None,
@@ -451,6 +452,9 @@ fn inbox_bind_endpoint(interface: &SelectedInterface) -> String {
         IpAddr::V6(a) => format!("tcp://[{a}]:0"),
     }
 }
+
+/// How long [`Node::request_properties`] waits for the answer.
+pub const PROPS_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Query = Box<dyn FnOnce(&ZreNode) + Send>;
 
@@ -576,11 +580,16 @@ impl Node {
 
     /// Runs a command on the state machine here, then queues what it sends.
     fn direct<T>(&self, f: impl FnOnce(&mut ZreNode) -> T) -> Result<T, NodeError> {
+        self.direct_state(|state| f(&mut state.core))
+    }
+
+    /// [`Node::direct`] with the whole shared state (e.g. to register a pending request).
+    fn direct_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> Result<T, NodeError> {
         let mut state = lock(&self.state);
         if state.core.is_stopped() {
             return Err(NodeError::Stopped);
         }
-        let out = f(&mut state.core);
+        let out = f(&mut state);
         state.run_actions();
         let reader = state.collect_events();
         drop(state);
@@ -624,6 +633,63 @@ impl Node {
         self.direct(|core| {
             core.shout(&group, content);
         })
+    }
+
+    /// Sets one of our headers while running. Harmony peers get our whole set at once and
+    /// report it as [`Event::Headers`] (their queries return the new value); Zyre and pyre
+    /// peers are sent nothing and keep the headers of our HELLO. Peers met later get the new
+    /// set in our HELLO. `X-HARMONY` is reserved.
+    pub async fn set_header(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<(), NodeError> {
+        let (key, value) = (key.into(), value.into());
+        if key.len() > 255 || u32::try_from(value.len()).is_err() {
+            return Err(NodeError::Invalid(format!("header {key:.40}: too long")));
+        }
+        self.direct(|core| core.set_header(&key, &value))?
+            .map_err(|e| NodeError::Invalid(e.to_string()))
+    }
+
+    /// A Harmony peer's current headers (without `X-HARMONY`), asked for over the network;
+    /// [`NodeError::Timeout`] if no answer within [`PROPS_TIMEOUT`].
+    pub async fn request_properties(&self, peer: Uuid) -> Result<Vec<(String, String)>, NodeError> {
+        self.request_properties_within(peer, PROPS_TIMEOUT).await
+    }
+
+    /// [`Node::request_properties`] with its own timeout.
+    pub async fn request_properties_within(
+        &self,
+        peer: Uuid,
+        timeout: Duration,
+    ) -> Result<Vec<(String, String)>, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        let request = self.send_request(peer, tx)?;
+        let out = tokio::time::timeout(timeout, rx).await;
+        lock(&self.state).requests.remove(&request);
+        match out {
+            Ok(Ok(headers)) => Ok(headers),
+            Ok(Err(_)) => Err(NodeError::Stopped),
+            Err(_) => Err(NodeError::Timeout(peer)),
+        }
+    }
+
+    /// Sends a PROPS-REQUEST and registers where its answer goes, under the same lock: the
+    /// answer, handled by the driver under this lock, always finds it.
+    fn send_request(
+        &self,
+        peer: Uuid,
+        answer: oneshot::Sender<Vec<(String, String)>>,
+    ) -> Result<u32, NodeError> {
+        self.direct_state(|state| {
+            let request = state.core.request_properties(peer).map_err(|e| match e {
+                harmony_group::GroupError::NoProps(p) => NodeError::NoProps(p),
+                _ => NodeError::UnknownPeer(peer),
+            })?;
+            state.requests.insert(request, answer);
+            Ok(request)
+        })?
     }
 
     /// The next event; `None` once the node has stopped and every event was read.
@@ -844,6 +910,8 @@ struct State {
     send_hwm: usize,
     /// Linger of outbound connections (gossip mode: time for the GOODBYEs of a stop).
     dealer_linger: Duration,
+    /// `request_properties` calls waiting for their answer, by request number.
+    requests: HashMap<u32, oneshot::Sender<Vec<(String, String)>>>,
     /// Events for the application, in the order the state machine produced them (one queue
     /// whichever task ran it: the driver, a direct call, or the application's own wait).
     events: VecDeque<Event>,
@@ -1077,6 +1145,16 @@ impl State {
     fn collect_events(&mut self) -> Option<Waker> {
         let before = self.events.len();
         while let Some(event) = self.core.poll_event() {
+            if let Event::Headers {
+                request: Some(request),
+                headers,
+                ..
+            } = &event
+            {
+                if let Some(answer) = self.requests.remove(request) {
+                    let _ = answer.send(headers.clone());
+                }
+            }
             if let Event::Exit { peer, .. } = &event {
                 self.exited.push(*peer);
             }

@@ -303,6 +303,55 @@ async fn hostile_peer_on_the_inbox_changes_nothing_for_the_others() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_header_reaches_the_peer_and_request_properties_returns_the_set() {
+    let mut nodes = start_nodes(2, harmony_testkit::free_udp_port()).await;
+    let (a, b) = (nodes[0].uuid(), nodes[1].uuid());
+    collect(&mut nodes, |_, e| matches!(e, Event::Enter { .. }), 2).await;
+
+    nodes[0].set_header("X-STATUS", "busy").await.unwrap();
+    nodes[0].set_header("X-INDEX", "first").await.unwrap();
+    let got = collect(&mut nodes, |_, e| matches!(e, Event::Headers { .. }), 2).await;
+    let want = vec![
+        ("X-INDEX".to_owned(), "first".to_owned()),
+        ("X-STATUS".to_owned(), "busy".to_owned()),
+    ];
+    assert!(got.iter().all(|(i, e)| *i == 1 && e.peer() == a), "{got:?}");
+    let Event::Headers {
+        headers, request, ..
+    } = &got[1].1
+    else {
+        unreachable!()
+    };
+    assert_eq!((headers, *request), (&want, None));
+    assert_eq!(
+        nodes[1].peer_header_value(a, "X-STATUS").await.unwrap(),
+        Some("busy".to_owned())
+    );
+    let infos = nodes[1].peer_infos().await.unwrap();
+    assert!(infos[0]
+        .headers
+        .contains(&("X-INDEX".to_owned(), "first".to_owned())));
+
+    // Asked for over the network: both ways.
+    assert_eq!(nodes[1].request_properties(a).await.unwrap(), want);
+    assert_eq!(
+        nodes[0].request_properties(b).await.unwrap(),
+        vec![("X-INDEX".to_owned(), "1".to_owned())]
+    );
+    assert!(matches!(
+        nodes[0].request_properties(Uuid::from_u128(7)).await,
+        Err(harmony_node::NodeError::UnknownPeer(_))
+    ));
+    assert!(matches!(
+        nodes[0].set_header("X-HARMONY", "x").await,
+        Err(harmony_node::NodeError::Invalid(_))
+    ));
+    for node in &mut nodes {
+        node.stop().await.unwrap();
+    }
+}
+
 /// An application that reads its events late loses none and sees them in order: while it is
 /// behind, the driver stops reading the inbox at the event queue's bound and takes it up again
 /// as the application catches up (WHISPERs are read on the application's own task meanwhile).

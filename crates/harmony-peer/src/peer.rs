@@ -135,7 +135,7 @@ impl Peer {
         Arc::clone(&self.name)
     }
 
-    /// The headers from its HELLO, in wire order.
+    /// The headers from its HELLO (or its latest change), in wire order.
     pub fn headers(&self) -> &[(String, String)] {
         &self.headers
     }
@@ -146,6 +146,11 @@ impl Peer {
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Replaces its headers (a Harmony peer changed them after its HELLO).
+    pub fn set_headers(&mut self, headers: Vec<(String, String)>) {
+        self.headers = headers;
     }
 
     /// The groups the peer is in, as far as we know.

@@ -67,10 +67,10 @@ impl PyEvent {
         }
     }
 
-    /// The peer's headers (ENTER) as a dict, else None.
+    /// The peer's headers (ENTER, HEADERS) as a dict, else None.
     #[getter]
     fn headers<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let Event::Enter { headers, .. } = &self.event else {
+        let (Event::Enter { headers, .. } | Event::Headers { headers, .. }) = &self.event else {
             return Ok(None);
         };
         let dict = PyDict::new(py);

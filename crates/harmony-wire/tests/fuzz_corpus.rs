@@ -301,6 +301,17 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             },
         ),
         ("goodbye", ZreBody::Goodbye),
+        (
+            "props",
+            ZreBody::Props {
+                request: 0,
+                headers: vec![
+                    ("X-HARMONY".into(), "elect,props".into()),
+                    ("X-STATUS".into(), "busy".into()),
+                ],
+            },
+        ),
+        ("props-request", ZreBody::PropsRequest { request: 1 }),
     ];
     for (seq, (name, body)) in zre.into_iter().enumerate() {
         let frames = ZreMessage::new(seq as u16 + 1, body)

@@ -63,6 +63,8 @@ fn body() -> impl Strategy<Value = ZreBody> {
         }),
         (text(40), text(32)).prop_map(|(group, leader_id)| ZreBody::Leader { group, leader_id }),
         Just(ZreBody::Goodbye),
+        (any::<u32>(), pairs()).prop_map(|(request, headers)| ZreBody::Props { request, headers }),
+        any::<u32>().prop_map(|request| ZreBody::PropsRequest { request }),
     ]
 }
 

@@ -1,5 +1,6 @@
 //! Interop with a real pyre node (PyPI `zeromq-pyre`) across two network namespaces joined by
-//! a veth pair (pyre ignores loopback). Harmony runs as `harmony chat --json --contest`.
+//! a veth pair (pyre ignores loopback). Harmony runs as `harmony chat --json --contest`; it
+//! changes a header (`/set`) with pyre in the group, which pyre must not notice.
 
 mod support;
 
@@ -103,6 +104,13 @@ fn netns_harmony_and_pyre_discover_chat_and_see_each_other_leave() {
         });
     }
 
+    // harmony1 changes a header: harmony2 hears it; pyre is sent nothing (checked below).
+    h1.send("/set X-IMPL changed");
+    let headers = h2.expect("HEADERS from harmony1", WAIT, |v| {
+        is(v, "HEADERS", &[("uuid", &h1_uuid)])
+    });
+    assert_eq!(headers["headers"]["X-IMPL"], "changed");
+
     // SHOUT both ways.
     pyre.send("shout CHAT hello-from-pyre");
     let shout = h1.expect("SHOUT from pyre", WAIT, |v| {
@@ -129,6 +137,25 @@ fn netns_harmony_and_pyre_discover_chat_and_see_each_other_leave() {
         is(v, "WHISPER", &[("uuid", &pyre_uuid)])
     });
     assert_eq!(whisper["text"], "psst-harmony");
+
+    // pyre saw nothing new from harmony1 after the header change: its session is intact
+    // (the SHOUT and the one WHISPER above arrived in sequence), no EXIT, no extra WHISPER,
+    // nothing but these kinds of events; and it keeps the header of the HELLO.
+    pyre.send(&format!("header {h1_uuid} X-IMPL"));
+    let header = pyre.expect("HEADER", WAIT, |v| is(v, "HEADER", &[]));
+    assert_eq!(header["value"], "harmony");
+    let from_h1: Vec<&str> = pyre
+        .seen
+        .iter()
+        .filter(|v| v["uuid"] == h1_uuid.as_str() && v["event"] != "HEADER")
+        .map(|v| v["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        from_h1,
+        ["ENTER", "JOIN", "SHOUT", "WHISPER"],
+        "{:#?}",
+        pyre.seen
+    );
 
     // harmony1 stops: pyre sees it EXIT (port-0 beacon).
     h1.close_stdin();

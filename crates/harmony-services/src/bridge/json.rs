@@ -46,6 +46,14 @@ pub fn event_json(event: &Event) -> Value {
             map.insert("endpoint".into(), endpoint.as_str().into());
             map.insert("headers".into(), headers_json(headers));
         }
+        Event::Headers {
+            headers, request, ..
+        } => {
+            map.insert("headers".into(), headers_json(headers));
+            if let Some(request) = request {
+                map.insert("request".into(), (*request).into());
+            }
+        }
         Event::Shout { content, .. } | Event::Whisper { content, .. } => {
             map.insert("text".into(), content_text(content).into());
             let frames: Vec<Value> = content

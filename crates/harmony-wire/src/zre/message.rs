@@ -1,4 +1,4 @@
-//! ZRE messages (ids 1-10) as Zyre puts them on the wire: `AA A1 id version=2 sequence[2]
+//! ZRE messages (ids 1-10, and Harmony's 32-33) as Zyre puts them on the wire: `AA A1 id version=2 sequence[2]
 //! fields...` in the first ZMTP frame, WHISPER/SHOUT content in the frames that follow.
 //!
 //! Field encodings: `string` = 1-byte length + bytes, `longstr` = 4-byte length + bytes,
@@ -90,6 +90,20 @@ pub enum ZreBody {
     },
     /// id 10: the sender is leaving (Zyre gossip mode).
     Goodbye,
+    /// id 32 (Harmony only): the sender's current headers, all of them. Sent when they change
+    /// (`request` 0) or in answer to [`ZreBody::PropsRequest`] (its `request`). Only sent to
+    /// peers whose HELLO advertised `props` in `X-HARMONY`: Zyre and pyre never see it.
+    Props {
+        /// 0 for a change, else the request answered.
+        request: u32,
+        /// The sender's headers, in its order.
+        headers: Vec<(String, String)>,
+    },
+    /// id 33 (Harmony only): asks for the receiver's current headers (answered by PROPS).
+    PropsRequest {
+        /// The requester's number for the request, never 0.
+        request: u32,
+    },
 }
 
 impl ZreBody {
@@ -106,6 +120,8 @@ impl ZreBody {
             Self::Elect { .. } => 8,
             Self::Leader { .. } => 9,
             Self::Goodbye => 10,
+            Self::Props { .. } => 32,
+            Self::PropsRequest { .. } => 33,
         }
     }
 
@@ -122,12 +138,16 @@ impl ZreBody {
             Self::Elect { .. } => "ELECT",
             Self::Leader { .. } => "LEADER",
             Self::Goodbye => "GOODBYE",
+            Self::Props { .. } => "PROPS",
+            Self::PropsRequest { .. } => "PROPS-REQUEST",
         }
     }
 }
 
-/// Largest message id this codec knows (GOODBYE).
+/// Largest Zyre message id (GOODBYE).
 const MAX_ID: u8 = 10;
+/// Harmony's own message ids (PROPS, PROPS-REQUEST), sent only to Harmony peers.
+const HARMONY_IDS: std::ops::RangeInclusive<u8> = 32..=33;
 /// Signature, id, version and sequence.
 const HEADER_LEN: usize = 2 + 1 + 1 + 2;
 
@@ -175,6 +195,13 @@ impl ZreBody {
                 leader_id: r.string("LEADER leader_id")?,
             },
             10 => Self::Goodbye,
+            32 => Self::Props {
+                request: r.u32("PROPS request")?,
+                headers: r.hash("PROPS headers")?,
+            },
+            33 => Self::PropsRequest {
+                request: r.u32("PROPS-REQUEST request")?,
+            },
             id => return Err(WireError::UnknownId { what: "ZRE", id }),
         })
     }
@@ -199,6 +226,8 @@ impl ZreBody {
                 group,
                 leader_id: other,
             } => p::string_len(group) + p::string_len(other),
+            Self::Props { headers, .. } => 4 + p::hash_len(headers),
+            Self::PropsRequest { .. } => 4,
             Self::Whisper { .. } | Self::Ping | Self::PingOk | Self::Goodbye => 0,
         }
     }
@@ -226,7 +255,12 @@ impl ZreBody {
                 p::check_string(group, "LEADER group")?;
                 p::check_string(leader_id, "LEADER leader_id")
             }
-            Self::Whisper { .. } | Self::Ping | Self::PingOk | Self::Goodbye => Ok(()),
+            Self::Props { headers, .. } => p::check_hash(headers, "PROPS headers"),
+            Self::Whisper { .. }
+            | Self::Ping
+            | Self::PingOk
+            | Self::Goodbye
+            | Self::PropsRequest { .. } => Ok(()),
         }
     }
 
@@ -255,6 +289,11 @@ impl ZreBody {
                 p::put_string(dst, group);
                 p::put_string(dst, other);
             }
+            Self::Props { request, headers } => {
+                dst.put_u32(*request);
+                p::put_hash(dst, headers);
+            }
+            Self::PropsRequest { request } => dst.put_u32(*request),
             Self::Whisper { .. } | Self::Ping | Self::PingOk | Self::Goodbye => {}
         }
     }
@@ -279,7 +318,7 @@ impl ZreMessage {
         }
         // Zyre checks the id before the version.
         let id = r.u8("ZRE message id")?;
-        if !(1..=MAX_ID).contains(&id) {
+        if !(1..=MAX_ID).contains(&id) && !HARMONY_IDS.contains(&id) {
             return Err(WireError::UnknownId { what: "ZRE", id });
         }
         let version = r.u8("ZRE version")?;
@@ -417,6 +456,11 @@ mod tests {
                 leader_id: "CD".into(),
             },
             ZreBody::Goodbye,
+            ZreBody::Props {
+                request: 7,
+                headers: vec![("X-HARMONY".into(), "elect,props".into())],
+            },
+            ZreBody::PropsRequest { request: u32::MAX },
         ];
         // One buffer for all first frames, as a sender encodes them.
         let mut shared = BytesMut::with_capacity(4096);

@@ -56,7 +56,7 @@ pub(crate) async fn run(args: ChatArgs, verbose: bool) -> Result<(), NodeError> 
         );
     } else {
         eprintln!(
-            "harmony: {} ({}) on {} {}, {}; type to shout to {}, `/w NAME text` to whisper",
+            "harmony: {} ({}) on {} {}, {}; type to shout to {}, `/w NAME text` to whisper, `/set KEY VALUE` to change a header",
             node.name(),
             harmony::peer::uuid_string(&node.uuid()),
             iface.name,
@@ -111,7 +111,13 @@ fn print_event(event: &harmony::Event, json: bool) {
 }
 
 async fn handle_line(node: &Node, group: &str, line: &str) -> Result<(), NodeError> {
-    if let Some(rest) = line.strip_prefix("/w ") {
+    if let Some(rest) = line.strip_prefix("/set ") {
+        let (key, value) = rest.split_once(' ').unwrap_or((rest, ""));
+        if let Err(e) = node.set_header(key, value).await {
+            eprintln!("harmony: /set {key}: {e}");
+        }
+        Ok(())
+    } else if let Some(rest) = line.strip_prefix("/w ") {
         let (who, text) = rest.split_once(' ').unwrap_or((rest, ""));
         let mut sent = false;
         for p in node.peer_infos().await? {

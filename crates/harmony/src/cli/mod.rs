@@ -34,7 +34,7 @@ pub(crate) struct Cli {
 enum Command {
     /// Several nodes on this machine find each other, join a group, chat and leave.
     Demo(demo::DemoArgs),
-    /// Join a group; lines on stdin are shouted (`/w NAME text` whispers); events are printed.
+    /// Join a group; lines on stdin are shouted (`/w NAME text` whispers, `/set KEY VALUE` changes a header); events are printed.
     Chat(chat::ChatArgs),
     /// Lists the nodes out there: name, uuid, endpoint, groups, headers.
     Peers(peers::PeersArgs),

@@ -1,7 +1,8 @@
 """A real pyre (zeromq-pyre) node driven by a test over stdin/stdout.
 
 Usage: pyre_peer.py NAME GROUP [KEY=VALUE ...]
-stdin lines:  shout GROUP TEXT | whisper UUIDHEX TEXT | stop
+stdin lines:  shout GROUP TEXT | whisper UUIDHEX TEXT | header UUIDHEX KEY | stop
+              (header prints {"event": "HEADER", "uuid": ..., "key": ..., "value": ...})
 stdout lines: one JSON object per event (and {"event": "STARTED", "uuid": ...} first).
 Exits by itself after 60 seconds at the latest.
 """
@@ -55,6 +56,10 @@ def main():
                 node.shout(parts[1], parts[2].encode())
             elif parts[0] == "whisper":
                 node.whisper(uuid.UUID(hex=parts[1]), parts[2].encode())
+            elif parts[0] == "header":
+                peer = uuid.UUID(hex=parts[1])
+                value = node.peer_header_value(peer, parts[2])
+                out({"event": "HEADER", "uuid": peer.hex.upper(), "key": parts[2], "value": value})
             elif parts[0] == "stop":
                 running = False
     node.stop()
