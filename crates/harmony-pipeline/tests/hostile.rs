@@ -16,7 +16,7 @@ use harmony_pipeline::{
     group_name, Client, Collector, CollectorEvent, Settings, Worker, WorkerOptions,
     ENDPOINT_HEADER, ROLE_HEADER,
 };
-use harmony_wire::pipeline::{PipelineMessage, TaskResult};
+use harmony_wire::pipeline::{PipelineMessage, ResultItem, TaskResult};
 use harmony_zmtp::{DealerSocket, Message, SocketOptions};
 use tokio::time::{timeout, Instant};
 
@@ -106,12 +106,22 @@ async fn refused(log: &Log, dealer: &DealerSocket, frame: Bytes, line: &str) {
 }
 
 fn result(client: Uuid, batch: Uuid, task: u32) -> Bytes {
+    results(client, batch, &[task])
+}
+
+/// One RESULT message carrying a forged outcome for each of `tasks`.
+fn results(client: Uuid, batch: Uuid, tasks: &[u32]) -> Bytes {
     PipelineMessage::Result(TaskResult {
         client,
         batch,
-        task,
-        failed: false,
-        payload: Bytes::from_static(b"forged"),
+        results: tasks
+            .iter()
+            .map(|&task| ResultItem {
+                task,
+                failed: false,
+                payload: Bytes::from_static(b"forged"),
+            })
+            .collect(),
     })
     .to_bytes()
     .expect("encodable")

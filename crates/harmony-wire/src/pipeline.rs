@@ -1,9 +1,10 @@
-//! The reliable pipeline protocol (Harmony PIPELINE/1, `crates/harmony-pipeline/SPEC.md`):
+//! The reliable pipeline protocol (Harmony PIPELINE/2, `crates/harmony-pipeline/SPEC.md`):
 //! seven messages, each one ZMTP frame `AA A4 id version fields...`.
 //!
 //! Numbers are unsigned big-endian; `uuid` is 16 bytes; `longstr` is a 4-byte length and bytes.
-//! Lists (ACK tasks, STATUS ranges) carry a 4-byte count that is checked against the bytes left
-//! before anything is allocated.
+//! Lists (TASK tasks, RESULT results, ACK tasks, STATUS ranges) carry a 4-byte count that is
+//! checked against the bytes left before anything is allocated. TASK and RESULT carry at least
+//! one entry: an empty one is malformed.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use uuid::Uuid;
@@ -14,7 +15,7 @@ use crate::primitives::{self as p, Reader};
 /// The two signature bytes of every pipeline message (`0xAAA0 | 4`).
 pub const PIPELINE_SIGNATURE: [u8; 2] = [0xAA, 0xA4];
 /// The protocol version every message carries.
-pub const PIPELINE_VERSION: u8 = 1;
+pub const PIPELINE_VERSION: u8 = 2;
 
 /// Signature, id and version.
 const HEADER_LEN: usize = 2 + 1 + 1;
@@ -25,9 +26,9 @@ const HEADER_LEN: usize = 2 + 1 + 1;
 pub enum PipelineMessage {
     /// id 1, worker -> client: how many of the client's tasks the worker takes at once.
     Credit(Credit),
-    /// id 2, client -> worker: one task to run.
+    /// id 2, client -> worker: tasks of one batch to run.
     Task(Task),
-    /// id 3, worker -> collector: the outcome of one task.
+    /// id 3, worker -> collector: the outcomes of tasks of one batch.
     Result(TaskResult),
     /// id 4, client -> collector: open a batch (idempotent); answered by STATUS.
     Start {
@@ -72,34 +73,68 @@ pub struct Credit {
     pub held: u32,
 }
 
-/// TASK: one task, sent by a client to a worker.
+/// TASK: tasks of one batch, sent by a client to a worker; entry `i` has the sequence number
+/// `seq + i`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Task {
-    /// Per client-worker sequence number, from 0.
+    /// Per client-worker sequence number of the first entry (TASK entries count from 0).
     pub seq: u64,
     /// The batch.
     pub batch: Uuid,
+    /// The collector that takes the results.
+    pub collector: Uuid,
+    /// The tasks, at least one.
+    pub tasks: Vec<TaskItem>,
+}
+
+/// One task of a TASK message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskItem {
     /// The task number in the batch.
     pub task: u32,
-    /// The collector that takes the result.
-    pub collector: Uuid,
     /// The task's bytes, a slice of the received frame.
     pub payload: Bytes,
 }
 
-/// RESULT: one task's outcome, sent by a worker to the collector.
+/// RESULT: the outcomes of tasks of one batch, sent by a worker to the collector.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskResult {
-    /// The client that sent the task.
+    /// The client that sent the tasks.
     pub client: Uuid,
     /// The batch.
     pub batch: Uuid,
+    /// The outcomes, at least one.
+    pub results: Vec<ResultItem>,
+}
+
+/// One task's outcome in a RESULT message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultItem {
     /// The task number in the batch.
     pub task: u32,
     /// Whether the task failed (after the worker's retries); `payload` is then the error text.
     pub failed: bool,
     /// The result's bytes, a slice of the received frame.
     pub payload: Bytes,
+}
+
+/// Bytes a TASK entry takes besides its payload (number, payload length).
+const TASK_ITEM_LEN: usize = 4 + 4;
+/// Bytes a RESULT entry takes besides its payload (number, status, payload length).
+const RESULT_ITEM_LEN: usize = 4 + 1 + 4;
+
+impl TaskItem {
+    /// Size of the encoded entry.
+    pub fn encoded_len(&self) -> usize {
+        TASK_ITEM_LEN + self.payload.len()
+    }
+}
+
+impl ResultItem {
+    /// Size of the encoded entry.
+    pub fn encoded_len(&self) -> usize {
+        RESULT_ITEM_LEN + self.payload.len()
+    }
 }
 
 impl PipelineMessage {
@@ -149,24 +184,51 @@ impl PipelineMessage {
                 seen: r.u64("CREDIT seen")?,
                 held: r.u32("CREDIT held")?,
             }),
-            2 => Self::Task(Task {
-                seq: r.u64("TASK seq")?,
-                batch: uuid(&mut r, "TASK batch")?,
-                task: r.u32("TASK task")?,
-                collector: uuid(&mut r, "TASK collector")?,
-                payload: r.long_bytes("TASK payload")?,
-            }),
-            3 => Self::Result(TaskResult {
-                client: uuid(&mut r, "RESULT client")?,
-                batch: uuid(&mut r, "RESULT batch")?,
-                task: r.u32("RESULT task")?,
-                failed: match r.u8("RESULT status")? {
-                    0 => false,
-                    1 => true,
-                    _ => return Err(WireError::Invalid("RESULT status")),
-                },
-                payload: r.long_bytes("RESULT payload")?,
-            }),
+            2 => {
+                let (seq, batch, collector) = (
+                    r.u64("TASK seq")?,
+                    uuid(&mut r, "TASK batch")?,
+                    uuid(&mut r, "TASK collector")?,
+                );
+                let count = nonempty(r.count("TASK tasks", TASK_ITEM_LEN)?, "TASK tasks")?;
+                let mut tasks = Vec::with_capacity(count);
+                for _ in 0..count {
+                    tasks.push(TaskItem {
+                        task: r.u32("TASK task")?,
+                        payload: r.long_bytes("TASK payload")?,
+                    });
+                }
+                Self::Task(Task {
+                    seq,
+                    batch,
+                    collector,
+                    tasks,
+                })
+            }
+            3 => {
+                let (client, batch) = (uuid(&mut r, "RESULT client")?, uuid(&mut r, "RESULT batch")?);
+                let count = nonempty(
+                    r.count("RESULT results", RESULT_ITEM_LEN)?,
+                    "RESULT results",
+                )?;
+                let mut results = Vec::with_capacity(count);
+                for _ in 0..count {
+                    results.push(ResultItem {
+                        task: r.u32("RESULT task")?,
+                        failed: match r.u8("RESULT status")? {
+                            0 => false,
+                            1 => true,
+                            _ => return Err(WireError::Invalid("RESULT status")),
+                        },
+                        payload: r.long_bytes("RESULT payload")?,
+                    });
+                }
+                Self::Result(TaskResult {
+                    client,
+                    batch,
+                    results,
+                })
+            }
             4 => Self::Start {
                 batch: uuid(&mut r, "START batch")?,
                 size: r.u32("START size")?,
@@ -214,8 +276,12 @@ impl PipelineMessage {
         HEADER_LEN
             + match self {
                 Self::Credit(_) => 4 + 8 + 4,
-                Self::Task(t) => 8 + 16 + 4 + 16 + p::longstr_len(&t.payload),
-                Self::Result(r) => 16 + 16 + 4 + 1 + p::longstr_len(&r.payload),
+                Self::Task(t) => {
+                    8 + 16 + 16 + 4 + t.tasks.iter().map(TaskItem::encoded_len).sum::<usize>()
+                }
+                Self::Result(r) => {
+                    16 + 16 + 4 + r.results.iter().map(ResultItem::encoded_len).sum::<usize>()
+                }
                 Self::Start { .. } | Self::End { .. } => 16 + 4,
                 Self::Status { ranges, .. } => 16 + 4 + 4 + 8 * ranges.len(),
                 Self::Ack { tasks, .. } => 16 + 4 + 4 * tasks.len(),
@@ -224,8 +290,20 @@ impl PipelineMessage {
 
     fn check(&self) -> Result<()> {
         match self {
-            Self::Task(t) => p::check_u32(t.payload.len(), "TASK payload"),
-            Self::Result(r) => p::check_u32(r.payload.len(), "RESULT payload"),
+            Self::Task(t) => {
+                nonempty(t.tasks.len(), "TASK tasks")?;
+                p::check_u32(t.tasks.len(), "TASK tasks")?;
+                t.tasks
+                    .iter()
+                    .try_for_each(|i| p::check_u32(i.payload.len(), "TASK payload"))
+            }
+            Self::Result(r) => {
+                nonempty(r.results.len(), "RESULT results")?;
+                p::check_u32(r.results.len(), "RESULT results")?;
+                r.results
+                    .iter()
+                    .try_for_each(|i| p::check_u32(i.payload.len(), "RESULT payload"))
+            }
             Self::Status { ranges, .. } => p::check_u32(ranges.len(), "STATUS ranges"),
             Self::Ack { tasks, .. } => p::check_u32(tasks.len(), "ACK tasks"),
             _ => Ok(()),
@@ -233,7 +311,7 @@ impl PipelineMessage {
     }
 
     /// Appends the encoded frame. Fails, leaving `dst` unchanged, when a payload or list is
-    /// over 2^32 - 1 long.
+    /// over 2^32 - 1 long, or a TASK or RESULT has no entry.
     pub fn encode(&self, dst: &mut BytesMut) -> Result<()> {
         self.check()?;
         dst.reserve(self.encoded_len());
@@ -249,16 +327,22 @@ impl PipelineMessage {
             Self::Task(t) => {
                 dst.put_u64(t.seq);
                 dst.put_slice(t.batch.as_bytes());
-                dst.put_u32(t.task);
                 dst.put_slice(t.collector.as_bytes());
-                p::put_longstr(dst, &t.payload);
+                dst.put_u32(t.tasks.len() as u32);
+                for item in &t.tasks {
+                    dst.put_u32(item.task);
+                    p::put_longstr(dst, &item.payload);
+                }
             }
             Self::Result(r) => {
                 dst.put_slice(r.client.as_bytes());
                 dst.put_slice(r.batch.as_bytes());
-                dst.put_u32(r.task);
-                dst.put_u8(u8::from(r.failed));
-                p::put_longstr(dst, &r.payload);
+                dst.put_u32(r.results.len() as u32);
+                for item in &r.results {
+                    dst.put_u32(item.task);
+                    dst.put_u8(u8::from(item.failed));
+                    p::put_longstr(dst, &item.payload);
+                }
             }
             Self::Start { batch, size } | Self::End { batch, size } => {
                 dst.put_slice(batch.as_bytes());
@@ -296,6 +380,14 @@ impl PipelineMessage {
     }
 }
 
+/// A TASK or RESULT list must name at least one task.
+fn nonempty(count: usize, what: &'static str) -> Result<usize> {
+    if count == 0 {
+        return Err(WireError::Invalid(what));
+    }
+    Ok(count)
+}
+
 fn uuid(r: &mut Reader<'_>, what: &'static str) -> Result<Uuid> {
     Ok(Uuid::from_bytes(r.array::<16>(what)?))
 }
@@ -317,16 +409,33 @@ mod tests {
             PipelineMessage::Task(Task {
                 seq: 7,
                 batch,
-                task: 12,
                 collector: peer,
-                payload: Bytes::from_static(b"task"),
+                tasks: vec![
+                    TaskItem {
+                        task: 12,
+                        payload: Bytes::from_static(b"task"),
+                    },
+                    TaskItem {
+                        task: 3,
+                        payload: Bytes::new(),
+                    },
+                ],
             }),
             PipelineMessage::Result(TaskResult {
                 client: peer,
                 batch,
-                task: 12,
-                failed: true,
-                payload: Bytes::from_static(b"exit 1"),
+                results: vec![
+                    ResultItem {
+                        task: 12,
+                        failed: true,
+                        payload: Bytes::from_static(b"exit 1"),
+                    },
+                    ResultItem {
+                        task: 3,
+                        failed: false,
+                        payload: Bytes::from_static(b"ok"),
+                    },
+                ],
             }),
             PipelineMessage::Start { batch, size: 100 },
             PipelineMessage::End { batch, size: 100 },
@@ -357,7 +466,7 @@ mod tests {
         let bytes = PipelineMessage::Start { batch, size: 5 }
             .to_bytes()
             .unwrap();
-        let mut expected = vec![0xAA, 0xA4, 4, 1];
+        let mut expected = vec![0xAA, 0xA4, 4, 2];
         expected.extend_from_slice(batch.as_bytes());
         expected.extend_from_slice(&[0, 0, 0, 5]);
         assert_eq!(&bytes[..], &expected[..]);
@@ -378,10 +487,10 @@ mod tests {
             Err(WireError::BadSignature("pipeline message"))
         );
         let mut bad = good.to_vec();
-        bad[3] = 2;
+        bad[3] = 1;
         assert!(matches!(
             PipelineMessage::decode(&bad.into(), 64),
-            Err(WireError::BadVersion { version: 2, .. })
+            Err(WireError::BadVersion { version: 1, .. })
         ));
         let mut bad = good.to_vec();
         bad[2] = 99;
@@ -391,9 +500,68 @@ mod tests {
         ));
     }
 
+    /// A RESULT of two entries whose declared count is rewritten to `count`.
+    fn result_declaring(count: u32) -> Bytes {
+        let msg = PipelineMessage::Result(TaskResult {
+            client: Uuid::nil(),
+            batch: Uuid::nil(),
+            results: vec![
+                ResultItem {
+                    task: 0,
+                    failed: false,
+                    payload: Bytes::from_static(b"a"),
+                },
+                ResultItem {
+                    task: 1,
+                    failed: false,
+                    payload: Bytes::from_static(b"b"),
+                },
+            ],
+        });
+        let mut bytes = msg.to_bytes().unwrap().to_vec();
+        bytes[36..40].copy_from_slice(&count.to_be_bytes());
+        bytes.into()
+    }
+
+    #[test]
+    fn a_declared_count_that_does_not_match_the_entries_is_refused() {
+        assert!(PipelineMessage::decode(&result_declaring(2), 1 << 10).is_ok());
+        assert_eq!(
+            PipelineMessage::decode(&result_declaring(1), 1 << 10),
+            Err(WireError::Trailing(10)),
+            "fewer declared than sent"
+        );
+        assert!(
+            PipelineMessage::decode(&result_declaring(3), 1 << 10).is_err(),
+            "more declared than sent"
+        );
+        assert_eq!(
+            PipelineMessage::decode(&result_declaring(0), 1 << 10),
+            Err(WireError::Invalid("RESULT results")),
+            "an empty RESULT"
+        );
+    }
+
+    #[test]
+    fn an_empty_task_or_result_is_not_encodable() {
+        let task = PipelineMessage::Task(Task {
+            seq: 0,
+            batch: Uuid::nil(),
+            collector: Uuid::nil(),
+            tasks: vec![],
+        });
+        assert_eq!(task.to_bytes(), Err(WireError::Invalid("TASK tasks")));
+        let result = PipelineMessage::Result(TaskResult {
+            client: Uuid::nil(),
+            batch: Uuid::nil(),
+            results: vec![],
+        });
+        assert_eq!(result.to_bytes(), Err(WireError::Invalid("RESULT results")));
+    }
+
     #[test]
     fn a_huge_declared_list_is_refused_before_allocating() {
-        let mut bytes = vec![0xAA, 0xA4, 7, 1];
+        let mut bytes = vec![0xAA, 0xA4, 7, 2];
         bytes.extend_from_slice(&[0; 16]);
         bytes.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]);
         assert!(matches!(

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use bytes::{Bytes, BytesMut};
 use harmony_wire::filemq::{Cheezburger, FileOperation, FilemqMessage};
 use harmony_wire::fuzzing;
-use harmony_wire::pipeline::{Credit, PipelineMessage, Task, TaskResult};
+use harmony_wire::pipeline::{Credit, PipelineMessage, ResultItem, Task, TaskItem, TaskResult};
 use harmony_wire::zgp::ZgpMessage;
 use harmony_wire::zmtp::{Command, Frame, Greeting, Mechanism, Metadata, PlainHello, RawCommand};
 use harmony_wire::zre::{Beacon, Hello, ZreBody, ZreMessage};
@@ -406,9 +406,17 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             PipelineMessage::Task(Task {
                 seq: 40,
                 batch,
-                task: 9,
                 collector: peer,
-                payload: Bytes::from_static(b"echo me"),
+                tasks: vec![
+                    TaskItem {
+                        task: 9,
+                        payload: Bytes::from_static(b"echo me"),
+                    },
+                    TaskItem {
+                        task: 10,
+                        payload: Bytes::from_static(b"and me"),
+                    },
+                ],
             }),
         ),
         (
@@ -416,9 +424,18 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             PipelineMessage::Result(TaskResult {
                 client: peer,
                 batch,
-                task: 9,
-                failed: false,
-                payload: Bytes::from_static(b"echo me"),
+                results: vec![
+                    ResultItem {
+                        task: 9,
+                        failed: false,
+                        payload: Bytes::from_static(b"echo me"),
+                    },
+                    ResultItem {
+                        task: 10,
+                        failed: true,
+                        payload: Bytes::from_static(b"exit 1"),
+                    },
+                ],
             }),
         ),
         ("start", PipelineMessage::Start { batch, size: 1000 }),

@@ -4,7 +4,7 @@
 mod support;
 
 use bytes::Bytes;
-use harmony_wire::pipeline::{Credit, PipelineMessage, Task, TaskResult};
+use harmony_wire::pipeline::{Credit, PipelineMessage, ResultItem, Task, TaskItem, TaskResult};
 use harmony_wire::{fuzzing, WireError};
 use proptest::prelude::*;
 use support::{alloc_budget, apply, damage, peak_alloc};
@@ -20,27 +20,36 @@ fn payload() -> impl Strategy<Value = Bytes> {
     prop::collection::vec(any::<u8>(), 0..300).prop_map(Bytes::from)
 }
 
+fn task_item() -> impl Strategy<Value = TaskItem> {
+    (any::<u32>(), payload()).prop_map(|(task, payload)| TaskItem { task, payload })
+}
+
+fn result_item() -> impl Strategy<Value = ResultItem> {
+    (any::<u32>(), any::<bool>(), payload()).prop_map(|(task, failed, payload)| ResultItem {
+        task,
+        failed,
+        payload,
+    })
+}
+
 fn message() -> impl Strategy<Value = PipelineMessage> {
     prop_oneof![
         (any::<u32>(), any::<u64>(), any::<u32>()).prop_map(|(window, seen, held)| {
             PipelineMessage::Credit(Credit { window, seen, held })
         }),
-        (any::<u64>(), uuid(), any::<u32>(), uuid(), payload()).prop_map(
-            |(seq, batch, task, collector, payload)| PipelineMessage::Task(Task {
+        (any::<u64>(), uuid(), uuid(), prop::collection::vec(task_item(), 1..12)).prop_map(
+            |(seq, batch, collector, tasks)| PipelineMessage::Task(Task {
                 seq,
                 batch,
-                task,
                 collector,
-                payload
+                tasks
             })
         ),
-        (uuid(), uuid(), any::<u32>(), any::<bool>(), payload()).prop_map(
-            |(client, batch, task, failed, payload)| PipelineMessage::Result(TaskResult {
+        (uuid(), uuid(), prop::collection::vec(result_item(), 1..12)).prop_map(
+            |(client, batch, results)| PipelineMessage::Result(TaskResult {
                 client,
                 batch,
-                task,
-                failed,
-                payload
+                results
             })
         ),
         (uuid(), any::<u32>()).prop_map(|(batch, size)| PipelineMessage::Start { batch, size }),
@@ -69,11 +78,15 @@ proptest! {
         prop_assert_eq!(bytes.len(), msg.encoded_len());
         prop_assert_eq!(&bytes[..2], &[0xAA, 0xA4]);
         prop_assert_eq!(bytes[2], msg.id());
-        prop_assert_eq!(bytes[3], 1);
+        prop_assert_eq!(bytes[3], 2);
         let back = PipelineMessage::decode(&bytes, LIMIT)?;
         if let PipelineMessage::Task(t) = &back {
-            // The payload is the frame's own memory.
-            prop_assert!(t.payload.is_empty() || bytes.as_ptr_range().contains(&t.payload.as_ptr()));
+            // The payloads are the frame's own memory.
+            for item in &t.tasks {
+                prop_assert!(
+                    item.payload.is_empty() || bytes.as_ptr_range().contains(&item.payload.as_ptr())
+                );
+            }
         }
         prop_assert_eq!(back, msg);
     }
@@ -117,12 +130,13 @@ proptest! {
     }
 }
 
-/// A TASK declaring a 2 GiB payload and an ACK declaring 2^32 - 1 tasks are refused without
-/// allocating for them.
+/// A TASK declaring a 2 GiB payload, a TASK and a RESULT declaring 2^32 - 1 entries and an ACK
+/// declaring 2^32 - 1 tasks are refused without allocating for them.
 #[test]
 fn huge_declared_sizes_allocate_nothing_big() {
-    let mut task = vec![0xAA, 0xA4, 2, 1];
-    task.extend_from_slice(&[0; 8 + 16 + 4 + 16]);
+    let mut task = vec![0xAA, 0xA4, 2, 2];
+    task.extend_from_slice(&[0; 8 + 16 + 16]);
+    task.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]);
     task.extend_from_slice(&[0x7F, 0xFF, 0xFF, 0xFF]);
     task.extend_from_slice(b"data");
     let bytes = Bytes::from(task);
@@ -130,7 +144,21 @@ fn huge_declared_sizes_allocate_nothing_big() {
     assert_eq!(result, Err(WireError::Truncated("TASK payload")));
     assert!(peak < 1024, "allocated {peak} bytes");
 
-    let mut ack = vec![0xAA, 0xA4, 7, 1];
+    for (id, head) in [(2u8, 8 + 16 + 16), (3, 16 + 16)] {
+        let mut list = vec![0xAA, 0xA4, id, 2];
+        list.extend_from_slice(&vec![0; head]);
+        list.extend_from_slice(&[0xFF; 4]);
+        list.extend_from_slice(&[0; 64]);
+        let bytes = Bytes::from(list);
+        let (result, peak) = peak_alloc(|| PipelineMessage::decode(&bytes, LIMIT));
+        assert!(
+            matches!(result, Err(WireError::TooLong { .. })),
+            "{result:?}"
+        );
+        assert!(peak < 1024, "allocated {peak} bytes");
+    }
+
+    let mut ack = vec![0xAA, 0xA4, 7, 2];
     ack.extend_from_slice(&[0; 16]);
     ack.extend_from_slice(&[0xFF; 4]);
     ack.extend_from_slice(&[0; 64]);

@@ -2,10 +2,11 @@
 //! credit, and resends what the collector does not acknowledge.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use harmony_wire::pipeline::{Credit, PipelineMessage, Task};
+use harmony_wire::pipeline::{Credit, PipelineMessage, Task, TaskItem};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
@@ -34,6 +35,41 @@ pub enum ClientEvent {
     },
 }
 
+/// Most tasks in one TASK message (the worker's credit usually bounds it first).
+const MAX_TASKS_PER_MESSAGE: usize = 1024;
+/// Payload bytes after which a TASK message takes no more tasks (it always takes one).
+const MAX_TASK_BYTES: usize = 1 << 20;
+
+/// One TASK message sent: its entries have the sequence numbers `seq..seq + tasks.len()`.
+#[derive(Debug, Clone)]
+struct Sent {
+    seq: u64,
+    batch: Uuid,
+    worker: Uuid,
+    tasks: Arc<[u32]>,
+    /// When it was sent (in `unseen`), or when its tasks are due (in `leases`).
+    at: Instant,
+    /// Entries before this one are known to be no longer assigned under this message (leases).
+    settled: usize,
+}
+
+impl Sent {
+    /// The entries still assigned under this message.
+    fn assigned<'a>(&'a self, b: &'a Batch) -> impl Iterator<Item = (u32, u64)> + 'a {
+        (self.seq..)
+            .zip(self.tasks.iter())
+            .skip(self.settled)
+            .filter(|&(seq, &task)| {
+                b.state[task as usize]
+                    == TaskState::Assigned {
+                        worker: self.worker,
+                        seq,
+                    }
+            })
+            .map(|(seq, &task)| (task, seq))
+    }
+}
+
 /// One worker, as the client sees it.
 #[derive(Debug)]
 struct Link {
@@ -41,9 +77,10 @@ struct Link {
     window: u32,
     held: u32,
     next_seq: u64,
-    /// TASKs sent that the worker has not reported seeing: seq -> (batch, task, sent at).
-    /// In ascending `seq` order (TASKs are numbered as sent).
-    unseen: VecDeque<(u64, Uuid, u32, Instant)>,
+    /// TASK messages sent that the worker has not reported seeing, in ascending `seq` order
+    /// (TASKs are numbered as sent), and how many tasks they carry.
+    unseen: VecDeque<Sent>,
+    unseen_tasks: u32,
     last_heard: Instant,
 }
 
@@ -51,7 +88,7 @@ impl Link {
     fn free(&self) -> u32 {
         self.window
             .saturating_sub(self.held)
-            .saturating_sub(self.unseen.len() as u32)
+            .saturating_sub(self.unseen_tasks)
     }
 }
 
@@ -67,7 +104,9 @@ enum TaskState {
 struct Batch {
     tasks: Vec<Bytes>,
     state: Vec<TaskState>,
-    /// Tasks to send, in order; entries whose state moved on are skipped.
+    /// Tasks below this number have been sent at least once.
+    next_unsent: u32,
+    /// Tasks to send again, in order; entries whose state moved on are skipped.
     queue: VecDeque<u32>,
     done: u32,
     collector: Option<Uuid>,
@@ -93,12 +132,46 @@ impl Batch {
     }
 
     fn all_sent(&self) -> bool {
-        !self.queue.iter().any(|&t| {
-            matches!(
-                self.state[t as usize],
-                TaskState::Unsent | TaskState::Pending
-            )
-        })
+        self.next_unsent == self.size()
+            && !self
+                .queue
+                .iter()
+                .any(|&t| self.state[t as usize] == TaskState::Pending)
+    }
+
+    /// The next task to send: a task to send again first, then the next never sent.
+    fn next_task(&mut self) -> Option<u32> {
+        while let Some(task) = self.queue.pop_front() {
+            if self.state[task as usize] == TaskState::Pending {
+                return Some(task);
+            }
+        }
+        while self.next_unsent < self.size() {
+            let task = self.next_unsent;
+            self.next_unsent += 1;
+            // A STATUS may have reported it done before it was ever sent.
+            if self.state[task as usize] == TaskState::Unsent {
+                return Some(task);
+            }
+        }
+        None
+    }
+
+    /// Whether a task is waiting to be sent (drops entries at the front that moved on).
+    fn has_work(&mut self) -> bool {
+        while let Some(&task) = self.queue.front() {
+            if self.state[task as usize] == TaskState::Pending {
+                return true;
+            }
+            self.queue.pop_front();
+        }
+        // A STATUS may have reported tasks done before they were ever sent.
+        while self.next_unsent < self.size()
+            && self.state[self.next_unsent as usize] != TaskState::Unsent
+        {
+            self.next_unsent += 1;
+        }
+        self.next_unsent < self.size()
     }
 }
 
@@ -111,8 +184,9 @@ pub struct ClientCore {
     batches: BTreeMap<Uuid, Batch>,
     /// Batches completed: late reports about them are ignored quietly.
     finished: BTreeSet<Uuid>,
-    /// Task leases in the order given (the timeout is constant, so deadlines ascend).
-    leases: VecDeque<(Instant, Uuid, u32, Uuid, u64)>,
+    /// Task leases by TASK message, in the order given (the timeout is constant, so deadlines
+    /// ascend); `at` is the deadline.
+    leases: VecDeque<Sent>,
     /// Worker to try first next time, for round robin.
     next_worker: Option<Uuid>,
     /// Messages were handled since the last dispatch of tasks (when): the next
@@ -161,7 +235,8 @@ impl ClientCore {
         }
         let b = Batch {
             state: vec![TaskState::Unsent; tasks.len()],
-            queue: (0..size).collect(),
+            next_unsent: 0,
+            queue: VecDeque::new(),
             tasks,
             done: 0,
             collector: None,
@@ -183,6 +258,7 @@ impl ClientCore {
                     held: 0,
                     next_seq: 0,
                     unseen: VecDeque::new(),
+                    unseen_tasks: 0,
                     last_heard: now,
                 });
             }
@@ -280,7 +356,12 @@ impl ClientCore {
         }
         link.window = credit.window;
         link.held = credit.held;
-        while link.unseen.front().is_some_and(|u| u.0 < credit.seen) {
+        // A worker takes or refuses a TASK message whole: any entry seen means all were.
+        while let Some(sent) = link.unseen.front() {
+            if sent.seq >= credit.seen {
+                break;
+            }
+            link.unseen_tasks -= sent.tasks.len() as u32;
             link.unseen.pop_front();
         }
     }
@@ -368,8 +449,10 @@ impl ClientCore {
         }
     }
 
-    /// Sends queued tasks to workers with free credit, round robin.
+    /// Sends queued tasks to workers with free credit, round robin: each worker gets what its
+    /// credit allows in one TASK message (one per batch).
     fn dispatch(&mut self, now: Instant) {
+        self.settle_leases();
         if self.workers.is_empty() || self.batches.is_empty() {
             return;
         }
@@ -386,64 +469,103 @@ impl ClientCore {
         while progress {
             progress = false;
             for &worker in &order {
-                if self.workers.get(&worker).is_none_or(|l| l.free() == 0) {
+                let free = self.workers.get(&worker).map_or(0, Link::free);
+                if free == 0 {
                     continue;
                 }
-                let Some((batch, task)) = self.next_task() else {
+                if !self.send_tasks(worker, free as usize, now) {
                     return;
-                };
-                self.send_task(worker, batch, task, now);
+                }
                 self.next_worker = self.workers.range(worker..).nth(1).map(|(id, _)| *id);
                 progress = true;
             }
         }
     }
 
-    /// The next task to send, from the open batches in turn.
-    fn next_task(&mut self) -> Option<(Uuid, u32)> {
-        for (&id, b) in &mut self.batches {
-            if !b.opened || b.collector.is_none() {
-                continue;
-            }
-            while let Some(task) = b.queue.pop_front() {
-                if matches!(
-                    b.state[task as usize],
-                    TaskState::Unsent | TaskState::Pending
-                ) {
-                    return Some((id, task));
-                }
-            }
-        }
-        None
-    }
-
-    fn send_task(&mut self, worker: Uuid, batch: Uuid, task: u32, now: Instant) {
-        let (Some(link), Some(b)) = (self.workers.get_mut(&worker), self.batches.get_mut(&batch))
-        else {
-            return;
+    /// Sends `worker` up to `free` tasks of the first open batch with work in one TASK
+    /// message; false when no batch has any.
+    fn send_tasks(&mut self, worker: Uuid, free: usize, now: Instant) -> bool {
+        let Some((batch, b)) = self.batches.iter_mut().find_map(|(&id, b)| {
+            (b.opened && b.collector.is_some() && b.has_work()).then_some((id, b))
+        }) else {
+            return false;
         };
-        let Some(collector) = b.collector else {
-            return;
+        let (Some(link), Some(collector)) = (self.workers.get_mut(&worker), b.collector) else {
+            return false;
         };
         let seq = link.next_seq;
-        link.next_seq += 1;
-        link.unseen.push_back((seq, batch, task, now));
-        if b.state[task as usize] == TaskState::Pending {
-            b.resent += 1;
+        let limit = free.min(MAX_TASKS_PER_MESSAGE);
+        let mut items = Vec::with_capacity(limit);
+        let mut numbers = Vec::with_capacity(limit);
+        let mut bytes = 0;
+        while items.len() < limit && bytes < MAX_TASK_BYTES {
+            let Some(task) = b.next_task() else { break };
+            let state = &mut b.state[task as usize];
+            if *state == TaskState::Pending {
+                b.resent += 1;
+            }
+            *state = TaskState::Assigned {
+                worker,
+                seq: seq + items.len() as u64,
+            };
+            let payload = b.tasks[task as usize].clone();
+            bytes += payload.len();
+            items.push(TaskItem { task, payload });
+            numbers.push(task);
         }
-        b.state[task as usize] = TaskState::Assigned { worker, seq };
-        self.leases
-            .push_back((now + self.timing.task_timeout, batch, task, worker, seq));
+        if items.is_empty() {
+            return false;
+        }
+        let count = items.len() as u32;
+        link.next_seq += u64::from(count);
+        link.unseen_tasks += count;
+        let sent = Sent {
+            seq,
+            batch,
+            worker,
+            tasks: numbers.into(),
+            at: now,
+            settled: 0,
+        };
+        self.leases.push_back(Sent {
+            at: now + self.timing.task_timeout,
+            ..sent.clone()
+        });
+        link.unseen.push_back(sent);
         self.transmits.push_back(Transmit {
             to: worker,
             message: PipelineMessage::Task(Task {
                 seq,
                 batch,
-                task,
                 collector,
-                payload: b.tasks[task as usize].clone(),
+                tasks: items,
             }),
         });
+        true
+    }
+
+    /// Forgets leases at the front whose tasks are all acknowledged or sent again since, so
+    /// that a long batch keeps only the leases of tasks in flight.
+    fn settle_leases(&mut self) {
+        while let Some(lease) = self.leases.front_mut() {
+            if let Some(b) = self.batches.get(&lease.batch) {
+                let pending = (lease.seq..)
+                    .zip(lease.tasks.iter())
+                    .skip(lease.settled)
+                    .position(|(seq, &task)| {
+                        b.state[task as usize]
+                            == TaskState::Assigned {
+                                worker: lease.worker,
+                                seq,
+                            }
+                    });
+                if let Some(i) = pending {
+                    lease.settled += i;
+                    return;
+                }
+            }
+            self.leases.pop_front();
+        }
     }
 
     /// Runs the timers due at `now`.
@@ -460,23 +582,25 @@ impl ClientCore {
         }
         // TASKs the worker never reported seeing.
         for (&worker, link) in &mut self.workers {
-            while let Some(&(seq, batch, task, sent)) = link.unseen.front() {
-                if now < sent + self.timing.lost_after {
+            while let Some(sent) = link.unseen.front() {
+                if now < sent.at + self.timing.lost_after {
                     break;
                 }
+                debug!(%worker, batch = %sent.batch, seq = sent.seq, tasks = sent.tasks.len(), "TASK not seen by the worker in time, sent again");
+                requeue(&mut self.batches, sent);
+                link.unseen_tasks -= sent.tasks.len() as u32;
                 link.unseen.pop_front();
-                debug!(%worker, %batch, task, seq, "TASK not seen by the worker in time, sent again");
-                requeue_if(&mut self.batches, batch, task, worker, seq);
             }
         }
-        while let Some(&(deadline, batch, task, worker, seq)) = self.leases.front() {
-            if now < deadline {
+        while let Some(lease) = self.leases.front() {
+            if now < lease.at {
                 break;
             }
-            self.leases.pop_front();
-            if requeue_if(&mut self.batches, batch, task, worker, seq) {
-                debug!(%worker, %batch, task, "no result in time, task sent again");
+            let n = requeue(&mut self.batches, lease);
+            if n > 0 {
+                debug!(worker = %lease.worker, batch = %lease.batch, tasks = n, "no result in time, tasks sent again");
             }
+            self.leases.pop_front();
         }
         for (&id, b) in &mut self.batches {
             let Some(collector) = b.collector else {
@@ -506,7 +630,7 @@ impl ClientCore {
     /// When [`handle_timeout`](Self::handle_timeout) is next due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let workers = self.workers.values().flat_map(|l| {
-            let lost = l.unseen.front().map(|u| u.3 + self.timing.lost_after);
+            let lost = l.unseen.front().map(|u| u.at + self.timing.lost_after);
             [Some(l.last_heard + self.timing.peer_timeout), lost]
         });
         let batches = self
@@ -514,7 +638,7 @@ impl ClientCore {
             .values()
             .filter(|b| b.collector.is_some())
             .map(|b| Some(b.next_query));
-        let lease = self.leases.front().map(|l| l.0);
+        let lease = self.leases.front().map(|l| l.at);
         // A dispatch not done yet is due at once.
         let due = self.dispatch_due;
         workers.chain(batches).chain([lease, due]).flatten().min()
@@ -547,22 +671,16 @@ fn mark_done(b: &mut Batch, task: u32) {
     }
 }
 
-/// Requeues `task` if it is still assigned to `worker` under `seq`.
-fn requeue_if(
-    batches: &mut BTreeMap<Uuid, Batch>,
-    batch: Uuid,
-    task: u32,
-    worker: Uuid,
-    seq: u64,
-) -> bool {
-    let Some(b) = batches.get_mut(&batch) else {
-        return false;
+/// Requeues the tasks of `sent` still assigned under it; how many.
+fn requeue(batches: &mut BTreeMap<Uuid, Batch>, sent: &Sent) -> usize {
+    let Some(b) = batches.get_mut(&sent.batch) else {
+        return 0;
     };
-    let requeue = b.state[task as usize] == (TaskState::Assigned { worker, seq });
-    if requeue {
+    let tasks: Vec<u32> = sent.assigned(b).map(|(task, _)| task).collect();
+    for &task in &tasks {
         b.requeue(task);
     }
-    requeue
+    tasks.len()
 }
 
 #[cfg(test)]
@@ -597,9 +715,11 @@ mod tests {
     fn sent_tasks(c: &mut ClientCore) -> Vec<u32> {
         std::iter::from_fn(|| c.poll_transmit())
             .filter_map(|t| match t.message {
-                PipelineMessage::Task(t) => Some(t.task),
+                PipelineMessage::Task(t) => Some(t.tasks),
                 _ => None,
             })
+            .flatten()
+            .map(|i| i.task)
             .collect()
     }
 
@@ -670,16 +790,16 @@ mod tests {
             held: 0,
         };
         c.handle(worker, PipelineMessage::Credit(earlier), now);
-        let seqs: Vec<u64> = std::iter::from_fn(|| c.poll_transmit())
+        let seqs: Vec<(u64, usize)> = std::iter::from_fn(|| c.poll_transmit())
             .filter_map(|t| match t.message {
-                PipelineMessage::Task(t) => Some(t.seq),
+                PipelineMessage::Task(t) => Some((t.seq, t.tasks.len())),
                 _ => None,
             })
             .collect();
         assert_eq!(
             seqs,
-            vec![50, 51],
-            "numbered after what the worker has seen, window 2"
+            vec![(50, 2)],
+            "numbered after what the worker has seen, window 2, in one message"
         );
     }
 }

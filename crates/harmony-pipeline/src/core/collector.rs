@@ -217,41 +217,53 @@ impl CollectorCore {
 
     fn on_result(&mut self, worker: Uuid, r: TaskResult) {
         let Some(b) = self.batches.get_mut(&r.batch) else {
-            warn!(%worker, batch = %r.batch, task = r.task, "refused RESULT: unknown batch");
+            warn!(%worker, batch = %r.batch, tasks = r.results.len(), "refused RESULT: unknown batch");
             return;
         };
         if b.client != r.client {
             warn!(%worker, batch = %r.batch, "refused RESULT: names another client than the batch's");
             return;
         }
-        if r.task >= b.size {
-            warn!(%worker, batch = %r.batch, task = r.task, size = b.size, "refused RESULT: task out of range");
+        // A message naming a task outside the batch comes from a broken or hostile worker:
+        // none of it is taken.
+        if let Some(bad) = r.results.iter().find(|i| i.task >= b.size) {
+            warn!(%worker, batch = %r.batch, task = bad.task, size = b.size, "refused RESULT: task out of range");
             return;
         }
-        if !b.got.insert(r.task) {
-            // A duplicate: acknowledge again once committed (the first ACK may be lost).
-            let client = b.client;
-            if !self.not_committed().any(|k| k == (r.batch, r.task)) {
-                self.acks.entry((client, r.batch)).or_default().push(r.task);
-            }
-            return;
-        }
-        b.count += 1;
-        let complete = b.count == b.size;
         let (client, size) = (b.client, b.size);
-        self.events.push_back(CollectorEvent::Result {
-            client,
-            batch: r.batch,
-            task: r.task,
-            failed: r.failed,
-            payload: r.payload,
-        });
-        if complete {
-            self.events.push_back(CollectorEvent::BatchComplete {
+        let mut again = Vec::new();
+        for item in r.results {
+            if !b.got.insert(item.task) {
+                // A duplicate (also within this message): acknowledged again once committed,
+                // since the first ACK may be lost.
+                again.push(item.task);
+                continue;
+            }
+            b.count += 1;
+            self.events.push_back(CollectorEvent::Result {
                 client,
                 batch: r.batch,
-                size,
+                task: item.task,
+                failed: item.failed,
+                payload: item.payload,
             });
+            if b.count == b.size {
+                self.events.push_back(CollectorEvent::BatchComplete {
+                    client,
+                    batch: r.batch,
+                    size,
+                });
+            }
+        }
+        if !again.is_empty() {
+            let pending: BTreeSet<(Uuid, u32)> = self.not_committed().collect();
+            again.retain(|&task| !pending.contains(&(r.batch, task)));
+        }
+        if !again.is_empty() {
+            self.acks
+                .entry((client, r.batch))
+                .or_default()
+                .extend(again);
         }
     }
 
@@ -267,9 +279,15 @@ impl CollectorCore {
 
     /// The application has durably taken every result handed out so far: acknowledge them.
     pub fn commit(&mut self) {
-        for (batch, task) in std::mem::take(&mut self.uncommitted) {
-            if let Some(b) = self.batches.get(&batch) {
-                self.acks.entry((b.client, batch)).or_default().push(task);
+        let Self {
+            uncommitted,
+            batches,
+            acks,
+            ..
+        } = self;
+        for (batch, task) in uncommitted.drain(..) {
+            if let Some(b) = batches.get(&batch) {
+                acks.entry((b.client, batch)).or_default().push(task);
             }
         }
     }
@@ -305,6 +323,7 @@ impl CollectorCore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use harmony_wire::pipeline::ResultItem;
 
     const CLIENT: Uuid = Uuid::from_u128(1);
     const WORKER: Uuid = Uuid::from_u128(2);
@@ -317,14 +336,23 @@ mod tests {
         c
     }
 
-    fn result(task: u32) -> PipelineMessage {
+    fn results(tasks: &[u32]) -> PipelineMessage {
         PipelineMessage::Result(TaskResult {
             client: CLIENT,
             batch: BATCH,
-            task,
-            failed: false,
-            payload: Bytes::from_static(b"r"),
+            results: tasks
+                .iter()
+                .map(|&task| ResultItem {
+                    task,
+                    failed: false,
+                    payload: Bytes::from_static(b"r"),
+                })
+                .collect(),
         })
+    }
+
+    fn result(task: u32) -> PipelineMessage {
+        results(&[task])
     }
 
     fn sent(c: &mut CollectorCore) -> Vec<PipelineMessage> {
@@ -408,6 +436,46 @@ mod tests {
             c.poll_event(),
             Some(CollectorEvent::BatchComplete { size: 2, .. })
         ));
+    }
+
+    #[test]
+    fn a_result_naming_a_task_out_of_range_is_refused_whole() {
+        let mut c = collector();
+        let start = PipelineMessage::Start {
+            batch: BATCH,
+            size: 3,
+        };
+        c.handle(CLIENT, start);
+        c.handle(WORKER, results(&[0, 3, 1]));
+        assert_eq!(c.poll_event(), None, "nothing of it was taken");
+        c.handle(WORKER, results(&[0, 1]));
+        assert!(matches!(
+            c.poll_event(),
+            Some(CollectorEvent::Result { task: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn a_task_twice_in_one_result_is_handed_out_once_and_acknowledged() {
+        let mut c = collector();
+        let start = PipelineMessage::Start {
+            batch: BATCH,
+            size: 2,
+        };
+        c.handle(CLIENT, start);
+        sent(&mut c);
+        c.handle(WORKER, results(&[1, 1, 1]));
+        assert!(matches!(
+            c.poll_event(),
+            Some(CollectorEvent::Result { task: 1, .. })
+        ));
+        assert_eq!(c.poll_event(), None, "the repeats are not handed out");
+        c.commit();
+        let ack = PipelineMessage::Ack {
+            batch: BATCH,
+            tasks: vec![1],
+        };
+        assert_eq!(sent(&mut c), vec![ack], "acknowledged once, after the commit");
     }
 
     #[test]

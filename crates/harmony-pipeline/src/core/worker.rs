@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::time::Instant;
 
 use bytes::Bytes;
-use harmony_wire::pipeline::{Credit, PipelineMessage, Task, TaskResult};
+use harmony_wire::pipeline::{Credit, PipelineMessage, ResultItem, Task, TaskResult};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
@@ -32,6 +32,21 @@ impl Job {
     }
 }
 
+/// Most outcomes in one RESULT message.
+const MAX_RESULTS_PER_MESSAGE: usize = 1024;
+/// Payload bytes after which a RESULT message takes no more outcomes (it always takes one).
+const MAX_RESULT_BYTES: usize = 1 << 20;
+
+/// Outcomes waiting to leave in one RESULT: for one collector, client and batch.
+#[derive(Debug)]
+struct Outgoing {
+    collector: Uuid,
+    client: Uuid,
+    batch: Uuid,
+    results: Vec<ResultItem>,
+    bytes: usize,
+}
+
 #[derive(Debug, Default)]
 struct ClientLink {
     seen: u64,
@@ -56,7 +71,8 @@ pub struct WorkerCore {
     holding: HashSet<(Uuid, Uuid, u32, Uuid)>,
     running: usize,
     next_heartbeat: Option<Instant>,
-    transmits: VecDeque<Transmit>,
+    /// Outcomes not sent yet, grouped into RESULT messages (full ones first).
+    results: VecDeque<Outgoing>,
 }
 
 impl WorkerCore {
@@ -73,7 +89,7 @@ impl WorkerCore {
             holding: HashSet::new(),
             running: 0,
             next_heartbeat: None,
-            transmits: VecDeque::new(),
+            results: VecDeque::new(),
         }
     }
 
@@ -131,33 +147,39 @@ impl WorkerCore {
             warn!(%from, "refused TASK: not a client of this pipeline");
             return;
         };
-        if link.held >= window.saturating_mul(2) {
-            warn!(%from, held = link.held, window, "refused TASK: over the credit granted");
+        let count = task.tasks.len() as u32;
+        if link.held.saturating_add(count) > window.saturating_mul(2) {
+            warn!(%from, held = link.held, tasks = count, window, "refused TASK: over the credit granted");
             return;
         }
-        link.seen = link.seen.max(task.seq.saturating_add(1));
+        link.seen = link.seen.max(task.seq.saturating_add(u64::from(count)));
         link.dirty = true;
-        if !self
-            .holding
-            .insert((from, task.batch, task.task, task.collector))
-        {
-            debug!(%from, batch = %task.batch, task = task.task, "duplicate TASK ignored");
-            return;
-        }
-        link.held += 1;
-        let job = Job {
-            client: from,
-            batch: task.batch,
-            task: task.task,
-            collector: task.collector,
-            payload: task.payload,
-        };
-        if self.collectors.contains(&job.collector) {
-            self.queue.push_back(job);
-        } else {
+        let known = self.collectors.contains(&task.collector);
+        if !known {
             // The collector may have just started; its ENTER is on the way.
-            debug!(%from, collector = %job.collector, "TASK waits for its collector to be known");
-            self.parked.push((now, job));
+            debug!(%from, collector = %task.collector, tasks = count, "TASK waits for its collector to be known");
+        }
+        for item in task.tasks {
+            if !self
+                .holding
+                .insert((from, task.batch, item.task, task.collector))
+            {
+                debug!(%from, batch = %task.batch, task = item.task, "duplicate TASK ignored");
+                continue;
+            }
+            link.held += 1;
+            let job = Job {
+                client: from,
+                batch: task.batch,
+                task: item.task,
+                collector: task.collector,
+                payload: item.payload,
+            };
+            if known {
+                self.queue.push_back(job);
+            } else {
+                self.parked.push((now, job));
+            }
         }
     }
 
@@ -195,15 +217,31 @@ impl WorkerCore {
             Ok(result) => (false, result),
             Err(error) => (true, error),
         };
-        self.transmits.push_back(Transmit {
-            to: job.collector,
-            message: PipelineMessage::Result(TaskResult {
-                client: job.client,
-                batch: job.batch,
-                task: job.task,
-                failed,
-                payload,
-            }),
+        let same = |o: &Outgoing| {
+            o.collector == job.collector && o.client == job.client && o.batch == job.batch
+        };
+        // Usually the newest group (one batch at a time); full groups are never added to.
+        let open = self.results.iter_mut().rev().find(|o| same(o)).filter(|o| {
+            o.results.len() < MAX_RESULTS_PER_MESSAGE && o.bytes < MAX_RESULT_BYTES
+        });
+        let out = match open {
+            Some(out) => out,
+            None => {
+                self.results.push_back(Outgoing {
+                    collector: job.collector,
+                    client: job.client,
+                    batch: job.batch,
+                    results: Vec::new(),
+                    bytes: 0,
+                });
+                self.results.back_mut().expect("just pushed")
+            }
+        };
+        out.bytes += payload.len();
+        out.results.push(ResultItem {
+            task: job.task,
+            failed,
+            payload,
         });
     }
 
@@ -231,10 +269,18 @@ impl WorkerCore {
         self.next_heartbeat
     }
 
-    /// The next message to send: results first, then the CREDITs owed, one per client.
+    /// The next message to send: results first (one RESULT per collector, client and batch),
+    /// then the CREDITs owed, one per client.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        if let Some(t) = self.transmits.pop_front() {
-            return Some(t);
+        if let Some(out) = self.results.pop_front() {
+            return Some(Transmit {
+                to: out.collector,
+                message: PipelineMessage::Result(TaskResult {
+                    client: out.client,
+                    batch: out.batch,
+                    results: out.results,
+                }),
+            });
         }
         let (&client, link) = self.clients.iter_mut().find(|(_, l)| l.dirty)?;
         link.dirty = false;
