@@ -5,6 +5,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -19,8 +20,6 @@ use crate::error::PipelineError;
 use crate::mesh::{Input, Mesh, PeerChange};
 use crate::settings::{sleep_until, Settings};
 
-type TaskFn =
-    dyn Fn(Bytes) -> Pin<Box<dyn Future<Output = Result<Bytes, String>> + Send>> + Send + Sync;
 /// A running job: its future gives the job back with its outcome.
 type Running = Pin<Box<dyn Future<Output = (Job, Result<Bytes, Bytes>)> + Send>>;
 
@@ -70,7 +69,7 @@ impl Worker {
     where
         F: Fn(Bytes) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
-        E: Display,
+        E: Display + 'static,
     {
         let mesh = Mesh::start(
             settings.node,
@@ -82,15 +81,11 @@ impl Worker {
         let uuid = mesh.uuid();
         let jobs = options.jobs.max(1);
         let window = options.window.unwrap_or(2 * jobs as u32 + 2);
-        let f: Arc<TaskFn> = Arc::new(move |task| {
-            let fut = f(task);
-            Box::pin(async move { fut.await.map_err(|e| e.to_string()) })
-        });
         let (stop_tx, stop_rx) = oneshot::channel();
         let driver = Driver {
             mesh,
             core: WorkerCore::new(settings.timing, jobs, window),
-            f,
+            f: Arc::new(f),
             attempts: options.attempts.max(1),
             running: FuturesUnordered::new(),
         };
@@ -123,26 +118,27 @@ impl Worker {
     }
 }
 
-struct Driver {
+struct Driver<F> {
     mesh: Mesh,
     core: WorkerCore,
-    f: Arc<TaskFn>,
+    f: Arc<F>,
     attempts: u32,
     running: FuturesUnordered<Running>,
 }
 
-impl Driver {
+impl<F, Fut, E> Driver<F>
+where
+    F: Fn(Bytes) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
+    E: Display + 'static,
+{
     async fn run(mut self, mut stop: oneshot::Receiver<()>) {
         loop {
-            while let Some(job) = self.core.poll_job() {
-                self.running.push(self.start(job));
-            }
+            self.launch_jobs();
             // Everything already done (a burst of quick tasks) is reported in this round.
             while let Some(Some((job, outcome))) = self.running.next().now_or_never() {
                 self.core.finished(job, outcome);
-                if let Some(job) = self.core.poll_job() {
-                    self.running.push(self.start(job));
-                }
+                self.launch_jobs();
             }
             let core = &mut self.core;
             self.mesh
@@ -173,6 +169,24 @@ impl Driver {
         self.mesh.stop().await;
     }
 
+    /// Starts the jobs the core hands out. Each job's future is polled once at once: a task
+    /// that is done at its first poll (a quick computation) is reported without being queued
+    /// among the running ones.
+    fn launch_jobs(&mut self) {
+        while let Some(job) = self.core.poll_job() {
+            let mut running = self.start(job);
+            // A future not done yet is polled again by `running`, which registers its own
+            // waker then: this first poll needs none.
+            match running
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+            {
+                Poll::Ready((job, outcome)) => self.core.finished(job, outcome),
+                Poll::Pending => self.running.push(running),
+            }
+        }
+    }
+
     /// The future running `job` with its retries; a panic is the job's failure.
     fn start(&self, job: Job) -> Running {
         let f = self.f.clone();
@@ -185,6 +199,7 @@ impl Driver {
                     match f(payload.clone()).await {
                         Ok(result) => return Ok(result),
                         Err(e) => {
+                            let e = e.to_string();
                             debug!(%batch, task, attempt, error = %e, "task failed");
                             error = e;
                         }

@@ -1,7 +1,7 @@
 //! The worker: grants each client a window of tasks (CREDIT), queues what arrives, hands jobs
 //! to its driver `jobs` at a time, and sends each outcome to the task's collector.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -67,8 +67,10 @@ pub struct WorkerCore {
     /// Jobs whose collector is not known here yet (it may be starting), with when they came.
     parked: Vec<(Instant, Job)>,
     /// Jobs queued or running, by (client, batch, task, collector): a duplicate TASK is not run
-    /// twice at once (the same task for another collector is another job). Never iterated.
-    holding: HashSet<(Uuid, Uuid, u32, Uuid)>,
+    /// twice at once (the same task for another collector is another job). Never iterated;
+    /// bounded by twice each client's window. Every task passes through it twice, hence a fast
+    /// hasher.
+    holding: foldhash::HashSet<(Uuid, Uuid, u32, Uuid)>,
     running: usize,
     next_heartbeat: Option<Instant>,
     /// Outcomes not sent yet, grouped into RESULT messages (full ones first).
@@ -86,7 +88,7 @@ impl WorkerCore {
             collectors: BTreeSet::new(),
             queue: VecDeque::new(),
             parked: Vec::new(),
-            holding: HashSet::new(),
+            holding: foldhash::HashSet::default(),
             running: 0,
             next_heartbeat: None,
             results: VecDeque::new(),
