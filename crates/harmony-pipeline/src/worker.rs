@@ -169,54 +169,68 @@ where
         self.mesh.stop().await;
     }
 
-    /// Starts the jobs the core hands out. Each job's future is polled once at once: a task
-    /// that is done at its first poll (a quick computation) is reported without being queued
-    /// among the running ones.
+    /// Starts the jobs the core hands out. Each job's first attempt is polled once at once: a
+    /// task done at its first poll (a quick computation) is reported with no allocation beyond
+    /// its own future, and never enters the running set.
     fn launch_jobs(&mut self) {
         while let Some(job) = self.core.poll_job() {
-            let mut running = self.start(job);
-            // A future not done yet is polled again by `running`, which registers its own
-            // waker then: this first poll needs none.
-            match running
-                .as_mut()
-                .poll(&mut Context::from_waker(Waker::noop()))
-            {
-                Poll::Ready((job, outcome)) => self.core.finished(job, outcome),
-                Poll::Pending => self.running.push(running),
+            let mut first = Box::pin((self.f)(job.payload.clone()));
+            // A future not done yet is polled again in the running set, which registers its
+            // own waker then: this first poll needs none.
+            let mut cx = Context::from_waker(Waker::noop());
+            match std::panic::catch_unwind(AssertUnwindSafe(|| first.as_mut().poll(&mut cx))) {
+                Ok(Poll::Ready(Ok(result))) => self.core.finished(job, Ok(result)),
+                Ok(Poll::Ready(Err(e))) => {
+                    let e = e.to_string();
+                    debug!(batch = %job.batch, task = job.task, attempt = 1, error = %e, "task failed");
+                    if self.attempts > 1 {
+                        let again = Box::pin((self.f)(job.payload.clone()));
+                        self.running.push(self.later(job, again, 2));
+                    } else {
+                        self.core.finished(job, Err(Bytes::from(e)));
+                    }
+                }
+                Ok(Poll::Pending) => self.running.push(self.later(job, first, 1)),
+                Err(panic) => self.core.finished(job, Err(panicked(panic.as_ref()))),
             }
         }
     }
 
-    /// The future running `job` with its retries; a panic is the job's failure.
-    fn start(&self, job: Job) -> Running {
+    /// The rest of a job: `current` (attempt number `attempt`) to its end, then the retries
+    /// left; a panic is the job's failure.
+    fn later(&self, job: Job, current: Pin<Box<Fut>>, attempt: u32) -> Running {
         let f = self.f.clone();
         let attempts = self.attempts;
         Box::pin(async move {
             let (payload, batch, task) = (job.payload.clone(), job.batch, job.task);
             let run = async move {
-                let mut error = String::new();
-                for attempt in 1..=attempts {
-                    match f(payload.clone()).await {
+                let (mut current, mut attempt) = (current, attempt);
+                loop {
+                    let e = match current.await {
                         Ok(result) => return Ok(result),
-                        Err(e) => {
-                            let e = e.to_string();
-                            debug!(%batch, task, attempt, error = %e, "task failed");
-                            error = e;
-                        }
+                        Err(e) => e.to_string(),
+                    };
+                    debug!(%batch, task, attempt, error = %e, "task failed");
+                    if attempt >= attempts {
+                        return Err(Bytes::from(e));
                     }
+                    attempt += 1;
+                    current = Box::pin(f(payload.clone()));
                 }
-                Err(Bytes::from(error))
             };
             let outcome = AssertUnwindSafe(run).catch_unwind().await;
-            let outcome = outcome.unwrap_or_else(|panic| {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                Err(Bytes::from(format!("the task panicked: {what}")))
-            });
+            let outcome = outcome.unwrap_or_else(|panic| Err(panicked(panic.as_ref())));
             (job, outcome)
         })
     }
+}
+
+/// A task's panic as its error text.
+fn panicked(panic: &(dyn std::any::Any + Send)) -> Bytes {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    Bytes::from(format!("the task panicked: {what}"))
 }
