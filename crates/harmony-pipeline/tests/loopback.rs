@@ -3,6 +3,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -229,6 +230,61 @@ async fn waiting_and_panicking_tasks_are_reported_beside_quick_ones() {
         } else {
             assert!(!failed, "task {i}");
             assert_eq!(result, &Bytes::from(task.to_uppercase()));
+        }
+    }
+    client.stop().await;
+    worker.stop().await;
+}
+
+/// Retries: a task failing at its first attempt, at once or after waiting, succeeds at its
+/// second; a task failing every time is reported failed after `attempts` runs, with its error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_attempt_is_retried_and_the_last_error_reported() {
+    let port = harmony_testkit::free_udp_port();
+    let runs: Arc<Mutex<BTreeMap<Bytes, u32>>> = Arc::default();
+    let counted = runs.clone();
+    let work = move |task: Bytes| {
+        let run = {
+            let mut runs = counted.lock().expect("runs");
+            let n = runs.entry(task.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        async move {
+            if task.starts_with(b"slow") {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            if task.starts_with(b"never") || run == 1 {
+                return Err(format!("run {run} of {}", String::from_utf8_lossy(&task)));
+            }
+            Ok(Bytes::from(task.to_ascii_uppercase()))
+        }
+    };
+    let opts = WorkerOptions {
+        jobs: 4,
+        attempts: 3,
+        ..WorkerOptions::default()
+    };
+    let worker = Worker::start(settings(port), opts, work).await.unwrap();
+    let mut rx = collect(Collector::start(settings(port)).await.unwrap());
+    let client = Client::start(settings(port)).await.unwrap();
+    let tasks: Vec<String> = (0..30)
+        .map(|i| match i % 3 {
+            0 => format!("quick {i}"),
+            1 => format!("slow {i}"),
+            _ => format!("never {i}"),
+        })
+        .collect();
+    let got = run_batch(&client, &tasks, &mut rx).await;
+    for (i, task) in tasks.iter().enumerate() {
+        let (failed, result) = &got[&(i as u32)];
+        if task.starts_with("never") {
+            assert!(failed, "task {i}");
+            assert_eq!(result, &Bytes::from(format!("run 3 of {task}")));
+        } else {
+            assert!(!failed, "task {i}");
+            assert_eq!(result, &Bytes::from(task.to_uppercase()));
+            assert_eq!(runs.lock().unwrap()[task.as_bytes()], 2, "task {i} ran twice");
         }
     }
     client.stop().await;
