@@ -4,7 +4,12 @@
 //! reliability), and the recovery cost: a batch with one worker killed half-way against the
 //! same batch without the kill.
 //!
-//! Usage: bench_pipeline [--tasks N] [--recovery-tasks N]
+//! The two throughputs are measured in alternating rounds (baseline, pipeline, three times);
+//! the table gives the medians, each round's ratio, and the CPU time of the whole process per
+//! task (on a shared machine the wall-clock rates follow the CPU share the process gets, the
+//! CPU time per task much less so).
+//!
+//! Usage: bench_pipeline [--tasks N] [--recovery-tasks N] [--rounds N]
 
 use std::time::{Duration, Instant};
 
@@ -25,8 +30,45 @@ fn arg(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Bare PUSH/PULL: ventilator PUSH -> 4 workers (PULL in, PUSH out) -> sink PULL. Tasks/s.
-async fn push_pull(tasks: usize) -> f64 {
+/// CPU time of this process so far (all threads, user and system), from `/proc/self/stat`
+/// (in clock ticks of 10 ms: measure runs of a second or more).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces): the 12th and
+    // 13th are utime and stime.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+/// One throughput measurement: tasks per second and CPU microseconds per task.
+#[derive(Debug, Clone, Copy)]
+struct Rate {
+    per_second: f64,
+    cpu_us: f64,
+}
+
+impl Rate {
+    fn of(tasks: usize, wall: Duration, cpu: Duration) -> Self {
+        Self {
+            per_second: tasks as f64 / wall.as_secs_f64(),
+            cpu_us: cpu.as_secs_f64() * 1e6 / tasks as f64,
+        }
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Bare PUSH/PULL: ventilator PUSH -> 4 workers (PULL in, PUSH out) -> sink PULL.
+async fn push_pull(tasks: usize) -> Rate {
     let opts = || SocketOptions::default().send_hwm(100_000).recv_hwm(100_000);
     let vent = PushSocket::new(opts());
     let vent_ep = vent.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
@@ -48,7 +90,7 @@ async fn push_pull(tasks: usize) -> f64 {
     vent.wait_for_peers(WORKERS).await;
     sink.wait_for_peers(WORKERS).await;
     let payload = Bytes::from(vec![7u8; PAYLOAD]);
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), cpu_time());
     let sender = tokio::spawn(async move {
         for _ in 0..tasks {
             vent.send(Message::from(payload.clone())).await.unwrap();
@@ -58,7 +100,7 @@ async fn push_pull(tasks: usize) -> f64 {
     for _ in 0..tasks {
         sink.recv().await.unwrap();
     }
-    let rate = tasks as f64 / start.elapsed().as_secs_f64();
+    let rate = Rate::of(tasks, start.elapsed(), cpu_time() - cpu);
     drop(sender.await);
     for w in workers {
         w.abort();
@@ -108,10 +150,11 @@ async fn cluster() -> Cluster {
     Cluster { client, workers }
 }
 
-/// One batch of `tasks` echo tasks; with `kill`, one worker dies when half are in.
-async fn batch(c: &mut Cluster, tasks: usize, kill: bool) -> (Duration, u64) {
+/// One batch of `tasks` echo tasks; with `kill`, one worker dies when half are in. The time
+/// it took, the tasks resent, and the process's CPU time meanwhile.
+async fn batch(c: &mut Cluster, tasks: usize, kill: bool) -> (Duration, u64, Duration) {
     let payload = vec![Bytes::from(vec![7u8; PAYLOAD]); tasks];
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), cpu_time());
     let mut b = c.client.submit(payload).await.unwrap();
     if kill {
         while let Some(p) = b.next_progress().await {
@@ -122,7 +165,7 @@ async fn batch(c: &mut Cluster, tasks: usize, kill: bool) -> (Duration, u64) {
         c.workers.remove(0).kill();
     }
     let summary = b.wait().await.unwrap();
-    (start.elapsed(), summary.resent)
+    (start.elapsed(), summary.resent, cpu_time() - cpu)
 }
 
 #[tokio::main]
@@ -133,29 +176,62 @@ async fn main() {
         .init();
     let tasks = arg("--tasks", 200_000);
     let recovery_tasks = arg("--recovery-tasks", 10_000);
-    let raw = push_pull(tasks).await;
+    let rounds = arg("--rounds", 3).max(1);
 
     let mut c = cluster().await;
-    let (elapsed, resent) = batch(&mut c, tasks, false).await;
-    let rate = tasks as f64 / elapsed.as_secs_f64();
-    assert_eq!(resent, 0);
+    let (mut raw, mut reliable) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        raw.push(push_pull(tasks).await);
+        let (elapsed, resent, cpu) = batch(&mut c, tasks, false).await;
+        assert_eq!(resent, 0);
+        reliable.push(Rate::of(tasks, elapsed, cpu));
+    }
 
-    let (clean, _) = batch(&mut c, recovery_tasks, false).await;
-    let (killed, resent) = batch(&mut c, recovery_tasks, true).await;
+    let (clean, ..) = batch(&mut c, recovery_tasks, false).await;
+    let (killed, resent, _) = batch(&mut c, recovery_tasks, true).await;
 
+    let rate = |r: &[Rate]| median(r.iter().map(|r| r.per_second).collect());
+    let cpu = |r: &[Rate]| median(r.iter().map(|r| r.cpu_us).collect());
+    let (raw_rate, rate) = (rate(&raw), rate(&reliable));
+    let each: Vec<String> = raw
+        .iter()
+        .zip(&reliable)
+        .map(|(b, p)| format!("{:.2}", p.per_second / b.per_second))
+        .collect();
     println!("pipeline benchmark, loopback, {PAYLOAD} B echo tasks, {WORKERS} in-process workers");
+    println!(
+        "throughput: median of {rounds} alternating rounds of {tasks} tasks; CPU = whole process"
+    );
     println!("{:<52} {:>14} {:>10}", "measurement", "figure", "ratio");
     println!(
         "{:<52} {:>10.0} k/s {:>10}",
         "bare PUSH/PULL ventilator-workers-sink (baseline)",
-        raw / 1e3,
+        raw_rate / 1e3,
         "1.00"
     );
     println!(
         "{:<52} {:>10.0} k/s {:>9.2}x",
-        format!("reliable pipeline, batch of {tasks}"),
+        format!("reliable pipeline, batches of {tasks}"),
         rate / 1e3,
-        rate / raw
+        rate / raw_rate
+    );
+    println!(
+        "{:<52} {:>14} {:>10}",
+        "  ratio in each round",
+        each.join(" "),
+        ""
+    );
+    println!(
+        "{:<52} {:>10.2} us {:>10}",
+        "CPU per task, bare PUSH/PULL",
+        cpu(&raw),
+        "1.00"
+    );
+    println!(
+        "{:<52} {:>10.2} us {:>9.2}x",
+        "CPU per task, reliable pipeline",
+        cpu(&reliable),
+        cpu(&reliable) / cpu(&raw)
     );
     println!(
         "{:<52} {:>11.0} ms {:>10}",

@@ -284,7 +284,11 @@ async fn a_failed_attempt_is_retried_and_the_last_error_reported() {
         } else {
             assert!(!failed, "task {i}");
             assert_eq!(result, &Bytes::from(task.to_uppercase()));
-            assert_eq!(runs.lock().unwrap()[task.as_bytes()], 2, "task {i} ran twice");
+            assert_eq!(
+                runs.lock().unwrap()[task.as_bytes()],
+                2,
+                "task {i} ran twice"
+            );
         }
     }
     client.stop().await;

@@ -206,7 +206,10 @@ impl PipelineMessage {
                 })
             }
             3 => {
-                let (client, batch) = (uuid(&mut r, "RESULT client")?, uuid(&mut r, "RESULT batch")?);
+                let (client, batch) = (
+                    uuid(&mut r, "RESULT client")?,
+                    uuid(&mut r, "RESULT batch")?,
+                );
                 let count = nonempty(
                     r.count("RESULT results", RESULT_ITEM_LEN)?,
                     "RESULT results",

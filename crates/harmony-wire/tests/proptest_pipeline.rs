@@ -37,14 +37,20 @@ fn message() -> impl Strategy<Value = PipelineMessage> {
         (any::<u32>(), any::<u64>(), any::<u32>()).prop_map(|(window, seen, held)| {
             PipelineMessage::Credit(Credit { window, seen, held })
         }),
-        (any::<u64>(), uuid(), uuid(), prop::collection::vec(task_item(), 1..12)).prop_map(
-            |(seq, batch, collector, tasks)| PipelineMessage::Task(Task {
-                seq,
-                batch,
-                collector,
-                tasks
-            })
-        ),
+        (
+            any::<u64>(),
+            uuid(),
+            uuid(),
+            prop::collection::vec(task_item(), 1..12)
+        )
+            .prop_map(
+                |(seq, batch, collector, tasks)| PipelineMessage::Task(Task {
+                    seq,
+                    batch,
+                    collector,
+                    tasks
+                })
+            ),
         (uuid(), uuid(), prop::collection::vec(result_item(), 1..12)).prop_map(
             |(client, batch, results)| PipelineMessage::Result(TaskResult {
                 client,

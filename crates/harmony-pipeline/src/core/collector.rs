@@ -475,7 +475,11 @@ mod tests {
             batch: BATCH,
             tasks: vec![1],
         };
-        assert_eq!(sent(&mut c), vec![ack], "acknowledged once, after the commit");
+        assert_eq!(
+            sent(&mut c),
+            vec![ack],
+            "acknowledged once, after the commit"
+        );
     }
 
     #[test]

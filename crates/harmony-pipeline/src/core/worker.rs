@@ -223,9 +223,10 @@ impl WorkerCore {
             o.collector == job.collector && o.client == job.client && o.batch == job.batch
         };
         // Usually the newest group (one batch at a time); full groups are never added to.
-        let open = self.results.iter_mut().rev().find(|o| same(o)).filter(|o| {
-            o.results.len() < MAX_RESULTS_PER_MESSAGE && o.bytes < MAX_RESULT_BYTES
-        });
+        let open =
+            self.results.iter_mut().rev().find(|o| same(o)).filter(|o| {
+                o.results.len() < MAX_RESULTS_PER_MESSAGE && o.bytes < MAX_RESULT_BYTES
+            });
         let out = match open {
             Some(out) => out,
             None => {
