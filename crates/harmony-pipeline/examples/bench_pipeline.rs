@@ -9,7 +9,7 @@
 //! task (on a shared machine the wall-clock rates follow the CPU share the process gets, the
 //! CPU time per task much less so).
 //!
-//! Usage: bench_pipeline [--tasks N] [--recovery-tasks N] [--rounds N]
+//! Usage: bench_pipeline [--tasks N] [--recovery-tasks N] [--rounds N] [--window N (per worker, default 256)]
 
 use std::time::{Duration, Instant};
 
@@ -133,7 +133,7 @@ async fn cluster() -> Cluster {
     let port = harmony_testkit::free_udp_port();
     let options = WorkerOptions {
         jobs: 64,
-        window: Some(256),
+        window: Some(arg("--window", 256) as u32),
         attempts: 1,
     };
     let mut workers = Vec::new();
