@@ -38,7 +38,7 @@ pub(crate) async fn run(args: BridgeArgs) -> Result<(), NodeError> {
     let mut builder = args.net.apply(Node::builder().name(&args.name))?;
     let collector = match args.collect_logs {
         Some(level) => {
-            let address = super::log::interface_address(&args.net.interface)?;
+            let address = super::log::interface_address(&args.net.node.interface)?;
             let c = LogCollector::start(
                 address,
                 CollectorConfig {

@@ -47,7 +47,7 @@ pub(crate) fn interface_address(select: &str) -> Result<std::net::IpAddr, NodeEr
 }
 
 pub(crate) async fn run(args: LogArgs) -> Result<(), NodeError> {
-    let address = interface_address(&args.net.interface)?;
+    let address = interface_address(&args.net.node.interface)?;
     let capture = args.capture.clone().map(|dir| CaptureConfig {
         dir,
         rotate_size: args.rotate_size.max(1),

@@ -94,9 +94,10 @@ pub(crate) fn init_tracing(cli: &Cli) {
         .init();
 }
 
-/// Discovery settings shared by `chat` and `peers`.
+/// The node's interface, discovery port, beacon interval and keys: what every networked
+/// subcommand takes (`harmony pipeline` takes these alone, the others with [`NetArgs`]).
 #[derive(Debug, Clone, Args)]
-struct NetArgs {
+struct NodeArgs {
     /// Beacon interface: `auto` (first broadcast-capable one, as Zyre), `loopback`/`lo`
     /// (this machine only), a name such as `eth0`, or an address.
     #[arg(short, long, default_value = "auto")]
@@ -113,6 +114,27 @@ struct NetArgs {
     /// Encrypted mode with the key pair of this certificate file (its `_secret` file is read).
     #[arg(long, value_name = "FILE")]
     curve_cert: Option<std::path::PathBuf>,
+}
+
+impl NodeArgs {
+    /// `builder` on this interface, port and beacon interval, with these keys.
+    fn apply(&self, builder: NodeBuilder) -> Result<NodeBuilder, NodeError> {
+        let mut builder = builder
+            .interface(self.interface.as_str())
+            .port(self.port)
+            .interval(Duration::from_millis(self.interval_ms.max(10)));
+        if let Some(keys) = curve_keys(self.curve, self.curve_cert.as_deref())? {
+            builder = builder.curve(keys);
+        }
+        Ok(builder)
+    }
+}
+
+/// Discovery settings shared by `chat` and `peers`.
+#[derive(Debug, Clone, Args)]
+struct NetArgs {
+    #[command(flatten)]
+    node: NodeArgs,
     /// Gossip discovery instead of beacons: bind a gossip hub here (as Zyre's zpinger
     /// `--gossip-bind`), e.g. `tcp://10.0.0.5:7100`.
     #[arg(long, value_name = "ENDPOINT")]
@@ -139,18 +161,12 @@ impl NetArgs {
             hubs.extend(self.gossip_connect.iter().map(String::as_str));
             format!("gossip via {}", hubs.join(", "))
         } else {
-            format!("beacons to {broadcast}:{}", self.port)
+            format!("beacons to {broadcast}:{}", self.node.port)
         }
     }
 
     fn apply(&self, builder: NodeBuilder) -> Result<NodeBuilder, NodeError> {
-        let mut builder = builder
-            .interface(self.interface.as_str())
-            .port(self.port)
-            .interval(Duration::from_millis(self.interval_ms.max(10)));
-        if let Some(keys) = curve_keys(self.curve, self.curve_cert.as_deref())? {
-            builder = builder.curve(keys);
-        }
+        let mut builder = self.node.apply(builder)?;
         if let Some(endpoint) = &self.gossip_bind {
             builder = builder.gossip_bind(endpoint);
         }

@@ -54,7 +54,7 @@ pub(crate) async fn run(args: PeersArgs, verbose: bool) -> Result<(), NodeError>
     } else if peers.is_empty() {
         println!(
             "no peers seen on {} (is another node using port {} on this network?)",
-            iface.name, args.net.port
+            iface.name, args.net.node.port
         );
     } else {
         for p in &peers {

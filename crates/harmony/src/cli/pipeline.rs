@@ -43,33 +43,14 @@ struct Net {
     /// The pipeline's name.
     #[arg(long, default_value = "default")]
     pipeline: String,
-    /// Beacon interface: `auto`, `loopback`/`lo`, a name such as `eth0`, or an address.
-    #[arg(short, long, default_value = "auto")]
-    interface: String,
-    /// UDP discovery port.
-    #[arg(long, default_value_t = harmony::beacon::DEFAULT_PORT)]
-    port: u16,
-    /// Beacon interval in milliseconds.
-    #[arg(long, default_value_t = 1000)]
-    interval_ms: u64,
-    /// Encrypted mode with a key pair generated for this run: the ZRE node and the pipeline
-    /// sockets are CURVE (only encrypted members meet).
-    #[arg(long)]
-    curve: bool,
-    /// Encrypted mode with the key pair of this certificate file (its `_secret` file is read).
-    #[arg(long, value_name = "FILE")]
-    curve_cert: Option<PathBuf>,
+    /// The node (with `--curve`/`--curve-cert` the pipeline sockets are CURVE too).
+    #[command(flatten)]
+    node: super::NodeArgs,
 }
 
 impl Net {
     fn settings(&self) -> Result<Settings, NodeError> {
-        let mut node = Node::builder()
-            .interface(self.interface.as_str())
-            .port(self.port)
-            .interval(Duration::from_millis(self.interval_ms.max(10)));
-        if let Some(keys) = super::curve_keys(self.curve, self.curve_cert.as_deref())? {
-            node = node.curve(keys);
-        }
+        let node = self.node.apply(Node::builder())?;
         Ok(Settings::new(node).pipeline(self.pipeline.as_str()))
     }
 }
