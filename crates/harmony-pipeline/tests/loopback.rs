@@ -50,6 +50,22 @@ fn collect(mut collector: Collector) -> mpsc::UnboundedReceiver<CollectorEvent> 
     rx
 }
 
+/// One worker running `work` with `opts`, a collector (its events) and a client.
+async fn one_of_each<F, Fut>(
+    port: u16,
+    opts: WorkerOptions,
+    work: F,
+) -> (Worker, mpsc::UnboundedReceiver<CollectorEvent>, Client)
+where
+    F: Fn(Bytes) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Bytes, String>> + Send + 'static,
+{
+    let worker = Worker::start(settings(port), opts, work).await.unwrap();
+    let rx = collect(Collector::start(settings(port)).await.unwrap());
+    let client = Client::start(settings(port)).await.unwrap();
+    (worker, rx, client)
+}
+
 /// Submits `tasks`, waits until the client has every result acknowledged, and returns the
 /// collector's results (see [`results_of`]).
 async fn run_batch(
@@ -208,9 +224,7 @@ async fn waiting_and_panicking_tasks_are_reported_beside_quick_ones() {
         attempts: 2,
         ..WorkerOptions::default()
     };
-    let worker = Worker::start(settings(port), opts, work).await.unwrap();
-    let mut rx = collect(Collector::start(settings(port)).await.unwrap());
-    let client = Client::start(settings(port)).await.unwrap();
+    let (worker, mut rx, client) = one_of_each(port, opts, work).await;
     let tasks: Vec<String> = (0..60)
         .map(|i| match i % 10 {
             3 => format!("panic {i}"),
@@ -265,9 +279,7 @@ async fn a_failed_attempt_is_retried_and_the_last_error_reported() {
         attempts: 3,
         ..WorkerOptions::default()
     };
-    let worker = Worker::start(settings(port), opts, work).await.unwrap();
-    let mut rx = collect(Collector::start(settings(port)).await.unwrap());
-    let client = Client::start(settings(port)).await.unwrap();
+    let (worker, mut rx, client) = one_of_each(port, opts, work).await;
     let tasks: Vec<String> = (0..30)
         .map(|i| match i % 3 {
             0 => format!("quick {i}"),

@@ -293,20 +293,16 @@ impl PipelineMessage {
 
     fn check(&self) -> Result<()> {
         match self {
-            Self::Task(t) => {
-                nonempty(t.tasks.len(), "TASK tasks")?;
-                p::check_u32(t.tasks.len(), "TASK tasks")?;
-                t.tasks
-                    .iter()
-                    .try_for_each(|i| p::check_u32(i.payload.len(), "TASK payload"))
-            }
-            Self::Result(r) => {
-                nonempty(r.results.len(), "RESULT results")?;
-                p::check_u32(r.results.len(), "RESULT results")?;
-                r.results
-                    .iter()
-                    .try_for_each(|i| p::check_u32(i.payload.len(), "RESULT payload"))
-            }
+            Self::Task(t) => check_entries(
+                t.tasks.iter().map(|i| &i.payload),
+                "TASK tasks",
+                "TASK payload",
+            ),
+            Self::Result(r) => check_entries(
+                r.results.iter().map(|i| &i.payload),
+                "RESULT results",
+                "RESULT payload",
+            ),
             Self::Status { ranges, .. } => p::check_u32(ranges.len(), "STATUS ranges"),
             Self::Ack { tasks, .. } => p::check_u32(tasks.len(), "ACK tasks"),
             _ => Ok(()),
@@ -381,6 +377,20 @@ impl PipelineMessage {
         self.encode(&mut buf)?;
         Ok(buf.freeze())
     }
+}
+
+/// A TASK or RESULT list to encode: not empty, its count and every payload's length within
+/// 32 bits.
+fn check_entries<'a>(
+    payloads: impl ExactSizeIterator<Item = &'a Bytes>,
+    list: &'static str,
+    payload: &'static str,
+) -> Result<()> {
+    nonempty(payloads.len(), list)?;
+    p::check_u32(payloads.len(), list)?;
+    payloads
+        .into_iter()
+        .try_for_each(|b| p::check_u32(b.len(), payload))
 }
 
 /// A TASK or RESULT list must name at least one task.

@@ -351,6 +351,11 @@ mod tests {
         })
     }
 
+    /// The client opens BATCH with `size` tasks.
+    fn open(c: &mut CollectorCore, size: u32) {
+        c.handle(CLIENT, PipelineMessage::Start { batch: BATCH, size });
+    }
+
     fn result(task: u32) -> PipelineMessage {
         results(&[task])
     }
@@ -441,11 +446,7 @@ mod tests {
     #[test]
     fn a_result_naming_a_task_out_of_range_is_refused_whole() {
         let mut c = collector();
-        let start = PipelineMessage::Start {
-            batch: BATCH,
-            size: 3,
-        };
-        c.handle(CLIENT, start);
+        open(&mut c, 3);
         c.handle(WORKER, results(&[0, 3, 1]));
         assert_eq!(c.poll_event(), None, "nothing of it was taken");
         c.handle(WORKER, results(&[0, 1]));
@@ -458,11 +459,7 @@ mod tests {
     #[test]
     fn a_task_twice_in_one_result_is_handed_out_once_and_acknowledged() {
         let mut c = collector();
-        let start = PipelineMessage::Start {
-            batch: BATCH,
-            size: 2,
-        };
-        c.handle(CLIENT, start);
+        open(&mut c, 2);
         sent(&mut c);
         c.handle(WORKER, results(&[1, 1, 1]));
         assert!(matches!(
