@@ -16,19 +16,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use harmony_node::Node;
 use harmony_pipeline::{Client, Collector, Settings, Timing, Worker, WorkerOptions};
+use harmony_testkit::arg;
 use harmony_zmtp::{Message, PullSocket, PushSocket, SocketOptions};
 
 const PAYLOAD: usize = 64;
 const WORKERS: usize = 4;
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// CPU time of this process so far (all threads, user and system), from `/proc/self/stat`
 /// (in clock ticks of 10 ms: measure runs of a second or more).
@@ -133,7 +125,7 @@ async fn cluster() -> Cluster {
     let port = harmony_testkit::free_udp_port();
     let options = WorkerOptions {
         jobs: 64,
-        window: Some(arg("--window", 256) as u32),
+        window: Some(arg::<u32>("--window", 256)),
         attempts: 1,
     };
     let mut workers = Vec::new();
@@ -174,9 +166,9 @@ async fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let tasks = arg("--tasks", 200_000);
-    let recovery_tasks = arg("--recovery-tasks", 10_000);
-    let rounds = arg("--rounds", 3).max(1);
+    let tasks: usize = arg("--tasks", 200_000);
+    let recovery_tasks: usize = arg("--recovery-tasks", 10_000);
+    let rounds: usize = arg("--rounds", 3).max(1);
 
     let mut c = cluster().await;
     let (mut raw, mut reliable) = (Vec::new(), Vec::new());

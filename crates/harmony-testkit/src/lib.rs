@@ -46,6 +46,17 @@ pub fn run(cmd: &mut Command) -> Output {
     out
 }
 
+/// The value after `name` on the command line (`--tasks 1000`), or `default` when it is
+/// missing or does not parse: the options of the benchmark programs.
+pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A UDP port that was free a moment ago, so parallel tests on loopback do not hear each
 /// other's beacons.
 pub fn free_udp_port() -> u16 {

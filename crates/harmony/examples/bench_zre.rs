@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use harmony::zmtp::{DealerSocket, Message, RouterSocket, SocketOptions};
 use harmony::{next_event_any, Event, Node};
+use harmony_testkit::arg;
 
 const PAYLOAD: usize = 64;
 
@@ -290,19 +291,10 @@ async fn election(n: usize) -> Duration {
     took
 }
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[tokio::main]
 async fn main() {
-    let messages = arg("--messages", 200_000);
-    let n = arg("--nodes", 50);
+    let messages: usize = arg("--messages", 200_000);
+    let n: usize = arg("--nodes", 50);
     let raw = raw_zmtp(messages).await;
     let whisper = whisper_rate(messages).await;
     let (median, p99) = whisper_round_trip(2_000).await;
