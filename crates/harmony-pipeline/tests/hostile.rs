@@ -183,6 +183,25 @@ async fn hostile_messages_are_refused_and_a_running_batch_is_untouched() {
         "refused RESULT: names another client",
     )
     .await;
+    // Batched messages: one entry out of range refuses the whole RESULT (that none of it is
+    // taken is the collector core's unit test); a declared count that does not match the
+    // entries is malformed.
+    refused(
+        &log,
+        &dealer,
+        results(client.uuid(), id, &[1, 2, 301, 3]),
+        "task=301 size=300",
+    )
+    .await;
+    let mut miscounted = results(client.uuid(), id, &[4, 5]).to_vec();
+    miscounted[4 + 32..4 + 36].copy_from_slice(&3u32.to_be_bytes());
+    refused(
+        &log,
+        &dealer,
+        Bytes::from(miscounted),
+        "error=truncated RESULT task",
+    )
+    .await;
     let start = PipelineMessage::Start {
         batch: Uuid::from_u128(3),
         size: u32::MAX,
