@@ -302,3 +302,94 @@ impl WorkerCore {
         self.queue.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use harmony_wire::pipeline::TaskItem;
+
+    const CLIENT: Uuid = Uuid::from_u128(1);
+    const COLLECTOR: Uuid = Uuid::from_u128(2);
+    const BATCH: Uuid = Uuid::from_u128(3);
+
+    /// A worker of window 2 that knows the client and the collector.
+    fn worker(now: Instant) -> WorkerCore {
+        let mut w = WorkerCore::new(Timing::default(), 4, 2);
+        w.peer_up(CLIENT, Role::Client, now);
+        w.peer_up(COLLECTOR, Role::Collector, now);
+        w
+    }
+
+    fn tasks(seq: u64, numbers: &[u32]) -> PipelineMessage {
+        PipelineMessage::Task(Task {
+            seq,
+            batch: BATCH,
+            collector: COLLECTOR,
+            tasks: numbers
+                .iter()
+                .map(|&task| TaskItem {
+                    task,
+                    payload: Bytes::from_static(b"t"),
+                })
+                .collect(),
+        })
+    }
+
+    fn credits(w: &mut WorkerCore) -> Vec<Credit> {
+        std::iter::from_fn(|| w.poll_transmit())
+            .filter_map(|t| match t.message {
+                PipelineMessage::Credit(c) => Some(c),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_task_message_over_twice_the_window_is_refused_whole() {
+        let now = Instant::now();
+        let mut w = worker(now);
+        credits(&mut w);
+        w.handle(CLIENT, tasks(0, &[0, 1, 2, 3, 4]), now);
+        assert_eq!(w.poll_job(), None, "none of it is queued");
+        assert_eq!(credits(&mut w), vec![], "nothing seen, nothing held");
+    }
+
+    #[test]
+    fn a_task_twice_in_one_message_runs_once_and_every_entry_counts_as_seen() {
+        let now = Instant::now();
+        let mut w = worker(now);
+        credits(&mut w);
+        w.handle(CLIENT, tasks(10, &[7, 7, 8]), now);
+        let jobs: Vec<u32> = std::iter::from_fn(|| w.poll_job())
+            .map(|j| j.task)
+            .collect();
+        assert_eq!(jobs, vec![7, 8]);
+        let credit = Credit {
+            window: 2,
+            seen: 13,
+            held: 2,
+        };
+        assert_eq!(credits(&mut w), vec![credit]);
+    }
+
+    #[test]
+    fn outcomes_for_one_batch_leave_in_one_result() {
+        let now = Instant::now();
+        let mut w = worker(now);
+        w.handle(CLIENT, tasks(0, &[0, 1]), now);
+        let jobs: Vec<Job> = std::iter::from_fn(|| w.poll_job()).collect();
+        for job in jobs {
+            let task = job.task;
+            w.finished(job, Ok(Bytes::from(vec![task as u8])));
+        }
+        let results: Vec<TaskResult> = std::iter::from_fn(|| w.poll_transmit())
+            .filter_map(|t| match t.message {
+                PipelineMessage::Result(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(results.len(), 1);
+        let tasks: Vec<u32> = results[0].results.iter().map(|r| r.task).collect();
+        assert_eq!(tasks, vec![0, 1]);
+    }
+}
