@@ -23,7 +23,7 @@ fn main() -> Result<()> {
         return Err("usage: files_bench DIR big|small [curve]".into());
     };
     let curve = rest.iter().any(|a| a == "curve");
-    // Without the extensions: no crc32, no SHA-1 (what a zeromq/filemq peer gets).
+    // Without the extensions: no crc32, no whole-file digest (what a zeromq/filemq peer gets).
     let plain = rest.iter().any(|a| a == "plain");
     let src = Path::new(dir).join(format!("src-{case}"));
     let files = prepare(&src, case)?;

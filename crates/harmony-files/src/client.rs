@@ -8,9 +8,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use crate::ext::Hasher;
 use bytes::Bytes;
 use harmony_wire::filemq::{Cheezburger, FileOperation, FilemqMessage};
-use sha1::{Digest, Sha1};
 
 use crate::error::ProtocolError;
 use crate::{ext, path};
@@ -53,8 +53,8 @@ pub struct ResumePoint {
     pub name: String,
     /// Bytes already on disk.
     pub offset: u64,
-    /// SHA-1 state over those bytes.
-    pub hasher: Sha1,
+    /// digest state over those bytes.
+    pub hasher: Hasher,
 }
 
 /// What the driver must do to the destination, in order.
@@ -84,7 +84,7 @@ pub enum FileOp {
         name: String,
         /// Its size.
         size: u64,
-        /// Its SHA-1 (hex).
+        /// Its BLAKE3 digest (hex).
         digest: String,
     },
     /// Drop the open partial file.
@@ -112,7 +112,7 @@ struct Incoming {
     name: String,
     offset: u64,
     size: Option<u64>,
-    hasher: Sha1,
+    hasher: Hasher,
 }
 
 /// The sans-IO FILEMQ client of one connection.
@@ -138,17 +138,19 @@ pub struct Client {
 
 impl Client {
     /// A client that says OHAI. `have` lists files the destination holds whole
-    /// (`name`, SHA-1 hex), `partial` the ones it can resume.
+    /// (`name`, digest hex, see [`ext`]), `partial` the ones it can resume.
     pub fn new(
         config: ClientConfig,
         have: Vec<(String, String)>,
         partial: Vec<ResumePoint>,
         now: Instant,
     ) -> Self {
-        let mut cache = have;
+        // Digests mean something only to a Harmony server (see [`ext`]); zeromq/filemq's
+        // client sends no cache either.
+        let mut cache = if config.extensions { have } else { Vec::new() };
         if config.extensions {
             for p in &partial {
-                let digest = ext::sha1_hex(p.hasher.clone());
+                let digest = ext::digest_hex(&p.hasher);
                 cache.push((p.name.clone(), ext::resume_value(&digest, p.offset)));
             }
         }
@@ -356,7 +358,7 @@ impl Client {
             if let Some(old) = self.current.take() {
                 self.ops.push_back(FileOp::Discard { name: old.name });
             }
-            let (offset, hasher) = resumed.map_or((0, Sha1::new()), |r| (r.offset, r.hasher));
+            let (offset, hasher) = resumed.map_or((0, Hasher::new()), |r| (r.offset, r.hasher));
             self.ops.push_back(FileOp::Open {
                 name: name.clone(),
                 offset,
@@ -396,9 +398,9 @@ impl Client {
         }
         if c.eof {
             let t = self.current.take().expect("current transfer");
-            let digest = ext::sha1_hex(t.hasher);
+            let digest = ext::digest_hex(&t.hasher);
             let short = t.size.is_some_and(|s| s != t.offset);
-            let mismatch = ext::header(&c.headers, ext::HDR_SHA1).is_some_and(|d| d != digest);
+            let mismatch = ext::header(&c.headers, ext::HDR_DIGEST).is_some_and(|d| d != digest);
             if short || mismatch {
                 self.ops.push_back(FileOp::Discard { name: name.clone() });
                 return Err(ProtocolError::DigestMismatch { name });

@@ -6,7 +6,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use sha1::{Digest, Sha1};
+use crate::ext::Hasher;
 
 use crate::client::ResumePoint;
 use crate::error::{FilesError, PathError};
@@ -161,7 +161,7 @@ impl Mirror {
         self.open = None;
     }
 
-    /// What the destination holds: whole files with their SHA-1, and partial files to resume.
+    /// What the destination holds: whole files with their digest, and partial files to resume.
     pub(crate) fn inventory(
         &self,
     ) -> Result<(BTreeMap<String, String>, Vec<ResumePoint>), FilesError> {
@@ -200,7 +200,7 @@ impl Mirror {
                             hasher,
                         });
                     } else {
-                        have.insert(rel, ext::sha1_hex(hasher));
+                        have.insert(rel, ext::digest_hex(&hasher));
                     }
                 }
             }
@@ -216,10 +216,10 @@ fn remove_if_exists(path: &Path) -> Result<(), FilesError> {
     }
 }
 
-/// SHA-1 state over a whole file, and its length.
-fn hash_file(path: &Path) -> Result<(Sha1, u64), FilesError> {
+/// digest state over a whole file, and its length.
+fn hash_file(path: &Path) -> Result<(Hasher, u64), FilesError> {
     let mut file = File::open(path).map_err(io_err(path))?;
-    let mut hasher = Sha1::new();
+    let mut hasher = Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut len = 0;
     loop {

@@ -11,9 +11,9 @@ use std::io;
 use std::ops::Bound;
 use std::time::{Duration, Instant};
 
+use crate::ext::Hasher;
 use bytes::Bytes;
 use harmony_wire::filemq::{Cheezburger, FileOperation, FilemqMessage};
-use sha1::{Digest, Sha1};
 use tracing::debug;
 
 use crate::error::ProtocolError;
@@ -62,6 +62,14 @@ pub enum ServerEvent {
     Dropped(Bytes, Option<ProtocolError>),
     /// A file went out whole to a client.
     Sent(Bytes, String),
+    /// From the driver: a connection's handshake failed before any FILEMQ message, e.g. the
+    /// authenticator refused the client's CURVE key.
+    HandshakeFailed {
+        /// The remote address, when known.
+        peer: String,
+        /// Why, in words.
+        reason: String,
+    },
 }
 
 #[derive(Debug)]
@@ -103,7 +111,7 @@ struct Transfer {
     size: u64,
     version: u64,
     from_zero: bool,
-    hasher: Option<Sha1>,
+    hasher: Option<Hasher>,
 }
 
 #[derive(Debug)]
@@ -112,9 +120,9 @@ struct Peer {
     harmony: bool,
     credit: u64,
     queue: VecDeque<Patch>,
-    /// From ICANHAZ caches: vpath -> SHA-1 the client has whole.
+    /// From ICANHAZ caches: vpath -> digest the client has whole.
     has: BTreeMap<String, String>,
-    /// vpath -> (SHA-1 of the prefix, its length) the client has partly.
+    /// vpath -> (digest of the prefix, its length) the client has partly.
     partial: BTreeMap<String, (String, u64)>,
     current: Option<Transfer>,
     sequence: u64,
@@ -434,7 +442,7 @@ impl Server {
         if file.digest.is_none() {
             let (hasher, read) = hash_prefix(source, vpath, file.size, chunk).ok()?;
             if read == file.size {
-                file.digest = Some(ext::sha1_hex(hasher));
+                file.digest = Some(ext::digest_hex(&hasher));
             }
         }
         file.digest.clone()
@@ -480,13 +488,13 @@ impl Server {
                 size,
                 version,
                 from_zero: true,
-                hasher: harmony.then(Sha1::new),
+                hasher: harmony.then(Hasher::new),
             };
             if let Some((digest, offset)) = partial.filter(|(_, o)| *o > 0 && *o <= size) {
                 if let Ok((hasher, read)) =
                     hash_prefix(source, &transfer.vpath, offset, self.config.chunk_size)
                 {
-                    if read == offset && ext::sha1_hex(hasher.clone()) == digest {
+                    if read == offset && ext::digest_hex(&hasher) == digest {
                         debug!(vpath = %transfer.vpath, offset, "resuming");
                         transfer.offset = offset;
                         transfer.from_zero = false;
@@ -527,9 +535,9 @@ impl Server {
             if transfer.offset >= transfer.size {
                 let done = peer.current.take()?;
                 peer.sequence += 1;
-                let digest = done.hasher.map(ext::sha1_hex);
+                let digest = done.hasher.as_ref().map(ext::digest_hex);
                 if let Some(d) = &digest {
-                    headers.push((ext::HDR_SHA1.to_string(), d.clone()));
+                    headers.push((ext::HDR_DIGEST.to_string(), d.clone()));
                 }
                 if let (Some(d), true) = (&digest, done.from_zero) {
                     if let Some(file) = self.files.get_mut(&done.vpath) {
@@ -584,14 +592,14 @@ impl Server {
     }
 }
 
-/// SHA-1 of the first `len` bytes of `vpath`, and how many bytes there were.
+/// Digest of the first `len` bytes of `vpath`, and how many bytes there were.
 fn hash_prefix(
     source: &mut dyn Source,
     vpath: &str,
     len: u64,
     chunk: usize,
-) -> io::Result<(Sha1, u64)> {
-    let mut hasher = Sha1::new();
+) -> io::Result<(Hasher, u64)> {
+    let mut hasher = Hasher::new();
     let mut offset = 0;
     while offset < len {
         let want = (len - offset).min(chunk as u64) as usize;

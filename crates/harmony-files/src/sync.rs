@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::Duration;
 
-use harmony_zmtp::{DealerSocket, Message, SocketOptions};
+use harmony_zmtp::{DealerSocket, EventKind, HandshakeFailure, Message, Monitor, SocketOptions};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep, sleep_until, Instant};
 use tracing::{debug, info};
@@ -45,7 +45,7 @@ pub enum SyncEvent {
         name: String,
         /// Its size.
         size: u64,
-        /// Its SHA-1 (hex).
+        /// Its BLAKE3 digest (hex).
         digest: String,
     },
     /// A file was deleted.
@@ -207,6 +207,9 @@ async fn run(
     let (mut have, mut partial) = mirror.inventory()?;
     loop {
         let dealer = DealerSocket::new(b.options.clone());
+        // Watched for handshake failures: a server that refuses our key never sends a
+        // FILEMQ message, so its refusal only shows here.
+        let mut monitor = dealer.monitor();
         dealer.connect(&b.endpoint)?;
         let cache = have.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let core = Client::new(
@@ -217,6 +220,7 @@ async fn run(
         );
         let mut conn = Connection {
             dealer: &dealer,
+            monitor: &mut monitor,
             core,
             mirror: &mut mirror,
             have: &mut have,
@@ -246,6 +250,7 @@ async fn run(
 
 struct Connection<'a> {
     dealer: &'a DealerSocket,
+    monitor: &'a mut Monitor,
     core: Client,
     mirror: &'a mut Mirror,
     have: &'a mut BTreeMap<String, String>,
@@ -323,6 +328,15 @@ impl Connection<'_> {
                     match msg.frames() {
                         [frame] => self.core.handle_message(frame, std::time::Instant::now()),
                         _ => return Ok(End::Failed("multi-frame message".into())),
+                    }
+                }
+                Some(event) = self.monitor.recv() => {
+                    if let EventKind::HandshakeFailed { failure, reason } = event.kind {
+                        let what = match failure {
+                            HandshakeFailure::Authentication => "refused by the server",
+                            _ => "handshake failed",
+                        };
+                        return Ok(End::Failed(format!("{what}: {reason}")));
                     }
                 }
                 _ = sleep_until(timeout) => self.core.handle_timeout(std::time::Instant::now()),

@@ -218,13 +218,13 @@ async fn a_corrupted_chunk_is_fetched_again_and_never_written() {
     assert!(disconnected(&mut client).await.contains("corrupted"));
     // The new connection asks to resume after the good bytes, which are all that is on disk.
     let (id, cache) = handshake(&router).await;
-    let resume = ext::resume_value(&ext::sha1_of(b"hello "), 6);
+    let resume = ext::resume_value(&ext::digest_of(b"hello "), 6);
     assert_eq!(cache, [("f".to_string(), resume)]);
     assert_eq!(
         fs::read(dest.path().join(".f.harmony-part")).unwrap(),
         b"hello "
     );
-    let digest = vec![(ext::HDR_SHA1.to_string(), ext::sha1_of(b"hello world"))];
+    let digest = vec![(ext::HDR_DIGEST.to_string(), ext::digest_of(b"hello world"))];
     for frame in [
         with(chunk("/f", 6, b"world", false), crc(b"world")),
         with(chunk("/f", 11, b"", true), digest),
