@@ -34,6 +34,9 @@ pub const HDR_CRC32: &str = "X-CRC32";
 /// CHEEZBURGER header: BLAKE3 of the whole file.
 pub const HDR_DIGEST: &str = "X-BLAKE3";
 
+/// Length of a digest in hex.
+pub const DIGEST_HEX_LEN: usize = 2 * blake3::OUT_LEN;
+
 /// Digest hex of a finished hasher.
 pub fn digest_hex(hasher: &Hasher) -> String {
     hasher.finalize().to_hex().to_string()

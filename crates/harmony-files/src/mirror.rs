@@ -1,7 +1,7 @@
 //! The client's destination: partial files beside their final names, renamed into place only
 //! when complete and verified; no write ever goes through a symbolic link or outside the root.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -23,6 +23,9 @@ struct Open {
 pub(crate) struct Mirror {
     root: PathBuf,
     open: Option<Open>,
+    /// Directories under the root found (or made) real directories, not links: checked once,
+    /// not once per file. Forgotten after any error.
+    checked: HashSet<PathBuf>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> FilesError + '_ {
@@ -35,17 +38,24 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> FilesError + '_ {
 impl Mirror {
     pub(crate) fn new(root: PathBuf) -> Result<Self, FilesError> {
         fs::create_dir_all(&root).map_err(io_err(&root))?;
-        Ok(Self { root, open: None })
+        Ok(Self {
+            root,
+            open: None,
+            checked: HashSet::new(),
+        })
     }
 
     /// The final path of `name`, its parent directories created (when `create`) and checked:
     /// none may be a symbolic link or a non-directory. `None` when a parent does not exist
     /// and `create` is false.
-    fn resolve(&self, name: &str, create: bool) -> Result<Option<PathBuf>, FilesError> {
+    fn resolve(&mut self, name: &str, create: bool) -> Result<Option<PathBuf>, FilesError> {
         let parts = path::relative(name)?;
         let mut at = self.root.clone();
         for dir in &parts[..parts.len() - 1] {
             at.push(dir);
+            if self.checked.contains(&at) {
+                continue;
+            }
             match at.symlink_metadata() {
                 Ok(meta) if meta.is_dir() => {}
                 Ok(_) => return Err(PathError::Escapes(at).into()),
@@ -57,6 +67,7 @@ impl Mirror {
                 }
                 Err(e) => return Err(io_err(&at)(e)),
             }
+            self.checked.insert(at.clone());
         }
         at.push(parts[parts.len() - 1]);
         Ok(Some(at))
@@ -71,20 +82,31 @@ impl Mirror {
 
     /// Starts `name`'s partial file, keeping its first `offset` bytes.
     pub(crate) fn open(&mut self, name: &str, offset: u64) -> Result<(), FilesError> {
+        let opened = self.open_partial(name, offset);
+        if opened.is_err() {
+            self.checked.clear();
+        }
+        opened
+    }
+
+    fn open_partial(&mut self, name: &str, offset: u64) -> Result<(), FilesError> {
         self.open = None;
         let target = self.resolve(name, true)?.expect("created");
         let temp = Self::temp_of(&target);
+        let create = || OpenOptions::new().write(true).create_new(true).open(&temp);
         let file = if offset == 0 {
-            match temp.symlink_metadata() {
-                Ok(meta) if meta.is_dir() => return Err(PathError::Escapes(temp).into()),
-                Ok(_) => fs::remove_file(&temp).map_err(io_err(&temp))?,
-                Err(_) => {}
+            // `create_new` never follows a link; what is in the way is looked at only then.
+            match create() {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    if temp.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+                        return Err(PathError::Escapes(temp).into());
+                    }
+                    fs::remove_file(&temp).map_err(io_err(&temp))?;
+                    create().map_err(io_err(&temp))?
+                }
+                Err(e) => return Err(io_err(&temp)(e)),
             }
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&temp)
-                .map_err(io_err(&temp))?
         } else {
             let meta = temp.symlink_metadata().map_err(io_err(&temp))?;
             if !meta.is_file() || meta.len() < offset {
@@ -122,11 +144,21 @@ impl Mirror {
             .filter(|o| o.name == name)
             .ok_or(FilesError::Invalid(format!("commit of {name} not open")))?;
         drop(open.file);
-        let target = self.resolve(name, true)?.expect("created");
-        if target.symlink_metadata().is_ok_and(|m| m.is_dir()) {
-            return Err(PathError::Escapes(target).into());
+        let target = match self.resolve(name, true) {
+            Ok(target) => target.expect("created"),
+            Err(e) => {
+                self.checked.clear();
+                return Err(e);
+            }
+        };
+        // Over a directory, rename fails (EISDIR): only then is it looked at.
+        if let Err(e) = fs::rename(&open.temp, &target) {
+            self.checked.clear();
+            if target.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+                return Err(PathError::Escapes(target).into());
+            }
+            return Err(io_err(&target)(e));
         }
-        fs::rename(&open.temp, &target).map_err(io_err(&target))?;
         Ok(target)
     }
 

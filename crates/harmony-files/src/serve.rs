@@ -247,15 +247,8 @@ impl Driver {
                         return Ok(true);
                     }
                     let mut source = self.scanner.source(open);
-                    let Some((id, msg)) = self.core.poll_transmit(&mut source) else {
+                    let Some((id, frame)) = self.core.poll_transmit_frame(&mut source) else {
                         return Ok(false);
-                    };
-                    let frame = match msg.to_bytes() {
-                        Ok(f) => f,
-                        Err(e) => {
-                            warn!(%e, "unencodable FILEMQ message dropped");
-                            continue;
-                        }
                     };
                     Message::from_frames([id, frame])
                 }

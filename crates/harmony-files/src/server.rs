@@ -22,8 +22,23 @@ use crate::path;
 
 /// Reads published content; the driver's is the file system, a simulation's is memory.
 pub trait Source {
-    /// Up to `len` bytes of `vpath` from `offset` (fewer only at the end of the file).
-    fn read(&mut self, vpath: &str, offset: u64, len: usize) -> io::Result<Bytes>;
+    /// Appends up to `len` bytes of `vpath` from `offset` to `dst` (fewer only at the end of
+    /// the file) and returns how many. `dst` is the frame being built: the content goes
+    /// straight into place.
+    fn read_into(
+        &mut self,
+        vpath: &str,
+        offset: u64,
+        len: usize,
+        dst: &mut Vec<u8>,
+    ) -> io::Result<usize>;
+}
+
+/// Something to send: a message, or a CHEEZBURGER already encoded around its content.
+#[derive(Debug)]
+enum Outgoing {
+    Message(FilemqMessage),
+    Frame(Bytes),
 }
 
 /// Server settings.
@@ -404,10 +419,38 @@ impl Server {
     }
 
     /// The next message to send, as `(routing id, message)`: replies first, then one chunk per
-    /// client in turn, so that one client's credit never stalls another.
+    /// client in turn, so that one client's credit never stalls another. A chunk's content is
+    /// a slice of its encoded frame (see [`Server::poll_transmit_frame`]).
     pub fn poll_transmit(&mut self, source: &mut dyn Source) -> Option<(Bytes, FilemqMessage)> {
-        if let Some(out) = self.outbox.pop_front() {
-            return Some(out);
+        let (id, out) = self.poll_outgoing(source)?;
+        match out {
+            Outgoing::Message(msg) => Some((id, msg)),
+            Outgoing::Frame(frame) => {
+                let msg = FilemqMessage::decode(&frame, usize::MAX)
+                    .expect("the server's own frames decode");
+                Some((id, msg))
+            }
+        }
+    }
+
+    /// As [`Server::poll_transmit`], encoded: `(routing id, frame)`. A chunk is read from the
+    /// [`Source`] straight into its frame, never copied.
+    pub fn poll_transmit_frame(&mut self, source: &mut dyn Source) -> Option<(Bytes, Bytes)> {
+        loop {
+            let (id, out) = self.poll_outgoing(source)?;
+            match out {
+                Outgoing::Frame(frame) => return Some((id, frame)),
+                Outgoing::Message(msg) => match msg.to_bytes() {
+                    Ok(frame) => return Some((id, frame)),
+                    Err(e) => debug!(%e, "unencodable FILEMQ message dropped"),
+                },
+            }
+        }
+    }
+
+    fn poll_outgoing(&mut self, source: &mut dyn Source) -> Option<(Bytes, Outgoing)> {
+        if let Some((id, msg)) = self.outbox.pop_front() {
+            return Some((id, Outgoing::Message(msg)));
         }
         let order: Vec<Bytes> = match &self.cursor {
             Some(c) => self
@@ -419,9 +462,9 @@ impl Server {
             None => self.peers.keys().cloned().collect(),
         };
         for id in order {
-            if let Some(msg) = self.next_for(&id, source) {
+            if let Some(out) = self.next_for(&id, source) {
                 self.cursor = Some(id.clone());
-                return Some((id, msg));
+                return Some((id, out));
             }
         }
         None
@@ -507,7 +550,7 @@ impl Server {
         }
     }
 
-    fn next_for(&mut self, id: &Bytes, source: &mut dyn Source) -> Option<FilemqMessage> {
+    fn next_for(&mut self, id: &Bytes, source: &mut dyn Source) -> Option<Outgoing> {
         loop {
             let peer = self.peers.get(id)?;
             if peer.current.is_none() {
@@ -516,7 +559,7 @@ impl Server {
                     return None;
                 }
                 if let Some(delete) = self.next_patch(id, source) {
-                    return Some(delete);
+                    return Some(Outgoing::Message(delete));
                 }
                 self.peers.get(id)?.current.as_ref()?;
             }
@@ -526,69 +569,107 @@ impl Server {
                 return None;
             }
             let harmony = peer.harmony;
-            let transfer = peer.current.as_mut()?;
-            let sequence = peer.sequence;
-            let mut headers = Vec::new();
-            if harmony {
-                headers.push((ext::HDR_SIZE.to_string(), transfer.size.to_string()));
-            }
+            let transfer = peer.current.as_ref()?;
             if transfer.offset >= transfer.size {
-                let done = peer.current.take()?;
-                peer.sequence += 1;
-                let digest = done.hasher.as_ref().map(ext::digest_hex);
-                if let Some(d) = &digest {
-                    headers.push((ext::HDR_DIGEST.to_string(), d.clone()));
-                }
-                if let (Some(d), true) = (&digest, done.from_zero) {
-                    if let Some(file) = self.files.get_mut(&done.vpath) {
-                        if file.version == done.version && file.size == done.size {
-                            file.digest = Some(d.clone());
-                        }
-                    }
-                }
-                self.events
-                    .push_back(ServerEvent::Sent(id.clone(), done.vpath.clone()));
-                return Some(FilemqMessage::Cheezburger(Cheezburger {
-                    sequence,
+                // What zeromq/filemq sends: a zero-length chunk with eof (also how an empty
+                // file ends for Harmony clients).
+                let mut eof = Cheezburger {
+                    sequence: peer.sequence,
                     operation: FileOperation::Create,
-                    filename: done.vpath,
-                    offset: done.offset,
+                    filename: transfer.vpath.clone(),
+                    offset: transfer.offset,
                     eof: true,
-                    headers,
+                    headers: Vec::new(),
                     chunk: Bytes::new(),
-                }));
+                };
+                peer.sequence += 1;
+                if harmony {
+                    eof.headers
+                        .push((ext::HDR_SIZE.to_string(), transfer.size.to_string()));
+                }
+                if let Some(digest) = self.finish(id) {
+                    eof.headers.push((ext::HDR_DIGEST.to_string(), digest));
+                }
+                return Some(Outgoing::Message(FilemqMessage::Cheezburger(eof)));
             }
-            let len = chunk_size
+            let want = chunk_size
                 .min(peer.credit)
                 .min(transfer.size - transfer.offset);
-            let data = match source.read(&transfer.vpath, transfer.offset, len as usize) {
-                Ok(data) if !data.is_empty() => data,
-                // Gone or shrunk since the scan: the scanner will report what it is now.
-                Ok(_) | Err(_) => {
-                    debug!(vpath = %transfer.vpath, "file no longer readable, skipped");
-                    peer.current = None;
-                    continue;
-                }
-            };
-            let len = data.len() as u64;
-            if let Some(h) = transfer.hasher.as_mut() {
-                h.update(&data);
-                headers.push((ext::HDR_CRC32.to_string(), ext::crc32_hex(&data)));
-            }
-            let offset = transfer.offset;
-            transfer.offset += len;
-            peer.credit -= len;
-            peer.sequence += 1;
-            return Some(FilemqMessage::Cheezburger(Cheezburger {
-                sequence,
+            // A Harmony client gets the eof flag and the digest on the last chunk of content
+            // (one message less per file); zeromq/filemq's client, a separate eof chunk.
+            let last = harmony && transfer.offset + want == transfer.size;
+            let mut head = Cheezburger {
+                sequence: peer.sequence,
                 operation: FileOperation::Create,
                 filename: transfer.vpath.clone(),
-                offset,
-                eof: false,
-                headers,
-                chunk: data,
-            }));
+                offset: transfer.offset,
+                eof: last,
+                headers: Vec::new(),
+                chunk: Bytes::new(),
+            };
+            if harmony {
+                // Placeholders of the values' fixed lengths: the head's size is known before
+                // the content is read behind it.
+                head.headers.extend([
+                    (ext::HDR_SIZE.to_string(), transfer.size.to_string()),
+                    (ext::HDR_CRC32.to_string(), "0".repeat(8)),
+                ]);
+                if last {
+                    head.headers
+                        .push((ext::HDR_DIGEST.to_string(), "0".repeat(ext::DIGEST_HEX_LEN)));
+                }
+            }
+            let head_len = head.head_len();
+            let mut frame = Vec::with_capacity(head_len + want as usize);
+            frame.resize(head_len, 0);
+            let read =
+                source.read_into(&transfer.vpath, transfer.offset, want as usize, &mut frame);
+            if !matches!(read, Ok(n) if n as u64 == want) {
+                // Gone, shrunk or unreadable since the scan: the scanner reports what it is now.
+                debug!(vpath = %transfer.vpath, "file no longer readable, skipped");
+                peer.current = None;
+                continue;
+            }
+            let content = &frame[head_len..];
+            let transfer = peer.current.as_mut()?;
+            if let Some(h) = transfer.hasher.as_mut() {
+                h.update(content);
+                head.headers[1].1 = ext::crc32_hex(content);
+            }
+            transfer.offset += want;
+            peer.credit -= want;
+            peer.sequence += 1;
+            if last {
+                if let Some(digest) = self.finish(id) {
+                    head.headers[2].1 = digest;
+                }
+            }
+            let mut encoded = bytes::BytesMut::with_capacity(head_len);
+            if let Err(e) = head.encode_head(want as usize, &mut encoded) {
+                debug!(%e, "unencodable chunk skipped");
+                continue;
+            }
+            // Same length: the placeholders had the values' lengths.
+            frame[..head_len].copy_from_slice(&encoded);
+            return Some(Outgoing::Frame(Bytes::from(frame)));
         }
+    }
+
+    /// `id`'s transfer is complete: reported, its digest (Harmony clients) returned and kept
+    /// for the file when the whole file went out.
+    fn finish(&mut self, id: &Bytes) -> Option<String> {
+        let done = self.peers.get_mut(id)?.current.take()?;
+        let digest = done.hasher.as_ref().map(ext::digest_hex);
+        if let (Some(d), true) = (&digest, done.from_zero) {
+            if let Some(file) = self.files.get_mut(&done.vpath) {
+                if file.version == done.version && file.size == done.size {
+                    file.digest = Some(d.clone());
+                }
+            }
+        }
+        self.events
+            .push_back(ServerEvent::Sent(id.clone(), done.vpath));
+        digest
     }
 }
 
@@ -601,14 +682,16 @@ fn hash_prefix(
 ) -> io::Result<(Hasher, u64)> {
     let mut hasher = Hasher::new();
     let mut offset = 0;
+    let mut buf = Vec::with_capacity(chunk.min(len as usize));
     while offset < len {
         let want = (len - offset).min(chunk as u64) as usize;
-        let data = source.read(vpath, offset, want)?;
-        if data.is_empty() {
+        buf.clear();
+        let n = source.read_into(vpath, offset, want, &mut buf)?;
+        if n == 0 {
             break;
         }
-        hasher.update(&data);
-        offset += data.len() as u64;
+        hasher.update(&buf);
+        offset += n as u64;
     }
     Ok((hasher, offset))
 }

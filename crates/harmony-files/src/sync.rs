@@ -265,7 +265,7 @@ impl Connection<'_> {
         let mut connected_told = false;
         let mut synced_told = false;
         let mut heard = false;
-        let mut receiving: Option<String> = None;
+        let mut receiving: Option<(String, Option<u64>)> = None;
         loop {
             while let Some(msg) = self.core.poll_transmit() {
                 let frame = msg
@@ -351,13 +351,13 @@ impl Connection<'_> {
     async fn apply(
         &mut self,
         op: FileOp,
-        receiving: &mut Option<String>,
+        receiving: &mut Option<(String, Option<u64>)>,
     ) -> Result<(), FilesError> {
         match op {
             FileOp::Open { name, offset, size } => {
                 debug!(%name, offset, "receiving");
                 self.mirror.open(&name, offset)?;
-                *receiving = Some(name.clone());
+                *receiving = Some((name.clone(), size));
                 let _ = self
                     .events
                     .send(SyncEvent::Receiving { name, offset, size })
@@ -365,10 +365,12 @@ impl Connection<'_> {
             }
             FileOp::Write { offset, data } => {
                 self.mirror.write(&data)?;
-                if let Some(name) = receiving.as_ref() {
+                let end = offset + data.len() as u64;
+                // A write that completes the file is told by the `Updated` that follows.
+                if let Some((name, _)) = receiving.as_ref().filter(|(_, s)| *s != Some(end)) {
                     let _ = self.events.try_send(SyncEvent::Progress {
                         name: name.clone(),
-                        offset: offset + data.len() as u64,
+                        offset: end,
                     });
                 }
             }
