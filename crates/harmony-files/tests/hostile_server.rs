@@ -160,6 +160,55 @@ async fn a_vanished_destination_is_a_clear_error() {
     assert!(!dest.exists());
 }
 
+#[tokio::test]
+async fn a_destination_that_vanishes_mid_transfer_is_a_clear_error() {
+    let router = RouterSocket::new(SocketOptions::default());
+    let endpoint = router.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let root = tempfile::tempdir().unwrap();
+    let dest = root.path().join("dest");
+    let mut client = FileClient::builder(&dest, &endpoint)
+        .config(config())
+        .start()
+        .unwrap();
+    // Half of a file arrives and is on disk (in its partial file)...
+    let id = serve(&router, &[chunk("/sub/deep/f", 0, b"first half ", false)]).await;
+    let progress = timeout(DEADLINE, async {
+        loop {
+            match client.next_event().await.expect("client running") {
+                SyncEvent::Progress { name, offset } => return (name, offset),
+                SyncEvent::Updated { name, .. } => panic!("{name} complete too early"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the first chunk is written");
+    assert_eq!(progress, ("sub/deep/f".to_string(), 11));
+    // ...then the destination goes away, and the rest comes.
+    fs::remove_dir_all(&dest).unwrap();
+    let frame = FilemqMessage::Cheezburger(chunk("/sub/deep/f", 11, b"second half", true));
+    router
+        .send(Message::from_frames([id, frame.to_bytes().unwrap()]))
+        .await
+        .unwrap();
+    timeout(DEADLINE, async {
+        while let Some(event) = client.next_event().await {
+            assert!(!matches!(event, SyncEvent::Updated { .. }), "{event:?}");
+        }
+    })
+    .await
+    .expect("the client stops");
+    match client.stop() {
+        Err(FilesError::Io { path, source }) => {
+            assert!(path.starts_with(&dest), "{}", path.display());
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound, "{source}");
+        }
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+    // Nothing was made again under the vanished destination.
+    assert!(!dest.exists());
+}
+
 /// Answers OHAI and ICANHAZ like `serve`, and returns the client's routing id with the cache
 /// its ICANHAZ carried.
 async fn handshake(router: &RouterSocket) -> (Bytes, Vec<(String, String)>) {
