@@ -8,11 +8,11 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::ext::Hasher;
 use bytes::Bytes;
 use harmony_wire::filemq::{Cheezburger, FileOperation, FilemqMessage};
 
 use crate::error::ProtocolError;
+use crate::ext::Hasher;
 use crate::{ext, path};
 
 /// Client settings.

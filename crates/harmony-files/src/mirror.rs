@@ -6,11 +6,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::ext::Hasher;
-
 use crate::client::ResumePoint;
 use crate::error::{FilesError, PathError};
 use crate::ext;
+use crate::ext::Hasher;
 use crate::path::{self, PART_SUFFIX};
 
 struct Open {

@@ -11,14 +11,15 @@ use std::io;
 use std::ops::Bound;
 use std::time::{Duration, Instant};
 
-use crate::ext::Hasher;
 use bytes::Bytes;
 use harmony_wire::filemq::{Cheezburger, FileOperation, FilemqMessage};
 use tracing::debug;
 
 use crate::error::ProtocolError;
 use crate::ext;
+use crate::ext::Hasher;
 use crate::path;
+use crate::pool::BufferPool;
 
 /// Reads published content; the driver's is the file system, a simulation's is memory.
 pub trait Source {
@@ -40,6 +41,9 @@ enum Outgoing {
     Message(FilemqMessage),
     Frame(Bytes),
 }
+
+/// Chunk buffers kept for reuse: enough for what the socket typically holds in flight.
+const FREE_BUFFERS: usize = 8;
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -176,6 +180,8 @@ pub struct Server {
     cursor: Option<Bytes>,
     /// Files published so far (orders them).
     published: u64,
+    /// Chunk frames, recycled once written.
+    buffers: BufferPool,
 }
 
 impl Server {
@@ -189,6 +195,7 @@ impl Server {
             events: VecDeque::new(),
             cursor: None,
             published: 0,
+            buffers: BufferPool::new(FREE_BUFFERS),
         }
     }
 
@@ -620,7 +627,7 @@ impl Server {
                 }
             }
             let head_len = head.head_len();
-            let mut frame = Vec::with_capacity(head_len + want as usize);
+            let mut frame = self.buffers.take(head_len + want as usize);
             frame.resize(head_len, 0);
             let read =
                 source.read_into(&transfer.vpath, transfer.offset, want as usize, &mut frame);
@@ -651,7 +658,7 @@ impl Server {
             }
             // Same length: the placeholders had the values' lengths.
             frame[..head_len].copy_from_slice(&encoded);
-            return Some(Outgoing::Frame(Bytes::from(frame)));
+            return Some(Outgoing::Frame(self.buffers.freeze(frame)));
         }
     }
 

@@ -225,9 +225,12 @@ async fn run(
             mirror: &mut mirror,
             have: &mut have,
             events: &events,
+            told: Vec::new(),
             quiet: b.quiet,
         };
-        let end = conn.run(&mut stop).await?;
+        let end = conn.run(&mut stop).await;
+        conn.flush_events().await;
+        let end = end?;
         partial.extend(conn.core.take_partial());
         mirror.suspend();
         match end {
@@ -255,10 +258,41 @@ struct Connection<'a> {
     mirror: &'a mut Mirror,
     have: &'a mut BTreeMap<String, String>,
     events: &'a mpsc::Sender<SyncEvent>,
+    /// Events not sent yet: sent together before the driver waits, so that the reader is
+    /// woken once per batch of files, not once per event.
+    told: Vec<SyncEvent>,
     quiet: Duration,
 }
 
+/// Messages, and bytes of them, handled in a row before the files they carry are written.
+const DRAIN_MESSAGES: usize = 64;
+const DRAIN_BYTES: usize = 1 << 20;
+
 impl Connection<'_> {
+    async fn flush_events(&mut self) {
+        for event in self.told.drain(..) {
+            if let SyncEvent::Progress { .. } = event {
+                // Progress may be skipped when the reader is behind.
+                let _ = self.events.try_send(event);
+            } else {
+                let _ = self.events.send(event).await;
+            }
+        }
+    }
+
+    /// Sends what the core has to say; `false` when the socket cannot take it.
+    fn transmit(&mut self) -> Result<bool, FilesError> {
+        while let Some(msg) = self.core.poll_transmit() {
+            let frame = msg
+                .to_bytes()
+                .map_err(|e| FilesError::Invalid(e.to_string()))?;
+            if self.dealer.try_send(Message::from(frame)).is_err() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     async fn run(&mut self, stop: &mut oneshot::Receiver<()>) -> Result<End, FilesError> {
         let mut last_chunk = Instant::now();
         let mut idle_told = false;
@@ -267,18 +301,13 @@ impl Connection<'_> {
         let mut heard = false;
         let mut receiving: Option<(String, Option<u64>)> = None;
         loop {
-            while let Some(msg) = self.core.poll_transmit() {
-                let frame = msg
-                    .to_bytes()
-                    .map_err(|e| FilesError::Invalid(e.to_string()))?;
-                if self.dealer.try_send(Message::from(frame)).is_err() {
-                    return Ok(End::Failed("send queue full or closed".into()));
-                }
+            if !self.transmit()? {
+                return Ok(End::Failed("send queue full or closed".into()));
             }
             while let Some(op) = self.core.poll_op() {
                 last_chunk = Instant::now();
                 idle_told = false;
-                match self.apply(op, &mut receiving).await {
+                match self.apply(op, &mut receiving) {
                     Ok(()) => {}
                     // A name that would go through a link or a non-directory: this server's
                     // connection ends, the destination is untouched.
@@ -293,11 +322,11 @@ impl Connection<'_> {
                 connected_told = true;
                 // The quiet period counts from the subscription, not from the connect.
                 last_chunk = Instant::now();
-                let _ = self.events.send(SyncEvent::Connected).await;
+                self.told.push(SyncEvent::Connected);
             }
             if self.core.is_synced() && !synced_told {
                 synced_told = true;
-                let _ = self.events.send(SyncEvent::Synced).await;
+                self.told.push(SyncEvent::Synced);
             }
             let idle_at = last_chunk + self.quiet;
             // A server that has not said anything since the subscription may be busy sending a
@@ -311,6 +340,7 @@ impl Connection<'_> {
                 Instant::now() + Duration::from_secs(3600),
                 Instant::from_std,
             );
+            self.flush_events().await;
             tokio::select! {
                 biased;
                 _ = &mut *stop => {
@@ -323,11 +353,33 @@ impl Connection<'_> {
                     return Ok(End::Stop);
                 }
                 msg = self.dealer.recv() => {
-                    let msg = msg?;
-                    heard |= connected_told;
-                    match msg.frames() {
-                        [frame] => self.core.handle_message(frame, std::time::Instant::now()),
-                        _ => return Ok(End::Failed("multi-frame message".into())),
+                    // What else has arrived is handled too (many small files at once), up to
+                    // a bound; a NOM or HUGZ-OK it calls for goes out at once.
+                    let mut msg = msg?;
+                    let (mut count, mut bytes) = (0, 0);
+                    loop {
+                        heard |= connected_told;
+                        match msg.frames() {
+                            [frame] => {
+                                bytes += frame.len();
+                                self.core.handle_message(frame, std::time::Instant::now());
+                            }
+                            _ => return Ok(End::Failed("multi-frame message".into())),
+                        }
+                        if !self.transmit()? {
+                            return Ok(End::Failed("send queue full or closed".into()));
+                        }
+                        count += 1;
+                        if count == DRAIN_MESSAGES
+                            || bytes >= DRAIN_BYTES
+                            || self.core.error().is_some()
+                        {
+                            break;
+                        }
+                        match self.dealer.try_recv() {
+                            Ok(Some(next)) => msg = next,
+                            _ => break,
+                        }
                     }
                 }
                 Some(event) = self.monitor.recv() => {
@@ -342,13 +394,13 @@ impl Connection<'_> {
                 _ = sleep_until(timeout) => self.core.handle_timeout(std::time::Instant::now()),
                 _ = sleep_until(idle_at), if can_idle => {
                     idle_told = true;
-                    let _ = self.events.send(SyncEvent::Idle).await;
+                    self.told.push(SyncEvent::Idle);
                 }
             }
         }
     }
 
-    async fn apply(
+    fn apply(
         &mut self,
         op: FileOp,
         receiving: &mut Option<(String, Option<u64>)>,
@@ -358,17 +410,14 @@ impl Connection<'_> {
                 debug!(%name, offset, "receiving");
                 self.mirror.open(&name, offset)?;
                 *receiving = Some((name.clone(), size));
-                let _ = self
-                    .events
-                    .send(SyncEvent::Receiving { name, offset, size })
-                    .await;
+                self.told.push(SyncEvent::Receiving { name, offset, size });
             }
             FileOp::Write { offset, data } => {
                 self.mirror.write(&data)?;
                 let end = offset + data.len() as u64;
                 // A write that completes the file is told by the `Updated` that follows.
                 if let Some((name, _)) = receiving.as_ref().filter(|(_, s)| *s != Some(end)) {
-                    let _ = self.events.try_send(SyncEvent::Progress {
+                    self.told.push(SyncEvent::Progress {
                         name: name.clone(),
                         offset: end,
                     });
@@ -378,10 +427,7 @@ impl Connection<'_> {
                 self.mirror.commit(&name)?;
                 *receiving = None;
                 self.have.insert(name.clone(), digest.clone());
-                let _ = self
-                    .events
-                    .send(SyncEvent::Updated { name, size, digest })
-                    .await;
+                self.told.push(SyncEvent::Updated { name, size, digest });
             }
             FileOp::Discard { name } => {
                 self.mirror.discard(&name)?;
@@ -390,7 +436,7 @@ impl Connection<'_> {
             FileOp::Delete { name } => {
                 self.mirror.delete(&name)?;
                 self.have.remove(&name);
-                let _ = self.events.send(SyncEvent::Deleted { name }).await;
+                self.told.push(SyncEvent::Deleted { name });
             }
         }
         Ok(())

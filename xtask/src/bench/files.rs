@@ -22,6 +22,8 @@ struct Row {
     bytes: f64,
     files: f64,
     rss_kib: u64,
+    harmony_cpu: f64,
+    raw_cpu: f64,
 }
 
 pub(super) fn run(opts: &BenchOpts) -> Result<()> {
@@ -86,6 +88,8 @@ fn measure(driver: &std::path::Path, scratch: &std::path::Path, opts: &BenchOpts
             bytes: 0.0,
             files: 0.0,
             rss_kib: 0,
+            harmony_cpu: 0.0,
+            raw_cpu: 0.0,
         };
         for line in text.lines() {
             let f: Vec<&str> = line.split_whitespace().collect();
@@ -101,6 +105,14 @@ fn measure(driver: &std::path::Path, scratch: &std::path::Path, opts: &BenchOpts
                         row.raw_s = secs;
                     }
                 }
+                ["CPU", who, secs] => {
+                    let secs: f64 = secs.parse().map_err(|_| line.to_string())?;
+                    if who == "harmony" {
+                        row.harmony_cpu = secs;
+                    } else {
+                        row.raw_cpu = secs;
+                    }
+                }
                 ["RSS", kib] => row.rss_kib = kib.parse().unwrap_or(0),
                 _ => {}
             }
@@ -109,21 +121,26 @@ fn measure(driver: &std::path::Path, scratch: &std::path::Path, opts: &BenchOpts
     }
     println!("\nFILEMQ on loopback: Harmony vs raw TCP copy, same run");
     println!(
-        "  {:<16} {:>12} {:>12} {:>10} {:>10} {:>7} {:>12}",
-        "case", "harmony", "raw tcp", "MB/s", "files/s", "ratio", "peak RSS"
+        "  {:<16} {:>12} {:>12} {:>10} {:>10} {:>7} {:>9} {:>12}",
+        "case", "harmony", "raw tcp", "MB/s", "files/s", "ratio", "CPU ratio", "peak RSS"
     );
     for r in &rows {
         println!(
-            "  {:<16} {:>10.2} s {:>10.2} s {:>10.1} {:>10.0} {:>6.2}x {:>8} MiB",
+            "  {:<16} {:>10.2} s {:>10.2} s {:>10.1} {:>10.0} {:>6.2}x {:>8.2}x {:>8} MiB",
             r.case,
             r.harmony_s,
             r.raw_s,
             r.bytes / r.harmony_s / 1e6,
             r.files / r.harmony_s,
             r.raw_s / r.harmony_s,
+            r.raw_cpu / r.harmony_cpu.max(0.01),
             r.rss_kib / 1024
         );
     }
     println!("  ratio = raw time / Harmony time (1.00x = as fast as the raw copy)");
+    println!(
+        "  CPU ratio = raw CPU / Harmony CPU, both sides, every thread (steadier than time \
+         on a loaded machine)"
+    );
     Ok(())
 }
