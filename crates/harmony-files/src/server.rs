@@ -653,7 +653,11 @@ impl Server {
             }
             let mut encoded = bytes::BytesMut::with_capacity(head_len);
             if let Err(e) = head.encode_head(want as usize, &mut encoded) {
-                debug!(%e, "unencodable chunk skipped");
+                // Not for a name the scanner found; the file is dropped, not half sent.
+                debug!(%e, "unencodable chunk, file skipped");
+                if let Some(peer) = self.peers.get_mut(id) {
+                    peer.current = None;
+                }
                 continue;
             }
             // Same length: the placeholders had the values' lengths.
