@@ -65,26 +65,8 @@ fn sync_once(src: &Path, port: &str, serve_extra: &[&str]) -> String {
         .stderr(Stdio::null());
     let _serving = Serving(serve.spawn().expect("harmony files serve"));
     let dest = tempfile::tempdir().unwrap();
-    let mut sync = files("sync", dest.path(), port)
-        .arg("--once")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("harmony files sync");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = sync.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = sync.kill();
-            panic!("sync --once did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(sync.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-    assert!(status.success(), "{stderr}");
+    let (ok, _, stderr) = finish(files("sync", dest.path(), port).arg("--once"));
+    assert!(ok, "{stderr}");
     for name in ["hello.txt", "docs/readme.txt", "data/deep/big.bin"] {
         assert_eq!(
             fs::read(dest.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}\n{stderr}")),
