@@ -45,8 +45,8 @@ pub enum SyncEvent {
         name: String,
         /// Its size.
         size: u64,
-        /// Its BLAKE3 digest (hex).
-        digest: String,
+        /// Its BLAKE3 digest (hex), with the extensions (checked against the server's).
+        digest: Option<String>,
     },
     /// A file was deleted.
     Deleted {
@@ -426,7 +426,9 @@ impl Connection<'_> {
             FileOp::Commit { name, size, digest } => {
                 self.mirror.commit(&name)?;
                 *receiving = None;
-                self.have.insert(name.clone(), digest.clone());
+                if let Some(digest) = &digest {
+                    self.have.insert(name.clone(), digest.clone());
+                }
                 self.told.push(SyncEvent::Updated { name, size, digest });
             }
             FileOp::Discard { name } => {

@@ -143,7 +143,9 @@ fn side() {
         let digest = runtime.block_on(async {
             loop {
                 match client.next_event().await.expect("client runs") {
-                    SyncEvent::Updated { digest, .. } => return digest,
+                    SyncEvent::Updated { digest, .. } => {
+                        return digest.expect("digests with the extensions")
+                    }
                     SyncEvent::Disconnected { reason } => panic!("{reason}"),
                     _ => {}
                 }

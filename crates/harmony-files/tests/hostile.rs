@@ -154,7 +154,7 @@ fn offsets_sizes_credit_and_integrity_are_checked() {
     assert!(ops.contains(&FileOp::Commit {
         name: "a".into(),
         size: 5,
-        digest: ext::digest_of(b"hello")
+        digest: Some(ext::digest_of(b"hello"))
     }));
 }
 

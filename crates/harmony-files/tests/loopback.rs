@@ -440,9 +440,18 @@ async fn without_extensions_as_zeromq_filemq_the_client_mirrors_then_goes_idle()
             Err(_) => panic!("not idle and mirrored in time: {seen:?}"),
         }
     }
-    // The server was not asked for sizes: none were declared.
+    // The server was not asked for sizes: none were declared; and no digest was computed,
+    // since there is nothing to check it against.
     assert!(seen
         .iter()
         .all(|e| !matches!(e, SyncEvent::Receiving { size: Some(_), .. })));
+    assert!(seen.iter().all(|e| !matches!(
+        e,
+        SyncEvent::Updated {
+            digest: Some(_),
+            ..
+        }
+    )));
+    assert!(seen.iter().any(|e| matches!(e, SyncEvent::Updated { .. })));
     client.stop().unwrap();
 }
