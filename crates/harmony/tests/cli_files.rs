@@ -240,10 +240,15 @@ fn sync_into_a_directory_it_may_not_write_fails_cleanly() {
     fs::set_permissions(&locked, fs::Permissions::from_mode(0o555)).unwrap();
     let mut sync = if is_root() {
         // Root writes anywhere: the client runs as nobody, who owns the destination but not
-        // `locked`.
+        // `locked`. Its own copy of the program, where nobody can reach it (the build tree
+        // may sit under a private home).
         std::os::unix::fs::chown(&dest, Some(65534), Some(65534)).unwrap();
+        let program = base.path().join("harmony");
+        fs::copy(BIN, &program).unwrap();
+        fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
         let mut cmd = Command::new("setpriv");
-        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&program)
             .args(sync_from(&dest, server.endpoint()).get_args());
         cmd
     } else {
