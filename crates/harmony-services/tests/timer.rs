@@ -21,7 +21,7 @@ async fn next_tick(node: &mut Node) -> Tick {
     loop {
         match node.next_event().await.expect("node running") {
             Event::Shout { group, content, .. } if group == "TIME/10" => {
-                return Tick::parse(&group, &String::from_utf8_lossy(&content[0])).expect("a tick");
+                return Tick::decode(&group, &content[0]).expect("a tick");
             }
             _ => {}
         }
