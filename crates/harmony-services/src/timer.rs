@@ -30,9 +30,12 @@
 //!    subscriber sees a restart ([`TickOrder::NewSeries`]), never a repeat.
 //!
 //! Limits: the guarantee is for timers that crash or stop. A standby that does not read for
-//! [`FLUSH_LIMIT`] is not waited for (the tick goes out, with a warning), and a partition that
-//! elects a leader on each side makes two series run at once. Series compare across hosts only
-//! as far as their clocks agree.
+//! [`FLUSH_LIMIT`] is not waited for (the tick goes out, with a warning); a partition that
+//! elects a leader on each side, or an election that lets two timers lead for a moment, makes
+//! two leaders tick at once (their ticks are identical only while they hear each other's notes
+//! in time). "Written to the kernel" means delivered if the process dies, not if the host does.
+//! Notes are taken only from members of the group, which timers trust. Series compare across
+//! hosts only as far as their clocks agree.
 //!
 //! [`TimerCore`] is the sans-IO schedule and numbering; [`Timer`] drives it with a node.
 
@@ -548,7 +551,9 @@ async fn run(
                         standbys.remove(&peer);
                         continue;
                     }
-                    Some(Event::Whisper { content, .. }) => {
+                    // Notes count only from the group's timers (a peer in the group could
+                    // still forge them: timers trust each other).
+                    Some(Event::Whisper { peer, content, .. }) if standbys.contains(&peer) => {
                         match TimerNote::decode(&content) {
                             Ok(note) if note.base == config.group => core.handle_note(&note),
                             Ok(_) => {}
