@@ -361,6 +361,13 @@ pub struct Timer {
 /// its departure was seen are handled first.
 const TAKEOVER_HOLD_US: u64 = 250_000;
 
+/// How long a leader holds back after the last PREPARE of a rival leader with a larger UUID:
+/// two of the slowest rate's periods, and a little more.
+fn rival_quiet(rates: &[u32]) -> Duration {
+    let slowest = rates.iter().copied().min().unwrap_or(1).max(1);
+    Duration::from_micros(2 * period_us(slowest)) + Duration::from_millis(100)
+}
+
 fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -494,6 +501,10 @@ async fn run(
     let mut settled = false;
     let mut leader: Option<(Uuid, String)> = None;
     let mut leading_since = 0;
+    // A timer with a larger UUID that is ticking too (its PREPARE notes say so), and until when
+    // this one holds back for it.
+    let mut rival: Option<((Uuid, String), tokio::time::Instant)> = None;
+    let rival_quiet = rival_quiet(&config.rates);
     // The other timers of the group, as this node's events tell.
     let mut standbys: BTreeSet<Uuid> = BTreeSet::new();
     let report = |ev: TimerEvent| {
@@ -502,7 +513,12 @@ async fn run(
     report(TimerEvent::Following { leader: None });
     loop {
         let deadline = if settled {
-            core.poll_timeout().map(instant_at)
+            let rival_gone = rival.as_ref().map(|(_, until)| *until);
+            core.poll_timeout()
+                .map(instant_at)
+                .into_iter()
+                .chain(rival_gone)
+                .min()
         } else {
             Some(settled_at)
         };
@@ -528,7 +544,6 @@ async fn run(
                         let due = tick.stamp_us.max(leading_since);
                         report(TimerEvent::Sent { tick, late_us: shouted_at.saturating_sub(due) });
                     }
-                    continue;
                 }
             }
             event = node.next_event() => {
@@ -549,24 +564,40 @@ async fn run(
                     }
                     Some(Event::Exit { peer, .. }) => {
                         standbys.remove(&peer);
-                        continue;
+                        if rival.as_ref().is_some_and(|((r, _), _)| *r == peer) {
+                            rival = None;
+                        }
                     }
                     // Notes count only from the group's timers (a peer in the group could
                     // still forge them: timers trust each other).
-                    Some(Event::Whisper { peer, content, .. }) if standbys.contains(&peer) => {
+                    Some(Event::Whisper { peer, name, content }) if standbys.contains(&peer) => {
                         match TimerNote::decode(&content) {
-                            Ok(note) if note.base == config.group => core.handle_note(&note),
+                            Ok(note) if note.base == config.group => {
+                                core.handle_note(&note);
+                                if note.kind == NoteKind::Prepare && peer > me {
+                                    let until = tokio::time::Instant::now() + rival_quiet;
+                                    rival = Some(((peer, name.to_string()), until));
+                                }
+                            }
                             Ok(_) => {}
                             Err(e) => debug!(error = %e, "a whisper that is no timer note"),
                         }
-                        continue;
                     }
                     Some(_) => continue,
                     None => break,
                 }
             },
         }
-        let should_lead = settled && leader.as_ref().is_some_and(|(p, _)| *p == me);
+        if rival
+            .as_ref()
+            .is_some_and(|(_, until)| *until <= tokio::time::Instant::now())
+        {
+            rival = None;
+        }
+        // Two leaders at once (an election that has not converged): the smaller UUID holds
+        // back while the larger ticks, and numbers on from its notes.
+        let should_lead =
+            settled && rival.is_none() && leader.as_ref().is_some_and(|(p, _)| *p == me);
         if should_lead != core.leading() {
             leading_since = now_us() + TAKEOVER_HOLD_US;
             core.set_leading(should_lead, leading_since);
@@ -574,7 +605,9 @@ async fn run(
                 TimerEvent::Leading
             } else {
                 TimerEvent::Following {
-                    leader: leader.clone(),
+                    leader: rival
+                        .as_ref()
+                        .map_or(leader.clone(), |(r, _)| Some(r.clone())),
                 }
             });
         }

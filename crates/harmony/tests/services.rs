@@ -144,34 +144,34 @@ fn timer_numbering_survives_kill_9_of_the_leader_at_random_instants() {
     );
     let mut dead: Vec<String> = Vec::new();
     let mut killed_at = 0;
-    // Checked from the first leader's steady ticks on: while the timers start, the election
+    // Checked once the first leader has ticked a while: while the timers start, the election
     // may let two tick for a moment (issue 10's election, not the numbering).
     let mut steady_from = 0;
     for round in 0..3 {
-        // The leader: the sender of a new tick after the last kill.
-        let first = watcher.expect("a tick from a live timer", WAIT, |v| {
-            is_tick(v) && v["order"] != "replay" && v["stamp_us"].as_u64() > Some(killed_at)
+        // Six new 10 Hz ticks after the last kill; the leader is the sender of the sixth.
+        let n0 = watcher.expect("a tick after the last kill", WAIT, |v| {
+            is_tick(v)
+                && v["rate"] == 10
+                && v["order"] != "replay"
+                && v["stamp_us"].as_u64() > Some(killed_at)
+        })["number"]
+            .as_u64()
+            .unwrap();
+        let sixth = watcher.expect("five more ticks", WAIT, |v| {
+            is_tick(v) && v["rate"] == 10 && v["number"].as_u64().is_some_and(|n| n >= n0 + 5)
         });
-        let leader = first["from"].as_str().unwrap().to_owned();
+        if round == 0 {
+            steady_from = sixth["stamp_us"].as_u64().unwrap();
+        }
+        let leader = sixth["from"].as_str().unwrap().to_owned();
         let i = timers
             .iter()
             .position(|t| t.label == leader)
-            .expect("a timer leads");
+            .expect("a live timer leads");
         timers[i].expect("its LEADING line", WAIT, |v| {
             v.as_str().is_some_and(|s| s.starts_with("LEADING"))
         });
-        // Five of its 10 Hz ticks, then a kill -9 somewhere in its next 10 Hz period (ten
-        // 100 Hz ones).
-        let n0 = watcher.expect("its 10 Hz tick", WAIT, |v| {
-            is_tick(v) && v["from"] == leader.as_str() && v["rate"] == 10
-        });
-        if round == 0 {
-            steady_from = n0["stamp_us"].as_u64().unwrap();
-        }
-        let n0 = n0["number"].as_u64().unwrap();
-        watcher.expect("five more ticks", WAIT, |v| {
-            is_tick(v) && v["rate"] == 10 && v["number"].as_u64().is_some_and(|n| n >= n0 + 5)
-        });
+        // A kill -9 somewhere in its next 10 Hz period (ten 100 Hz ones).
         let at = random_ms(100);
         eprintln!("round {round}: {leader} killed {at} ms after a tick arrived");
         std::thread::sleep(Duration::from_millis(at));
@@ -179,19 +179,19 @@ fn timer_numbering_survives_kill_9_of_the_leader_at_random_instants() {
         timers.remove(i).kill();
         dead.push(leader);
     }
-    // The last timer carries on.
-    let last = watcher.expect("a tick from the last timer", WAIT, |v| {
-        is_tick(v) && v["order"] != "replay" && v["stamp_us"].as_u64() > Some(killed_at)
-    });
-    assert!(!dead.iter().any(|d| last["from"] == d.as_str()));
-    let n = watcher.expect("its 10 Hz tick", WAIT, |v| {
-        is_tick(v) && v["from"] == last["from"] && v["rate"] == 10
+    // The last timer carries on: six new 10 Hz ticks.
+    let n = watcher.expect("a tick after the last kill", WAIT, |v| {
+        is_tick(v)
+            && v["rate"] == 10
+            && v["order"] != "replay"
+            && v["stamp_us"].as_u64() > Some(killed_at)
     })["number"]
         .as_u64()
         .unwrap();
-    watcher.expect("five more ticks", WAIT, |v| {
+    let sixth = watcher.expect("five more ticks", WAIT, |v| {
         is_tick(v) && v["rate"] == 10 && v["number"].as_u64().is_some_and(|m| m >= n + 5)
     });
+    assert!(!dead.iter().any(|d| sixth["from"] == d.as_str()));
 
     let ticks: Vec<&Value> = watcher
         .seen
@@ -211,7 +211,7 @@ fn timer_numbering_survives_kill_9_of_the_leader_at_random_instants() {
             .map(|v| (v["series"].as_u64().unwrap(), v["number"].as_u64().unwrap()))
             .collect();
         assert!(
-            kept.len() >= 20,
+            kept.len() >= 15,
             "rate {rate}: {} ticks: {ticks:#?}",
             kept.len()
         );
