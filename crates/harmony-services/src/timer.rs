@@ -28,6 +28,8 @@
 //!    have missed the newest tick). A timer with no history that leads starts a new series,
 //!    numbered from 1, whose series value (its first stamp) is larger than any before it: a
 //!    subscriber sees a restart ([`TickOrder::NewSeries`]), never a repeat.
+//! 5. **One ticks.** Should the election let two timers lead at once, the one with the smaller
+//!    UUID holds back while PREPARE notes of the larger keep coming, and numbers on from them.
 //!
 //! Limits: the guarantee is for timers that crash or stop. A standby that does not read for
 //! [`FLUSH_LIMIT`] is not waited for (the tick goes out, with a warning); a partition that
