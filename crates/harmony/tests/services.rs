@@ -121,6 +121,21 @@ fn random_ms(max_ms: u64) -> u64 {
     now_us() % (max_ms * 1000) / 1000
 }
 
+/// Waits for six new (not replayed) 10 Hz ticks stamped after `after_us`; returns the sixth.
+fn sixth_tick_after(watcher: &mut JsonProc, after_us: u64) -> Value {
+    let n0 = watcher.expect("a tick after the last kill", WAIT, |v| {
+        is_tick(v)
+            && v["rate"] == 10
+            && v["order"] != "replay"
+            && v["stamp_us"].as_u64() > Some(after_us)
+    })["number"]
+        .as_u64()
+        .unwrap();
+    watcher.expect("five more ticks", WAIT, |v| {
+        is_tick(v) && v["rate"] == 10 && v["number"].as_u64().is_some_and(|n| n >= n0 + 5)
+    })
+}
+
 #[test]
 fn timer_numbering_survives_kill_9_of_the_leader_at_random_instants() {
     let port = harmony_testkit::free_udp_port().to_string();
@@ -148,18 +163,8 @@ fn timer_numbering_survives_kill_9_of_the_leader_at_random_instants() {
     // may let two tick for a moment (issue 10's election, not the numbering).
     let mut steady_from = 0;
     for round in 0..3 {
-        // Six new 10 Hz ticks after the last kill; the leader is the sender of the sixth.
-        let n0 = watcher.expect("a tick after the last kill", WAIT, |v| {
-            is_tick(v)
-                && v["rate"] == 10
-                && v["order"] != "replay"
-                && v["stamp_us"].as_u64() > Some(killed_at)
-        })["number"]
-            .as_u64()
-            .unwrap();
-        let sixth = watcher.expect("five more ticks", WAIT, |v| {
-            is_tick(v) && v["rate"] == 10 && v["number"].as_u64().is_some_and(|n| n >= n0 + 5)
-        });
+        // The leader is the sender of the sixth new 10 Hz tick after the last kill.
+        let sixth = sixth_tick_after(&mut watcher, killed_at);
         if round == 0 {
             steady_from = sixth["stamp_us"].as_u64().unwrap();
         }
@@ -179,18 +184,8 @@ fn timer_numbering_survives_kill_9_of_the_leader_at_random_instants() {
         timers.remove(i).kill();
         dead.push(leader);
     }
-    // The last timer carries on: six new 10 Hz ticks.
-    let n = watcher.expect("a tick after the last kill", WAIT, |v| {
-        is_tick(v)
-            && v["rate"] == 10
-            && v["order"] != "replay"
-            && v["stamp_us"].as_u64() > Some(killed_at)
-    })["number"]
-        .as_u64()
-        .unwrap();
-    let sixth = watcher.expect("five more ticks", WAIT, |v| {
-        is_tick(v) && v["rate"] == 10 && v["number"].as_u64().is_some_and(|m| m >= n + 5)
-    });
+    // The last timer carries on.
+    let sixth = sixth_tick_after(&mut watcher, killed_at);
     assert!(!dead.iter().any(|d| sixth["from"] == d.as_str()));
 
     let ticks: Vec<&Value> = watcher
