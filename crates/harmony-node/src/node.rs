@@ -635,6 +635,31 @@ impl Node {
         })
     }
 
+    /// Waits until what was queued so far for these peers (whispers, shouts...) has been
+    /// written to the operating system: from there it is delivered even if this process is
+    /// killed next. Peers without a connection are skipped. A peer that does not read holds
+    /// it back: bound it with a timeout.
+    pub async fn flushed(&self, peers: &[Uuid]) {
+        self.flushed_where(|p| peers.contains(p)).await;
+    }
+
+    /// [`Node::flushed`] for every peer.
+    pub async fn flushed_all(&self) {
+        self.flushed_where(|_| true).await;
+    }
+
+    async fn flushed_where(&self, wanted: impl Fn(&Uuid) -> bool) {
+        let waits: Vec<_> = lock(&self.state)
+            .dealers
+            .iter()
+            .filter(|(peer, _)| wanted(peer))
+            .map(|(_, dealer)| dealer.flushed())
+            .collect();
+        for wait in waits {
+            wait.await;
+        }
+    }
+
     /// Sets one of our headers while running. Harmony peers get our whole set at once and
     /// report it as [`Event::Headers`] (their queries return the new value); Zyre and pyre
     /// peers are sent nothing and keep the headers of our HELLO. Peers met later get the new
