@@ -83,7 +83,6 @@ fn side(
 }
 
 #[test]
-#[ignore = "known failure (issue 10, section 3): under load a healed peer is sometimes reported gone (false EXIT) right after the heal; run with --ignored"]
 fn partition_past_expiry_heals_without_false_evasive_netns() {
     partition(
         (EVASIVE, EXPIRED),
