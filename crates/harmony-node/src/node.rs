@@ -1271,7 +1271,12 @@ impl State {
                 let dealer = DealerSocket::new(options);
                 self.next_conn += 1;
                 self.conns.insert(peer, self.next_conn);
-                link::forward(dealer.monitor(), Some(peer), self.next_conn, self.links.clone());
+                link::forward(
+                    dealer.monitor(),
+                    Some(peer),
+                    self.next_conn,
+                    self.links.clone(),
+                );
                 if let Err(e) = dealer.connect(&endpoint) {
                     warn!(peer = %peer, endpoint = %endpoint, error = %e, "cannot connect to peer");
                 }

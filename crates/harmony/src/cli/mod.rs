@@ -124,6 +124,15 @@ struct NetArgs {
     /// (default: the interface address, any port).
     #[arg(long, value_name = "ENDPOINT")]
     endpoint: Option<String>,
+    /// A peer silent this long is reported EVASIVE and pinged (milliseconds; Zyre: 5000).
+    #[arg(long, value_name = "MS")]
+    evasive_ms: Option<u64>,
+    /// A peer silent this long is reported gone, EXIT (milliseconds; Zyre: 30000).
+    #[arg(long, value_name = "MS")]
+    expired_ms: Option<u64>,
+    /// Run with this UUID instead of a new one (a node restarting as itself).
+    #[arg(long, value_parser = parse_uuid)]
+    uuid: Option<uuid::Uuid>,
 }
 
 impl NetArgs {
@@ -160,6 +169,15 @@ impl NetArgs {
         if let Some(endpoint) = &self.endpoint {
             builder = builder.endpoint(endpoint);
         }
+        if let Some(ms) = self.evasive_ms {
+            builder = builder.evasive_timeout(Duration::from_millis(ms));
+        }
+        if let Some(ms) = self.expired_ms {
+            builder = builder.expired_timeout(Duration::from_millis(ms));
+        }
+        if let Some(uuid) = self.uuid {
+            builder = builder.uuid(uuid);
+        }
         Ok(builder)
     }
 }
@@ -179,6 +197,11 @@ fn curve_keys(curve: bool, cert: Option<&std::path::Path>) -> Result<Option<KeyP
         return Ok(Some(keys));
     }
     Ok(curve.then(KeyPair::generate))
+}
+
+/// Parses a UUID, with or without dashes (ZRE writes it as 32 hex digits).
+fn parse_uuid(s: &str) -> Result<uuid::Uuid, String> {
+    uuid::Uuid::try_parse(s).map_err(|e| format!("not a UUID ({e}): {s:?}"))
 }
 
 /// Parses `KEY=VALUE`.
