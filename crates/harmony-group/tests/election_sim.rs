@@ -100,7 +100,10 @@ fn run(seed: u64, config: NetConfig) -> Result<(), String> {
         }
         let n = sim.node(slot).expect("live");
         if n.leader(GROUP) != Some(next) {
-            return Err(format!("re-election: slot {slot} queries {:?}", n.leader(GROUP)));
+            return Err(format!(
+                "re-election: slot {slot} queries {:?}",
+                n.leader(GROUP)
+            ));
         }
     }
     Ok(())
@@ -108,7 +111,11 @@ fn run(seed: u64, config: NetConfig) -> Result<(), String> {
 
 fn sweep(seeds: std::ops::Range<u64>, config: impl Fn() -> NetConfig) {
     let failures: Vec<String> = seeds
-        .filter_map(|seed| run(seed, config()).err().map(|e| format!("seed {seed}: {e}")))
+        .filter_map(|seed| {
+            run(seed, config())
+                .err()
+                .map(|e| format!("seed {seed}: {e}"))
+        })
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -130,4 +137,3 @@ fn ten_nodes_elect_and_reelect_slow_links_seed_sweep() {
         ..NetConfig::default()
     });
 }
-
