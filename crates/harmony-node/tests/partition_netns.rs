@@ -260,8 +260,9 @@ impl Cut {
         run(std::process::Command::new("ip")
             .args(["-n", &pair.a, "link", "set", &pair.if_a, "down"]));
         std::thread::sleep(self.length);
-        run(std::process::Command::new("ip").args(["-n", &pair.a, "link", "set", &pair.if_a, "up"]));
+        // Taken before the command: under load `ip` may return after the sides met again.
         let up = Instant::now();
+        run(std::process::Command::new("ip").args(["-n", &pair.a, "link", "set", &pair.if_a, "up"]));
         let logs = [
             ("ann", ha.join().expect("ann")),
             ("bob", hb.join().expect("bob")),
