@@ -666,15 +666,32 @@ impl Node {
         peer: Uuid,
         timeout: Duration,
     ) -> Result<Vec<(String, String)>, NodeError> {
+        self.start_request_properties(peer, timeout)?.await
+    }
+
+    /// Sends the request of [`Node::request_properties_within`] now and returns the wait for
+    /// its answer, which does not borrow the node (for callers that must not hold the node
+    /// while they wait, such as the Python binding).
+    pub fn start_request_properties(
+        &self,
+        peer: Uuid,
+        timeout: Duration,
+    ) -> Result<
+        impl Future<Output = Result<Vec<(String, String)>, NodeError>> + Send + 'static,
+        NodeError,
+    > {
         let (tx, rx) = oneshot::channel();
         let request = self.send_request(peer, tx)?;
-        let out = tokio::time::timeout(timeout, rx).await;
-        lock(&self.state).requests.remove(&request);
-        match out {
-            Ok(Ok(headers)) => Ok(headers),
-            Ok(Err(_)) => Err(NodeError::Stopped),
-            Err(_) => Err(NodeError::Timeout(peer)),
-        }
+        let state = Arc::clone(&self.state);
+        Ok(async move {
+            let out = tokio::time::timeout(timeout, rx).await;
+            lock(&state).requests.remove(&request);
+            match out {
+                Ok(Ok(headers)) => Ok(headers),
+                Ok(Err(_)) => Err(NodeError::Stopped),
+                Err(_) => Err(NodeError::Timeout(peer)),
+            }
+        })
     }
 
     /// Sends a PROPS-REQUEST and registers where its answer goes, under the same lock: the
