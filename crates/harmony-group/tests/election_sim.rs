@@ -26,12 +26,13 @@ const GROUP: &str = "G";
 fn last_leader(sim: &Sim, inc: u64, since: u64) -> Option<Uuid> {
     sim.log
         .iter()
+        .rev()
         .filter(|r| r.inc == inc && r.t >= since)
         .filter_map(|r| match &r.event {
             Event::Leader { peer, group, .. } if group == GROUP => Some(*peer),
             _ => None,
         })
-        .last()
+        .next()
 }
 
 fn lowest(contesters: &BTreeSet<Uuid>) -> Uuid {
