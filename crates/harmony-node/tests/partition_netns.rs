@@ -97,12 +97,8 @@ fn side(
 #[test]
 fn partition_past_expiry_heals_without_false_evasive_netns() {
     let cut = Cut::new((EVASIVE, EXPIRED), EXPIRED + Duration::from_millis(1500));
-    let r = cut.run(Duration::from_secs(2), Duration::from_secs(6), false);
-    for (me, other) in [("ann", "bob"), ("bob", "ann")] {
-        let settled = r.rejoined(me, other);
-        r.no_alarms_after(me, other, settled);
-        r.shouts_once(me, other, settled, 20);
-    }
+    cut.run(Duration::from_secs(2), Duration::from_secs(6), false)
+        .healed();
 }
 
 /// The report's own case: Zyre's timeouts (5 s, 30 s), the link down for 35 s.
@@ -113,12 +109,8 @@ fn partition_of_35_s_with_default_timeouts_netns() {
         (Duration::from_secs(5), Duration::from_secs(30)),
         Duration::from_secs(35),
     );
-    let r = cut.run(Duration::from_secs(2), Duration::from_secs(20), false);
-    for (me, other) in [("ann", "bob"), ("bob", "ann")] {
-        let settled = r.rejoined(me, other);
-        r.no_alarms_after(me, other, settled);
-        r.shouts_once(me, other, settled, 20);
-    }
+    cut.run(Duration::from_secs(2), Duration::from_secs(20), false)
+        .healed();
 }
 
 /// A cut shorter than the evasive timeout goes unnoticed: no EVASIVE, SILENT, EXIT or second
@@ -272,6 +264,16 @@ impl Cut {
 }
 
 impl CutRun {
+    /// Both sides left each other during the cut and came back after it; from a second after
+    /// that, no false alarm and every shout once.
+    fn healed(&self) {
+        for (me, other) in [("ann", "bob"), ("bob", "ann")] {
+            let settled = self.rejoined(me, other);
+            self.no_alarms_after(me, other, settled);
+            self.shouts_once(me, other, settled, 20);
+        }
+    }
+
     fn log(&self, me: &str) -> &Log {
         &self.logs.iter().find(|(n, _)| *n == me).expect("a side").1
     }
