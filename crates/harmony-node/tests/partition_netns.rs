@@ -175,7 +175,10 @@ fn cut_between_evasive_and_expired_keeps_the_peer_netns() {
 /// ann's shouts after the heal, once each, with no false alarm.
 #[test]
 fn quiet_side_through_a_partition_netns() {
-    let cut = Cut::new((EVASIVE, EXPIRED), EXPIRED + Duration::from_millis(1500));
+    // A quiet peer answers each PING within a reap interval (here 1 s, long enough on a
+    // loaded machine) or it is reported SILENT.
+    let (evasive, expired) = (Duration::from_secs(1), Duration::from_secs(3));
+    let cut = Cut::new((evasive, expired), expired + Duration::from_millis(1500));
     let before = Duration::from_secs(5);
     let r = cut.run(before, Duration::from_secs(6), true);
     let settled = r.rejoined("bob", "ann");
