@@ -780,6 +780,42 @@ fn election_messages_from_non_members_are_ignored() {
         t,
     );
     assert_eq!(kinds(&events(&mut n)), ["JOIN"]);
+    // A contester never follows a higher challenger: we answer with a wave of our own.
+    let me = harmony_group::uuid_string(&Uuid::from_u128(ME));
+    let sent: Vec<ZreBody> = actions(&mut n)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Send { message, .. } => Some(message.body),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [ZreBody::Elect {
+            group: "Z".into(),
+            challenger_id: me.clone()
+        }]
+    );
+    // bob joins our wave (its echo) and passes on our LEADER: we stay leader.
+    for (seq, body) in [
+        (
+            6,
+            ZreBody::Elect {
+                group: "Z".into(),
+                challenger_id: me.clone(),
+            },
+        ),
+        (
+            7,
+            ZreBody::Leader {
+                group: "Z".into(),
+                leader_id: me,
+            },
+        ),
+    ] {
+        n.handle_message(bob(), msg(seq, body), t);
+    }
+    assert_eq!(last_leader(&mut n, "Z"), Some(Uuid::from_u128(ME)));
     assert_eq!(n.leader("Z"), Some(Uuid::from_u128(ME)));
 }
 

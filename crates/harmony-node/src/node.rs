@@ -39,7 +39,7 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::error::NodeError;
-use crate::link::{self, LinkEvent, LINK_QUEUE};
+use crate::link::{self, LinkEvent, Tagged, LINK_QUEUE};
 
 /// Largest first frame of a ZRE message accepted (HELLO with its headers and groups).
 const MAX_ZRE_HEADER: usize = 1 << 20;
@@ -280,7 +280,7 @@ impl NodeBuilder {
         let inbox = RouterSocket::new(inbox_options);
         let (link_tx, link_rx) = mpsc::channel(LINK_QUEUE);
         let (monitor_tx, monitor_rx) = mpsc::channel(LINK_QUEUE);
-        link::forward(inbox.monitor(), None, link_tx.clone());
+        link::forward(inbox.monitor(), None, 0, link_tx.clone());
         let bind_at = gossip
             .endpoint
             .clone()
@@ -327,6 +327,8 @@ impl NodeBuilder {
             curve,
             peer_keys: HashMap::new(),
             dealers: HashMap::new(),
+            conns: HashMap::new(),
+            next_conn: 0,
             links: link_tx,
             send_hwm,
             dealer_linger,
@@ -689,15 +691,32 @@ impl Node {
         peer: Uuid,
         timeout: Duration,
     ) -> Result<Vec<(String, String)>, NodeError> {
+        self.start_request_properties(peer, timeout)?.await
+    }
+
+    /// Sends the request of [`Node::request_properties_within`] now and returns the wait for
+    /// its answer, which does not borrow the node (for callers that must not hold the node
+    /// while they wait, such as the Python binding).
+    pub fn start_request_properties(
+        &self,
+        peer: Uuid,
+        timeout: Duration,
+    ) -> Result<
+        impl Future<Output = Result<Vec<(String, String)>, NodeError>> + Send + 'static,
+        NodeError,
+    > {
         let (tx, rx) = oneshot::channel();
         let request = self.send_request(peer, tx)?;
-        let out = tokio::time::timeout(timeout, rx).await;
-        lock(&self.state).requests.remove(&request);
-        match out {
-            Ok(Ok(headers)) => Ok(headers),
-            Ok(Err(_)) => Err(NodeError::Stopped),
-            Err(_) => Err(NodeError::Timeout(peer)),
-        }
+        let state = Arc::clone(&self.state);
+        Ok(async move {
+            let out = tokio::time::timeout(timeout, rx).await;
+            lock(&state).requests.remove(&request);
+            match out {
+                Ok(Ok(headers)) => Ok(headers),
+                Ok(Err(_)) => Err(NodeError::Stopped),
+                Err(_) => Err(NodeError::Timeout(peer)),
+            }
+        })
     }
 
     /// Sends a PROPS-REQUEST and registers where its answer goes, under the same lock: the
@@ -930,8 +949,12 @@ struct State {
     /// Peers' CURVE public keys, from their v3 beacons or their HELLO's `X-PUBLICKEY`.
     peer_keys: HashMap<Uuid, [u8; 32]>,
     dealers: HashMap<Uuid, DealerSocket>,
+    /// The number of each peer's current outbound connection (its dealer's link events).
+    conns: HashMap<Uuid, u64>,
+    /// The number of the last connection made.
+    next_conn: u64,
     /// Where the dealers' monitor events go (to the driver).
-    links: mpsc::Sender<LinkEvent>,
+    links: mpsc::Sender<Tagged>,
     send_hwm: usize,
     /// Linger of outbound connections (gossip mode: time for the GOODBYEs of a stop).
     dealer_linger: Duration,
@@ -965,7 +988,7 @@ struct Driver {
     beacons: Option<Beacon>,
     gossip: Option<Gossip>,
     commands: mpsc::Receiver<Command>,
-    links: mpsc::Receiver<LinkEvent>,
+    links: mpsc::Receiver<Tagged>,
     /// The application's copy of the link events (dropped when it does not read them).
     monitor: mpsc::Sender<LinkEvent>,
 }
@@ -1066,7 +1089,7 @@ impl Driver {
                     }
                 },
                 () = self.wake.notified() => {}
-                Some(link) = self.links.recv() => self.on_link(link),
+                Some(tagged) = self.links.recv() => self.on_link(tagged),
                 read = std::future::poll_fn(|cx| {
                     let mut state = lock(&self.state);
                     if state.events.len() >= state.event_cap {
@@ -1105,13 +1128,22 @@ impl Driver {
     }
 
     /// A peer's connection dropped or came back: the state machine decides what it means.
-    fn on_link(&mut self, link: LinkEvent) {
+    /// Only the peer's current connection counts: a connection closed with an earlier
+    /// session of the peer (it expired, was replaced) may report its end after the new one
+    /// is up, and taking that for the new one would remove a live peer (a false EXIT, as
+    /// right after a partition heals).
+    fn on_link(&mut self, Tagged { conn, link }: Tagged) {
         if let Some(peer) = link.peer {
             let now = std::time::Instant::now();
-            match link.event.kind {
-                EventKind::Disconnected { .. } => self.state().core.handle_link_down(peer, now),
-                EventKind::HandshakeSucceeded => self.state().core.handle_link_up(peer, now),
-                _ => {}
+            let mut state = self.state();
+            if state.conns.get(&peer) == Some(&conn) {
+                match link.event.kind {
+                    EventKind::Disconnected { .. } => state.core.handle_link_down(peer, now),
+                    EventKind::HandshakeSucceeded => state.core.handle_link_up(peer, now),
+                    _ => {}
+                }
+            } else {
+                debug!(peer = %peer, conn, event = ?link.event.kind, "event of a closed connection");
             }
         }
         let _ = self.monitor.try_send(link);
@@ -1279,7 +1311,14 @@ impl State {
                     });
                 }
                 let dealer = DealerSocket::new(options);
-                link::forward(dealer.monitor(), Some(peer), self.links.clone());
+                self.next_conn += 1;
+                self.conns.insert(peer, self.next_conn);
+                link::forward(
+                    dealer.monitor(),
+                    Some(peer),
+                    self.next_conn,
+                    self.links.clone(),
+                );
                 if let Err(e) = dealer.connect(&endpoint) {
                     warn!(peer = %peer, endpoint = %endpoint, error = %e, "cannot connect to peer");
                 }
@@ -1312,6 +1351,7 @@ impl State {
                 }
             }
             Action::Disconnect { peer } => {
+                self.conns.remove(&peer);
                 let dealer = self.dealers.remove(&peer);
                 if let Some(dealer) = dealer.filter(|_| !self.dealer_linger.is_zero()) {
                     // Let what is queued (a stop's GOODBYE) go out; dropping would discard it.

@@ -404,3 +404,91 @@ async fn a_late_reader_gets_every_whisper_in_order_and_the_stream_ends_with_stop
     .expect("the event stream ends after STOP");
     assert_eq!(tail.last(), Some(&"STOP"), "{tail:?}");
 }
+
+/// `request_properties` of a peer that never answers: a raw ZRE peer that advertises
+/// `X-HARMONY: props` in its HELLO and then stays mute. The node asks (the PROPS-REQUEST
+/// reaches the peer's inbox) and gives up after the timeout with `NodeError::Timeout`; a late
+/// answer afterwards is taken as a plain header change, and the node goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_properties_times_out_when_the_peer_never_answers() {
+    use bytes::Bytes;
+    use harmony_wire::zre::{Hello, ZreBody, ZreMessage};
+    use harmony_zmtp::{DealerSocket, Message, RouterSocket, SocketOptions};
+
+    let mut node = Node::builder()
+        .name("asker")
+        .loopback()
+        .port(harmony_testkit::free_udp_port())
+        .start()
+        .await
+        .expect("node starts");
+    let mute = Uuid::from_u128(0x00de_adbe_ef00_4000_8000_0000_0000_0001);
+    let inbox = RouterSocket::new(SocketOptions::default());
+    let inbox_at = inbox.bind("tcp://127.0.0.1:0").await.expect("bind");
+    let out = DealerSocket::new(
+        SocketOptions::default()
+            .identity(Bytes::copy_from_slice(&harmony_group::routing_id(&mute))),
+    );
+    out.connect(node.endpoint()).expect("connect");
+    let send = |sequence: u16, body: ZreBody| {
+        let frames = ZreMessage { sequence, body }.to_frames().expect("encodes");
+        Message::from_frames(frames)
+    };
+    let hello = ZreBody::Hello(Hello {
+        endpoint: format!("tcp://{}", inbox_at.addr()),
+        groups: vec![],
+        status: 0,
+        name: "mute".into(),
+        headers: vec![("X-HARMONY".into(), "props".into())],
+    });
+    out.send(send(1, hello)).await.expect("send HELLO");
+    timeout(STEP, async {
+        while !matches!(node.next_event().await, Some(Event::Enter { peer, .. }) if peer == mute) {}
+    })
+    .await
+    .expect("the mute peer enters");
+
+    let asked = std::time::Instant::now();
+    let got = node
+        .request_properties_within(mute, Duration::from_millis(300))
+        .await;
+    assert!(
+        matches!(got, Err(harmony_node::NodeError::Timeout(p)) if p == mute),
+        "{got:?}"
+    );
+    assert!(asked.elapsed() >= Duration::from_millis(300));
+    // It was asked: HELLO, then PROPS-REQUEST on the node's connection to the peer's inbox.
+    let request = timeout(STEP, async {
+        loop {
+            let msg = inbox.recv().await.expect("recv");
+            let m = ZreMessage::decode(&msg.frames()[1..], 1 << 20).expect("ZRE");
+            if let ZreBody::PropsRequest { request } = m.body {
+                break request;
+            }
+        }
+    })
+    .await
+    .expect("the PROPS-REQUEST reached the peer");
+    // The answer comes too late: no waiting caller; it is a header change like any other.
+    let late = ZreBody::Props {
+        request,
+        headers: vec![("X-LATE".into(), "yes".into())],
+    };
+    out.send(send(2, late)).await.expect("send PROPS");
+    timeout(STEP, async {
+        loop {
+            if let Some(Event::Headers { peer, headers, .. }) = node.next_event().await {
+                assert_eq!(peer, mute);
+                assert_eq!(headers, [("X-LATE".to_owned(), "yes".to_owned())]);
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the late answer is seen as the peer's headers");
+    assert_eq!(
+        node.peer_header_value(mute, "X-LATE").await.unwrap(),
+        Some("yes".to_owned())
+    );
+    node.stop().await.expect("stop");
+}

@@ -5,7 +5,7 @@ use harmony::{Node, NodeError};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::logs::{publisher, PublishArgs};
-use super::{output, parse_header, NetArgs};
+use super::{output, parse_header, NetArgs, PresenceArgs};
 
 #[derive(Debug, Args)]
 pub(crate) struct ChatArgs {
@@ -28,10 +28,14 @@ pub(crate) struct ChatArgs {
     pub(crate) publish: PublishArgs,
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    presence: PresenceArgs,
 }
 
 pub(crate) async fn run(args: ChatArgs, verbose: bool) -> Result<(), NodeError> {
-    let mut builder = args.net.apply(Node::builder().name(&args.name))?;
+    let mut builder = args
+        .presence
+        .apply(args.net.apply(Node::builder().name(&args.name))?);
     for (k, v) in &args.headers {
         builder = builder.header(k, v);
     }
