@@ -77,6 +77,8 @@ pub struct ZreNode {
     peer_config: PeerConfig,
     reap_interval: Duration,
     goodbye_on_stop: bool,
+    /// [`NodeConfig::every_peer_elects`].
+    every_peer_elects: bool,
     status: u8,
     own_groups: BTreeSet<String>,
     peers: BTreeMap<Uuid, Peer>,
@@ -118,6 +120,7 @@ impl ZreNode {
             peer_config: config.peer,
             reap_interval,
             goodbye_on_stop: config.goodbye_on_stop,
+            every_peer_elects: config.every_peer_elects,
             status: 0,
             own_groups: BTreeSet::new(),
             peers: BTreeMap::new(),
@@ -851,6 +854,9 @@ impl ZreNode {
                     if value.split(',').any(|x| x == "props") {
                         self.props_peers.insert(from);
                     }
+                }
+                if self.every_peer_elects {
+                    self.electors.insert(from);
                 }
                 let new_groups = peer.apply_hello(&hello);
                 peer.set_status(hello.status);

@@ -162,6 +162,14 @@ impl NodeBuilder {
         self
     }
 
+    /// Sends ELECT/LEADER to every peer, also those that do not advertise `X-HARMONY: elect`
+    /// (see [`harmony_group::NodeConfig::every_peer_elects`]): for fleets of Harmony and Zyre
+    /// nodes without pyre, so that non-contesting Zyre nodes relay the wave and see the LEADER.
+    pub fn every_peer_elects(mut self, on: bool) -> Self {
+        self.config.every_peer_elects = on;
+        self
+    }
+
     /// Takes part in leader election for `group` (ELECT/LEADER, Zyre's draft extension).
     pub fn contest(mut self, group: impl Into<String>) -> Self {
         self.contests.push(group.into());

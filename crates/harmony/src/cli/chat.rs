@@ -24,6 +24,11 @@ pub(crate) struct ChatArgs {
     /// Take part in the leader election of the group (prints `LEADER <uuid> <name> <group>`).
     #[arg(long)]
     contest: bool,
+    /// Send ELECT/LEADER to every peer, not only to Harmony peers that say they elect: for
+    /// groups of Harmony and Zyre nodes without pyre (pyre drops peers that send ELECT), so
+    /// that Zyre nodes that do not contest relay the wave and print the LEADER too.
+    #[arg(long)]
+    zyre_elections: bool,
     #[command(flatten)]
     pub(crate) publish: PublishArgs,
     #[command(flatten)]
@@ -42,6 +47,7 @@ pub(crate) async fn run(args: ChatArgs, verbose: bool) -> Result<(), NodeError> 
     if args.contest {
         builder = builder.contest(&args.group);
     }
+    builder = builder.every_peer_elects(args.zyre_elections);
     let mut node = builder.start().await?;
     let logs = publisher();
     if let Some(logs) = &logs {
