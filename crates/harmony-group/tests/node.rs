@@ -856,7 +856,11 @@ fn every_peer_elects_brings_a_non_contesting_zyre_peer_into_the_wave() {
             group: "Z".into(),
             challenger_id: me.clone(),
         };
-        assert_eq!(sent, [elect.clone()], "the wave reaches the Zyre peer");
+        assert_eq!(
+            sent,
+            std::slice::from_ref(&elect),
+            "the wave reaches the Zyre peer"
+        );
         assert_eq!(n.leader("Z"), None, "no leader before the echo");
         // Its echo (an ELECT naming our wave back to its father) completes the wave.
         n.handle_message(bob(), msg(2, elect), t);
