@@ -745,7 +745,14 @@ impl Node {
         if state.finished {
             return Poll::Ready(None);
         }
-        state.reader = Some(cx.waker().clone());
+        // Waiting on many nodes polls each one per event: keep the waker already there.
+        if !state
+            .reader
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            state.reader = Some(cx.waker().clone());
+        }
         Poll::Pending
     }
 
