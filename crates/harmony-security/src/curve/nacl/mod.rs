@@ -127,7 +127,7 @@ mod tests {
             MessageKey::new(&ours, prefix),
             MessageKey::new(&peer, prefix),
         );
-        let lengths = (0..200).chain([255, 256, 1023, 1024, 4097, 65536 + 33]);
+        let lengths = (0..200).chain([223, 224, 225, 255, 256, 1023, 1024, 4097, 65536 + 33]);
         for (i, len) in lengths.enumerate() {
             let counter = [1, 2, 0x0102_0304_0506_0708, u64::MAX - 2][i % 4] ^ (i as u64 & 0xF0);
             let plain: Vec<u8> = (0..len).map(|j| (j * 13 + len) as u8).collect();
