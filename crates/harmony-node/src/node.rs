@@ -1344,10 +1344,6 @@ impl State {
                 self.dealers.insert(peer, dealer);
             }
             Action::Send { peer, message } => {
-                if !self.dealers.contains_key(&peer) {
-                    debug!(peer = %peer, "send to a peer without connection");
-                    return;
-                }
                 // Encoded straight into the outgoing message; first frames are cut from one
                 // reused block instead of one allocation each.
                 self.room(message.encoded_len());

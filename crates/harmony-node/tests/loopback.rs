@@ -111,10 +111,7 @@ async fn six_nodes_discover_join_shout_whisper_leave_and_exit() {
 
     // A two-frame shout reaches every other member once, frames intact.
     nodes[0]
-        .shout(
-            "GROUP",
-            vec![bytes::Bytes::from("part1"), bytes::Bytes::from("part2")],
-        )
+        .shout("GROUP", vec![Bytes::from("part1"), Bytes::from("part2")])
         .await
         .unwrap();
     let shouts = collect(&mut nodes, |_, e| matches!(e, Event::Shout { .. }), n - 1).await;
@@ -125,10 +122,7 @@ async fn six_nodes_discover_join_shout_whisper_leave_and_exit() {
             unreachable!()
         };
         assert_eq!(*peer, uuids[0]);
-        assert_eq!(
-            content,
-            &vec![bytes::Bytes::from("part1"), bytes::Bytes::from("part2")]
-        );
+        assert_eq!(content, &vec![Bytes::from("part1"), Bytes::from("part2")]);
     }
 
     // Whisper goes to exactly one node.
