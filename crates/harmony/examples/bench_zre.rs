@@ -2,7 +2,8 @@
 //! trip between two nodes, shout fan-out to 10 nodes, time until 50 nodes all see each other
 //! by beacons and by gossip (two hubs, no beacons), each beside raw ZMTP DEALER -> ROUTER or
 //! the beacon figure measured in the same run; the time to elect a leader among 20. Loopback
-//! only.
+//! only. In every throughput figure the sender runs on its own task and the receivers are read
+//! on the benchmark's task, as in the raw baseline.
 //!
 //! Usage: bench_zre [--messages N] [--nodes N] [--only raw,whisper,fanout] (`--only` runs just
 //! those throughput figures, e.g. under `perf stat`)
