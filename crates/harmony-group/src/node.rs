@@ -619,23 +619,40 @@ impl ZreNode {
     /// Sends `content` to every peer known to be in `group` (we need not be in it ourselves).
     /// Returns how many peers it was sent to.
     pub fn shout(&mut self, group: &str, content: Vec<Bytes>) -> usize {
+        let mut stamped = Vec::new();
+        let members = self.shout_sequences(group, &mut stamped);
+        for (peer, sequence) in stamped {
+            let body = ZreBody::Shout {
+                group: group.to_owned(),
+                content: content.clone(),
+            };
+            self.actions.push_back(Action::Send {
+                peer,
+                message: ZreMessage::new(sequence, body),
+            });
+        }
+        members
+    }
+
+    /// [`ZreNode::shout`] for a driver that encodes the SHOUT once and patches each copy's
+    /// sequence number in (`ZreMessage::restamp`): appends every member of `group` that can be
+    /// sent to, with the sequence number of its copy, and queues no action. The driver must
+    /// run the actions already queued first (sequence numbers leave in order), then queue one
+    /// copy per entry, calling [`ZreNode::handle_send_failed`] where a queue is full. Returns
+    /// how many members the group has (as `shout` does).
+    pub fn shout_sequences(&mut self, group: &str, stamped: &mut Vec<(Uuid, u16)>) -> usize {
         if self.stopped {
             return 0;
         }
-        let members: Vec<Uuid> = match self.groups.get(group) {
-            Some(g) => g.members.iter().copied().collect(),
-            None => return 0,
+        let Some(g) = self.groups.get(group) else {
+            return 0;
         };
-        for &m in &members {
-            self.send_to(
-                m,
-                ZreBody::Shout {
-                    group: group.to_owned(),
-                    content: content.clone(),
-                },
-            );
+        for m in &g.members {
+            if let Some(sequence) = self.peers.get_mut(m).and_then(Peer::next_sequence) {
+                stamped.push((*m, sequence));
+            }
         }
-        members.len()
+        g.members.len()
     }
 
     /// Stops the node: GOODBYE to every peer if configured, every connection closed, STOP

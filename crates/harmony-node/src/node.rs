@@ -346,6 +346,7 @@ impl NodeBuilder {
             reader: None,
             finished: false,
             encoded: BytesMut::new(),
+            stamped: Vec::new(),
             exited: Vec::new(),
         }));
         let inbox = Arc::new(inbox);
@@ -640,9 +641,7 @@ impl Node {
         content: impl Into<Content>,
     ) -> Result<(), NodeError> {
         let (group, content) = (group.into(), content.into().0);
-        self.direct(|core| {
-            core.shout(&group, content);
-        })
+        self.direct_state(|state| state.shout(&group, content))
     }
 
     /// Waits until what was queued so far for these peers (whispers, shouts...) has been
@@ -798,7 +797,14 @@ impl Node {
         if state.finished {
             return Poll::Ready(None);
         }
-        state.reader = Some(cx.waker().clone());
+        // Waiting on many nodes polls each one per event: keep the waker already there.
+        if !state
+            .reader
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            state.reader = Some(cx.waker().clone());
+        }
         Poll::Pending
     }
 
@@ -979,6 +985,8 @@ struct State {
     finished: bool,
     /// Spare room where outgoing ZRE first frames are encoded.
     encoded: BytesMut,
+    /// Spare room for the members of one SHOUT and their sequence numbers.
+    stamped: Vec<(Uuid, u16)>,
     /// Peers that exited since the driver last looked (it forgets their gossip tuples).
     exited: Vec<Uuid>,
 }
@@ -1297,6 +1305,81 @@ impl State {
         }
     }
 
+    /// Makes room for `len` more bytes in the block first frames are encoded into.
+    fn room(&mut self, len: usize) {
+        if self.encoded.capacity() < len {
+            self.encoded.reserve(ENCODE_BLOCK.max(len));
+        }
+    }
+
+    /// Queues an encoded message on the peer's DEALER without waiting; a full queue means the
+    /// peer cannot keep up, and the state machine drops it.
+    fn queue(&mut self, peer: Uuid, frames: Message) {
+        let Some(dealer) = self.dealers.get(&peer) else {
+            debug!(peer = %peer, "send to a peer without connection");
+            return;
+        };
+        match dealer.try_send(frames) {
+            Ok(()) => {}
+            Err(TrySendError::WouldBlock(_)) => {
+                warn!(peer = %peer, "peer cannot keep up; disconnecting it");
+                self.core
+                    .handle_send_failed(peer, std::time::Instant::now());
+            }
+            Err(e) => debug!(peer = %peer, error = %e, "send failed"),
+        }
+    }
+
+    /// A SHOUT encoded once: each member's copy is the same first frame with its own sequence
+    /// number patched in, and the same content frames (shared, not copied).
+    fn shout(&mut self, group: &str, content: Vec<Bytes>) {
+        // What is queued goes first, so that every peer gets its sequence numbers in order.
+        self.run_actions();
+        let mut stamped = std::mem::take(&mut self.stamped);
+        self.core.shout_sequences(group, &mut stamped);
+        if let Some(&(_, sequence)) = stamped.first() {
+            let message = ZreMessage::new(
+                sequence,
+                ZreBody::Shout {
+                    group: group.to_owned(),
+                    content,
+                },
+            );
+            self.room(message.encoded_len());
+            let mut frames = Message::new();
+            match message.encode_frames(&mut self.encoded, &mut frames) {
+                Ok(()) => self.shout_copies(&stamped, &frames),
+                Err(e) => warn!(group, error = %e, "shout cannot be encoded; dropped"),
+            }
+        }
+        stamped.clear();
+        self.stamped = stamped;
+    }
+
+    /// Queues `frames` (encoded for the first of `stamped`) on every peer of `stamped`.
+    fn shout_copies(&mut self, stamped: &[(Uuid, u16)], frames: &Message) {
+        let Some((first, content)) = frames.frames().split_first() else {
+            return;
+        };
+        for (i, &(peer, sequence)) in stamped.iter().enumerate() {
+            let head = if i == 0 {
+                first.clone()
+            } else {
+                self.room(first.len());
+                self.encoded.extend_from_slice(first);
+                // The frame was encoded from a valid header: it is long enough.
+                let _ = ZreMessage::restamp(&mut self.encoded, sequence);
+                self.encoded.split().freeze()
+            };
+            let mut copy = Message::new();
+            copy.push_back(head);
+            for frame in content {
+                copy.push_back(frame.clone());
+            }
+            self.queue(peer, copy);
+        }
+    }
+
     fn execute(&mut self, action: Action) {
         match action {
             Action::Connect { peer, endpoint } => {
@@ -1333,30 +1416,15 @@ impl State {
                 self.dealers.insert(peer, dealer);
             }
             Action::Send { peer, message } => {
-                let Some(dealer) = self.dealers.get(&peer) else {
-                    debug!(peer = %peer, "send to a peer without connection");
-                    return;
-                };
                 // Encoded straight into the outgoing message; first frames are cut from one
                 // reused block instead of one allocation each.
-                if self.encoded.capacity() < message.encoded_len() {
-                    self.encoded
-                        .reserve(ENCODE_BLOCK.max(message.encoded_len()));
-                }
+                self.room(message.encoded_len());
                 let mut frames = Message::new();
                 if let Err(e) = message.encode_frames(&mut self.encoded, &mut frames) {
                     warn!(peer = %peer, error = %e, "message cannot be encoded; dropped");
                     return;
                 }
-                match dealer.try_send(frames) {
-                    Ok(()) => {}
-                    Err(TrySendError::WouldBlock(_)) => {
-                        warn!(peer = %peer, "peer cannot keep up; disconnecting it");
-                        self.core
-                            .handle_send_failed(peer, std::time::Instant::now());
-                    }
-                    Err(e) => debug!(peer = %peer, error = %e, "send failed"),
-                }
+                self.queue(peer, frames);
             }
             Action::Disconnect { peer } => {
                 self.conns.remove(&peer);
