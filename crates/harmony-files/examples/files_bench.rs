@@ -2,8 +2,8 @@
 //! `cargo xtask bench files`. Both sides run in this process (each Harmony side on its own
 //! thread and runtime); the peak RSS printed is the whole process's.
 //!
-//! `files_bench DIR big|small [curve] [plain]` prints `RESULT <case> <seconds> <bytes> <files>` for
-//! Harmony and for raw TCP, then `RSS <KiB>`. `DIR` is a scratch directory (filled on first use).
+//! `files_bench DIR big|small [curve] [plain]` prints `RESULT <who> <case> <seconds> <bytes> <files>`
+//! and `CPU <who> <seconds>` for Harmony and for raw TCP, then `RSS <KiB>`. `DIR` is a scratch directory (filled on first use).
 
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -23,7 +23,7 @@ fn main() -> Result<()> {
         return Err("usage: files_bench DIR big|small [curve]".into());
     };
     let curve = rest.iter().any(|a| a == "curve");
-    // Without the extensions: no crc32, no SHA-1 (what a zeromq/filemq peer gets).
+    // Without the extensions: no crc32, no whole-file digest (what a zeromq/filemq peer gets).
     let plain = rest.iter().any(|a| a == "plain");
     let src = Path::new(dir).join(format!("src-{case}"));
     let files = prepare(&src, case)?;
@@ -34,24 +34,35 @@ fn main() -> Result<()> {
         if plain { "+no-ext" } else { "" }
     );
 
+    // Untimed: the first copy after the files are made pays the kernel for finding free pages
+    // (reclaiming page cache), whichever side goes first; this one pays it for both.
+    let warm = Path::new(dir).join(format!("warm-{label}"));
+    let _ = fs::remove_dir_all(&warm);
+    raw_tcp(&src, &warm, &files)?;
+    let _ = fs::remove_dir_all(&warm);
+
     let dest = Path::new(dir).join(format!("dest-{label}"));
     let _ = fs::remove_dir_all(&dest);
+    let cpu = cpu_seconds()?;
     let took = harmony(&src, &dest, files.len(), curve, !plain)?;
     println!(
         "RESULT harmony {label} {:.4} {bytes} {}",
         took.as_secs_f64(),
         files.len()
     );
+    println!("CPU harmony {:.2}", cpu_seconds()? - cpu);
     let _ = fs::remove_dir_all(&dest);
 
     let raw_dest = Path::new(dir).join(format!("raw-{label}"));
     let _ = fs::remove_dir_all(&raw_dest);
+    let cpu = cpu_seconds()?;
     let took = raw_tcp(&src, &raw_dest, &files)?;
     println!(
         "RESULT raw-tcp {label} {:.4} {bytes} {}",
         took.as_secs_f64(),
         files.len()
     );
+    println!("CPU raw-tcp {:.2}", cpu_seconds()? - cpu);
     let _ = fs::remove_dir_all(&raw_dest);
 
     let status = fs::read_to_string("/proc/self/status")?;
@@ -63,6 +74,18 @@ fn main() -> Result<()> {
         });
     println!("RSS {hwm}");
     Ok(())
+}
+
+/// CPU time (user + system, every thread) this process has used so far, in seconds: on a
+/// shared machine the wall-clock ratio swings with the load, the CPU each side needs does not.
+fn cpu_seconds() -> Result<f64> {
+    let stat = fs::read_to_string("/proc/self/stat")?;
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and
+    // 13th, in clock ticks (100 per second on Linux).
+    let rest = stat.rsplit_once(')').ok_or("bad /proc/self/stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    Ok(ticks as f64 / 100.0)
 }
 
 /// The files of a case (made once): `big` = one 1 GiB file, `small` = 10 000 x 4 KiB.

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use harmony_wire::filemq::{Cheezburger, FileOperation, FilemqMessage};
-use sha1::{Digest, Sha1};
 
 use crate::error::ProtocolError;
+use crate::ext::Hasher;
 use crate::{ext, path};
 
 /// Client settings.
@@ -53,8 +53,8 @@ pub struct ResumePoint {
     pub name: String,
     /// Bytes already on disk.
     pub offset: u64,
-    /// SHA-1 state over those bytes.
-    pub hasher: Sha1,
+    /// digest state over those bytes.
+    pub hasher: Hasher,
 }
 
 /// What the driver must do to the destination, in order.
@@ -84,8 +84,8 @@ pub enum FileOp {
         name: String,
         /// Its size.
         size: u64,
-        /// Its SHA-1 (hex).
-        digest: String,
+        /// Its BLAKE3 digest (hex), with the extensions.
+        digest: Option<String>,
     },
     /// Drop the open partial file.
     Discard {
@@ -112,7 +112,9 @@ struct Incoming {
     name: String,
     offset: u64,
     size: Option<u64>,
-    hasher: Sha1,
+    /// With the extensions only: without them there is nothing to check a digest against,
+    /// and no cache or resume to use one for.
+    hasher: Option<Hasher>,
 }
 
 /// The sans-IO FILEMQ client of one connection.
@@ -138,17 +140,19 @@ pub struct Client {
 
 impl Client {
     /// A client that says OHAI. `have` lists files the destination holds whole
-    /// (`name`, SHA-1 hex), `partial` the ones it can resume.
+    /// (`name`, digest hex, see [`ext`]), `partial` the ones it can resume.
     pub fn new(
         config: ClientConfig,
         have: Vec<(String, String)>,
         partial: Vec<ResumePoint>,
         now: Instant,
     ) -> Self {
-        let mut cache = have;
+        // Digests mean something only to a Harmony server (see [`ext`]); zeromq/filemq's
+        // client sends no cache either.
+        let mut cache = if config.extensions { have } else { Vec::new() };
         if config.extensions {
             for p in &partial {
-                let digest = ext::sha1_hex(p.hasher.clone());
+                let digest = ext::digest_hex(&p.hasher);
                 cache.push((p.name.clone(), ext::resume_value(&digest, p.offset)));
             }
         }
@@ -210,12 +214,13 @@ impl Client {
         self.current.is_some()
     }
 
-    /// The partly received file, to resume on the next connection.
+    /// The partly received file, to resume on the next connection (with the extensions).
     pub fn take_partial(&mut self) -> Option<ResumePoint> {
-        self.current.take().map(|t| ResumePoint {
+        let t = self.current.take()?;
+        Some(ResumePoint {
             name: t.name,
             offset: t.offset,
-            hasher: t.hasher,
+            hasher: t.hasher?,
         })
     }
 
@@ -356,7 +361,10 @@ impl Client {
             if let Some(old) = self.current.take() {
                 self.ops.push_back(FileOp::Discard { name: old.name });
             }
-            let (offset, hasher) = resumed.map_or((0, Sha1::new()), |r| (r.offset, r.hasher));
+            let (offset, hasher) = match resumed {
+                Some(r) => (r.offset, Some(r.hasher)),
+                None => (0, self.config.extensions.then(Hasher::new)),
+            };
             self.ops.push_back(FileOp::Open {
                 name: name.clone(),
                 offset,
@@ -387,7 +395,9 @@ impl Client {
             return Ok(());
         };
         if len > 0 {
-            t.hasher.update(&c.chunk);
+            if let Some(h) = t.hasher.as_mut() {
+                h.update(&c.chunk);
+            }
             t.offset = end;
             self.ops.push_back(FileOp::Write {
                 offset: c.offset,
@@ -396,9 +406,12 @@ impl Client {
         }
         if c.eof {
             let t = self.current.take().expect("current transfer");
-            let digest = ext::sha1_hex(t.hasher);
+            let digest = t.hasher.as_ref().map(ext::digest_hex);
             let short = t.size.is_some_and(|s| s != t.offset);
-            let mismatch = ext::header(&c.headers, ext::HDR_SHA1).is_some_and(|d| d != digest);
+            let mismatch = match (ext::header(&c.headers, ext::HDR_DIGEST), &digest) {
+                (Some(theirs), Some(ours)) => theirs != ours,
+                _ => false,
+            };
             if short || mismatch {
                 self.ops.push_back(FileOp::Discard { name: name.clone() });
                 return Err(ProtocolError::DigestMismatch { name });

@@ -14,6 +14,7 @@ pub mod error;
 pub mod ext;
 mod mirror;
 pub mod path;
+mod pool;
 mod scan;
 pub mod serve;
 pub mod server;

@@ -1,16 +1,15 @@
 //! The client's destination: partial files beside their final names, renamed into place only
 //! when complete and verified; no write ever goes through a symbolic link or outside the root.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use sha1::{Digest, Sha1};
-
 use crate::client::ResumePoint;
 use crate::error::{FilesError, PathError};
 use crate::ext;
+use crate::ext::Hasher;
 use crate::path::{self, PART_SUFFIX};
 
 struct Open {
@@ -23,6 +22,9 @@ struct Open {
 pub(crate) struct Mirror {
     root: PathBuf,
     open: Option<Open>,
+    /// Directories under the root found (or made) real directories, not links: checked once,
+    /// not once per file. Forgotten after any error.
+    checked: HashSet<PathBuf>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> FilesError + '_ {
@@ -35,17 +37,24 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> FilesError + '_ {
 impl Mirror {
     pub(crate) fn new(root: PathBuf) -> Result<Self, FilesError> {
         fs::create_dir_all(&root).map_err(io_err(&root))?;
-        Ok(Self { root, open: None })
+        Ok(Self {
+            root,
+            open: None,
+            checked: HashSet::new(),
+        })
     }
 
     /// The final path of `name`, its parent directories created (when `create`) and checked:
     /// none may be a symbolic link or a non-directory. `None` when a parent does not exist
     /// and `create` is false.
-    fn resolve(&self, name: &str, create: bool) -> Result<Option<PathBuf>, FilesError> {
+    fn resolve(&mut self, name: &str, create: bool) -> Result<Option<PathBuf>, FilesError> {
         let parts = path::relative(name)?;
         let mut at = self.root.clone();
         for dir in &parts[..parts.len() - 1] {
             at.push(dir);
+            if self.checked.contains(&at) {
+                continue;
+            }
             match at.symlink_metadata() {
                 Ok(meta) if meta.is_dir() => {}
                 Ok(_) => return Err(PathError::Escapes(at).into()),
@@ -57,6 +66,7 @@ impl Mirror {
                 }
                 Err(e) => return Err(io_err(&at)(e)),
             }
+            self.checked.insert(at.clone());
         }
         at.push(parts[parts.len() - 1]);
         Ok(Some(at))
@@ -71,20 +81,31 @@ impl Mirror {
 
     /// Starts `name`'s partial file, keeping its first `offset` bytes.
     pub(crate) fn open(&mut self, name: &str, offset: u64) -> Result<(), FilesError> {
+        let opened = self.open_partial(name, offset);
+        if opened.is_err() {
+            self.checked.clear();
+        }
+        opened
+    }
+
+    fn open_partial(&mut self, name: &str, offset: u64) -> Result<(), FilesError> {
         self.open = None;
         let target = self.resolve(name, true)?.expect("created");
         let temp = Self::temp_of(&target);
+        let create = || OpenOptions::new().write(true).create_new(true).open(&temp);
         let file = if offset == 0 {
-            match temp.symlink_metadata() {
-                Ok(meta) if meta.is_dir() => return Err(PathError::Escapes(temp).into()),
-                Ok(_) => fs::remove_file(&temp).map_err(io_err(&temp))?,
-                Err(_) => {}
+            // `create_new` never follows a link; what is in the way is looked at only then.
+            match create() {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    if temp.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+                        return Err(PathError::Escapes(temp).into());
+                    }
+                    fs::remove_file(&temp).map_err(io_err(&temp))?;
+                    create().map_err(io_err(&temp))?
+                }
+                Err(e) => return Err(io_err(&temp)(e)),
             }
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&temp)
-                .map_err(io_err(&temp))?
         } else {
             let meta = temp.symlink_metadata().map_err(io_err(&temp))?;
             if !meta.is_file() || meta.len() < offset {
@@ -122,11 +143,21 @@ impl Mirror {
             .filter(|o| o.name == name)
             .ok_or(FilesError::Invalid(format!("commit of {name} not open")))?;
         drop(open.file);
-        let target = self.resolve(name, true)?.expect("created");
-        if target.symlink_metadata().is_ok_and(|m| m.is_dir()) {
-            return Err(PathError::Escapes(target).into());
+        let target = match self.resolve(name, true) {
+            Ok(target) => target.expect("created"),
+            Err(e) => {
+                self.checked.clear();
+                return Err(e);
+            }
+        };
+        // Over a directory, rename fails (EISDIR): only then is it looked at.
+        if let Err(e) = fs::rename(&open.temp, &target) {
+            self.checked.clear();
+            if target.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+                return Err(PathError::Escapes(target).into());
+            }
+            return Err(io_err(&target)(e));
         }
-        fs::rename(&open.temp, &target).map_err(io_err(&target))?;
         Ok(target)
     }
 
@@ -161,7 +192,7 @@ impl Mirror {
         self.open = None;
     }
 
-    /// What the destination holds: whole files with their SHA-1, and partial files to resume.
+    /// What the destination holds: whole files with their digest, and partial files to resume.
     pub(crate) fn inventory(
         &self,
     ) -> Result<(BTreeMap<String, String>, Vec<ResumePoint>), FilesError> {
@@ -200,7 +231,7 @@ impl Mirror {
                             hasher,
                         });
                     } else {
-                        have.insert(rel, ext::sha1_hex(hasher));
+                        have.insert(rel, ext::digest_hex(&hasher));
                     }
                 }
             }
@@ -216,10 +247,10 @@ fn remove_if_exists(path: &Path) -> Result<(), FilesError> {
     }
 }
 
-/// SHA-1 state over a whole file, and its length.
-fn hash_file(path: &Path) -> Result<(Sha1, u64), FilesError> {
+/// digest state over a whole file, and its length.
+fn hash_file(path: &Path) -> Result<(Hasher, u64), FilesError> {
     let mut file = File::open(path).map_err(io_err(path))?;
-    let mut hasher = Sha1::new();
+    let mut hasher = Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut len = 0;
     loop {

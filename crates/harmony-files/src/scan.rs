@@ -7,7 +7,6 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use tracing::debug;
 
 use crate::path::{self, PART_SUFFIX};
@@ -153,7 +152,13 @@ pub(crate) struct FsSource<'a> {
 }
 
 impl Source for FsSource<'_> {
-    fn read(&mut self, vpath: &str, offset: u64, len: usize) -> io::Result<Bytes> {
+    fn read_into(
+        &mut self,
+        vpath: &str,
+        offset: u64,
+        len: usize,
+        dst: &mut Vec<u8>,
+    ) -> io::Result<usize> {
         if self.open.as_ref().is_none_or(|(v, _)| v != vpath) {
             let (path, _) = self
                 .reported
@@ -162,13 +167,9 @@ impl Source for FsSource<'_> {
             *self.open = Some((vpath.to_string(), File::open(path)?));
         }
         let (_, file) = self.open.as_ref().expect("opened above");
-        // Straight into the buffer that becomes the chunk: no zeroing (`read_to_end` fills
-        // spare capacity) and a plain allocation, which the allocator recycles from chunk to
-        // chunk, instead of fresh zeroed pages each time.
-        let mut buf = Vec::with_capacity(len);
+        // Straight into the frame's spare capacity: no zeroing, no copy.
         let mut reader = file;
         reader.seek(SeekFrom::Start(offset))?;
-        reader.take(len as u64).read_to_end(&mut buf)?;
-        Ok(Bytes::from(buf))
+        reader.take(len as u64).read_to_end(dst)
     }
 }

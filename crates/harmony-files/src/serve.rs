@@ -9,7 +9,7 @@ use std::thread;
 use std::time::Duration;
 
 use bytes::Bytes;
-use harmony_zmtp::{Message, RouterSocket, SocketOptions, TrySendError};
+use harmony_zmtp::{EventKind, Message, Monitor, RouterSocket, SocketOptions, TrySendError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep, sleep_until, Instant};
 use tracing::{debug, warn};
@@ -120,6 +120,7 @@ impl FileServerBuilder {
                     let mut options = self.options.clone();
                     options.router_mandatory = true;
                     let router = RouterSocket::new(options);
+                    let monitor = router.monitor();
                     let endpoint = match router.bind(&self.bind).await {
                         Ok(e) => e,
                         Err(e) => {
@@ -134,6 +135,7 @@ impl FileServerBuilder {
                     }
                     let driver = Driver {
                         router,
+                        monitor,
                         scanner,
                         core: Server::new(self.config),
                         scan_interval: self.scan_interval,
@@ -202,6 +204,8 @@ impl Drop for FileServer {
 
 struct Driver {
     router: RouterSocket,
+    /// Handshake failures (refused keys) never reach the core: reported from here.
+    monitor: Monitor,
     scanner: Scanner,
     core: Server,
     scan_interval: Duration,
@@ -243,15 +247,8 @@ impl Driver {
                         return Ok(true);
                     }
                     let mut source = self.scanner.source(open);
-                    let Some((id, msg)) = self.core.poll_transmit(&mut source) else {
+                    let Some((id, frame)) = self.core.poll_transmit_frame(&mut source) else {
                         return Ok(false);
-                    };
-                    let frame = match msg.to_bytes() {
-                        Ok(f) => f,
-                        Err(e) => {
-                            warn!(%e, "unencodable FILEMQ message dropped");
-                            continue;
-                        }
                     };
                     Message::from_frames([id, frame])
                 }
@@ -308,6 +305,13 @@ impl Driver {
                     }
                     Err(_) => return,
                 },
+                Some(event) = self.monitor.recv() => {
+                    if let EventKind::HandshakeFailed { reason, .. } = event.kind {
+                        let peer = event.peer.map(|p| p.to_string()).unwrap_or_default();
+                        warn!(%peer, %reason, "FILEMQ client refused at the handshake");
+                        let _ = self.events.try_send(ServerEvent::HandshakeFailed { peer, reason });
+                    }
+                }
                 _ = sleep_until(next_scan) => {}
                 _ = sleep_until(timeout) => self.core.handle_timeout(std::time::Instant::now()),
                 _ = tokio::task::yield_now(), if more => {}

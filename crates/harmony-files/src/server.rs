@@ -13,18 +13,37 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use harmony_wire::filemq::{Cheezburger, FileOperation, FilemqMessage};
-use sha1::{Digest, Sha1};
 use tracing::debug;
 
 use crate::error::ProtocolError;
 use crate::ext;
+use crate::ext::Hasher;
 use crate::path;
+use crate::pool::BufferPool;
 
 /// Reads published content; the driver's is the file system, a simulation's is memory.
 pub trait Source {
-    /// Up to `len` bytes of `vpath` from `offset` (fewer only at the end of the file).
-    fn read(&mut self, vpath: &str, offset: u64, len: usize) -> io::Result<Bytes>;
+    /// Appends up to `len` bytes of `vpath` from `offset` to `dst` (fewer only at the end of
+    /// the file) and returns how many. `dst` is the frame being built: the content goes
+    /// straight into place.
+    fn read_into(
+        &mut self,
+        vpath: &str,
+        offset: u64,
+        len: usize,
+        dst: &mut Vec<u8>,
+    ) -> io::Result<usize>;
 }
+
+/// Something to send: a message, or a CHEEZBURGER already encoded around its content.
+#[derive(Debug)]
+enum Outgoing {
+    Message(FilemqMessage),
+    Frame(Bytes),
+}
+
+/// Chunk buffers kept for reuse: enough for what the socket typically holds in flight.
+const FREE_BUFFERS: usize = 8;
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -62,6 +81,14 @@ pub enum ServerEvent {
     Dropped(Bytes, Option<ProtocolError>),
     /// A file went out whole to a client.
     Sent(Bytes, String),
+    /// From the driver: a connection's handshake failed before any FILEMQ message, e.g. the
+    /// authenticator refused the client's CURVE key.
+    HandshakeFailed {
+        /// The remote address, when known.
+        peer: String,
+        /// Why, in words.
+        reason: String,
+    },
 }
 
 #[derive(Debug)]
@@ -103,7 +130,7 @@ struct Transfer {
     size: u64,
     version: u64,
     from_zero: bool,
-    hasher: Option<Sha1>,
+    hasher: Option<Hasher>,
 }
 
 #[derive(Debug)]
@@ -112,9 +139,9 @@ struct Peer {
     harmony: bool,
     credit: u64,
     queue: VecDeque<Patch>,
-    /// From ICANHAZ caches: vpath -> SHA-1 the client has whole.
+    /// From ICANHAZ caches: vpath -> digest the client has whole.
     has: BTreeMap<String, String>,
-    /// vpath -> (SHA-1 of the prefix, its length) the client has partly.
+    /// vpath -> (digest of the prefix, its length) the client has partly.
     partial: BTreeMap<String, (String, u64)>,
     current: Option<Transfer>,
     sequence: u64,
@@ -153,6 +180,8 @@ pub struct Server {
     cursor: Option<Bytes>,
     /// Files published so far (orders them).
     published: u64,
+    /// Chunk frames, recycled once written.
+    buffers: BufferPool,
 }
 
 impl Server {
@@ -166,6 +195,7 @@ impl Server {
             events: VecDeque::new(),
             cursor: None,
             published: 0,
+            buffers: BufferPool::new(FREE_BUFFERS),
         }
     }
 
@@ -396,10 +426,38 @@ impl Server {
     }
 
     /// The next message to send, as `(routing id, message)`: replies first, then one chunk per
-    /// client in turn, so that one client's credit never stalls another.
+    /// client in turn, so that one client's credit never stalls another. A chunk's content is
+    /// a slice of its encoded frame (see [`Server::poll_transmit_frame`]).
     pub fn poll_transmit(&mut self, source: &mut dyn Source) -> Option<(Bytes, FilemqMessage)> {
-        if let Some(out) = self.outbox.pop_front() {
-            return Some(out);
+        let (id, out) = self.poll_outgoing(source)?;
+        match out {
+            Outgoing::Message(msg) => Some((id, msg)),
+            Outgoing::Frame(frame) => {
+                let msg = FilemqMessage::decode(&frame, usize::MAX)
+                    .expect("the server's own frames decode");
+                Some((id, msg))
+            }
+        }
+    }
+
+    /// As [`Server::poll_transmit`], encoded: `(routing id, frame)`. A chunk is read from the
+    /// [`Source`] straight into its frame, never copied.
+    pub fn poll_transmit_frame(&mut self, source: &mut dyn Source) -> Option<(Bytes, Bytes)> {
+        loop {
+            let (id, out) = self.poll_outgoing(source)?;
+            match out {
+                Outgoing::Frame(frame) => return Some((id, frame)),
+                Outgoing::Message(msg) => match msg.to_bytes() {
+                    Ok(frame) => return Some((id, frame)),
+                    Err(e) => debug!(%e, "unencodable FILEMQ message dropped"),
+                },
+            }
+        }
+    }
+
+    fn poll_outgoing(&mut self, source: &mut dyn Source) -> Option<(Bytes, Outgoing)> {
+        if let Some((id, msg)) = self.outbox.pop_front() {
+            return Some((id, Outgoing::Message(msg)));
         }
         let order: Vec<Bytes> = match &self.cursor {
             Some(c) => self
@@ -411,9 +469,9 @@ impl Server {
             None => self.peers.keys().cloned().collect(),
         };
         for id in order {
-            if let Some(msg) = self.next_for(&id, source) {
+            if let Some(out) = self.next_for(&id, source) {
                 self.cursor = Some(id.clone());
-                return Some((id, msg));
+                return Some((id, out));
             }
         }
         None
@@ -434,7 +492,7 @@ impl Server {
         if file.digest.is_none() {
             let (hasher, read) = hash_prefix(source, vpath, file.size, chunk).ok()?;
             if read == file.size {
-                file.digest = Some(ext::sha1_hex(hasher));
+                file.digest = Some(ext::digest_hex(&hasher));
             }
         }
         file.digest.clone()
@@ -480,13 +538,13 @@ impl Server {
                 size,
                 version,
                 from_zero: true,
-                hasher: harmony.then(Sha1::new),
+                hasher: harmony.then(Hasher::new),
             };
             if let Some((digest, offset)) = partial.filter(|(_, o)| *o > 0 && *o <= size) {
                 if let Ok((hasher, read)) =
                     hash_prefix(source, &transfer.vpath, offset, self.config.chunk_size)
                 {
-                    if read == offset && ext::sha1_hex(hasher.clone()) == digest {
+                    if read == offset && ext::digest_hex(&hasher) == digest {
                         debug!(vpath = %transfer.vpath, offset, "resuming");
                         transfer.offset = offset;
                         transfer.from_zero = false;
@@ -499,7 +557,7 @@ impl Server {
         }
     }
 
-    fn next_for(&mut self, id: &Bytes, source: &mut dyn Source) -> Option<FilemqMessage> {
+    fn next_for(&mut self, id: &Bytes, source: &mut dyn Source) -> Option<Outgoing> {
         loop {
             let peer = self.peers.get(id)?;
             if peer.current.is_none() {
@@ -508,7 +566,7 @@ impl Server {
                     return None;
                 }
                 if let Some(delete) = self.next_patch(id, source) {
-                    return Some(delete);
+                    return Some(Outgoing::Message(delete));
                 }
                 self.peers.get(id)?.current.as_ref()?;
             }
@@ -518,89 +576,133 @@ impl Server {
                 return None;
             }
             let harmony = peer.harmony;
-            let transfer = peer.current.as_mut()?;
-            let sequence = peer.sequence;
-            let mut headers = Vec::new();
-            if harmony {
-                headers.push((ext::HDR_SIZE.to_string(), transfer.size.to_string()));
-            }
+            let transfer = peer.current.as_ref()?;
             if transfer.offset >= transfer.size {
-                let done = peer.current.take()?;
-                peer.sequence += 1;
-                let digest = done.hasher.map(ext::sha1_hex);
-                if let Some(d) = &digest {
-                    headers.push((ext::HDR_SHA1.to_string(), d.clone()));
-                }
-                if let (Some(d), true) = (&digest, done.from_zero) {
-                    if let Some(file) = self.files.get_mut(&done.vpath) {
-                        if file.version == done.version && file.size == done.size {
-                            file.digest = Some(d.clone());
-                        }
-                    }
-                }
-                self.events
-                    .push_back(ServerEvent::Sent(id.clone(), done.vpath.clone()));
-                return Some(FilemqMessage::Cheezburger(Cheezburger {
-                    sequence,
+                // What zeromq/filemq sends: a zero-length chunk with eof (also how an empty
+                // file ends for Harmony clients).
+                let mut eof = Cheezburger {
+                    sequence: peer.sequence,
                     operation: FileOperation::Create,
-                    filename: done.vpath,
-                    offset: done.offset,
+                    filename: transfer.vpath.clone(),
+                    offset: transfer.offset,
                     eof: true,
-                    headers,
+                    headers: Vec::new(),
                     chunk: Bytes::new(),
-                }));
+                };
+                peer.sequence += 1;
+                if harmony {
+                    eof.headers
+                        .push((ext::HDR_SIZE.to_string(), transfer.size.to_string()));
+                }
+                if let Some(digest) = self.finish(id) {
+                    eof.headers.push((ext::HDR_DIGEST.to_string(), digest));
+                }
+                return Some(Outgoing::Message(FilemqMessage::Cheezburger(eof)));
             }
-            let len = chunk_size
+            let want = chunk_size
                 .min(peer.credit)
                 .min(transfer.size - transfer.offset);
-            let data = match source.read(&transfer.vpath, transfer.offset, len as usize) {
-                Ok(data) if !data.is_empty() => data,
-                // Gone or shrunk since the scan: the scanner will report what it is now.
-                Ok(_) | Err(_) => {
-                    debug!(vpath = %transfer.vpath, "file no longer readable, skipped");
-                    peer.current = None;
-                    continue;
-                }
-            };
-            let len = data.len() as u64;
-            if let Some(h) = transfer.hasher.as_mut() {
-                h.update(&data);
-                headers.push((ext::HDR_CRC32.to_string(), ext::crc32_hex(&data)));
-            }
-            let offset = transfer.offset;
-            transfer.offset += len;
-            peer.credit -= len;
-            peer.sequence += 1;
-            return Some(FilemqMessage::Cheezburger(Cheezburger {
-                sequence,
+            // A Harmony client gets the eof flag and the digest on the last chunk of content
+            // (one message less per file); zeromq/filemq's client, a separate eof chunk.
+            let last = harmony && transfer.offset + want == transfer.size;
+            let mut head = Cheezburger {
+                sequence: peer.sequence,
                 operation: FileOperation::Create,
                 filename: transfer.vpath.clone(),
-                offset,
-                eof: false,
-                headers,
-                chunk: data,
-            }));
+                offset: transfer.offset,
+                eof: last,
+                headers: Vec::new(),
+                chunk: Bytes::new(),
+            };
+            if harmony {
+                // Placeholders of the values' fixed lengths: the head's size is known before
+                // the content is read behind it.
+                head.headers.extend([
+                    (ext::HDR_SIZE.to_string(), transfer.size.to_string()),
+                    (ext::HDR_CRC32.to_string(), "0".repeat(8)),
+                ]);
+                if last {
+                    head.headers
+                        .push((ext::HDR_DIGEST.to_string(), "0".repeat(ext::DIGEST_HEX_LEN)));
+                }
+            }
+            let head_len = head.head_len();
+            let mut frame = self.buffers.take(head_len + want as usize);
+            frame.resize(head_len, 0);
+            let read =
+                source.read_into(&transfer.vpath, transfer.offset, want as usize, &mut frame);
+            if !matches!(read, Ok(n) if n as u64 == want) {
+                // Gone, shrunk or unreadable since the scan: the scanner reports what it is now.
+                debug!(vpath = %transfer.vpath, "file no longer readable, skipped");
+                peer.current = None;
+                continue;
+            }
+            let content = &frame[head_len..];
+            let transfer = peer.current.as_mut()?;
+            if let Some(h) = transfer.hasher.as_mut() {
+                h.update(content);
+                head.headers[1].1 = ext::crc32_hex(content);
+            }
+            transfer.offset += want;
+            peer.credit -= want;
+            peer.sequence += 1;
+            if last {
+                if let Some(digest) = self.finish(id) {
+                    head.headers[2].1 = digest;
+                }
+            }
+            let mut encoded = bytes::BytesMut::with_capacity(head_len);
+            if let Err(e) = head.encode_head(want as usize, &mut encoded) {
+                // Not for a name the scanner found; the file is dropped, not half sent.
+                debug!(%e, "unencodable chunk, file skipped");
+                if let Some(peer) = self.peers.get_mut(id) {
+                    peer.current = None;
+                }
+                continue;
+            }
+            // Same length: the placeholders had the values' lengths.
+            frame[..head_len].copy_from_slice(&encoded);
+            return Some(Outgoing::Frame(self.buffers.freeze(frame)));
         }
+    }
+
+    /// `id`'s transfer is complete: reported, its digest (Harmony clients) returned and kept
+    /// for the file when the whole file went out.
+    fn finish(&mut self, id: &Bytes) -> Option<String> {
+        let done = self.peers.get_mut(id)?.current.take()?;
+        let digest = done.hasher.as_ref().map(ext::digest_hex);
+        if let (Some(d), true) = (&digest, done.from_zero) {
+            if let Some(file) = self.files.get_mut(&done.vpath) {
+                if file.version == done.version && file.size == done.size {
+                    file.digest = Some(d.clone());
+                }
+            }
+        }
+        self.events
+            .push_back(ServerEvent::Sent(id.clone(), done.vpath));
+        digest
     }
 }
 
-/// SHA-1 of the first `len` bytes of `vpath`, and how many bytes there were.
+/// Digest of the first `len` bytes of `vpath`, and how many bytes there were.
 fn hash_prefix(
     source: &mut dyn Source,
     vpath: &str,
     len: u64,
     chunk: usize,
-) -> io::Result<(Sha1, u64)> {
-    let mut hasher = Sha1::new();
+) -> io::Result<(Hasher, u64)> {
+    let mut hasher = Hasher::new();
     let mut offset = 0;
+    let mut buf = Vec::with_capacity(chunk.min(len as usize));
     while offset < len {
         let want = (len - offset).min(chunk as u64) as usize;
-        let data = source.read(vpath, offset, want)?;
-        if data.is_empty() {
+        buf.clear();
+        let n = source.read_into(vpath, offset, want, &mut buf)?;
+        if n == 0 {
             break;
         }
-        hasher.update(&data);
-        offset += data.len() as u64;
+        hasher.update(&buf);
+        offset += n as u64;
     }
     Ok((hasher, offset))
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::Duration;
 
-use harmony_zmtp::{DealerSocket, Message, SocketOptions};
+use harmony_zmtp::{DealerSocket, EventKind, HandshakeFailure, Message, Monitor, SocketOptions};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep, sleep_until, Instant};
 use tracing::{debug, info};
@@ -45,8 +45,8 @@ pub enum SyncEvent {
         name: String,
         /// Its size.
         size: u64,
-        /// Its SHA-1 (hex).
-        digest: String,
+        /// Its BLAKE3 digest (hex), with the extensions (checked against the server's).
+        digest: Option<String>,
     },
     /// A file was deleted.
     Deleted {
@@ -207,6 +207,9 @@ async fn run(
     let (mut have, mut partial) = mirror.inventory()?;
     loop {
         let dealer = DealerSocket::new(b.options.clone());
+        // Watched for handshake failures: a server that refuses our key never sends a
+        // FILEMQ message, so its refusal only shows here.
+        let mut monitor = dealer.monitor();
         dealer.connect(&b.endpoint)?;
         let cache = have.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let core = Client::new(
@@ -217,13 +220,17 @@ async fn run(
         );
         let mut conn = Connection {
             dealer: &dealer,
+            monitor: &mut monitor,
             core,
             mirror: &mut mirror,
             have: &mut have,
             events: &events,
+            told: Vec::new(),
             quiet: b.quiet,
         };
-        let end = conn.run(&mut stop).await?;
+        let end = conn.run(&mut stop).await;
+        conn.flush_events().await;
+        let end = end?;
         partial.extend(conn.core.take_partial());
         mirror.suspend();
         match end {
@@ -246,34 +253,61 @@ async fn run(
 
 struct Connection<'a> {
     dealer: &'a DealerSocket,
+    monitor: &'a mut Monitor,
     core: Client,
     mirror: &'a mut Mirror,
     have: &'a mut BTreeMap<String, String>,
     events: &'a mpsc::Sender<SyncEvent>,
+    /// Events not sent yet: sent together before the driver waits, so that the reader is
+    /// woken once per batch of files, not once per event.
+    told: Vec<SyncEvent>,
     quiet: Duration,
 }
 
+/// Messages, and bytes of them, handled in a row before the files they carry are written.
+const DRAIN_MESSAGES: usize = 64;
+const DRAIN_BYTES: usize = 1 << 20;
+
 impl Connection<'_> {
+    async fn flush_events(&mut self) {
+        for event in self.told.drain(..) {
+            if let SyncEvent::Progress { .. } = event {
+                // Progress may be skipped when the reader is behind.
+                let _ = self.events.try_send(event);
+            } else {
+                let _ = self.events.send(event).await;
+            }
+        }
+    }
+
+    /// Sends what the core has to say; `false` when the socket cannot take it.
+    fn transmit(&mut self) -> Result<bool, FilesError> {
+        while let Some(msg) = self.core.poll_transmit() {
+            let frame = msg
+                .to_bytes()
+                .map_err(|e| FilesError::Invalid(e.to_string()))?;
+            if self.dealer.try_send(Message::from(frame)).is_err() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     async fn run(&mut self, stop: &mut oneshot::Receiver<()>) -> Result<End, FilesError> {
         let mut last_chunk = Instant::now();
         let mut idle_told = false;
         let mut connected_told = false;
         let mut synced_told = false;
         let mut heard = false;
-        let mut receiving: Option<String> = None;
+        let mut receiving: Option<(String, Option<u64>)> = None;
         loop {
-            while let Some(msg) = self.core.poll_transmit() {
-                let frame = msg
-                    .to_bytes()
-                    .map_err(|e| FilesError::Invalid(e.to_string()))?;
-                if self.dealer.try_send(Message::from(frame)).is_err() {
-                    return Ok(End::Failed("send queue full or closed".into()));
-                }
+            if !self.transmit()? {
+                return Ok(End::Failed("send queue full or closed".into()));
             }
             while let Some(op) = self.core.poll_op() {
                 last_chunk = Instant::now();
                 idle_told = false;
-                match self.apply(op, &mut receiving).await {
+                match self.apply(op, &mut receiving) {
                     Ok(()) => {}
                     // A name that would go through a link or a non-directory: this server's
                     // connection ends, the destination is untouched.
@@ -288,11 +322,11 @@ impl Connection<'_> {
                 connected_told = true;
                 // The quiet period counts from the subscription, not from the connect.
                 last_chunk = Instant::now();
-                let _ = self.events.send(SyncEvent::Connected).await;
+                self.told.push(SyncEvent::Connected);
             }
             if self.core.is_synced() && !synced_told {
                 synced_told = true;
-                let _ = self.events.send(SyncEvent::Synced).await;
+                self.told.push(SyncEvent::Synced);
             }
             let idle_at = last_chunk + self.quiet;
             // A server that has not said anything since the subscription may be busy sending a
@@ -306,6 +340,7 @@ impl Connection<'_> {
                 Instant::now() + Duration::from_secs(3600),
                 Instant::from_std,
             );
+            self.flush_events().await;
             tokio::select! {
                 biased;
                 _ = &mut *stop => {
@@ -318,54 +353,83 @@ impl Connection<'_> {
                     return Ok(End::Stop);
                 }
                 msg = self.dealer.recv() => {
-                    let msg = msg?;
-                    heard |= connected_told;
-                    match msg.frames() {
-                        [frame] => self.core.handle_message(frame, std::time::Instant::now()),
-                        _ => return Ok(End::Failed("multi-frame message".into())),
+                    // What else has arrived is handled too (many small files at once), up to
+                    // a bound; a NOM or HUGZ-OK it calls for goes out at once.
+                    let mut msg = msg?;
+                    let (mut count, mut bytes) = (0, 0);
+                    loop {
+                        heard |= connected_told;
+                        match msg.frames() {
+                            [frame] => {
+                                bytes += frame.len();
+                                self.core.handle_message(frame, std::time::Instant::now());
+                            }
+                            _ => return Ok(End::Failed("multi-frame message".into())),
+                        }
+                        if !self.transmit()? {
+                            return Ok(End::Failed("send queue full or closed".into()));
+                        }
+                        count += 1;
+                        if count == DRAIN_MESSAGES
+                            || bytes >= DRAIN_BYTES
+                            || self.core.error().is_some()
+                        {
+                            break;
+                        }
+                        match self.dealer.try_recv() {
+                            Ok(Some(next)) => msg = next,
+                            _ => break,
+                        }
+                    }
+                }
+                Some(event) = self.monitor.recv() => {
+                    if let EventKind::HandshakeFailed { failure, reason } = event.kind {
+                        let what = match failure {
+                            HandshakeFailure::Authentication => "refused by the server",
+                            _ => "handshake failed",
+                        };
+                        return Ok(End::Failed(format!("{what}: {reason}")));
                     }
                 }
                 _ = sleep_until(timeout) => self.core.handle_timeout(std::time::Instant::now()),
                 _ = sleep_until(idle_at), if can_idle => {
                     idle_told = true;
-                    let _ = self.events.send(SyncEvent::Idle).await;
+                    self.told.push(SyncEvent::Idle);
                 }
             }
         }
     }
 
-    async fn apply(
+    fn apply(
         &mut self,
         op: FileOp,
-        receiving: &mut Option<String>,
+        receiving: &mut Option<(String, Option<u64>)>,
     ) -> Result<(), FilesError> {
         match op {
             FileOp::Open { name, offset, size } => {
                 debug!(%name, offset, "receiving");
                 self.mirror.open(&name, offset)?;
-                *receiving = Some(name.clone());
-                let _ = self
-                    .events
-                    .send(SyncEvent::Receiving { name, offset, size })
-                    .await;
+                *receiving = Some((name.clone(), size));
+                self.told.push(SyncEvent::Receiving { name, offset, size });
             }
             FileOp::Write { offset, data } => {
                 self.mirror.write(&data)?;
-                if let Some(name) = receiving.as_ref() {
-                    let _ = self.events.try_send(SyncEvent::Progress {
+                let end = offset + data.len() as u64;
+                // A write that completes the file is told by the `Updated` that follows.
+                if let Some((name, _)) = receiving.as_ref().filter(|(_, s)| *s != Some(end)) {
+                    self.told.push(SyncEvent::Progress {
                         name: name.clone(),
-                        offset: offset + data.len() as u64,
+                        offset: end,
                     });
                 }
             }
             FileOp::Commit { name, size, digest } => {
                 self.mirror.commit(&name)?;
                 *receiving = None;
-                self.have.insert(name.clone(), digest.clone());
-                let _ = self
-                    .events
-                    .send(SyncEvent::Updated { name, size, digest })
-                    .await;
+                if let Some(digest) = &digest {
+                    self.have.insert(name.clone(), digest.clone());
+                }
+                self.told.push(SyncEvent::Updated { name, size, digest });
             }
             FileOp::Discard { name } => {
                 self.mirror.discard(&name)?;
@@ -374,7 +438,7 @@ impl Connection<'_> {
             FileOp::Delete { name } => {
                 self.mirror.delete(&name)?;
                 self.have.remove(&name);
-                let _ = self.events.send(SyncEvent::Deleted { name }).await;
+                self.told.push(SyncEvent::Deleted { name });
             }
         }
         Ok(())

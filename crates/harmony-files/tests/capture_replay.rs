@@ -85,11 +85,12 @@ fn harmony_server_answers_the_c_clients_messages() {
         source.0.insert(vpath.to_string(), data);
     }
     let peer = Bytes::from_static(b"\x00\x00\x00\x00\x01");
+    // The frames exactly as the driver puts them on the wire (chunks read into place).
     let sent = |server: &mut Server, source: &mut MemSource| -> Vec<Bytes> {
         let mut out = Vec::new();
-        while let Some((to, msg)) = server.poll_transmit(source) {
+        while let Some((to, frame)) = server.poll_transmit_frame(source) {
             assert_eq!(to, peer);
-            out.push(encoded(&msg));
+            out.push(frame);
         }
         out
     };

@@ -94,12 +94,12 @@ fn one_gib_with_peak_rss_under_64_mib_on_either_side() {
     let server_rss: u64 = line(&server_out, "RSS ").parse().unwrap();
     assert!(client.wait().unwrap().success() && server.wait().unwrap().success());
     let sparse_digest = {
-        let mut hasher = sha1::Sha1::default();
+        let mut hasher = ext::Hasher::new();
         let zeros = vec![0u8; 1 << 20];
         for _ in 0..size() >> 20 {
-            sha1::Digest::update(&mut hasher, &zeros);
+            hasher.update(&zeros);
         }
-        ext::sha1_hex(hasher)
+        ext::digest_hex(&hasher)
     };
     assert_eq!(digest, sparse_digest);
     assert_eq!(
@@ -143,7 +143,9 @@ fn side() {
         let digest = runtime.block_on(async {
             loop {
                 match client.next_event().await.expect("client runs") {
-                    SyncEvent::Updated { digest, .. } => return digest,
+                    SyncEvent::Updated { digest, .. } => {
+                        return digest.expect("digests with the extensions")
+                    }
                     SyncEvent::Disconnected { reason } => panic!("{reason}"),
                     _ => {}
                 }

@@ -141,20 +141,20 @@ fn offsets_sizes_credit_and_integrity_are_checked() {
     assert!(!ops.iter().any(|op| matches!(op, FileOp::Write { .. })));
     // A whole-file digest that does not match: discarded, never committed.
     let mut eof = chunk("/docs/a", 5, b"", true);
-    eof.headers = vec![(ext::HDR_SHA1.into(), ext::sha1_of(b"other"))];
+    eof.headers = vec![(ext::HDR_DIGEST.into(), ext::digest_of(b"other"))];
     let (error, ops) = feed(vec![chunk("/docs/a", 0, b"hello", false), eof]);
     assert!(matches!(error, Some(ProtocolError::DigestMismatch { .. })));
     assert!(ops.contains(&FileOp::Discard { name: "a".into() }));
     assert!(!ops.iter().any(|op| matches!(op, FileOp::Commit { .. })));
     // The same file with the right digest is committed.
     let mut eof = chunk("/docs/a", 5, b"", true);
-    eof.headers = vec![(ext::HDR_SHA1.into(), ext::sha1_of(b"hello"))];
+    eof.headers = vec![(ext::HDR_DIGEST.into(), ext::digest_of(b"hello"))];
     let (error, ops) = feed(vec![chunk("/docs/a", 0, b"hello", false), eof]);
     assert_eq!(error, None);
     assert!(ops.contains(&FileOp::Commit {
         name: "a".into(),
         size: 5,
-        digest: ext::sha1_of(b"hello")
+        digest: Some(ext::digest_of(b"hello"))
     }));
 }
 

@@ -5,6 +5,7 @@
 mod support;
 
 use std::fs;
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -127,16 +128,42 @@ async fn hostile_names_and_symlinks_never_escape_the_destination() {
     client.stop().expect("protocol errors are not fatal");
 }
 
-#[tokio::test]
-async fn a_vanished_destination_is_a_clear_error() {
+/// A bare ROUTER on loopback and a client mirroring it into `dest`.
+async fn router_and_client(dest: &Path) -> (RouterSocket, FileClient) {
     let router = RouterSocket::new(SocketOptions::default());
     let endpoint = router.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
-    let root = tempfile::tempdir().unwrap();
-    let dest = root.path().join("dest");
-    let mut client = FileClient::builder(&dest, &endpoint)
+    let client = FileClient::builder(dest, &endpoint)
         .config(config())
         .start()
         .unwrap();
+    (router, client)
+}
+
+/// The client stops on its own with a "not found" error under the vanished `dest`, having
+/// renamed nothing into place and made nothing again.
+async fn stops_on_the_vanished(mut client: FileClient, dest: &Path) {
+    timeout(DEADLINE, async {
+        while let Some(event) = client.next_event().await {
+            assert!(!matches!(event, SyncEvent::Updated { .. }), "{event:?}");
+        }
+    })
+    .await
+    .expect("the client stops");
+    match client.stop() {
+        Err(FilesError::Io { path, source }) => {
+            assert!(path.starts_with(dest), "{}", path.display());
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound, "{source}");
+        }
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+    assert!(!dest.exists());
+}
+
+#[tokio::test]
+async fn a_vanished_destination_is_a_clear_error() {
+    let root = tempfile::tempdir().unwrap();
+    let dest = root.path().join("dest");
+    let (router, client) = router_and_client(&dest).await;
     let id = serve(&router, &[]).await;
     fs::remove_dir_all(&dest).unwrap();
     let frame = FilemqMessage::Cheezburger(chunk("/sub/f", 0, b"data", true));
@@ -144,20 +171,36 @@ async fn a_vanished_destination_is_a_clear_error() {
         .send(Message::from_frames([id, frame.to_bytes().unwrap()]))
         .await
         .unwrap();
-    assert_eq!(
-        timeout(DEADLINE, async {
-            while let Some(event) = client.next_event().await {
-                assert!(!matches!(event, SyncEvent::Updated { .. }));
+    stops_on_the_vanished(client, &dest).await;
+}
+
+#[tokio::test]
+async fn a_destination_that_vanishes_mid_transfer_is_a_clear_error() {
+    let root = tempfile::tempdir().unwrap();
+    let dest = root.path().join("dest");
+    let (router, mut client) = router_and_client(&dest).await;
+    // Half of a file arrives and is on disk (in its partial file)...
+    let id = serve(&router, &[chunk("/sub/deep/f", 0, b"first half ", false)]).await;
+    let progress = timeout(DEADLINE, async {
+        loop {
+            match client.next_event().await.expect("client running") {
+                SyncEvent::Progress { name, offset } => return (name, offset),
+                SyncEvent::Updated { name, .. } => panic!("{name} complete too early"),
+                _ => {}
             }
-        })
-        .await,
-        Ok(())
-    );
-    match client.stop() {
-        Err(FilesError::Io { path, .. }) => assert!(path.starts_with(&dest), "{}", path.display()),
-        other => panic!("expected an I/O error, got {other:?}"),
-    }
-    assert!(!dest.exists());
+        }
+    })
+    .await
+    .expect("the first chunk is written");
+    assert_eq!(progress, ("sub/deep/f".to_string(), 11));
+    // ...then the destination goes away, and the rest comes.
+    fs::remove_dir_all(&dest).unwrap();
+    let frame = FilemqMessage::Cheezburger(chunk("/sub/deep/f", 11, b"second half", true));
+    router
+        .send(Message::from_frames([id, frame.to_bytes().unwrap()]))
+        .await
+        .unwrap();
+    stops_on_the_vanished(client, &dest).await;
 }
 
 /// Answers OHAI and ICANHAZ like `serve`, and returns the client's routing id with the cache
@@ -218,13 +261,13 @@ async fn a_corrupted_chunk_is_fetched_again_and_never_written() {
     assert!(disconnected(&mut client).await.contains("corrupted"));
     // The new connection asks to resume after the good bytes, which are all that is on disk.
     let (id, cache) = handshake(&router).await;
-    let resume = ext::resume_value(&ext::sha1_of(b"hello "), 6);
+    let resume = ext::resume_value(&ext::digest_of(b"hello "), 6);
     assert_eq!(cache, [("f".to_string(), resume)]);
     assert_eq!(
         fs::read(dest.path().join(".f.harmony-part")).unwrap(),
         b"hello "
     );
-    let digest = vec![(ext::HDR_SHA1.to_string(), ext::sha1_of(b"hello world"))];
+    let digest = vec![(ext::HDR_DIGEST.to_string(), ext::digest_of(b"hello world"))];
     for frame in [
         with(chunk("/f", 6, b"world", false), crc(b"world")),
         with(chunk("/f", 11, b"", true), digest),

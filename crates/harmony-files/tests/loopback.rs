@@ -7,8 +7,10 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use harmony_files::{ext, ClientConfig, FileClient, FileServer, SyncEvent};
-use harmony_security::{KeyPair, MechanismConfig};
+use std::sync::Arc;
+
+use harmony_files::{ext, ClientConfig, FileClient, FileServer, ServerEvent, SyncEvent};
+use harmony_security::{KeyPair, MechanismConfig, StandardAuthenticator};
 use harmony_zmtp::SocketOptions;
 use tokio::time::{timeout, Instant};
 
@@ -34,7 +36,7 @@ fn tree(dir: &Path) -> BTreeMap<String, String> {
             if meta.is_dir() {
                 stack.push((entry.path(), rel));
             } else if let Ok(data) = fs::read(entry.path()) {
-                out.insert(rel, ext::sha1_of(&data));
+                out.insert(rel, ext::digest_of(&data));
             }
         }
     }
@@ -309,6 +311,71 @@ async fn curve_secured_transfer() {
 }
 
 #[tokio::test]
+async fn curve_client_keys_checked_by_the_authenticator() {
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "secret/plans.txt", &content(5, 200_000));
+    let server_keys = KeyPair::generate();
+    let allowed = KeyPair::generate();
+    let auth = StandardAuthenticator::new().curve_allow_key(*allowed.public());
+    let options = SocketOptions::default()
+        .mechanism(MechanismConfig::CurveServer {
+            keys: server_keys.clone(),
+        })
+        .authenticator(Arc::new(auth));
+    let mut server = server_with(src.path(), options, "tcp://127.0.0.1:0").await;
+    let curve_client = |keys: KeyPair| {
+        SocketOptions::default().mechanism(MechanismConfig::CurveClient {
+            keys,
+            server_key: *server_keys.public(),
+        })
+    };
+    // The allowed key syncs everything.
+    let dest = tempfile::tempdir().unwrap();
+    let mut good = FileClient::builder(dest.path(), server.endpoint())
+        .config(fast())
+        .socket_options(curve_client(allowed))
+        .start()
+        .unwrap();
+    mirrored(&mut good, src.path(), dest.path()).await;
+    good.stop().expect("no error");
+    // An unknown key is refused: the client says why, the server reports the refusal, and
+    // nothing reaches the client's destination.
+    let other = tempfile::tempdir().unwrap();
+    let mut stranger = FileClient::builder(other.path(), server.endpoint())
+        .config(fast())
+        .socket_options(curve_client(KeyPair::generate()))
+        .retry_after(Duration::from_millis(100))
+        .start()
+        .unwrap();
+    let reason = timeout(DEADLINE, async {
+        loop {
+            match stranger.next_event().await.expect("client running") {
+                SyncEvent::Disconnected { reason } => return reason,
+                SyncEvent::Updated { name, .. } => panic!("unknown key received {name}"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the refusal reaches the client");
+    assert!(reason.starts_with("refused by the server"), "{reason}");
+    let refused = timeout(DEADLINE, async {
+        loop {
+            if let ServerEvent::HandshakeFailed { reason, .. } =
+                server.next_event().await.expect("server running")
+            {
+                return reason;
+            }
+        }
+    })
+    .await
+    .expect("the server reports the refusal");
+    assert!(!refused.is_empty());
+    assert!(tree(other.path()).is_empty());
+    stranger.stop().expect("a refusal is not a local error");
+}
+
+#[tokio::test]
 async fn directories_published_at_virtual_paths_and_prefix_subscriptions() {
     let (photos, docs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let past = std::time::SystemTime::now() - Duration::from_secs(10);
@@ -373,9 +440,18 @@ async fn without_extensions_as_zeromq_filemq_the_client_mirrors_then_goes_idle()
             Err(_) => panic!("not idle and mirrored in time: {seen:?}"),
         }
     }
-    // The server was not asked for sizes: none were declared.
+    // The server was not asked for sizes: none were declared; and no digest was computed,
+    // since there is nothing to check it against.
     assert!(seen
         .iter()
         .all(|e| !matches!(e, SyncEvent::Receiving { size: Some(_), .. })));
+    assert!(seen.iter().all(|e| !matches!(
+        e,
+        SyncEvent::Updated {
+            digest: Some(_),
+            ..
+        }
+    )));
+    assert!(seen.iter().any(|e| matches!(e, SyncEvent::Updated { .. })));
     client.stop().unwrap();
 }

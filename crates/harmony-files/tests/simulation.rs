@@ -52,14 +52,14 @@ fn expected(source: &MemSource) -> BTreeMap<String, (usize, String)> {
     source
         .0
         .iter()
-        .map(|(k, v)| (k[1..].to_string(), (v.len(), ext::sha1_of(v))))
+        .map(|(k, v)| (k[1..].to_string(), (v.len(), ext::digest_of(v))))
         .collect()
 }
 
 fn summary(dest: &MemDest) -> BTreeMap<String, (usize, String)> {
     dest.files
         .iter()
-        .map(|(k, v)| (k.clone(), (v.len(), ext::sha1_of(v))))
+        .map(|(k, v)| (k.clone(), (v.len(), ext::digest_of(v))))
         .collect()
 }
 
@@ -76,7 +76,7 @@ fn client(
     let cache = have
         .files
         .iter()
-        .map(|(name, data)| (name.clone(), ext::sha1_of(data)))
+        .map(|(name, data)| (name.clone(), ext::digest_of(data)))
         .collect();
     Client::new(config, cache, partial.into_iter().collect(), now)
 }

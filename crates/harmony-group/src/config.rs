@@ -30,6 +30,12 @@ pub struct NodeConfig {
     /// How long a peer's lost connection may take to come back before the peer is removed
     /// (EXIT), when the driver reports connection drops (`ZreNode::handle_link_down`).
     pub link_grace: Duration,
+    /// Treat every peer as a Zyre elector, also one whose HELLO does not say `X-HARMONY: elect`:
+    /// ELECT and LEADER go to every member of a contested group, as Zyre sends them, so that a
+    /// non-contesting Zyre node relays the wave and reports the LEADER too. Off by default:
+    /// pyre drops a peer that sends it an id it does not know, and a Zyre HELLO cannot be told
+    /// from a pyre one. Turn it on in fleets of Harmony and Zyre nodes without pyre.
+    pub every_peer_elects: bool,
 }
 
 impl NodeConfig {
@@ -44,6 +50,7 @@ impl NodeConfig {
             peer: PeerConfig::default(),
             goodbye_on_stop: false,
             link_grace: DEFAULT_LINK_GRACE,
+            every_peer_elects: false,
         }
     }
 

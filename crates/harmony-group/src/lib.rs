@@ -35,14 +35,14 @@
 //!     HELLO, mean it has a session we never saw the start of: we send a new HELLO;
 //! * EVASIVE and SILENT are emitted once per quiet spell (Zyre repeats them every reap);
 //!   the PING is repeated every reap interval as in Zyre;
-//! * leader election: instead of Zyre's echo wave, each contester announces itself with ELECT
-//!   (challenger = its own UUID string) to the group members, re-announces to every newcomer,
-//!   and every member computes the leader as the lowest UUID among the contesting members. A
-//!   LEADER event is emitted whenever that result changes (it converges to the same leader on
-//!   every member once membership is stable); the leader also sends LEADER. ELECT/LEADER are
-//!   only sent by nodes that called [`ZreNode::contest_in_group`], and only count when they
-//!   come from a member of the group naming itself. Zyre's echo wave does not
-//!   complete against Harmony contesters (interop of elections with Zyre is not a goal).
+//! * leader election: Zyre's echo wave (ELECT/LEADER, `zyre_election.c`), sent only to peers
+//!   that speak it (`X-HARMONY: elect`, or a peer that sent ELECT/LEADER itself), with rules
+//!   that keep one leader when waves and membership changes cross: joins, leaves and exits
+//!   within 300 ms start one election; a contester leaves the election to a lower contester
+//!   it knows (and keeps the lower wave it already relays); a contester never follows a
+//!   higher challenger's wave but answers it with its own; echoes are counted per neighbour,
+//!   including relays of the leader's new wave that overtook its ELECT; a wave that stalls
+//!   for 3 s starts again.
 //!
 //! Harmony extension, properties that change: [`ZreNode::set_header`] changes one of our
 //! headers while running and [`ZreNode::request_properties`] asks a peer for its current set.

@@ -36,6 +36,11 @@ struct Group {
     leader: Option<Uuid>,
     /// Members seen starting waves of their own (ELECT naming themselves).
     contesters: BTreeSet<Uuid>,
+    /// Members whose ELECT for the leader in office came while no election was under way:
+    /// stragglers of the finished wave, or relays of the leader's new wave that overtook its
+    /// own ELECT. Such a neighbour sends nothing more in that wave, so if the leader's ELECT
+    /// follows, they count as already heard (else our echo, and the wave, would stall).
+    early: BTreeSet<Uuid>,
 }
 
 /// One echo wave of Zyre's election (`zyre_election.c`): the current active wave (the lowest
@@ -47,7 +52,9 @@ struct Election {
     started: Option<Instant>,
     caw: Option<String>,
     father: Option<Uuid>,
-    erec: usize,
+    /// The neighbours whose ELECT for the current wave we have (Zyre counts them; a set
+    /// does not count one twice when a wave is restarted).
+    echoes: BTreeSet<Uuid>,
     lrec: usize,
     leader: Option<String>,
     /// Whether our echo (or our LEADER) for this wave went out.
@@ -70,6 +77,8 @@ pub struct ZreNode {
     peer_config: PeerConfig,
     reap_interval: Duration,
     goodbye_on_stop: bool,
+    /// [`NodeConfig::every_peer_elects`].
+    every_peer_elects: bool,
     status: u8,
     own_groups: BTreeSet<String>,
     peers: BTreeMap<Uuid, Peer>,
@@ -111,6 +120,7 @@ impl ZreNode {
             peer_config: config.peer,
             reap_interval,
             goodbye_on_stop: config.goodbye_on_stop,
+            every_peer_elects: config.every_peer_elects,
             status: 0,
             own_groups: BTreeSet::new(),
             peers: BTreeMap::new(),
@@ -609,23 +619,40 @@ impl ZreNode {
     /// Sends `content` to every peer known to be in `group` (we need not be in it ourselves).
     /// Returns how many peers it was sent to.
     pub fn shout(&mut self, group: &str, content: Vec<Bytes>) -> usize {
+        let mut stamped = Vec::new();
+        let members = self.shout_sequences(group, &mut stamped);
+        for (peer, sequence) in stamped {
+            let body = ZreBody::Shout {
+                group: group.to_owned(),
+                content: content.clone(),
+            };
+            self.actions.push_back(Action::Send {
+                peer,
+                message: ZreMessage::new(sequence, body),
+            });
+        }
+        members
+    }
+
+    /// [`ZreNode::shout`] for a driver that encodes the SHOUT once and patches each copy's
+    /// sequence number in (`ZreMessage::restamp`): appends every member of `group` that can be
+    /// sent to, with the sequence number of its copy, and queues no action. The driver must
+    /// run the actions already queued first (sequence numbers leave in order), then queue one
+    /// copy per entry, calling [`ZreNode::handle_send_failed`] where a queue is full. Returns
+    /// how many members the group has (as `shout` does).
+    pub fn shout_sequences(&mut self, group: &str, stamped: &mut Vec<(Uuid, u16)>) -> usize {
         if self.stopped {
             return 0;
         }
-        let members: Vec<Uuid> = match self.groups.get(group) {
-            Some(g) => g.members.iter().copied().collect(),
-            None => return 0,
+        let Some(g) = self.groups.get(group) else {
+            return 0;
         };
-        for &m in &members {
-            self.send_to(
-                m,
-                ZreBody::Shout {
-                    group: group.to_owned(),
-                    content: content.clone(),
-                },
-            );
+        for m in &g.members {
+            if let Some(sequence) = self.peers.get_mut(m).and_then(Peer::next_sequence) {
+                stamped.push((*m, sequence));
+            }
         }
-        members.len()
+        g.members.len()
     }
 
     /// Stops the node: GOODBYE to every peer if configured, every connection closed, STOP
@@ -845,6 +872,9 @@ impl ZreNode {
                         self.props_peers.insert(from);
                     }
                 }
+                if self.every_peer_elects {
+                    self.electors.insert(from);
+                }
                 let new_groups = peer.apply_hello(&hello);
                 peer.set_status(hello.status);
                 let name = peer.shared_name();
@@ -963,6 +993,7 @@ impl ZreNode {
         let contesting = self.contesting(group);
         if let Some(g) = self.groups.get_mut(group) {
             g.contesters.remove(&uuid);
+            g.early.remove(&uuid);
             let leader_left = g.leader == Some(uuid);
             let electing = g.election.is_some();
             if leader_left {
@@ -1001,7 +1032,7 @@ impl ZreNode {
                     self.elected(group, uuid);
                 }
             }
-        } else if !e.answered && e.erec >= electorate.len() && caw != self.uuid_str {
+        } else if !e.answered && heard_all(&e.echoes, &electorate) && caw != self.uuid_str {
             if let Some(father) = e.father.filter(|f| electorate.contains(f)) {
                 e.answered = true;
                 let body = ZreBody::Elect {
@@ -1073,12 +1104,21 @@ impl ZreNode {
             .contesters
             .iter()
             .any(|c| g.members.contains(c) && uuid_string(c) < uuid_str);
-        g.leader = None;
-        if lower && !force {
-            debug!(group, "a lower contester starts this election");
-            g.election = None;
+        // A lower contester starts its own wave on the same membership changes, and that wave
+        // beats ours everywhere: we wait for it, and leave alone what we know (the wave of a
+        // lower challenger we may already relay, the leader it may already have crowned).
+        // Dropping them would leave us without a leader and, alone with no leader, we would
+        // later start a wave of our own that everybody follows (a second, higher leader).
+        let lower_wave = g
+            .election
+            .as_ref()
+            .and_then(|e| e.caw.as_ref())
+            .is_some_and(|caw| *caw < uuid_str);
+        if (lower || lower_wave) && !force {
+            debug!(group, "a lower contester leads this election");
             return;
         }
+        g.leader = None;
         if electorate.is_empty() {
             g.election = None;
             self.elected(group, self.uuid);
@@ -1144,19 +1184,55 @@ impl ZreNode {
             && g.election.as_ref().and_then(|e| e.caw.as_ref()) != Some(&challenger);
         if ours_ended || (finished && !own_word) {
             debug!(peer = %from, group, "ELECT of a finished wave, ignored");
+            if finished && g.leader.is_some_and(|l| uuid_string(&l) == challenger) {
+                g.early.insert(from);
+            }
+            return;
+        }
+        // A contester never supports a challenger above itself (in Zyre every contester
+        // starts its own wave on the same changes, so that never happens there). A higher
+        // contester's lone wave (its retry after it lost track of an election, or a straggler
+        // of an old one) would otherwise be followed by everybody, the leader in office
+        // included, and crown it over the lowest. We start our own wave instead (or leave it
+        // to a lower contester): it beats the higher one everywhere.
+        let lower_wave = g
+            .election
+            .as_ref()
+            .and_then(|e| e.caw.as_ref())
+            .is_some_and(|caw| *caw <= self.uuid_str);
+        if self.own_groups.contains(group) && g.contest && challenger > self.uuid_str {
+            if !lower_wave {
+                debug!(peer = %from, group, "ELECT of a higher challenger: challenging it");
+                self.start_election_now(group, false);
+            }
             return;
         }
         let now = self.now;
+        // Relays of the leader's new wave that came before its own ELECT (see `early`).
+        let early = if g.leader.is_some_and(|l| uuid_string(&l) == challenger) {
+            std::mem::take(&mut g.early)
+        } else {
+            BTreeSet::new()
+        };
         let e = g.election.get_or_insert_with(Election::default);
         // Zyre: a lower challenger wins us over. Harmony also takes the challenger's own
-        // ELECT for its wave as a new wave (it restarted), so old counts do not stall it.
+        // ELECT for its wave as a new wave (it restarted); the neighbours already heard in
+        // the old one keep counting (their relay of the new wave may have overtaken the
+        // challenger's ELECT, and they send only one).
         let restarted = e.caw.as_ref() == Some(&challenger)
             && harmony_peer::parse_uuid_string(&challenger) == Some(from);
         if restarted || e.caw.as_ref().is_none_or(|caw| challenger < *caw) {
+            let mut echoes = if restarted {
+                std::mem::take(&mut e.echoes)
+            } else {
+                early
+            };
+            echoes.retain(|m| electorate.contains(m));
             *e = Election {
                 started: Some(now),
                 caw: Some(challenger.clone()),
                 father: Some(from),
+                echoes,
                 ..Election::default()
             };
             let body = ZreBody::Elect {
@@ -1173,10 +1249,9 @@ impl ZreNode {
         if e.caw.as_ref() != Some(&challenger) {
             return; // an unworthy challenger: ignored
         }
-        e.erec += 1;
-        // Zyre waits for exactly one ELECT per neighbour; Harmony for at least as many, and
-        // answers once.
-        if e.erec < electorate.len() || e.answered {
+        e.echoes.insert(from);
+        // Zyre waits for one ELECT from every neighbour, and so do we; we answer once.
+        if !heard_all(&e.echoes, &electorate) || e.answered {
             return;
         }
         e.answered = true;
@@ -1273,6 +1348,7 @@ impl ZreNode {
         };
         if let Some(g) = self.groups.get_mut(group) {
             g.leader = Some(leader);
+            g.early.clear();
         }
         debug!(group, leader = %leader, "election finished");
         self.events.push_back(Event::Leader {
@@ -1281,4 +1357,9 @@ impl ZreNode {
             group: group.to_owned(),
         });
     }
+}
+
+/// Whether every member of `electorate` is in `heard`.
+fn heard_all(heard: &BTreeSet<Uuid>, electorate: &[Uuid]) -> bool {
+    electorate.iter().all(|m| heard.contains(m))
 }

@@ -780,7 +780,119 @@ fn election_messages_from_non_members_are_ignored() {
         t,
     );
     assert_eq!(kinds(&events(&mut n)), ["JOIN"]);
+    // A contester never follows a higher challenger: we answer with a wave of our own.
+    let me = harmony_group::uuid_string(&Uuid::from_u128(ME));
+    let sent: Vec<ZreBody> = actions(&mut n)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Send { message, .. } => Some(message.body),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [ZreBody::Elect {
+            group: "Z".into(),
+            challenger_id: me.clone()
+        }]
+    );
+    // bob joins our wave (its echo) and passes on our LEADER: we stay leader.
+    for (seq, body) in [
+        (
+            6,
+            ZreBody::Elect {
+                group: "Z".into(),
+                challenger_id: me.clone(),
+            },
+        ),
+        (
+            7,
+            ZreBody::Leader {
+                group: "Z".into(),
+                leader_id: me,
+            },
+        ),
+    ] {
+        n.handle_message(bob(), msg(seq, body), t);
+    }
+    assert_eq!(last_leader(&mut n, "Z"), Some(Uuid::from_u128(ME)));
     assert_eq!(n.leader("Z"), Some(Uuid::from_u128(ME)));
+}
+
+/// A Zyre node that does not contest (its HELLO has no `X-HARMONY`, like pyre's) is sent
+/// nothing by default. With `every_peer_elects` it gets the ELECT, answers with its echo as a
+/// Zyre non-contester with one neighbour does, is sent the LEADER and floods it back, and we
+/// report it.
+#[test]
+fn every_peer_elects_brings_a_non_contesting_zyre_peer_into_the_wave() {
+    let me = harmony_group::uuid_string(&Uuid::from_u128(ME));
+    for every in [false, true] {
+        let t = Instant::now();
+        let mut c = NodeConfig::new(Uuid::from_u128(ME));
+        c.endpoint = "tcp://10.0.0.1:5000".into();
+        c.every_peer_elects = every;
+        let mut n = ZreNode::new(c, t);
+        n.handle_message(bob(), hello(&["Z"], 1), t);
+        actions(&mut n);
+        events(&mut n);
+        n.contest_in_group("Z");
+        n.join("Z");
+        let t = t + Duration::from_millis(400);
+        n.handle_timeout(t);
+        let sent: Vec<ZreBody> = actions(&mut n)
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Send { peer, message } if peer == bob() => Some(message.body),
+                _ => None,
+            })
+            .filter(|b| matches!(b, ZreBody::Elect { .. } | ZreBody::Leader { .. }))
+            .collect();
+        if !every {
+            assert!(sent.is_empty(), "pyre-shaped peer sent {sent:?}");
+            assert_eq!(last_leader(&mut n, "Z"), Some(Uuid::from_u128(ME)));
+            continue;
+        }
+        let elect = ZreBody::Elect {
+            group: "Z".into(),
+            challenger_id: me.clone(),
+        };
+        assert_eq!(
+            sent,
+            std::slice::from_ref(&elect),
+            "the wave reaches the Zyre peer"
+        );
+        assert_eq!(n.leader("Z"), None, "no leader before the echo");
+        // Its echo (an ELECT naming our wave back to its father) completes the wave.
+        n.handle_message(bob(), msg(2, elect), t);
+        let leader: Vec<ZreBody> = actions(&mut n)
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Send { peer, message } if peer == bob() => Some(message.body),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            leader,
+            [ZreBody::Leader {
+                group: "Z".into(),
+                leader_id: me.clone()
+            }]
+        );
+        // Zyre floods the LEADER on to its peers, so it comes back: now we report it.
+        n.handle_message(
+            bob(),
+            msg(
+                3,
+                ZreBody::Leader {
+                    group: "Z".into(),
+                    leader_id: me.clone(),
+                },
+            ),
+            t,
+        );
+        assert_eq!(last_leader(&mut n, "Z"), Some(Uuid::from_u128(ME)));
+        assert_eq!(n.leader("Z"), Some(Uuid::from_u128(ME)));
+    }
 }
 
 #[test]

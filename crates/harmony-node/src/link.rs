@@ -17,13 +17,29 @@ pub struct LinkEvent {
     pub event: SocketEvent,
 }
 
-/// Moves a socket's monitor events to the driver, tagged with the peer, until the socket
-/// closes. The monitor drops events rather than slow the socket; this task only waits for
-/// the driver, which reads them in its loop.
-pub(crate) fn forward(mut monitor: Monitor, peer: Option<Uuid>, to: mpsc::Sender<LinkEvent>) {
+/// A link event as the driver gets it: with the number of the connection (socket) it came
+/// from, so that the late events of a peer's closed connection are not taken for its new one.
+#[derive(Debug)]
+pub(crate) struct Tagged {
+    /// The connection's number (0: the inbox).
+    pub(crate) conn: u64,
+    /// The event.
+    pub(crate) link: LinkEvent,
+}
+
+/// Moves a socket's monitor events to the driver, tagged with the peer and the connection's
+/// number, until the socket closes. The monitor drops events rather than slow the socket;
+/// this task only waits for the driver, which reads them in its loop.
+pub(crate) fn forward(
+    mut monitor: Monitor,
+    peer: Option<Uuid>,
+    conn: u64,
+    to: mpsc::Sender<Tagged>,
+) {
     tokio::spawn(async move {
         while let Some(event) = monitor.recv().await {
-            if to.send(LinkEvent { peer, event }).await.is_err() {
+            let link = LinkEvent { peer, event };
+            if to.send(Tagged { conn, link }).await.is_err() {
                 return;
             }
         }

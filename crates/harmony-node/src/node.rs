@@ -39,7 +39,7 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::error::NodeError;
-use crate::link::{self, LinkEvent, LINK_QUEUE};
+use crate::link::{self, LinkEvent, Tagged, LINK_QUEUE};
 
 /// Largest first frame of a ZRE message accepted (HELLO with its headers and groups).
 const MAX_ZRE_HEADER: usize = 1 << 20;
@@ -162,6 +162,14 @@ impl NodeBuilder {
         self
     }
 
+    /// Sends ELECT/LEADER to every peer, also those that do not advertise `X-HARMONY: elect`
+    /// (see [`harmony_group::NodeConfig::every_peer_elects`]): for fleets of Harmony and Zyre
+    /// nodes without pyre, so that non-contesting Zyre nodes relay the wave and see the LEADER.
+    pub fn every_peer_elects(mut self, on: bool) -> Self {
+        self.config.every_peer_elects = on;
+        self
+    }
+
     /// Takes part in leader election for `group` (ELECT/LEADER, Zyre's draft extension).
     pub fn contest(mut self, group: impl Into<String>) -> Self {
         self.contests.push(group.into());
@@ -280,7 +288,7 @@ impl NodeBuilder {
         let inbox = RouterSocket::new(inbox_options);
         let (link_tx, link_rx) = mpsc::channel(LINK_QUEUE);
         let (monitor_tx, monitor_rx) = mpsc::channel(LINK_QUEUE);
-        link::forward(inbox.monitor(), None, link_tx.clone());
+        link::forward(inbox.monitor(), None, 0, link_tx.clone());
         let bind_at = gossip
             .endpoint
             .clone()
@@ -327,6 +335,8 @@ impl NodeBuilder {
             curve,
             peer_keys: HashMap::new(),
             dealers: HashMap::new(),
+            conns: HashMap::new(),
+            next_conn: 0,
             links: link_tx,
             send_hwm,
             dealer_linger,
@@ -336,6 +346,7 @@ impl NodeBuilder {
             reader: None,
             finished: false,
             encoded: BytesMut::new(),
+            stamped: Vec::new(),
             exited: Vec::new(),
         }));
         let inbox = Arc::new(inbox);
@@ -630,9 +641,32 @@ impl Node {
         content: impl Into<Content>,
     ) -> Result<(), NodeError> {
         let (group, content) = (group.into(), content.into().0);
-        self.direct(|core| {
-            core.shout(&group, content);
-        })
+        self.direct_state(|state| state.shout(&group, content))
+    }
+
+    /// Waits until what was queued so far for these peers (whispers, shouts...) has been
+    /// written to the operating system: from there it is delivered even if this process is
+    /// killed next. Peers without a connection are skipped. A peer that does not read holds
+    /// it back: bound it with a timeout.
+    pub async fn flushed(&self, peers: &[Uuid]) {
+        self.flushed_where(|p| peers.contains(p)).await;
+    }
+
+    /// [`Node::flushed`] for every peer.
+    pub async fn flushed_all(&self) {
+        self.flushed_where(|_| true).await;
+    }
+
+    async fn flushed_where(&self, wanted: impl Fn(&Uuid) -> bool) {
+        let waits: Vec<_> = lock(&self.state)
+            .dealers
+            .iter()
+            .filter(|(peer, _)| wanted(peer))
+            .map(|(_, dealer)| dealer.flushed())
+            .collect();
+        for wait in waits {
+            wait.await;
+        }
     }
 
     /// Sets one of our headers while running. Harmony peers get our whole set at once and
@@ -664,15 +698,32 @@ impl Node {
         peer: Uuid,
         timeout: Duration,
     ) -> Result<Vec<(String, String)>, NodeError> {
+        self.start_request_properties(peer, timeout)?.await
+    }
+
+    /// Sends the request of [`Node::request_properties_within`] now and returns the wait for
+    /// its answer, which does not borrow the node (for callers that must not hold the node
+    /// while they wait, such as the Python binding).
+    pub fn start_request_properties(
+        &self,
+        peer: Uuid,
+        timeout: Duration,
+    ) -> Result<
+        impl Future<Output = Result<Vec<(String, String)>, NodeError>> + Send + 'static,
+        NodeError,
+    > {
         let (tx, rx) = oneshot::channel();
         let request = self.send_request(peer, tx)?;
-        let out = tokio::time::timeout(timeout, rx).await;
-        lock(&self.state).requests.remove(&request);
-        match out {
-            Ok(Ok(headers)) => Ok(headers),
-            Ok(Err(_)) => Err(NodeError::Stopped),
-            Err(_) => Err(NodeError::Timeout(peer)),
-        }
+        let state = Arc::clone(&self.state);
+        Ok(async move {
+            let out = tokio::time::timeout(timeout, rx).await;
+            lock(&state).requests.remove(&request);
+            match out {
+                Ok(Ok(headers)) => Ok(headers),
+                Ok(Err(_)) => Err(NodeError::Stopped),
+                Err(_) => Err(NodeError::Timeout(peer)),
+            }
+        })
     }
 
     /// Sends a PROPS-REQUEST and registers where its answer goes, under the same lock: the
@@ -746,7 +797,14 @@ impl Node {
         if state.finished {
             return Poll::Ready(None);
         }
-        state.reader = Some(cx.waker().clone());
+        // Waiting on many nodes polls each one per event: keep the waker already there.
+        if !state
+            .reader
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            state.reader = Some(cx.waker().clone());
+        }
         Poll::Pending
     }
 
@@ -905,8 +963,12 @@ struct State {
     /// Peers' CURVE public keys, from their v3 beacons or their HELLO's `X-PUBLICKEY`.
     peer_keys: HashMap<Uuid, [u8; 32]>,
     dealers: HashMap<Uuid, DealerSocket>,
+    /// The number of each peer's current outbound connection (its dealer's link events).
+    conns: HashMap<Uuid, u64>,
+    /// The number of the last connection made.
+    next_conn: u64,
     /// Where the dealers' monitor events go (to the driver).
-    links: mpsc::Sender<LinkEvent>,
+    links: mpsc::Sender<Tagged>,
     send_hwm: usize,
     /// Linger of outbound connections (gossip mode: time for the GOODBYEs of a stop).
     dealer_linger: Duration,
@@ -923,6 +985,8 @@ struct State {
     finished: bool,
     /// Spare room where outgoing ZRE first frames are encoded.
     encoded: BytesMut,
+    /// Spare room for the members of one SHOUT and their sequence numbers.
+    stamped: Vec<(Uuid, u16)>,
     /// Peers that exited since the driver last looked (it forgets their gossip tuples).
     exited: Vec<Uuid>,
 }
@@ -940,7 +1004,7 @@ struct Driver {
     beacons: Option<Beacon>,
     gossip: Option<Gossip>,
     commands: mpsc::Receiver<Command>,
-    links: mpsc::Receiver<LinkEvent>,
+    links: mpsc::Receiver<Tagged>,
     /// The application's copy of the link events (dropped when it does not read them).
     monitor: mpsc::Sender<LinkEvent>,
 }
@@ -1041,7 +1105,7 @@ impl Driver {
                     }
                 },
                 () = self.wake.notified() => {}
-                Some(link) = self.links.recv() => self.on_link(link),
+                Some(tagged) = self.links.recv() => self.on_link(tagged),
                 read = std::future::poll_fn(|cx| {
                     let mut state = lock(&self.state);
                     if state.events.len() >= state.event_cap {
@@ -1080,13 +1144,22 @@ impl Driver {
     }
 
     /// A peer's connection dropped or came back: the state machine decides what it means.
-    fn on_link(&mut self, link: LinkEvent) {
+    /// Only the peer's current connection counts: a connection closed with an earlier
+    /// session of the peer (it expired, was replaced) may report its end after the new one
+    /// is up, and taking that for the new one would remove a live peer (a false EXIT, as
+    /// right after a partition heals).
+    fn on_link(&mut self, Tagged { conn, link }: Tagged) {
         if let Some(peer) = link.peer {
             let now = std::time::Instant::now();
-            match link.event.kind {
-                EventKind::Disconnected { .. } => self.state().core.handle_link_down(peer, now),
-                EventKind::HandshakeSucceeded => self.state().core.handle_link_up(peer, now),
-                _ => {}
+            let mut state = self.state();
+            if state.conns.get(&peer) == Some(&conn) {
+                match link.event.kind {
+                    EventKind::Disconnected { .. } => state.core.handle_link_down(peer, now),
+                    EventKind::HandshakeSucceeded => state.core.handle_link_up(peer, now),
+                    _ => {}
+                }
+            } else {
+                debug!(peer = %peer, conn, event = ?link.event.kind, "event of a closed connection");
             }
         }
         let _ = self.monitor.try_send(link);
@@ -1232,6 +1305,81 @@ impl State {
         }
     }
 
+    /// Makes room for `len` more bytes in the block first frames are encoded into.
+    fn room(&mut self, len: usize) {
+        if self.encoded.capacity() < len {
+            self.encoded.reserve(ENCODE_BLOCK.max(len));
+        }
+    }
+
+    /// Queues an encoded message on the peer's DEALER without waiting; a full queue means the
+    /// peer cannot keep up, and the state machine drops it.
+    fn queue(&mut self, peer: Uuid, frames: Message) {
+        let Some(dealer) = self.dealers.get(&peer) else {
+            debug!(peer = %peer, "send to a peer without connection");
+            return;
+        };
+        match dealer.try_send(frames) {
+            Ok(()) => {}
+            Err(TrySendError::WouldBlock(_)) => {
+                warn!(peer = %peer, "peer cannot keep up; disconnecting it");
+                self.core
+                    .handle_send_failed(peer, std::time::Instant::now());
+            }
+            Err(e) => debug!(peer = %peer, error = %e, "send failed"),
+        }
+    }
+
+    /// A SHOUT encoded once: each member's copy is the same first frame with its own sequence
+    /// number patched in, and the same content frames (shared, not copied).
+    fn shout(&mut self, group: &str, content: Vec<Bytes>) {
+        // What is queued goes first, so that every peer gets its sequence numbers in order.
+        self.run_actions();
+        let mut stamped = std::mem::take(&mut self.stamped);
+        self.core.shout_sequences(group, &mut stamped);
+        if let Some(&(_, sequence)) = stamped.first() {
+            let message = ZreMessage::new(
+                sequence,
+                ZreBody::Shout {
+                    group: group.to_owned(),
+                    content,
+                },
+            );
+            self.room(message.encoded_len());
+            let mut frames = Message::new();
+            match message.encode_frames(&mut self.encoded, &mut frames) {
+                Ok(()) => self.shout_copies(&stamped, &frames),
+                Err(e) => warn!(group, error = %e, "shout cannot be encoded; dropped"),
+            }
+        }
+        stamped.clear();
+        self.stamped = stamped;
+    }
+
+    /// Queues `frames` (encoded for the first of `stamped`) on every peer of `stamped`.
+    fn shout_copies(&mut self, stamped: &[(Uuid, u16)], frames: &Message) {
+        let Some((first, content)) = frames.frames().split_first() else {
+            return;
+        };
+        for (i, &(peer, sequence)) in stamped.iter().enumerate() {
+            let head = if i == 0 {
+                first.clone()
+            } else {
+                self.room(first.len());
+                self.encoded.extend_from_slice(first);
+                // The frame was encoded from a valid header: it is long enough.
+                let _ = ZreMessage::restamp(&mut self.encoded, sequence);
+                self.encoded.split().freeze()
+            };
+            let mut copy = Message::new();
+            copy.push_back(head);
+            for frame in content {
+                copy.push_back(frame.clone());
+            }
+            self.queue(peer, copy);
+        }
+    }
+
     fn execute(&mut self, action: Action) {
         match action {
             Action::Connect { peer, endpoint } => {
@@ -1254,39 +1402,32 @@ impl State {
                     });
                 }
                 let dealer = DealerSocket::new(options);
-                link::forward(dealer.monitor(), Some(peer), self.links.clone());
+                self.next_conn += 1;
+                self.conns.insert(peer, self.next_conn);
+                link::forward(
+                    dealer.monitor(),
+                    Some(peer),
+                    self.next_conn,
+                    self.links.clone(),
+                );
                 if let Err(e) = dealer.connect(&endpoint) {
                     warn!(peer = %peer, endpoint = %endpoint, error = %e, "cannot connect to peer");
                 }
                 self.dealers.insert(peer, dealer);
             }
             Action::Send { peer, message } => {
-                let Some(dealer) = self.dealers.get(&peer) else {
-                    debug!(peer = %peer, "send to a peer without connection");
-                    return;
-                };
                 // Encoded straight into the outgoing message; first frames are cut from one
                 // reused block instead of one allocation each.
-                if self.encoded.capacity() < message.encoded_len() {
-                    self.encoded
-                        .reserve(ENCODE_BLOCK.max(message.encoded_len()));
-                }
+                self.room(message.encoded_len());
                 let mut frames = Message::new();
                 if let Err(e) = message.encode_frames(&mut self.encoded, &mut frames) {
                     warn!(peer = %peer, error = %e, "message cannot be encoded; dropped");
                     return;
                 }
-                match dealer.try_send(frames) {
-                    Ok(()) => {}
-                    Err(TrySendError::WouldBlock(_)) => {
-                        warn!(peer = %peer, "peer cannot keep up; disconnecting it");
-                        self.core
-                            .handle_send_failed(peer, std::time::Instant::now());
-                    }
-                    Err(e) => debug!(peer = %peer, error = %e, "send failed"),
-                }
+                self.queue(peer, frames);
             }
             Action::Disconnect { peer } => {
+                self.conns.remove(&peer);
                 let dealer = self.dealers.remove(&peer);
                 if let Some(dealer) = dealer.filter(|_| !self.dealer_linger.is_zero()) {
                     // Let what is queued (a stop's GOODBYE) go out; dropping would discard it.

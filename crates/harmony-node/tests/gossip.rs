@@ -319,7 +319,6 @@ async fn a_czmq_shaped_gossip_client_is_served_and_dialled() {
 /// the same LEADER (the lowest contesting UUID); the leader stops and the others elect the
 /// next one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known failure (issue 10, section 2): under load 9 of 10 members sometimes agree on the leader; run with --ignored"]
 async fn ten_nodes_elect_one_leader_and_reelect_when_it_stops() {
     let beacon_port = harmony_testkit::free_udp_port();
     let hub = gossip_node("hub", beacon_port)

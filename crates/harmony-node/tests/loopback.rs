@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use bytes::Bytes;
 use harmony_node::{next_event_any, Event, Node, Uuid};
 use tokio::time::timeout;
 
@@ -110,10 +111,7 @@ async fn six_nodes_discover_join_shout_whisper_leave_and_exit() {
 
     // A two-frame shout reaches every other member once, frames intact.
     nodes[0]
-        .shout(
-            "GROUP",
-            vec![bytes::Bytes::from("part1"), bytes::Bytes::from("part2")],
-        )
+        .shout("GROUP", vec![Bytes::from("part1"), Bytes::from("part2")])
         .await
         .unwrap();
     let shouts = collect(&mut nodes, |_, e| matches!(e, Event::Shout { .. }), n - 1).await;
@@ -124,10 +122,7 @@ async fn six_nodes_discover_join_shout_whisper_leave_and_exit() {
             unreachable!()
         };
         assert_eq!(*peer, uuids[0]);
-        assert_eq!(
-            content,
-            &vec![bytes::Bytes::from("part1"), bytes::Bytes::from("part2")]
-        );
+        assert_eq!(content, &vec![Bytes::from("part1"), Bytes::from("part2")]);
     }
 
     // Whisper goes to exactly one node.
@@ -234,7 +229,6 @@ async fn encrypted_nodes_chat_and_never_meet_plaintext_nodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_peer_on_the_inbox_changes_nothing_for_the_others() {
-    use bytes::Bytes;
     use harmony_wire::zre::{Hello, ZreBody, ZreMessage};
     use harmony_zmtp::{DealerSocket, Message, SocketOptions};
 
@@ -403,4 +397,154 @@ async fn a_late_reader_gets_every_whisper_in_order_and_the_stream_ends_with_stop
     .await
     .expect("the event stream ends after STOP");
     assert_eq!(tail.last(), Some(&"STOP"), "{tail:?}");
+}
+
+/// `request_properties` of a peer that never answers: a raw ZRE peer that advertises
+/// `X-HARMONY: props` in its HELLO and then stays mute. The node asks (the PROPS-REQUEST
+/// reaches the peer's inbox) and gives up after the timeout with `NodeError::Timeout`; a late
+/// answer afterwards is taken as a plain header change, and the node goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_properties_times_out_when_the_peer_never_answers() {
+    use harmony_wire::zre::{Hello, ZreBody, ZreMessage};
+    use harmony_zmtp::{DealerSocket, Message, RouterSocket, SocketOptions};
+
+    let mut node = Node::builder()
+        .name("asker")
+        .loopback()
+        .port(harmony_testkit::free_udp_port())
+        .start()
+        .await
+        .expect("node starts");
+    let mute = Uuid::from_u128(0x00de_adbe_ef00_4000_8000_0000_0000_0001);
+    let inbox = RouterSocket::new(SocketOptions::default());
+    let inbox_at = inbox.bind("tcp://127.0.0.1:0").await.expect("bind");
+    let out = DealerSocket::new(
+        SocketOptions::default()
+            .identity(Bytes::copy_from_slice(&harmony_group::routing_id(&mute))),
+    );
+    out.connect(node.endpoint()).expect("connect");
+    let send = |sequence: u16, body: ZreBody| {
+        let frames = ZreMessage { sequence, body }.to_frames().expect("encodes");
+        Message::from_frames(frames)
+    };
+    let hello = ZreBody::Hello(Hello {
+        endpoint: format!("tcp://{}", inbox_at.addr()),
+        groups: vec![],
+        status: 0,
+        name: "mute".into(),
+        headers: vec![("X-HARMONY".into(), "props".into())],
+    });
+    out.send(send(1, hello)).await.expect("send HELLO");
+    timeout(STEP, async {
+        while !matches!(node.next_event().await, Some(Event::Enter { peer, .. }) if peer == mute) {}
+    })
+    .await
+    .expect("the mute peer enters");
+
+    let asked = std::time::Instant::now();
+    let got = node
+        .request_properties_within(mute, Duration::from_millis(300))
+        .await;
+    assert!(
+        matches!(got, Err(harmony_node::NodeError::Timeout(p)) if p == mute),
+        "{got:?}"
+    );
+    assert!(asked.elapsed() >= Duration::from_millis(300));
+    // It was asked: HELLO, then PROPS-REQUEST on the node's connection to the peer's inbox.
+    let request = timeout(STEP, async {
+        loop {
+            let msg = inbox.recv().await.expect("recv");
+            let m = ZreMessage::decode(&msg.frames()[1..], 1 << 20).expect("ZRE");
+            if let ZreBody::PropsRequest { request } = m.body {
+                break request;
+            }
+        }
+    })
+    .await
+    .expect("the PROPS-REQUEST reached the peer");
+    // The answer comes too late: no waiting caller; it is a header change like any other.
+    let late = ZreBody::Props {
+        request,
+        headers: vec![("X-LATE".into(), "yes".into())],
+    };
+    out.send(send(2, late)).await.expect("send PROPS");
+    timeout(STEP, async {
+        loop {
+            if let Some(Event::Headers { peer, headers, .. }) = node.next_event().await {
+                assert_eq!(peer, mute);
+                assert_eq!(headers, [("X-LATE".to_owned(), "yes".to_owned())]);
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the late answer is seen as the peer's headers");
+    assert_eq!(
+        node.peer_header_value(mute, "X-LATE").await.unwrap(),
+        Some("yes".to_owned())
+    );
+    node.stop().await.expect("stop");
+}
+
+/// A SHOUT is encoded once and each member's copy gets its own sequence number patched in:
+/// shouts with two content frames, interleaved with whispers to one member (the same sequence
+/// numbers), all reach every member whole and in order, and nobody drops anybody for a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shouts_interleaved_with_whispers_reach_every_member_in_order() {
+    const COUNT: u32 = 2_000;
+    let port = harmony_testkit::free_udp_port();
+    let mut nodes = start_nodes(4, port).await;
+    collect(&mut nodes, |_, e| matches!(e, Event::Enter { .. }), 12).await;
+    for node in &nodes[1..] {
+        node.join("FAN").await.unwrap();
+    }
+    // Each of the three members' JOIN reaches the other three nodes.
+    collect(&mut nodes, |_, e| matches!(e, Event::Join { .. }), 9).await;
+    let first = nodes[1].uuid();
+    for i in 0..COUNT {
+        let n = i.to_be_bytes().to_vec();
+        nodes[0]
+            .shout(
+                "FAN",
+                vec![Bytes::from(n.clone()), Bytes::from_static(b"shout")],
+            )
+            .await
+            .unwrap();
+        nodes[0].whisper(first, n).await.unwrap();
+    }
+    let (sender, members) = nodes.split_at_mut(1);
+    // Per member: the next shout expected, and (member 1) the next whisper.
+    let mut shouts = [0u32; 3];
+    let mut whispers = 0u32;
+    timeout(STEP, async {
+        while shouts.iter().any(|&s| s < COUNT) || whispers < COUNT {
+            let (i, ev) = next_event_any(members).await.expect("running");
+            match ev {
+                Event::Shout { content, group, .. } => {
+                    assert_eq!(group, "FAN");
+                    assert_eq!(content.len(), 2, "both content frames");
+                    assert_eq!(content[0].as_ref(), shouts[i].to_be_bytes(), "in order");
+                    assert_eq!(content[1].as_ref(), b"shout");
+                    if i == 0 {
+                        assert_eq!(whispers, shouts[0], "shout i comes before whisper i");
+                    }
+                    shouts[i] += 1;
+                }
+                Event::Whisper { content, .. } => {
+                    assert_eq!(i, 0, "only the first member is whispered to");
+                    assert_eq!(content[0].as_ref(), whispers.to_be_bytes(), "in order");
+                    whispers += 1;
+                    assert_eq!(whispers, shouts[0], "whisper i comes after shout i");
+                }
+                Event::Exit { .. } | Event::Evasive { .. } => panic!("unexpected {ev:?}"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out: shouts {shouts:?}, whispers {whispers}"));
+    sender[0].stop().await.unwrap();
+    for node in members {
+        node.stop().await.unwrap();
+    }
 }

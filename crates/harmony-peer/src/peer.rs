@@ -222,14 +222,18 @@ impl Peer {
     /// Zyre's `uint16_t`). Returns `None` once the connection is marked broken, so nothing
     /// is sent (and no number consumed) on it.
     pub fn stamp(&mut self, body: ZreBody) -> Option<ZreMessage> {
+        let sequence = self.next_sequence()?;
+        Some(ZreMessage { sequence, body })
+    }
+
+    /// [`Peer::stamp`] without the message: takes the next outbound sequence number, for a
+    /// driver that encodes one message once for many peers and patches in each one's number.
+    pub fn next_sequence(&mut self) -> Option<u16> {
         if !self.connected {
             return None;
         }
         self.sent_sequence = self.sent_sequence.wrapping_add(1);
-        Some(ZreMessage {
-            sequence: self.sent_sequence,
-            body,
-        })
+        Some(self.sent_sequence)
     }
 
     /// Marks the outbound connection broken (the driver could not queue a message): further

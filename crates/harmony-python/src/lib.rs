@@ -67,6 +67,10 @@ fn node_error(e: harmony_node::NodeError) -> PyErr {
         NodeError::UnknownPeer(peer) => {
             UnknownPeerError::new_err(format!("no known peer has UUID {}", peer.simple()))
         }
+        NodeError::Timeout(peer) => pyo3::exceptions::PyTimeoutError::new_err(format!(
+            "peer {} did not answer in time",
+            peer.simple()
+        )),
         other => HarmonyError::new_err(other.to_string()),
     }
 }

@@ -421,6 +421,58 @@ impl PyNode {
         Ok(Some(dict))
     }
 
+    /// Changes (or adds) one of this node's headers while it runs. Harmony peers get the new
+    /// set at once (a HEADERS event; their queries return the new value); Zyre and pyre peers
+    /// keep the headers of the HELLO they got. `X-HARMONY` is reserved (ValueError).
+    fn set_header(&self, py: Python<'_>, key: String, value: String) -> PyResult<()> {
+        self.command(py, async |n| n.set_header(key, value).await)
+    }
+
+    /// A Harmony peer's current headers as a dict, asked for over the network; waits up to
+    /// `timeout` seconds (5.0) with the GIL released, then raises TimeoutError. Raises
+    /// `UnknownPeerError` for an unknown peer and `HarmonyError` for a peer that does not
+    /// speak property requests (Zyre, pyre: use `peer_headers`).
+    #[pyo3(signature = (peer, timeout=None))]
+    fn request_properties<'py>(
+        &self,
+        py: Python<'py>,
+        peer: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let peer = peer_id(peer)?;
+        let timeout = match timeout {
+            Some(t) => seconds("timeout", t)?,
+            None => harmony_node::PROPS_TIMEOUT,
+        };
+        // The request goes out under the node; its answer is awaited without it (the pump
+        // keeps taking events meanwhile), in slices so that Ctrl-C is honoured.
+        let start = |mut held: Held<'_>| match held.node() {
+            Some(node) => node.start_request_properties(peer, timeout),
+            None => Err(NodeError::Stopped),
+        };
+        let wait = match self.cell.try_lock() {
+            Some(held) => start(held),
+            None => py.detach(|| start(self.cell.lock())),
+        }
+        .map_err(node_error)?;
+        let mut wait = Box::pin(wait);
+        let rt = self.rt;
+        let headers = loop {
+            let slice = py.detach(|| {
+                rt.block_on(async { tokio::time::timeout(SIGNAL_CHECK, &mut wait).await })
+            });
+            match slice {
+                Ok(result) => break result.map_err(node_error)?,
+                Err(_) => py.check_signals()?,
+            }
+        };
+        let dict = PyDict::new(py);
+        for (k, v) in headers {
+            dict.set_item(k, v)?;
+        }
+        Ok(dict)
+    }
+
     /// Stops the node: peers are told (a port-0 beacon), a STOP event ends the events. Events
     /// not read yet stay readable. Stopping twice is harmless.
     fn stop(&self, py: Python<'_>) -> PyResult<()> {

@@ -2,6 +2,7 @@
 CURVE, the GIL, asyncio, the pollable descriptor and argument errors."""
 
 import asyncio
+import os
 import select
 import signal
 import threading
@@ -288,8 +289,6 @@ def test_a_node_dropped_without_stop_leaves_politely(port):
 
 
 def test_ctrl_c_interrupts_a_blocking_recv(port):
-    import os
-
     with loopback_node("alone", port) as node:
         timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
         timer.start()
@@ -324,3 +323,49 @@ def test_queries_and_stop_answer_while_nobody_reads_events(port):
         assert last.type == "STOP" and reader.finished
         # Everything that arrived before the stop is there, in order, nothing skipped.
         assert whispers == list(range(len(whispers))) and len(whispers) > capacity
+
+
+def test_set_header_and_request_properties_between_python_and_rust(harmony_bin, port, procs):
+    """A header changed on a running Python node reaches the Rust node (HEADERS) and
+    request_properties fetches a peer's current set; a peer that does not answer (its process
+    paused) gives TimeoutError after the timeout, and answers again once resumed."""
+    rust = rust_chat(harmony_bin, "rusty", port, "--header", "X-IMPL=rust")
+    procs.append(rust)
+    rust_id = rust.expect("STARTED", is_event("STARTED"))["uuid"].lower()
+    with loopback_node("py", port, headers={"X-IMPL": "python"}) as node:
+        enter = wait_for(node, lambda e: e.type == "ENTER", "ENTER of the Rust node")
+        rust.expect("ENTER", is_event("ENTER", name="py"))
+
+        node.set_header("X-STATUS", "busy")
+        seen = rust.expect("HEADERS", is_event("HEADERS", name="py"))
+        assert seen["headers"] == {"X-IMPL": "python", "X-STATUS": "busy"}
+        with pytest.raises(ValueError, match="reserved"):
+            node.set_header("X-HARMONY", "x")
+
+        rust.send("/set X-MOOD calm")
+        changed = wait_for(node, lambda e: e.type == "HEADERS", "HEADERS of the Rust node")
+        assert changed.peer_id == rust_id and changed.headers == {"X-IMPL": "rust", "X-MOOD": "calm"}
+        assert node.request_properties(enter.peer) == {"X-IMPL": "rust", "X-MOOD": "calm"}
+        assert node.request_properties(rust_id, timeout=5.0)["X-MOOD"] == "calm"
+        with pytest.raises(harmony.UnknownPeerError):
+            node.request_properties(uuid.uuid4(), timeout=0.1)
+
+        # Paused, the Rust process cannot answer: the request times out, the node goes on.
+        os.kill(rust.proc.pid, signal.SIGSTOP)
+        try:
+            wait_stopped(rust.proc.pid)
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                node.request_properties(enter.peer, timeout=0.3)
+            assert 0.3 <= time.monotonic() - started < 5.0
+        finally:
+            os.kill(rust.proc.pid, signal.SIGCONT)
+        assert node.request_properties(enter.peer)["X-MOOD"] == "calm"
+
+
+def wait_stopped(pid, timeout=WAIT):
+    """Waits until process `pid` is stopped (a signal is delivered a moment after kill())."""
+    deadline = time.monotonic() + timeout
+    while open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "T":
+        assert time.monotonic() < deadline, f"process {pid} did not stop"
+        time.sleep(0.005)

@@ -2,7 +2,9 @@
 //!
 //! - log events/s from 10 publishers (each a `tracing` dispatcher on its own thread) into one
 //!   collector, beside 10 raw ZMTP PUB sockets sending the same encoded frames to one SUB;
-//! - tick jitter (p50/p99) of the timer at 100 Hz, beside a `tokio::time::interval` at 100 Hz;
+//! - tick jitter (p50/p99) of the timer at 100 Hz, alone and as the leader of three timers
+//!   (each tick prepared with the two standbys first), beside a `tokio::time::interval` at
+//!   100 Hz;
 //! - events/s that a WebSocket client gets through the bridge, beside the events/s a plain node
 //!   gets from the same shouter.
 //!
@@ -222,28 +224,53 @@ fn percentiles(mut v: Vec<u64>) -> (u64, u64) {
     (at(0.5), at(0.99))
 }
 
-async fn tick_jitter(ticks: usize, port: u16) -> ((u64, u64), (u64, u64)) {
-    let mut timer = Timer::start(
-        Node::builder().loopback().port(port),
-        TimerConfig {
-            rates: vec![100],
-            settle: Duration::from_millis(200),
-            ..TimerConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+/// Lateness of the leader's ticks at 100 Hz, with `timers - 1` standby timers to prepare each
+/// tick with first.
+async fn timer_lateness(ticks: usize, port: u16, timers: usize) -> (u64, u64) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    let mut running = Vec::new();
+    for _ in 0..timers {
+        let mut timer = Timer::start(
+            Node::builder()
+                .loopback()
+                .port(port)
+                .interval(Duration::from_millis(50)),
+            TimerConfig {
+                rates: vec![100],
+                settle: Duration::from_millis(200 * timers as u64),
+                ..TimerConfig::default()
+            },
+        )
+        .await
+        .unwrap();
+        let tx = tx.clone();
+        // Dropping a timer (when the task is aborted) stops it.
+        running.push(tokio::spawn(async move {
+            while let Some(ev) = timer.next_event().await {
+                if let TimerEvent::Sent { late_us, .. } = ev {
+                    if tx.send(late_us).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }));
+    }
     let mut late = Vec::new();
     let deadline = Instant::now() + PHASE_LIMIT;
     while late.len() < ticks && Instant::now() < deadline {
-        if let Ok(Some(TimerEvent::Sent { late_us, .. })) =
-            tokio::time::timeout(Duration::from_secs(1), timer.next_event()).await
-        {
-            late.push(late_us);
+        if let Ok(Some(l)) = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
+            late.push(l);
         }
     }
-    timer.stop().await;
-    let harmony = percentiles(late);
+    for task in running {
+        task.abort();
+    }
+    percentiles(late)
+}
+
+async fn tick_jitter(ticks: usize, port: u16) -> ((u64, u64), (u64, u64), (u64, u64)) {
+    let harmony = timer_lateness(ticks, port, 1).await;
+    let standbys = timer_lateness(ticks, free_port(), 3).await;
 
     // The baseline: tokio's interval (skipping missed ticks, so never bunched either); its
     // lateness is measured like the timer's, from the latest 10 ms slot since its start.
@@ -255,7 +282,7 @@ async fn tick_jitter(ticks: usize, port: u16) -> ((u64, u64), (u64, u64)) {
         interval.tick().await;
         late.push(origin.elapsed().as_micros() as u64 % 10_000);
     }
-    (harmony, percentiles(late))
+    (harmony, standbys, percentiles(late))
 }
 
 async fn bridge_events(messages: u64, port: u16) -> (f64, f64, u64) {
@@ -363,7 +390,7 @@ async fn main() {
     let messages = arg("--messages", 50_000);
 
     let (log, log_raw, log_dropped) = log_events(per_publisher).await;
-    let (jitter, jitter_base) = tick_jitter(ticks, free_port()).await;
+    let (jitter, jitter_standbys, jitter_base) = tick_jitter(ticks, free_port()).await;
     let (bridge, bridge_base, bridge_dropped) = bridge_events(messages, free_port()).await;
 
     println!("\nservices (loopback, one run; ratio = Harmony / baseline)");
@@ -392,6 +419,18 @@ async fn main() {
         jitter_base.1,
         jitter.1 as f64 / jitter_base.1.max(1) as f64
     );
+    for (q, leader, base) in [
+        ("p50", jitter_standbys.0, jitter_base.0),
+        ("p99", jitter_standbys.1, jitter_base.1),
+    ] {
+        println!(
+            "  {:<44} {:>14} {:>14} {:>7.2}",
+            format!("tick lateness {q}, leader + 2 standbys (us)"),
+            leader,
+            base,
+            leader as f64 / base.max(1) as f64
+        );
+    }
     println!(
         "  {:<44} {:>14.0} {:>14.0} {:>7.2}",
         "bridge events/s to a WebSocket client",

@@ -277,3 +277,26 @@ pub fn zrelog_message(data: &[u8]) {
         LogMessage::decode(&out, FUZZ_LIMIT).expect("an encoded ZRE/LOG message must decode");
     assert_eq!(again, msg, "ZRE/LOG message round trip");
 }
+
+/// Timer messages: the first frame of the input is a rate group and the second a tick's text;
+/// the frames together a leader's note. Whatever decodes encodes and decodes back to itself.
+pub fn timer_message(data: &[u8]) {
+    use crate::timer::{Tick, TimerNote};
+
+    let frames = split_frames(data);
+    if let [group, text, ..] = &frames[..] {
+        if let Ok(group) = std::str::from_utf8(group) {
+            if let Ok(tick) = Tick::decode(group, text) {
+                let again = Tick::decode(group, tick.text().as_bytes())
+                    .expect("an encoded tick must decode");
+                assert_eq!(again, tick, "tick round trip");
+            }
+        }
+    }
+    let Ok(note) = TimerNote::decode(&frames) else {
+        return;
+    };
+    let out = note.to_frames();
+    let again = TimerNote::decode(&out).expect("an encoded timer note must decode");
+    assert_eq!(again, note, "timer note round trip");
+}

@@ -6,6 +6,7 @@
 //! - [`pipeline`]: the reliable pipeline's messages (CREDIT, TASK, RESULT, START, END, STATUS, ACK).
 //! - [`zgp`]: ZGP, czmq's gossip protocol (HELLO, PUBLISH, PING, PONG, INVALID).
 //! - [`zrelog`]: ZRE/LOG log events (rfc/20, extended with `tracing` fields).
+//! - [`timer`]: the timer service's ticks and the leader's notes to standby timers.
 //!
 //! Decoders take a size limit and reject any declared length that exceeds it or the input,
 //! before allocating. Decoded payloads are [`bytes::Bytes`] slices of the input.
@@ -14,6 +15,7 @@ pub mod error;
 pub mod filemq;
 pub mod pipeline;
 mod primitives;
+pub mod timer;
 pub mod zgp;
 pub mod zmtp;
 pub mod zre;

@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use harmony_wire::filemq::{Cheezburger, FileOperation, FilemqMessage};
 use harmony_wire::fuzzing;
 use harmony_wire::pipeline::{Credit, PipelineMessage, ResultItem, Task, TaskItem, TaskResult};
+use harmony_wire::timer::{NoteKind, Tick, TimerNote};
 use harmony_wire::zgp::ZgpMessage;
 use harmony_wire::zmtp::{Command, Frame, Greeting, Mechanism, Metadata, PlainHello, RawCommand};
 use harmony_wire::zre::{Beacon, Hello, ZreBody, ZreMessage};
@@ -30,6 +31,7 @@ const TARGETS: &[(&str, Check)] = &[
     ("pipeline_message", fuzzing::pipeline_message),
     ("zgp_message", fuzzing::zgp_message),
     ("zrelog_message", fuzzing::zrelog_message),
+    ("timer_message", fuzzing::timer_message),
 ];
 
 /// Fuzz targets of other crates, replayed by their own tests
@@ -522,6 +524,25 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             name,
             msg.to_bytes().expect("ZRE/LOG message").to_vec(),
         ));
+    }
+    let tick = Tick {
+        rate: 10,
+        number: 7,
+        stamp_us: 1_700_000_000_700_000,
+        series: 1_700_000_000_100_000,
+    };
+    out.push((
+        "timer_message",
+        "tick",
+        join_frames(&[Bytes::from_static(b"TIME/10"), Bytes::from(tick.text())]),
+    ));
+    for (name, kind) in [("prepare", NoteKind::Prepare), ("commit", NoteKind::Commit)] {
+        let note = TimerNote {
+            kind,
+            base: "TIME".into(),
+            tick,
+        };
+        out.push(("timer_message", name, join_frames(&note.to_frames())));
     }
 
     out

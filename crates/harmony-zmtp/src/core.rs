@@ -1,6 +1,7 @@
 //! The engine shared by every socket type: peers, routing, queues, bind and connect loops.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -686,22 +687,27 @@ impl Core {
         self.inbound.try_pop().map_err(|_| ZmtpError::Closed)
     }
 
+    /// Resolves once every peer queue has been written out (to the operating system) or
+    /// dropped. Holds the queues, not the socket.
+    pub(crate) fn flushed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let pipes: Vec<Arc<Pipe>> = {
+            let st = lock(&self.state);
+            st.pipes.iter().chain(st.routes.values()).cloned().collect()
+        };
+        async move {
+            for p in &pipes {
+                p.wait_idle().await;
+            }
+        }
+    }
+
     /// Stops sending, waits up to the linger time for queues to drain, then shuts down.
     pub(crate) async fn close(&self) {
         if self.closed.swap(true, Ordering::Relaxed) {
             self.shutdown();
             return;
         }
-        let pipes: Vec<Arc<Pipe>> = {
-            let st = lock(&self.state);
-            st.pipes.iter().chain(st.routes.values()).cloned().collect()
-        };
-        let drained = async {
-            for p in &pipes {
-                p.wait_idle().await;
-            }
-        };
-        if tokio::time::timeout(self.opts.linger, drained)
+        if tokio::time::timeout(self.opts.linger, self.flushed())
             .await
             .is_err()
         {

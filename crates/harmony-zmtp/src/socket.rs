@@ -106,6 +106,14 @@ macro_rules! socket_send {
                 std::future::poll_fn(move |cx| self.core.poll_send(cx, &mut slot))
             }
 
+            /// Resolves once every message queued so far has been written to the operating
+            /// system (from there it is delivered even if this process dies next) or dropped.
+            /// A peer that is disconnected or does not read holds it back: bound it with a
+            /// timeout. The future does not borrow the socket.
+            pub fn flushed(&self) -> impl Future<Output = ()> + Send + 'static {
+                self.core.flushed()
+            }
+
             /// Queues a message without waiting; hands it back if it cannot be queued now.
             pub fn try_send(&self, msg: impl Into<Message>) -> Result<(), TrySendError> {
                 self.core.try_send(msg.into())

@@ -381,3 +381,34 @@ async fn a_socket_closed_before_monitoring_ends_the_monitor() {
     ));
     assert_eq!(w.seen[0].peer, None);
 }
+
+#[tokio::test]
+async fn flushed_waits_until_the_queue_is_written_out() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ep = format!("tcp://127.0.0.1:{port}");
+    let dealer = DealerSocket::new(opts());
+    // Nothing is written while nobody listens: the message stays queued.
+    dealer.connect(&ep).unwrap();
+    dealer.send("queued").await.unwrap();
+    let flushed = dealer.flushed();
+    tokio::pin!(flushed);
+    assert!(
+        timeout(Duration::from_millis(200), flushed.as_mut())
+            .await
+            .is_err(),
+        "flushed with no connection"
+    );
+    let router = RouterSocket::new(opts());
+    router.bind(&ep).await.unwrap();
+    timeout(WAIT, flushed)
+        .await
+        .expect("flushed once connected");
+    let m = timeout(WAIT, router.recv()).await.unwrap().unwrap();
+    assert_eq!(m[1], "queued");
+    // An idle socket is flushed at once.
+    timeout(WAIT, dealer.flushed()).await.unwrap();
+}

@@ -6,6 +6,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
+use harmony::files::path::PART_SUFFIX;
+
 const BIN: &str = env!("CARGO_BIN_EXE_harmony");
 
 /// Kills the serving process when the test ends, however it ends.
@@ -63,26 +65,8 @@ fn sync_once(src: &Path, port: &str, serve_extra: &[&str]) -> String {
         .stderr(Stdio::null());
     let _serving = Serving(serve.spawn().expect("harmony files serve"));
     let dest = tempfile::tempdir().unwrap();
-    let mut sync = files("sync", dest.path(), port)
-        .arg("--once")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("harmony files sync");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = sync.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = sync.kill();
-            panic!("sync --once did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(sync.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-    assert!(status.success(), "{stderr}");
+    let (ok, _, stderr) = finish(files("sync", dest.path(), port).arg("--once"));
+    assert!(ok, "{stderr}");
     for name in ["hello.txt", "docs/readme.txt", "data/deep/big.bin"] {
         assert_eq!(
             fs::read(dest.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}\n{stderr}")),
@@ -119,4 +103,222 @@ fn serve_and_sync_once_with_curve() {
     let port = harmony_testkit::free_udp_port().to_string();
     let cert = cert.to_string_lossy().into_owned();
     sync_once(src.path(), &port, &["--curve-cert", &cert]);
+}
+
+// Faults on the destination: each is a clear error from `harmony files sync`, nothing half
+// written is left under a final name, and another client of the same server is untouched.
+
+/// A FILEMQ server in this process publishing `src`; it serves while the runtime lives.
+fn serve_here(src: &Path) -> (tokio::runtime::Runtime, harmony::files::FileServer) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime
+        .block_on(
+            harmony::files::FileServer::builder()
+                .publish(src, "/")
+                .scan_interval(Duration::from_millis(100))
+                .stable_after(Duration::from_millis(100))
+                .start(),
+        )
+        .expect("server starts");
+    (runtime, server)
+}
+
+/// `harmony files sync DEST --from ENDPOINT --once`, output captured.
+fn sync_from(dest: &Path, endpoint: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["files", "sync"])
+        .arg(dest)
+        .args(["--from", endpoint, "--once"]);
+    cmd
+}
+
+/// Runs `cmd` to its end (at most a minute): success, stdout, stderr.
+fn finish(cmd: &mut Command) -> (bool, String, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{cmd:?} did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let read = |pipe: Option<&mut dyn std::io::Read>| {
+        let mut text = String::new();
+        if let Some(pipe) = pipe {
+            pipe.read_to_string(&mut text).unwrap();
+        }
+        text
+    };
+    let out = read(child.stdout.as_mut().map(|p| p as &mut dyn std::io::Read));
+    let err = read(child.stderr.as_mut().map(|p| p as &mut dyn std::io::Read));
+    (status.success(), out, err)
+}
+
+/// A client into a healthy destination, started beside a failing one: it mirrors everything.
+fn healthy_client(src: &Path, endpoint: &str) -> std::thread::JoinHandle<()> {
+    let src = src.to_path_buf();
+    let endpoint = endpoint.to_string();
+    std::thread::spawn(move || {
+        let dest = tempfile::tempdir().unwrap();
+        let (ok, _, err) = finish(&mut sync_from(dest.path(), &endpoint));
+        assert!(ok, "the healthy client failed: {err}");
+        for name in ["hello.txt", "docs/readme.txt", "data/deep/big.bin"] {
+            assert_eq!(
+                fs::read(dest.path().join(name)).unwrap(),
+                fs::read(src.join(name)).unwrap(),
+                "{name}"
+            );
+        }
+    })
+}
+
+/// Every file under `dest` is a partial file or identical to its source.
+fn nothing_half_written(dest: &Path, src: &Path) {
+    let mut stack = vec![dest.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.ends_with(PART_SUFFIX) {
+                continue;
+            }
+            let rel = path.strip_prefix(dest).unwrap();
+            assert_eq!(
+                fs::read(&path).unwrap(),
+                fs::read(src.join(rel)).unwrap(),
+                "{} is under its final name but not whole",
+                rel.display()
+            );
+        }
+    }
+}
+
+fn is_root() -> bool {
+    let out = Command::new("id").arg("-u").output().expect("id -u");
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}
+
+#[test]
+fn sync_into_a_directory_it_may_not_write_fails_cleanly() {
+    use std::os::unix::fs::PermissionsExt;
+    let src = tempfile::tempdir().unwrap();
+    publish(src.path());
+    fs::create_dir_all(src.path().join("locked")).unwrap();
+    fs::write(
+        src.path().join("locked/secret.txt"),
+        b"for the eyes of a few",
+    )
+    .unwrap();
+    let past = SystemTime::now() - Duration::from_secs(10);
+    fs::File::options()
+        .write(true)
+        .open(src.path().join("locked/secret.txt"))
+        .unwrap()
+        .set_modified(past)
+        .unwrap();
+    let (_runtime, server) = serve_here(src.path());
+    let healthy = healthy_client(src.path(), server.endpoint());
+
+    let base = tempfile::tempdir().unwrap();
+    fs::set_permissions(base.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let dest = base.path().join("dest");
+    let locked = dest.join("locked");
+    fs::create_dir_all(&locked).unwrap();
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o555)).unwrap();
+    let mut sync = if is_root() {
+        // Root writes anywhere: the client runs as nobody, who owns the destination but not
+        // `locked`. Its own copy of the program, where nobody can reach it (the build tree
+        // may sit under a private home).
+        std::os::unix::fs::chown(&dest, Some(65534), Some(65534)).unwrap();
+        let program = base.path().join("harmony");
+        fs::copy(BIN, &program).unwrap();
+        fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&program)
+            .args(sync_from(&dest, server.endpoint()).get_args());
+        cmd
+    } else {
+        sync_from(&dest, server.endpoint())
+    };
+    let (ok, _, err) = finish(&mut sync);
+    assert!(!ok, "writing into a read-only directory must fail: {err}");
+    assert!(
+        err.contains("files sync: ")
+            && err.contains("Permission denied")
+            && err.contains("secret.txt"),
+        "the error names the cause and the file: {err}"
+    );
+    assert_eq!(fs::read_dir(&locked).unwrap().count(), 0);
+    nothing_half_written(&dest, src.path());
+    healthy.join().expect("the other client is untouched");
+}
+
+#[test]
+fn sync_onto_a_full_disk_fails_cleanly_netns() {
+    // Root only (a tmpfs in a private mount namespace); `netns` in the name lets
+    // `cargo xtask ci` skip it, with the reason, where it cannot run.
+    harmony_testkit::require_netns();
+    let src = tempfile::tempdir().unwrap();
+    publish(src.path());
+    let (_runtime, server) = serve_here(src.path());
+    let healthy = healthy_client(src.path(), server.endpoint());
+    let base = tempfile::tempdir().unwrap();
+    let dest = base.path().join("dest");
+    fs::create_dir(&dest).unwrap();
+    // 1 MiB of disk for a 3 MB file. The mount lives and dies with the child's namespace, so
+    // the child looks at what is left before it exits.
+    let script = r#"
+        mount -t tmpfs -o size=1m harmony-full "$1" || exit 99
+        "$2" files sync "$1" --from "$3" --once
+        rc=$?
+        cd "$1" && find . -type f | while read -r f; do
+            case "$(basename "$f")" in
+                .*"$5") echo "PARTIAL $f" ;;
+                *) if cmp -s "$f" "$4/$f"; then echo "WHOLE $f"; else echo "DIFFERS $f"; fi ;;
+            esac
+        done
+        exit $rc
+    "#;
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        "sh",
+    ])
+    .arg(&dest)
+    .arg(BIN)
+    .arg(server.endpoint())
+    .arg(src.path())
+    .arg(PART_SUFFIX);
+    let (ok, out, err) = finish(&mut cmd);
+    assert!(!ok, "a full disk must fail the sync: {out}{err}");
+    assert!(
+        err.contains("files sync: ")
+            && err.contains("No space left on device")
+            && err.contains("big.bin"),
+        "the error names the cause and the file: {err}"
+    );
+    assert!(!out.contains("DIFFERS"), "{out}");
+    assert!(!out.contains("WHOLE ./data/deep/big.bin"), "{out}");
+    // The host's directory never saw a byte.
+    assert_eq!(fs::read_dir(&dest).unwrap().count(), 0);
+    healthy.join().expect("the other client is untouched");
 }

@@ -45,14 +45,21 @@ pub(crate) fn big_bin() -> Vec<u8> {
 pub(crate) struct MemSource(pub(crate) BTreeMap<String, Bytes>);
 
 impl Source for MemSource {
-    fn read(&mut self, vpath: &str, offset: u64, len: usize) -> io::Result<Bytes> {
+    fn read_into(
+        &mut self,
+        vpath: &str,
+        offset: u64,
+        len: usize,
+        dst: &mut Vec<u8>,
+    ) -> io::Result<usize> {
         let data = self
             .0
             .get(vpath)
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         let start = (offset as usize).min(data.len());
         let end = (start + len).min(data.len());
-        Ok(data.slice(start..end))
+        dst.extend_from_slice(&data[start..end]);
+        Ok(end - start)
     }
 }
 

@@ -73,6 +73,9 @@ pub struct NetConfig {
     /// The driver reports connections dropping and coming back (the socket monitor): a
     /// crash drops every connection to the node, a start at its endpoint brings them back.
     pub report_links: bool,
+    /// Nodes say GOODBYE when they stop (as in gossip mode) and the stop lets it go out, like
+    /// the node's DEALERs with a linger; otherwise a stop sends nothing but its beacon.
+    pub goodbye_on_stop: bool,
 }
 
 impl Default for NetConfig {
@@ -85,6 +88,7 @@ impl Default for NetConfig {
             peer: PeerConfig::default(),
             send_queue_limit: None,
             report_links: false,
+            goodbye_on_stop: false,
         }
     }
 }
@@ -219,6 +223,8 @@ pub struct Sim {
     pub election_groups: Vec<String>,
     /// Print the traffic between these two UUIDs (debugging aid).
     pub trace: Option<(Uuid, Uuid)>,
+    /// A stop with linger is under way: its disconnects keep what is in flight.
+    lingering: bool,
 }
 
 impl Sim {
@@ -257,6 +263,7 @@ impl Sim {
                 let (a, b) = v.split_once(',')?;
                 Some((Uuid::parse_str(a).ok()?, Uuid::parse_str(b).ok()?))
             }),
+            lingering: false,
         }
     }
 
@@ -315,6 +322,7 @@ impl Sim {
         c.peer = self.config.peer.clone();
         c.name = format!("n{slot}");
         c.headers = vec![("X-SLOT".into(), slot.to_string())];
+        c.goodbye_on_stop = self.config.goodbye_on_stop;
         let mut core = ZreNode::new(c, self.instant(self.now));
         for g in contest {
             core.contest_in_group(g);
@@ -388,10 +396,14 @@ impl Sim {
 
     /// The node in `slot` stops cleanly: STOP, disconnects, a port-0 beacon.
     pub fn stop(&mut self, slot: usize) {
+        self.lingering = self.config.goodbye_on_stop;
         self.with(slot, ZreNode::stop);
+        self.lingering = false;
         let live = self.slots[slot].live.take().expect("stop of an empty slot");
         self.lives[live.inc as usize].end = Some((self.now, false));
-        self.conns.retain(|(inc, _), _| *inc != live.inc);
+        if !self.config.goodbye_on_stop {
+            self.conns.retain(|(inc, _), _| *inc != live.inc);
+        }
         let (ip, uuid) = (self.slots[slot].ip, live.core.uuid());
         self.broadcast_beacon(slot, uuid, ip, 0);
     }
@@ -472,7 +484,9 @@ impl Sim {
                     assert!(old.is_none(), "Connect to {peer} without Disconnect");
                 }
                 Action::Disconnect { peer } => {
-                    self.conns.remove(&(inc, peer));
+                    if !self.lingering {
+                        self.conns.remove(&(inc, peer));
+                    }
                 }
                 Action::Send { peer, message } => {
                     if failed.contains(&peer) {

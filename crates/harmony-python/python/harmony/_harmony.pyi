@@ -24,7 +24,8 @@ def curve_keypair() -> Tuple[str, str]:
     """A new CURVE key pair, as (public, secret) Z85 strings (40 characters each)."""
 
 class Event:
-    """One event of a node (ENTER, EXIT, JOIN, LEAVE, WHISPER, SHOUT, EVASIVE, SILENT, LEADER, STOP)."""
+    """One event of a node (ENTER, EXIT, JOIN, LEAVE, WHISPER, SHOUT, EVASIVE, SILENT, LEADER,
+    HEADERS, STOP)."""
 
     @property
     def type(self) -> str: ...
@@ -43,7 +44,7 @@ class Event:
         """WHISPER, SHOUT: the message frames."""
     @property
     def headers(self) -> Optional[Dict[str, str]]:
-        """ENTER: the peer's headers."""
+        """ENTER, HEADERS (a Harmony peer changed them): the peer's headers."""
     @property
     def endpoint(self) -> Optional[str]:
         """ENTER: the peer's inbox endpoint, tcp://ip:port."""
@@ -99,6 +100,13 @@ class _Node:
     def peer_address(self, peer: PeerId) -> Optional[str]: ...
     def peer_header_value(self, peer: PeerId, key: str) -> Optional[str]: ...
     def peer_headers(self, peer: PeerId) -> Optional[Dict[str, str]]: ...
+    def set_header(self, key: str, value: str) -> None:
+        """Changes (or adds) one of this node's headers while it runs; Harmony peers see a
+        HEADERS event, Zyre and pyre peers keep the HELLO's. ValueError for X-HARMONY."""
+    def request_properties(self, peer: PeerId, timeout: Optional[float] = None) -> Dict[str, str]:
+        """A Harmony peer's current headers, asked for over the network (timeout: 5.0 s).
+        Raises TimeoutError, UnknownPeerError, or HarmonyError for a peer that does not
+        speak property requests."""
     def stop(self) -> None: ...
     def __enter__(self) -> "_Node": ...
     def __exit__(self, *args: object) -> bool: ...

@@ -5,8 +5,8 @@ use std::fmt;
 use bytes::{Buf, BufMut, BytesMut};
 use harmony_wire::zmtp::Frame;
 
-use super::nacl::BoxKey;
-use super::{be_u64, prefix, short_nonce, MAC_LEN, MESSAGE_MIN_LEN};
+use super::nacl::{BoxKey, MessageKey};
+use super::{be_u64, prefix, MAC_LEN, MESSAGE_MIN_LEN};
 use crate::error::{Result, SecurityError};
 use crate::mechanism::Cipher;
 
@@ -24,11 +24,15 @@ const FLAG_COMMAND: u8 = 0x02;
 /// the handshake left them; a received nonce must be strictly greater than the last one accepted,
 /// and only a box that opens moves it forward.
 pub struct CurveCipher {
-    key: Option<BoxKey>,
-    send_prefix: &'static [u8; 16],
-    recv_prefix: &'static [u8; 16],
+    keys: Option<Keys>,
     next_send: u64,
     last_recv: u64,
+}
+
+/// The boxes of each direction (their nonce prefixes differ).
+struct Keys {
+    send: MessageKey,
+    recv: MessageKey,
 }
 
 impl CurveCipher {
@@ -40,9 +44,10 @@ impl CurveCipher {
             (prefix::MESSAGE_C, prefix::MESSAGE_S)
         };
         Self {
-            key: Some(key),
-            send_prefix,
-            recv_prefix,
+            keys: Some(Keys {
+                send: MessageKey::new(&key, send_prefix),
+                recv: MessageKey::new(&key, recv_prefix),
+            }),
             next_send,
             last_recv,
         }
@@ -52,16 +57,14 @@ impl CurveCipher {
     /// passes in clear by mistake.
     pub(crate) fn broken() -> Self {
         Self {
-            key: None,
-            send_prefix: prefix::MESSAGE_C,
-            recv_prefix: prefix::MESSAGE_S,
+            keys: None,
             next_send: u64::MAX,
             last_recv: u64::MAX,
         }
     }
 
-    fn key(&self) -> Result<&BoxKey> {
-        self.key
+    fn keys(&self) -> Result<&Keys> {
+        self.keys
             .as_ref()
             .ok_or(SecurityError::Crypto("the CURVE handshake did not finish"))
     }
@@ -82,7 +85,7 @@ const TEXT_AT: usize = MESSAGE.len() + 8 + MAC_LEN;
 impl CurveCipher {
     /// Checks a MESSAGE command's name, length and nonce; returns the nonce and the MAC.
     fn check(&self, body: &[u8]) -> Result<(u64, [u8; MAC_LEN])> {
-        self.key()?;
+        self.keys()?;
         if !body.starts_with(MESSAGE) {
             return Err(SecurityError::Crypto("expected a CURVE MESSAGE"));
         }
@@ -102,8 +105,9 @@ impl CurveCipher {
 
     /// Opens the box `text` (flags + body) in place and yields the frame it carries.
     fn open(&mut self, nonce: u64, tag: &[u8; MAC_LEN], mut text: BytesMut) -> Result<Frame> {
-        self.key()?
-            .open(&short_nonce(self.recv_prefix, nonce), &mut text, tag)
+        self.keys()?
+            .recv
+            .open(nonce, &mut text, tag)
             .map_err(|_| SecurityError::Crypto("CURVE MESSAGE box does not open"))?;
         let flags = text[0];
         let more = flags & FLAG_MORE != 0;
@@ -129,7 +133,7 @@ impl Cipher for CurveCipher {
         if nonce == u64::MAX {
             return Err(SecurityError::Crypto("CURVE nonces exhausted"));
         }
-        let key = self.key()?;
+        let key = &self.keys()?.send;
         let mut flags = 0;
         if frame.more {
             flags |= FLAG_MORE;
@@ -149,7 +153,7 @@ impl Cipher for CurveCipher {
         let text_at = dst.len();
         dst.put_u8(flags);
         dst.put_slice(&frame.body);
-        let tag = key.seal(&short_nonce(self.send_prefix, nonce), &mut dst[text_at..]);
+        let tag = key.seal(nonce, &mut dst[text_at..]);
         dst[mac_at..text_at].copy_from_slice(&tag);
         self.next_send = nonce + 1;
         Ok(())

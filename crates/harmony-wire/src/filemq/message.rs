@@ -59,6 +59,46 @@ pub struct Cheezburger {
     pub chunk: Bytes,
 }
 
+impl Cheezburger {
+    /// Size of everything before the content in the encoded frame (the content is the frame's
+    /// tail), for a sender that reads the content straight into place.
+    pub fn head_len(&self) -> usize {
+        HEADER_LEN
+            + 8
+            + 1
+            + p::longstr_len(self.filename.as_bytes())
+            + 8
+            + 1
+            + p::hash_len(&self.headers)
+            + 4
+    }
+
+    /// Appends the frame up to its content, declaring `chunk_len` bytes of content that the
+    /// caller appends next (`self.chunk` is ignored). Fails, leaving `dst` unchanged, where
+    /// [`FilemqMessage::encode`] would.
+    pub fn encode_head(&self, chunk_len: usize, dst: &mut BytesMut) -> Result<()> {
+        p::check_u32(self.filename.len(), "CHEEZBURGER filename")?;
+        p::check_hash(&self.headers, "CHEEZBURGER headers")?;
+        p::check_u32(chunk_len, "CHEEZBURGER chunk")?;
+        dst.reserve(self.head_len());
+        dst.put_slice(&FILEMQ_SIGNATURE);
+        dst.put_u8(8);
+        self.put_head(chunk_len, dst);
+        Ok(())
+    }
+
+    /// The fields after the id, up to the content (checked).
+    fn put_head(&self, chunk_len: usize, dst: &mut BytesMut) {
+        dst.put_u64(self.sequence);
+        dst.put_u8(self.operation.to_u8());
+        p::put_longstr(dst, self.filename.as_bytes());
+        dst.put_u64(self.offset);
+        dst.put_u8(u8::from(self.eof));
+        p::put_hash(dst, &self.headers);
+        dst.put_u32(chunk_len as u32);
+    }
+}
+
 /// One FILEMQ message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -284,13 +324,8 @@ impl FilemqMessage {
                 dst.put_u64(*sequence);
             }
             Self::Cheezburger(c) => {
-                dst.put_u64(c.sequence);
-                dst.put_u8(c.operation.to_u8());
-                p::put_longstr(dst, c.filename.as_bytes());
-                dst.put_u64(c.offset);
-                dst.put_u8(u8::from(c.eof));
-                p::put_hash(dst, &c.headers);
-                p::put_longstr(dst, &c.chunk);
+                c.put_head(c.chunk.len(), dst);
+                dst.put_slice(&c.chunk);
             }
             Self::Srsly { reason } | Self::Rtfm { reason } => p::put_string(dst, reason),
             Self::OhaiOk | Self::IcanhazOk | Self::Hugz | Self::HugzOk | Self::Kthxbai => {}
@@ -387,6 +422,25 @@ mod tests {
             &icanhaz.to_bytes().unwrap()[..],
             b"\xaa\xa3\x05\x00\x00\x00\x01/\x00\x00\x00\x00\x00\x00\x00\x01\x01k\x00\x00\x00\x01v"
         );
+    }
+
+    #[test]
+    fn head_then_content_is_the_frame() {
+        let c = Cheezburger {
+            sequence: 9,
+            operation: FileOperation::Create,
+            filename: "/a/b".into(),
+            offset: 1 << 40,
+            eof: true,
+            headers: vec![("X-CRC32".into(), "0badcafe".into())],
+            chunk: Bytes::from_static(b"content"),
+        };
+        let mut frame = BytesMut::new();
+        c.encode_head(c.chunk.len(), &mut frame).unwrap();
+        assert_eq!(frame.len(), c.head_len());
+        frame.put_slice(&c.chunk);
+        let whole = FilemqMessage::Cheezburger(c).to_bytes().unwrap();
+        assert_eq!(frame.freeze(), whole);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use harmony::{Node, NodeError};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::logs::{publisher, PublishArgs};
-use super::{output, parse_header, NetArgs};
+use super::{output, parse_header, NetArgs, PresenceArgs};
 
 #[derive(Debug, Args)]
 pub(crate) struct ChatArgs {
@@ -24,20 +24,30 @@ pub(crate) struct ChatArgs {
     /// Take part in the leader election of the group (prints `LEADER <uuid> <name> <group>`).
     #[arg(long)]
     contest: bool,
+    /// Send ELECT/LEADER to every peer, not only to Harmony peers that say they elect: for
+    /// groups of Harmony and Zyre nodes without pyre (pyre drops peers that send ELECT), so
+    /// that Zyre nodes that do not contest relay the wave and print the LEADER too.
+    #[arg(long)]
+    zyre_elections: bool,
     #[command(flatten)]
     pub(crate) publish: PublishArgs,
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    presence: PresenceArgs,
 }
 
 pub(crate) async fn run(args: ChatArgs, verbose: bool) -> Result<(), NodeError> {
-    let mut builder = args.net.apply(Node::builder().name(&args.name))?;
+    let mut builder = args
+        .presence
+        .apply(args.net.apply(Node::builder().name(&args.name))?);
     for (k, v) in &args.headers {
         builder = builder.header(k, v);
     }
     if args.contest {
         builder = builder.contest(&args.group);
     }
+    builder = builder.every_peer_elects(args.zyre_elections);
     let mut node = builder.start().await?;
     let logs = publisher();
     if let Some(logs) = &logs {

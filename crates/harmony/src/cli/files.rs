@@ -215,7 +215,14 @@ async fn sync(args: SyncArgs) -> Result<(), NodeError> {
         }
         progress.show(&event);
     }
-    client.stop().map_err(|e: FilesError| invalid(e))
+    // A disk that is full, a directory that may not be written or vanished: said as it is
+    // (NodeError has no words for it), exit status 1.
+    if let Err(e) = client.stop() {
+        let e: FilesError = e;
+        eprintln!("harmony: files sync: {e}");
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 /// The first file server discovery finds, and its CURVE key if it advertises one.
@@ -297,8 +304,10 @@ impl Progress {
                     bar.set_position(*offset);
                 }
             }
-            SyncEvent::Updated { name, .. } => {
+            SyncEvent::Updated { name, size, .. } => {
                 if let Some(bar) = self.file.take() {
+                    // The write that completes a file has no Progress event of its own.
+                    total.inc(size.saturating_sub(bar.position()));
                     bar.finish_and_clear();
                 }
                 self.files += 1;

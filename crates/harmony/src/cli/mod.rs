@@ -148,6 +148,35 @@ struct NetArgs {
     endpoint: Option<String>,
 }
 
+/// Liveness timeouts and identity of `chat` and `peers` (`timer` has its own timeout).
+#[derive(Debug, Clone, Args)]
+struct PresenceArgs {
+    /// A peer silent this long is reported EVASIVE and pinged (milliseconds; Zyre: 5000).
+    #[arg(long, value_name = "MS")]
+    evasive_ms: Option<u64>,
+    /// A peer silent this long is reported gone, EXIT (milliseconds; Zyre: 30000).
+    #[arg(long, value_name = "MS")]
+    expired_ms: Option<u64>,
+    /// Run with this UUID instead of a new one (a node restarting as itself).
+    #[arg(long, value_parser = parse_uuid)]
+    uuid: Option<uuid::Uuid>,
+}
+
+impl PresenceArgs {
+    fn apply(&self, mut builder: NodeBuilder) -> NodeBuilder {
+        if let Some(ms) = self.evasive_ms {
+            builder = builder.evasive_timeout(Duration::from_millis(ms));
+        }
+        if let Some(ms) = self.expired_ms {
+            builder = builder.expired_timeout(Duration::from_millis(ms));
+        }
+        if let Some(uuid) = self.uuid {
+            builder = builder.uuid(uuid);
+        }
+        builder
+    }
+}
+
 impl NetArgs {
     /// Whether discovery is by gossip (no beacons).
     fn gossip(&self) -> bool {
@@ -197,6 +226,11 @@ fn curve_keys(curve: bool, cert: Option<&std::path::Path>) -> Result<Option<KeyP
     Ok(curve.then(KeyPair::generate))
 }
 
+/// Parses a UUID, with or without dashes (ZRE writes it as 32 hex digits).
+fn parse_uuid(s: &str) -> Result<uuid::Uuid, String> {
+    uuid::Uuid::try_parse(s).map_err(|e| format!("not a UUID ({e}): {s:?}"))
+}
+
 /// Parses `KEY=VALUE`.
 fn parse_header(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
@@ -216,5 +250,16 @@ pub(crate) async fn run(cli: Cli) -> Result<(), NodeError> {
         Command::Log(args) => log::run(args).await,
         Command::Timer(args) => timer::run(args).await,
         Command::Bridge(args) => bridge::run(args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every subcommand's arguments are well formed (clap checks this only when a
+    /// subcommand runs: two flattened argument groups with the same flag name pass the build).
+    #[test]
+    fn every_subcommand_parses() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

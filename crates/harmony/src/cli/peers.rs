@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::Args;
 use harmony::{Node, NodeError};
 
-use super::{output, NetArgs};
+use super::{output, NetArgs, PresenceArgs};
 
 #[derive(Debug, Args)]
 pub(crate) struct PeersArgs {
@@ -17,13 +17,15 @@ pub(crate) struct PeersArgs {
     json: bool,
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    presence: PresenceArgs,
 }
 
 pub(crate) async fn run(args: PeersArgs, verbose: bool) -> Result<(), NodeError> {
     let wait = Duration::try_from_secs_f64(args.wait.max(0.0)).unwrap_or(Duration::from_secs(3));
     let mut node = args
-        .net
-        .apply(Node::builder().name("harmony-peers"))?
+        .presence
+        .apply(args.net.apply(Node::builder().name("harmony-peers"))?)
         .start()
         .await?;
     let iface = node.interface().clone();

@@ -1,10 +1,11 @@
-//! `harmony timer`: ticks shouted to `GROUP/<rate>` by the elected timer.
+//! `harmony timer`: ticks shouted to `GROUP/<rate>` by the elected timer; `--watch` prints
+//! them as a subscriber keeps them.
 
 use std::time::Duration;
 
 use clap::Args;
-use harmony::timer::{Timer, TimerConfig, TimerEvent};
-use harmony::{Node, NodeError};
+use harmony::timer::{Tick, TickFilter, TickOrder, Timer, TimerConfig, TimerEvent};
+use harmony::{Event, Node, NodeError};
 
 use super::logs::{publisher, PublishArgs};
 use super::NetArgs;
@@ -26,6 +27,11 @@ pub(crate) struct TimerArgs {
     /// A silent peer is gone after this long, in ms (a dead leader is replaced by then).
     #[arg(long, default_value_t = 30_000)]
     expired_ms: u64,
+    /// Do not tick: subscribe to the rates and print each tick received, one JSON object a
+    /// line, with how it follows the one before ("order": first, next, new-series, replay,
+    /// gap, repeat; a subscriber keeps all but replays and repeats).
+    #[arg(long)]
+    watch: bool,
     #[command(flatten)]
     pub(crate) publish: PublishArgs,
     #[command(flatten)]
@@ -41,6 +47,9 @@ pub(crate) async fn run(args: TimerArgs) -> Result<(), NodeError> {
         .evasive_timeout(expired / 3);
     if let Some(name) = &args.name {
         builder = builder.name(name);
+    }
+    if args.watch {
+        return watch(builder.start().await?, &args.group, &args.rates).await;
     }
     let config = TimerConfig {
         group: args.group.clone(),
@@ -74,4 +83,60 @@ pub(crate) async fn run(args: TimerArgs) -> Result<(), NodeError> {
     }
     timer.stop().await;
     Ok(())
+}
+
+async fn watch(mut node: Node, group: &str, rates: &[u32]) -> Result<(), NodeError> {
+    for rate in rates {
+        node.join(Tick::group(group, *rate)).await?;
+    }
+    println!(
+        "watching {} {} group {group} rates {rates:?}",
+        node.name(),
+        harmony::peer::uuid_string(&node.uuid())
+    );
+    let mut filter = TickFilter::new();
+    loop {
+        let event = tokio::select! {
+            event = node.next_event() => event,
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        let Some(event) = event else { break };
+        let Event::Shout {
+            name,
+            group: to,
+            content,
+            ..
+        } = event
+        else {
+            continue;
+        };
+        if to.rsplit_once('/').map(|(base, _)| base) != Some(group) {
+            continue;
+        }
+        let Some(tick) = content.first().and_then(|c| Tick::decode(&to, c).ok()) else {
+            continue;
+        };
+        let (order, missed) = match filter.order(&tick) {
+            TickOrder::First => ("first", 0),
+            TickOrder::Next => ("next", 0),
+            TickOrder::NewSeries => ("new-series", 0),
+            TickOrder::Replay => ("replay", 0),
+            TickOrder::Gap { missed } => ("gap", missed),
+            _ => ("repeat", 0),
+        };
+        println!(
+            "{}",
+            serde_json::json!({
+                "kind": "TICK",
+                "rate": tick.rate,
+                "number": tick.number,
+                "stamp_us": tick.stamp_us,
+                "series": tick.series,
+                "from": &*name,
+                "order": order,
+                "missed": missed,
+            })
+        );
+    }
+    node.stop().await
 }

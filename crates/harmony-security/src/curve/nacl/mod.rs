@@ -11,9 +11,9 @@ mod rustcrypto;
 mod sodium;
 
 #[cfg(not(feature = "libsodium"))]
-pub(crate) use rustcrypto::BoxKey;
+pub(crate) use rustcrypto::{BoxKey, MessageKey};
 #[cfg(feature = "libsodium")]
-pub(crate) use sodium::BoxKey;
+pub(crate) use sodium::{BoxKey, MessageKey};
 
 /// Length of the Poly1305 tag.
 pub(crate) const TAG_LEN: usize = 16;
@@ -98,6 +98,56 @@ mod tests {
             sodium.open(&n, &mut by_rust, &tag).unwrap();
             assert_eq!(by_sodium, plain);
             assert_eq!(by_rust, plain);
+            // The MESSAGE boxes too (the sodium one skips HSalsa20 per message).
+            let prefix = b"CurveZMQMESSAGES";
+            let counter = len as u64 * 0x0101_0101 + 1;
+            let (mut by_sodium, mut by_rust) = (plain.clone(), plain.clone());
+            let tag = MessageKey::new(&sodium, prefix).seal(counter, &mut by_sodium);
+            let rust_key = rustcrypto::MessageKey::new(&rust, prefix);
+            assert_eq!(
+                rust_key.seal(counter, &mut by_rust),
+                tag,
+                "message tag, len {len}"
+            );
+            assert_eq!(by_sodium, by_rust, "message ciphertext, len {len}");
+            rust_key.open(counter, &mut by_sodium, &tag).unwrap();
+            assert_eq!(by_sodium, plain);
+        }
+    }
+
+    /// MESSAGE boxes (fixed prefix + counter) seal to exactly the bytes of the full box with
+    /// that nonce, and open only with the right counter and an intact tag and text.
+    #[test]
+    fn message_keys_equal_the_full_box() {
+        let (a, b) = (KeyPair::generate(), KeyPair::generate());
+        let ours = BoxKey::new(b.public(), &a).unwrap();
+        let peer = BoxKey::new(a.public(), &b).unwrap();
+        let prefix = b"CurveZMQMESSAGEC";
+        let (send, recv) = (
+            MessageKey::new(&ours, prefix),
+            MessageKey::new(&peer, prefix),
+        );
+        let lengths = (0..200).chain([223, 224, 225, 255, 256, 1023, 1024, 4097, 65536 + 33]);
+        for (i, len) in lengths.enumerate() {
+            let counter = [1, 2, 0x0102_0304_0506_0708, u64::MAX - 2][i % 4] ^ (i as u64 & 0xF0);
+            let plain: Vec<u8> = (0..len).map(|j| (j * 13 + len) as u8).collect();
+            let (mut fast, mut full) = (plain.clone(), plain.clone());
+            let tag = send.seal(counter, &mut fast);
+            let want = ours.seal(&nonce(counter), &mut full);
+            assert_eq!(tag, want, "tag, len {len}");
+            assert_eq!(fast, full, "ciphertext, len {len}");
+            assert_eq!(recv.open(counter + 1, &mut fast, &tag), Err(BadTag));
+            let mut bad = tag;
+            bad[i % TAG_LEN] ^= 1;
+            assert_eq!(recv.open(counter, &mut fast, &bad), Err(BadTag));
+            if len > 0 {
+                fast[len / 2] ^= 0x40;
+                assert_eq!(recv.open(counter, &mut fast, &tag), Err(BadTag));
+                fast[len / 2] ^= 0x40;
+            }
+            assert_eq!(fast, full, "untouched after failures, len {len}");
+            recv.open(counter, &mut fast, &tag).unwrap();
+            assert_eq!(fast, plain, "round trip, len {len}");
         }
     }
 
