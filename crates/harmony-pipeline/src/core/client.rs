@@ -180,6 +180,9 @@ impl Batch {
 pub struct ClientCore {
     timing: Timing,
     workers: BTreeMap<Uuid, Link>,
+    /// Workers counted dead for their silence alone (their node is still up): a CREDIT from
+    /// one brings it back.
+    silent: BTreeSet<Uuid>,
     collectors: BTreeSet<Uuid>,
     batches: BTreeMap<Uuid, Batch>,
     /// Batches completed: late reports about them are ignored quietly.
@@ -202,6 +205,7 @@ impl ClientCore {
         Self {
             timing,
             workers: BTreeMap::new(),
+            silent: BTreeSet::new(),
             collectors: BTreeSet::new(),
             batches: BTreeMap::new(),
             finished: BTreeSet::new(),
@@ -252,16 +256,7 @@ impl ClientCore {
     /// A peer of the pipeline appeared.
     pub fn peer_up(&mut self, peer: Uuid, role: Role, now: Instant) {
         match role {
-            Role::Worker => {
-                self.workers.entry(peer).or_insert_with(|| Link {
-                    window: 0,
-                    held: 0,
-                    next_seq: 0,
-                    unseen: VecDeque::new(),
-                    unseen_tasks: 0,
-                    last_heard: now,
-                });
-            }
+            Role::Worker => self.add_worker(peer, now),
             Role::Collector => {
                 self.collectors.insert(peer);
                 self.bind_collectors(now);
@@ -270,8 +265,21 @@ impl ClientCore {
         }
     }
 
+    fn add_worker(&mut self, peer: Uuid, now: Instant) {
+        self.silent.remove(&peer);
+        self.workers.entry(peer).or_insert_with(|| Link {
+            window: 0,
+            held: 0,
+            next_seq: 0,
+            unseen: VecDeque::new(),
+            unseen_tasks: 0,
+            last_heard: now,
+        });
+    }
+
     /// A peer left, died, or went silent: its work is given to others.
     pub fn peer_down(&mut self, peer: Uuid, now: Instant) {
+        self.silent.remove(&peer);
         if self.workers.remove(&peer).is_some() {
             debug!(%peer, "worker gone, its tasks go back to the queue");
             for b in self.batches.values_mut() {
@@ -339,6 +347,12 @@ impl ClientCore {
     }
 
     fn on_credit(&mut self, from: Uuid, credit: Credit, now: Instant) {
+        if self.silent.contains(&from) {
+            // Counted dead for a silence (a loaded machine), yet alive: it works again. What it
+            // had was sent to others; a result of both reaches the collector's application once.
+            debug!(%from, "a worker counted dead for its silence speaks again");
+            self.add_worker(from, now);
+        }
         let Some(link) = self.workers.get_mut(&from) else {
             // Also the last words of a worker just counted dead.
             debug!(%from, "refused CREDIT: not a worker of this pipeline");
@@ -579,6 +593,7 @@ impl ClientCore {
         for worker in silent {
             warn!(%worker, "worker silent past the deadline, counted dead");
             self.peer_down(worker, now);
+            self.silent.insert(worker);
         }
         // TASKs the worker never reported seeing.
         for (&worker, link) in &mut self.workers {
@@ -778,6 +793,33 @@ mod tests {
         c.handle(collector, unknown, now);
         assert_eq!(c.poll_event(), None);
         assert_eq!(c.open_batches(), 1);
+    }
+
+    #[test]
+    fn a_worker_counted_dead_for_its_silence_works_again_after_its_next_credit() {
+        let (mut c, worker, _, _, now) = client();
+        assert_eq!(sent_tasks(&mut c), vec![0]);
+        let later = now + Timing::default().peer_timeout;
+        c.handle_timeout(later);
+        assert_eq!(sent_tasks(&mut c), vec![], "no worker left");
+        let credit = Credit {
+            window: 1,
+            seen: 1,
+            held: 0,
+        };
+        c.handle(worker, PipelineMessage::Credit(credit), later);
+        assert_eq!(
+            sent_tasks(&mut c),
+            vec![0],
+            "its task went back to the queue, and to it"
+        );
+        c.peer_down(worker, later);
+        c.handle(worker, PipelineMessage::Credit(credit), later);
+        assert_eq!(
+            sent_tasks(&mut c),
+            vec![],
+            "gone from its node: a CREDIT does not revive it"
+        );
     }
 
     #[test]
