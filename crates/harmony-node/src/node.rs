@@ -330,6 +330,7 @@ impl NodeBuilder {
             core.contest_in_group(group);
         }
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
+        let news = Arc::new(AtomicBool::new(false));
         let state = Arc::new(Mutex::new(State {
             core,
             curve,
@@ -345,6 +346,7 @@ impl NodeBuilder {
             event_cap: event_queue.max(1),
             reader: None,
             finished: false,
+            news: news.clone(),
             encoded: BytesMut::new(),
             stamped: Vec::new(),
             exited: Vec::new(),
@@ -379,6 +381,8 @@ impl NodeBuilder {
                 task: Mutex::new(None),
             }),
             pending: VecDeque::new(),
+            news,
+            parked: None,
             links: Some(monitor_rx),
             task: Some(task),
         })
@@ -496,6 +500,12 @@ pub struct Node {
     inbox_waker: Arc<InboxWaker>,
     /// Events taken from the shared queue in bulk, handed out one by one.
     pending: VecDeque<Event>,
+    /// Set (under the state lock) when events or the driver's end may be waiting; cleared
+    /// when `poll_next_event` found nothing and registered `parked`.
+    news: Arc<AtomicBool>,
+    /// The waker registered (state's `reader` and the inbox's) when the last wait found
+    /// nothing: polled again with it and no news, a node answers `Pending` without locking.
+    parked: Option<Waker>,
     /// The connections' monitor events, until the application takes them.
     links: Option<mpsc::Receiver<LinkEvent>>,
     task: Option<JoinHandle<()>>,
@@ -756,6 +766,18 @@ impl Node {
         if let Some(event) = self.pending.pop_front() {
             return Poll::Ready(Some(event));
         }
+        // Nothing new since we last found nothing, and the same task waits: both wakers are
+        // still in place (only `collect_events` and the driver's end take `reader`, and both
+        // set `news`), so a quiet node costs no lock (`next_event_any` polls every node).
+        if !self.news.load(Ordering::Acquire)
+            && !self.inbox_waker.ready.load(Ordering::Acquire)
+            && self
+                .parked
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            return Poll::Pending;
+        }
         let mut state = lock(&self.state);
         // The inbox is looked at only when it woke us since we last found it empty: waiting
         // on many nodes (`next_event_any`) costs nothing for the quiet ones.
@@ -804,6 +826,16 @@ impl Node {
             .is_some_and(|w| w.will_wake(cx.waker()))
         {
             state.reader = Some(cx.waker().clone());
+        }
+        // Under the lock: whoever queues an event or ends the driver sets it again after.
+        state.news.store(false, Ordering::Release);
+        drop(state);
+        if !self
+            .parked
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            self.parked = Some(cx.waker().clone());
         }
         Poll::Pending
     }
@@ -983,6 +1015,8 @@ struct State {
     reader: Option<Waker>,
     /// The driver has ended: no event comes after those queued.
     finished: bool,
+    /// The node's `news`: set whenever `events` grows or `finished` is set.
+    news: Arc<AtomicBool>,
     /// Spare room where outgoing ZRE first frames are encoded.
     encoded: BytesMut,
     /// Spare room for the members of one SHOUT and their sequence numbers.
@@ -1076,6 +1110,7 @@ impl Drop for Driver {
     fn drop(&mut self) {
         let mut state = lock(&self.state);
         state.finished = true;
+        state.news.store(true, Ordering::Release);
         let reader = state.reader.take();
         drop(state);
         if let Some(reader) = reader {
@@ -1234,6 +1269,7 @@ impl State {
             self.events.push_back(event);
         }
         if self.events.len() > before {
+            self.news.store(true, Ordering::Release);
             self.reader.take()
         } else {
             None

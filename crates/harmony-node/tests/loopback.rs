@@ -548,3 +548,62 @@ async fn shouts_interleaved_with_whispers_reach_every_member_in_order() {
         node.stop().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_that_found_nothing_still_sees_later_events_on_any_task_and_the_end() {
+    let mut nodes = start_nodes(2, harmony_testkit::free_udp_port()).await;
+    collect(&mut nodes, |_, e| matches!(e, Event::Enter { .. }), 2).await;
+    let mut b = nodes.pop().unwrap();
+    let mut a = nodes.pop().unwrap();
+    let a_id = a.uuid();
+    // Drain what is queued, then wait with nothing to come: `a` is parked on this task.
+    while a.try_next_event().is_some() {}
+    let quiet = timeout(Duration::from_millis(300), a.next_event()).await;
+    assert!(
+        !matches!(quiet, Ok(Some(Event::Whisper { .. }))),
+        "{quiet:?}"
+    );
+
+    // A whisper after that wakes the same task.
+    b.whisper(a_id, "one").await.unwrap();
+    let first = timeout(STEP, async {
+        loop {
+            if let Some(Event::Whisper { content, .. }) = a.next_event().await {
+                break content;
+            }
+        }
+    })
+    .await
+    .expect("the first whisper");
+    assert_eq!(first, vec![Bytes::from_static(b"one")]);
+
+    // Waited on by another task (another waker), after a wait here found nothing.
+    let quiet = timeout(Duration::from_millis(100), a.next_event()).await;
+    assert!(
+        !matches!(quiet, Ok(Some(Event::Whisper { .. }))),
+        "{quiet:?}"
+    );
+    let waiter = tokio::spawn(async move {
+        let got = timeout(STEP, async {
+            loop {
+                if let Some(Event::Whisper { content, .. }) = a.next_event().await {
+                    break content;
+                }
+            }
+        })
+        .await;
+        (a, got)
+    });
+    b.whisper(a_id, "two").await.unwrap();
+    let (mut a, got) = waiter.await.unwrap();
+    assert_eq!(
+        got.expect("the second whisper"),
+        vec![Bytes::from_static(b"two")]
+    );
+
+    // Once stopped, a wait returns what is left, then `None`.
+    a.stop().await.unwrap();
+    let end = timeout(STEP, async { while a.next_event().await.is_some() {} }).await;
+    assert!(end.is_ok(), "a stopped node's wait must end");
+    b.stop().await.unwrap();
+}
