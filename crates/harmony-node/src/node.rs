@@ -41,6 +41,9 @@ use uuid::Uuid;
 use crate::error::NodeError;
 use crate::link::{self, LinkEvent, Tagged, LINK_QUEUE};
 
+/// Per-peer tables, looked up once per message sent: foldhash, not SipHash (16-byte keys).
+type PeerMap<V> = foldhash::HashMap<Uuid, V>;
+
 /// Largest first frame of a ZRE message accepted (HELLO with its headers and groups).
 const MAX_ZRE_HEADER: usize = 1 << 20;
 /// Most commands or inbox messages handled per wake-up before timers and events get a turn.
@@ -334,9 +337,9 @@ impl NodeBuilder {
         let state = Arc::new(Mutex::new(State {
             core,
             curve,
-            peer_keys: HashMap::new(),
-            dealers: HashMap::new(),
-            conns: HashMap::new(),
+            peer_keys: PeerMap::default(),
+            dealers: PeerMap::default(),
+            conns: PeerMap::default(),
             next_conn: 0,
             links: link_tx,
             send_hwm,
@@ -993,10 +996,10 @@ struct State {
     /// Our keys in encrypted mode.
     curve: Option<KeyPair>,
     /// Peers' CURVE public keys, from their v3 beacons or their HELLO's `X-PUBLICKEY`.
-    peer_keys: HashMap<Uuid, [u8; 32]>,
-    dealers: HashMap<Uuid, DealerSocket>,
+    peer_keys: PeerMap<[u8; 32]>,
+    dealers: PeerMap<DealerSocket>,
     /// The number of each peer's current outbound connection (its dealer's link events).
-    conns: HashMap<Uuid, u64>,
+    conns: PeerMap<u64>,
     /// The number of the last connection made.
     next_conn: u64,
     /// Where the dealers' monitor events go (to the driver).
