@@ -1386,7 +1386,7 @@ impl State {
             );
             self.room(message.encoded_len());
             let mut frames = Message::new();
-            match message.encode_frames(&mut self.encoded, &mut frames) {
+            match message.into_frames(&mut self.encoded, &mut frames) {
                 Ok(()) => self.shout_copies(&stamped, &frames),
                 Err(e) => warn!(group, error = %e, "shout cannot be encoded; dropped"),
             }
@@ -1459,7 +1459,7 @@ impl State {
                 // reused block instead of one allocation each.
                 self.room(message.encoded_len());
                 let mut frames = Message::new();
-                if let Err(e) = message.encode_frames(&mut self.encoded, &mut frames) {
+                if let Err(e) = message.into_frames(&mut self.encoded, &mut frames) {
                     warn!(peer = %peer, error = %e, "message cannot be encoded; dropped");
                     return;
                 }

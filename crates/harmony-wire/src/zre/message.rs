@@ -389,6 +389,21 @@ impl ZreMessage {
         }
         Ok(())
     }
+
+    /// [`ZreMessage::encode_frames`] that moves the content frames out instead of cloning
+    /// them (a sender done with the message). On error nothing is appended.
+    pub fn into_frames(self, buf: &mut BytesMut, frames: &mut impl Extend<Bytes>) -> Result<()> {
+        self.encode_first_frame(buf)?;
+        frames.extend([buf.split().freeze()]);
+        match self.body {
+            ZreBody::Whisper { content } | ZreBody::Shout { content, .. } if content.is_empty() => {
+                frames.extend([Bytes::new()]);
+            }
+            ZreBody::Whisper { content } | ZreBody::Shout { content, .. } => frames.extend(content),
+            _ => {}
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -510,6 +525,10 @@ mod tests {
             msg.encode_frames(&mut shared, &mut cut).unwrap();
             assert_eq!(cut, frames, "encoded into a shared buffer, message {i}");
             assert!(shared.is_empty());
+            let mut moved = Vec::new();
+            msg.into_frames(&mut shared, &mut moved).unwrap();
+            assert_eq!(moved, frames, "content moved out, message {i}");
+            assert!(shared.is_empty());
         }
     }
 
@@ -522,6 +541,9 @@ mod tests {
         // A WHISPER with no content frame at all decodes to empty content.
         let back = ZreMessage::decode(&frames[..1], 64).unwrap();
         assert_eq!(back, msg);
+        let mut moved = Vec::new();
+        back.into_frames(&mut BytesMut::new(), &mut moved).unwrap();
+        assert_eq!(moved, frames);
     }
 
     #[test]
