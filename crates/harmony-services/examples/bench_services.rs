@@ -20,21 +20,13 @@ use harmony_node::{Event, Node};
 use harmony_services::bridge::{Bridge, BridgeConfig};
 use harmony_services::log::{publisher, CollectorConfig, LogCollector, LogLevel};
 use harmony_services::timer::{Timer, TimerConfig, TimerEvent};
+use harmony_testkit::arg;
 use harmony_wire::zrelog::{LogExtension, LogMessage};
 use harmony_zmtp::{Message, PubSocket, SocketOptions, SubSocket};
 use tracing_subscriber::layer::SubscriberExt;
 
 const PUBLISHERS: usize = 10;
 const PHASE_LIMIT: Duration = Duration::from_secs(30);
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Waits until `count()` reaches `target` or stops growing for a second; returns the count and
 /// the time from `start` to the last growth.
@@ -385,9 +377,9 @@ fn free_port() -> u16 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let per_publisher = arg("--log-events", 50_000);
-    let ticks = arg("--ticks", 500) as usize;
-    let messages = arg("--messages", 50_000);
+    let per_publisher = arg("--log-events", 50_000u64);
+    let ticks = arg("--ticks", 500usize);
+    let messages = arg("--messages", 50_000u64);
 
     let (log, log_raw, log_dropped) = log_events(per_publisher).await;
     let (jitter, jitter_standbys, jitter_base) = tick_jitter(ticks, free_port()).await;
