@@ -616,6 +616,21 @@ impl ZreNode {
         Ok(())
     }
 
+    /// [`ZreNode::whisper`] for a driver that encodes and queues the WHISPER itself: checks
+    /// as `whisper` does, then takes the peer's next sequence number (`None`: no connection to
+    /// send on, as `whisper` would queue nothing) and queues no action. The driver must run
+    /// the actions already queued first (sequence numbers leave in order), and call
+    /// [`ZreNode::handle_send_failed`] where the peer's queue is full.
+    pub fn whisper_sequence(&mut self, peer: Uuid) -> Result<Option<u16>, GroupError> {
+        if self.stopped {
+            return Err(GroupError::Stopped);
+        }
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return Err(GroupError::UnknownPeer(peer));
+        };
+        Ok(p.next_sequence())
+    }
+
     /// Sends `content` to every peer known to be in `group` (we need not be in it ourselves).
     /// Returns how many peers it was sent to.
     pub fn shout(&mut self, group: &str, content: Vec<Bytes>) -> usize {

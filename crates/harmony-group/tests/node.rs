@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use harmony_group::{Action, Event, NodeConfig, ZreNode};
+use harmony_group::{Action, Event, GroupError, NodeConfig, ZreNode};
 use harmony_wire::zre::{Hello, ZreBody, ZreMessage};
 use uuid::Uuid;
 
@@ -373,6 +373,48 @@ fn join_leave_status_and_fanout() {
             message: ZreMessage { sequence: 5, .. },
             ..
         }]
+    ));
+}
+
+#[test]
+fn whisper_sequence_numbers_as_whisper_does_and_queues_nothing() {
+    let t = Instant::now();
+    let mut n = with_bob(t);
+    n.whisper(bob(), vec![]).unwrap();
+    assert!(matches!(
+        &actions(&mut n)[..],
+        [Action::Send {
+            message: ZreMessage { sequence: 2, .. },
+            ..
+        }]
+    ));
+    // The next number, no action; the one after continues from it.
+    assert_eq!(n.whisper_sequence(bob()).unwrap(), Some(3));
+    assert!(actions(&mut n).is_empty());
+    n.whisper(bob(), vec![]).unwrap();
+    assert!(matches!(
+        &actions(&mut n)[..],
+        [Action::Send {
+            message: ZreMessage { sequence: 4, .. },
+            ..
+        }]
+    ));
+    assert!(matches!(
+        n.whisper_sequence(Uuid::from_u128(0xDEAD)),
+        Err(GroupError::UnknownPeer(_))
+    ));
+    // A peer whose queue overflowed is removed: unknown to both, as to `whisper`.
+    n.handle_send_failed(bob(), t);
+    actions(&mut n);
+    assert!(n.whisper(bob(), vec![]).is_err());
+    assert!(matches!(
+        n.whisper_sequence(bob()),
+        Err(GroupError::UnknownPeer(_))
+    ));
+    n.stop();
+    assert!(matches!(
+        n.whisper_sequence(bob()),
+        Err(GroupError::Stopped)
     ));
 }
 
@@ -905,12 +947,12 @@ fn handle_frames_decodes_and_drops_bad_input() {
     assert_eq!(kinds(&events(&mut n)), ["ENTER", "JOIN"]);
     assert!(matches!(
         n.handle_frames(&id[..16], &frames, t),
-        Err(harmony_group::GroupError::BadRoutingId(16))
+        Err(GroupError::BadRoutingId(16))
     ));
     let junk = vec![Bytes::from_static(b"\xAA\xA1\x63\x02\x00\x02")];
     assert!(matches!(
         n.handle_frames(&id, &junk, t),
-        Err(harmony_group::GroupError::Malformed { .. })
+        Err(GroupError::Malformed { .. })
     ));
     assert_eq!(kinds(&events(&mut n)), ["EXIT"]);
 }
@@ -1137,9 +1179,7 @@ fn header_changes_go_only_to_harmony_peers() {
     assert_eq!(n.headers(), &all[..]);
     assert_eq!(
         n.set_header(harmony_group::EXTENSIONS_HEADER, "x"),
-        Err(harmony_group::GroupError::ReservedHeader(
-            "X-HARMONY".into()
-        ))
+        Err(GroupError::ReservedHeader("X-HARMONY".into()))
     );
     // A peer that joins later gets the new set in our HELLO.
     let mut dave_hello = hello(&[], 0);
@@ -1155,10 +1195,7 @@ fn header_changes_go_only_to_harmony_peers() {
     );
 
     // Requests: only to Harmony peers, answered with our set.
-    assert_eq!(
-        n.request_properties(bob()),
-        Err(harmony_group::GroupError::NoProps(bob()))
-    );
+    assert_eq!(n.request_properties(bob()), Err(GroupError::NoProps(bob())));
     let r1 = n.request_properties(carol).unwrap();
     let r2 = n.request_properties(carol).unwrap();
     assert_ne!(r1, r2);

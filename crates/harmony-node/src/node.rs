@@ -28,7 +28,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use harmony_beacon::gossip::{Gossip, GossipConfig, GossipEvent, GossipHandle};
 use harmony_beacon::{Beacon, BeaconConfig, InterfaceSelect, SelectedInterface, ZreBeacon};
-use harmony_group::{Action, Event, NodeConfig, ZreNode};
+use harmony_group::{Action, Event, GroupError, NodeConfig, ZreNode};
 use harmony_security::{public_key_from_z85, KeyPair, MechanismConfig};
 use harmony_wire::zre::{ZreBody, ZreMessage};
 use harmony_zmtp::{DealerSocket, EventKind, Message, RouterSocket, SocketOptions, TrySendError};
@@ -643,7 +643,7 @@ impl Node {
     /// the network: the message is queued (a peer that left meanwhile drops it, as in Zyre).
     pub async fn whisper(&self, peer: Uuid, content: impl Into<Content>) -> Result<(), NodeError> {
         let content = content.into().0;
-        self.direct(|core| core.whisper(peer, content))?
+        self.direct_state(|state| state.whisper(peer, content))?
             .map_err(|_| NodeError::UnknownPeer(peer))
     }
 
@@ -748,7 +748,7 @@ impl Node {
     ) -> Result<u32, NodeError> {
         self.direct_state(|state| {
             let request = state.core.request_properties(peer).map_err(|e| match e {
-                harmony_group::GroupError::NoProps(p) => NodeError::NoProps(p),
+                GroupError::NoProps(p) => NodeError::NoProps(p),
                 _ => NodeError::UnknownPeer(peer),
             })?;
             state.requests.insert(request, answer);
@@ -1369,6 +1369,31 @@ impl State {
         }
     }
 
+    /// Encodes `message` straight into the outgoing message (first frames are cut from one
+    /// reused block instead of one allocation each) and queues it for `peer`.
+    fn send(&mut self, peer: Uuid, message: ZreMessage) {
+        self.room(message.encoded_len());
+        let mut frames = Message::new();
+        if let Err(e) = message.into_frames(&mut self.encoded, &mut frames) {
+            warn!(peer = %peer, error = %e, "message cannot be encoded; dropped");
+            return;
+        }
+        self.queue(peer, frames);
+    }
+
+    /// A WHISPER without the action queue: what is queued goes first, so that the peer gets
+    /// its sequence numbers in order.
+    fn whisper(&mut self, peer: Uuid, content: Vec<Bytes>) -> Result<(), GroupError> {
+        self.run_actions();
+        if let Some(sequence) = self.core.whisper_sequence(peer)? {
+            self.send(
+                peer,
+                ZreMessage::new(sequence, ZreBody::Whisper { content }),
+            );
+        }
+        Ok(())
+    }
+
     /// A SHOUT encoded once: each member's copy is the same first frame with its own sequence
     /// number patched in, and the same content frames (shared, not copied).
     fn shout(&mut self, group: &str, content: Vec<Bytes>) {
@@ -1454,17 +1479,7 @@ impl State {
                 }
                 self.dealers.insert(peer, dealer);
             }
-            Action::Send { peer, message } => {
-                // Encoded straight into the outgoing message; first frames are cut from one
-                // reused block instead of one allocation each.
-                self.room(message.encoded_len());
-                let mut frames = Message::new();
-                if let Err(e) = message.into_frames(&mut self.encoded, &mut frames) {
-                    warn!(peer = %peer, error = %e, "message cannot be encoded; dropped");
-                    return;
-                }
-                self.queue(peer, frames);
-            }
+            Action::Send { peer, message } => self.send(peer, message),
             Action::Disconnect { peer } => {
                 self.conns.remove(&peer);
                 let dealer = self.dealers.remove(&peer);
