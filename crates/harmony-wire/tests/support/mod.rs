@@ -83,6 +83,27 @@ pub(crate) fn alloc_budget(input_len: usize) -> usize {
     16 * input_len + 4096
 }
 
+/// The shared body of each single-buffer codec's "damaged message" property: decoding the
+/// damaged `bytes` allocates within [`alloc_budget`], and whatever still decodes re-encodes to
+/// exactly those bytes.
+pub(crate) fn damaged_is_an_error_or_re_encodes<M>(
+    bytes: &bytes::Bytes,
+    decode: impl FnOnce(&bytes::Bytes) -> harmony_wire::error::Result<M>,
+    encode: impl FnOnce(&M) -> harmony_wire::error::Result<bytes::Bytes>,
+) -> Result<(), TestCaseError> {
+    let (result, peak) = peak_alloc(|| decode(bytes));
+    prop_assert!(
+        peak <= alloc_budget(bytes.len()),
+        "decoding {} bytes allocated {} bytes",
+        bytes.len(),
+        peak
+    );
+    if let Ok(back) = result {
+        prop_assert_eq!(&encode(&back)?, bytes);
+    }
+    Ok(())
+}
+
 /// A way to damage a valid encoding.
 #[derive(Debug, Clone)]
 pub(crate) enum Damage {
