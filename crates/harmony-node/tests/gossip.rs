@@ -315,6 +315,27 @@ async fn a_czmq_shaped_gossip_client_is_served_and_dialled() {
     );
 }
 
+/// Waits until the last LEADER event of every node (all in group `G`) names `leader`.
+async fn all_agree_on(nodes: &mut [Node], leader: Uuid, what: &str) {
+    let n = nodes.len();
+    let mut agreed = HashSet::new();
+    timeout(STEP, async {
+        while agreed.len() < n {
+            let (i, ev) = next_event_any(nodes).await.expect("running");
+            if let Event::Leader { peer, group, .. } = ev {
+                assert_eq!(group, "G");
+                if peer == leader {
+                    agreed.insert(i);
+                } else {
+                    agreed.remove(&i);
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{} of {n} members {what}", agreed.len()));
+}
+
 /// Zyre's election on real sockets: ten nodes in a group, four contest; every member reports
 /// the same LEADER (the lowest contesting UUID); the leader stops and the others elect the
 /// next one.
@@ -347,23 +368,7 @@ async fn ten_nodes_elect_one_leader_and_reelect_when_it_stops() {
     };
     let leader = lowest(&contesters);
     // Every member's last LEADER names the lowest contester.
-    let n = nodes.len();
-    let mut agreed = HashSet::new();
-    timeout(STEP, async {
-        while agreed.len() < n {
-            let (i, ev) = next_event_any(&mut nodes).await.expect("running");
-            if let Event::Leader { peer, group, .. } = ev {
-                assert_eq!(group, "G");
-                if peer == leader {
-                    agreed.insert(i);
-                } else {
-                    agreed.remove(&i);
-                }
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{} of {n} members agreed on the leader", agreed.len()));
+    all_agree_on(&mut nodes, leader, "agreed on the leader").await;
     // The leader stops (GOODBYE): the rest elect the next lowest contester.
     let at_leader = nodes
         .iter()
@@ -373,22 +378,8 @@ async fn ten_nodes_elect_one_leader_and_reelect_when_it_stops() {
     gone.stop().await.expect("stop");
     let rest: Vec<Uuid> = contesters.into_iter().filter(|u| *u != leader).collect();
     let next = lowest(&rest);
+    all_agree_on(&mut nodes, next, "re-elected").await;
     let n = nodes.len();
-    let mut agreed = HashSet::new();
-    timeout(STEP, async {
-        while agreed.len() < n {
-            let (i, ev) = next_event_any(&mut nodes).await.expect("running");
-            if let Event::Leader { peer, .. } = ev {
-                if peer == next {
-                    agreed.insert(i);
-                } else {
-                    agreed.remove(&i);
-                }
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{} of {n} members re-elected", agreed.len()));
     for node in &nodes {
         assert_eq!(node.peers_by_group("G").await.unwrap().len(), n - 1);
     }
