@@ -20,26 +20,7 @@ const DEADLINE: Duration = Duration::from_secs(20);
 /// Answers OHAI and ICANHAZ, waits for the first NOM, then sends `chunks`; returns the
 /// client's routing id.
 async fn serve(router: &RouterSocket, chunks: &[Cheezburger]) -> Bytes {
-    let id = loop {
-        let msg = timeout(DEADLINE, router.recv())
-            .await
-            .expect("client talks")
-            .unwrap();
-        let id = msg[0].clone();
-        let reply = match FilemqMessage::decode(&msg[1], 1 << 20).unwrap() {
-            FilemqMessage::Ohai => FilemqMessage::OhaiOk,
-            FilemqMessage::Icanhaz { .. } => FilemqMessage::IcanhazOk,
-            FilemqMessage::Nom { .. } => break id,
-            _ => continue,
-        };
-        router
-            .send(Message::from_frames([
-                id.clone(),
-                reply.to_bytes().unwrap(),
-            ]))
-            .await
-            .unwrap();
-    };
+    let (id, _) = handshake(router).await;
     for c in chunks {
         let frame = FilemqMessage::Cheezburger(c.clone()).to_bytes().unwrap();
         router
