@@ -49,7 +49,12 @@ pub fn digest_of(data: &[u8]) -> String {
 
 /// crc32 of `data` as `X-CRC32` carries it.
 pub fn crc32_hex(data: &[u8]) -> String {
-    format!("{:08x}", crc32fast::hash(data))
+    crc_hex(crc32fast::hash(data))
+}
+
+/// A crc32 as `X-CRC32` carries it.
+pub fn crc_hex(crc: u32) -> String {
+    format!("{crc:08x}")
 }
 
 /// A cache value for a partly received file.
