@@ -71,6 +71,7 @@ fn main() -> Result<()> {
         let dest = Path::new(dir).join(format!("dest-{label}"));
         let _ = fs::remove_dir_all(&dest);
         let cpu = cpu_seconds()?;
+        let threads = thread_cpu()?;
         let took = runtime.block_on(harmony(
             &server,
             &dest,
@@ -83,7 +84,9 @@ fn main() -> Result<()> {
             took.as_secs_f64(),
             files.len()
         );
-        println!("CPU harmony {:.2}", cpu_seconds()? - cpu);
+        let total = cpu_seconds()? - cpu;
+        println!("CPU harmony {total:.2}");
+        print_sides("harmony", &threads, total)?;
         let _ = fs::remove_dir_all(&dest);
         if harmony_only {
             continue;
@@ -92,13 +95,16 @@ fn main() -> Result<()> {
         let raw_dest = Path::new(dir).join(format!("raw-{label}"));
         let _ = fs::remove_dir_all(&raw_dest);
         let cpu = cpu_seconds()?;
+        let threads = thread_cpu()?;
         let took = raw_tcp(&src, &raw_dest, &files)?;
         println!(
             "RESULT raw-tcp {label} {:.4} {bytes} {}",
             took.as_secs_f64(),
             files.len()
         );
-        println!("CPU raw-tcp {:.2}", cpu_seconds()? - cpu);
+        let total = cpu_seconds()? - cpu;
+        println!("CPU raw-tcp {total:.2}");
+        print_sides("raw-tcp", &threads, total)?;
         let _ = fs::remove_dir_all(&raw_dest);
     }
     server.stop();
@@ -124,6 +130,51 @@ fn cpu_seconds() -> Result<f64> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
     Ok(ticks as f64 / 100.0)
+}
+
+/// CPU seconds so far of this process's threads, by name.
+fn thread_cpu() -> Result<std::collections::BTreeMap<String, f64>> {
+    let mut by_name = std::collections::BTreeMap::new();
+    for task in fs::read_dir("/proc/self/task")? {
+        let Ok(stat) = fs::read_to_string(task?.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+        *by_name
+            .entry(stat[open + 1..close].to_string())
+            .or_insert(0.0) += ticks as f64 / 100.0;
+    }
+    Ok(by_name)
+}
+
+/// `SIDES <who> <sending side CPU> <receiving side CPU>` since `before` (`total` CPU seconds
+/// in the round). The side that lives on across rounds (Harmony's server, the raw copy's
+/// receiver on the main thread) is counted by its threads, the other as the rest.
+fn print_sides(
+    who: &str,
+    before: &std::collections::BTreeMap<String, f64>,
+    total: f64,
+) -> Result<()> {
+    let now = thread_cpu()?;
+    let used = |names: &[&str]| -> f64 {
+        names
+            .iter()
+            .map(|n| now.get(*n).unwrap_or(&0.0) - before.get(*n).unwrap_or(&0.0))
+            .sum()
+    };
+    let (send, recv) = if who == "harmony" {
+        let server = used(&["harmony-files-s", "files-srv-io"]);
+        (server, total - server)
+    } else {
+        let receiver = used(&["files_bench"]);
+        (total - receiver, receiver)
+    };
+    println!("SIDES {who} {send:.2} {recv:.2}");
+    Ok(())
 }
 
 /// The files of a case (made once): `big` = one 1 GiB file, `small` = 10 000 x 4 KiB.
@@ -235,25 +286,27 @@ fn raw_tcp(src: &Path, dest: &Path, files: &[(String, u64)]) -> Result<Duration>
     let src: PathBuf = src.to_path_buf();
     let list = files.to_vec();
     let started = Instant::now();
-    let sender = std::thread::spawn(move || -> std::io::Result<()> {
-        let (stream, _) = listener.accept()?;
-        let mut out = BufWriter::with_capacity(1 << 20, stream);
-        let mut buf = vec![0u8; 1 << 20];
-        for (name, len) in list {
-            out.write_all(&(name.len() as u32).to_be_bytes())?;
-            out.write_all(name.as_bytes())?;
-            out.write_all(&len.to_be_bytes())?;
-            let mut file = File::open(src.join(&name))?;
-            loop {
-                let n = file.read(&mut buf)?;
-                if n == 0 {
-                    break;
+    let sender = std::thread::Builder::new()
+        .name("raw-sender".into())
+        .spawn(move || -> std::io::Result<()> {
+            let (stream, _) = listener.accept()?;
+            let mut out = BufWriter::with_capacity(1 << 20, stream);
+            let mut buf = vec![0u8; 1 << 20];
+            for (name, len) in list {
+                out.write_all(&(name.len() as u32).to_be_bytes())?;
+                out.write_all(name.as_bytes())?;
+                out.write_all(&len.to_be_bytes())?;
+                let mut file = File::open(src.join(&name))?;
+                loop {
+                    let n = file.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    out.write_all(&buf[..n])?;
                 }
-                out.write_all(&buf[..n])?;
             }
-        }
-        out.flush()
-    });
+            out.flush()
+        })?;
     let mut input = BufReader::with_capacity(1 << 20, TcpStream::connect(addr)?);
     let mut buf = vec![0u8; 1 << 20];
     for _ in 0..files.len() {

@@ -5,7 +5,8 @@
 //! writes the previous ones (a two-stage pipeline instead of one serialised loop).
 //!
 //! A file found stable is read once more, on a third thread, into its [`Manifest`] (digest
-//! and chunk crc32s) before it is published: transfers then only read and send.
+//! and chunk crc32s) before it is published: transfers then only read and send. Clients are
+//! answered once the files there at the start are published.
 
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
@@ -113,6 +114,7 @@ impl FileServerBuilder {
                 // The driver runs on this thread (`block_on`), the ROUTER's I/O on the worker.
                 let runtime = match tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(1)
+                    .thread_name("files-srv-io")
                     .enable_all()
                     .build()
                 {
@@ -201,8 +203,7 @@ impl FileServer {
     }
 
     /// Waits until the files found by the first scan are published (their manifests made);
-    /// returns at once after that. Clients may connect before: they get the files as they
-    /// are published.
+    /// returns at once after that. Clients may connect before: they are answered once it is.
     pub async fn ready(&mut self) -> Result<(), FilesError> {
         self.ready
             .wait_for(|ready| *ready)
@@ -421,7 +422,9 @@ impl Driver {
             tokio::select! {
                 biased;
                 _ = &mut stop => return,
-                msg = self.router.recv() => match msg {
+                // Clients are answered once the files there at the start are published: what
+                // a new subscriber is told it has in sync includes them.
+                msg = self.router.recv(), if self.ready.is_none() => match msg {
                     Ok(msg) => {
                         let frames = msg.frames();
                         if let [id, frame] = frames {

@@ -45,7 +45,7 @@ enum Outgoing {
 }
 
 /// Chunk buffers kept for reuse: enough for what the socket typically holds in flight.
-const FREE_BUFFERS: usize = 8;
+const FREE_BUFFERS: usize = 24;
 
 /// Server settings.
 #[derive(Debug, Clone)]

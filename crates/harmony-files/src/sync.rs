@@ -127,6 +127,7 @@ impl FileClientBuilder {
                 // goes out at once instead of after the backlog of received chunks.
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(1)
+                    .thread_name("files-cli-io")
                     .enable_all()
                     .build()
                     .map_err(FilesError::io("tokio runtime"))?;
@@ -205,8 +206,15 @@ async fn run(
     mut stop: oneshot::Receiver<()>,
 ) -> Result<(), FilesError> {
     let (mut have, mut partial) = mirror.inventory()?;
+    // Chunk buffers recycled up to the credit window (what may be in flight at once): a
+    // stream of large chunks then reads into memory already mapped, instead of faulting in
+    // fresh pages for a good part of them.
+    let mut options = b.options.clone();
+    options.large_frame_pool = options
+        .large_frame_pool
+        .max(usize::try_from(b.config.credit_window).unwrap_or(usize::MAX));
     loop {
-        let dealer = DealerSocket::new(b.options.clone());
+        let dealer = DealerSocket::new(options.clone());
         // Watched for handshake failures: a server that refuses our key never sends a
         // FILEMQ message, so its refusal only shows here.
         let mut monitor = dealer.monitor();
