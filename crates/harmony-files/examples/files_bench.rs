@@ -79,14 +79,7 @@ fn main() -> Result<()> {
             curve.then_some(&keys),
             !plain,
         ))?;
-        println!(
-            "RESULT harmony {label} {:.4} {bytes} {}",
-            took.as_secs_f64(),
-            files.len()
-        );
-        let total = cpu_seconds()? - cpu;
-        println!("CPU harmony {total:.2}");
-        print_sides("harmony", &threads, total)?;
+        report("harmony", &label, took, bytes, files.len(), cpu, &threads)?;
         let _ = fs::remove_dir_all(&dest);
         if harmony_only {
             continue;
@@ -97,14 +90,7 @@ fn main() -> Result<()> {
         let cpu = cpu_seconds()?;
         let threads = thread_cpu()?;
         let took = raw_tcp(&src, &raw_dest, &files)?;
-        println!(
-            "RESULT raw-tcp {label} {:.4} {bytes} {}",
-            took.as_secs_f64(),
-            files.len()
-        );
-        let total = cpu_seconds()? - cpu;
-        println!("CPU raw-tcp {total:.2}");
-        print_sides("raw-tcp", &threads, total)?;
+        report("raw-tcp", &label, took, bytes, files.len(), cpu, &threads)?;
         let _ = fs::remove_dir_all(&raw_dest);
     }
     server.stop();
@@ -151,14 +137,25 @@ fn thread_cpu() -> Result<std::collections::BTreeMap<String, f64>> {
     Ok(by_name)
 }
 
-/// `SIDES <who> <sending side CPU> <receiving side CPU>` since `before` (`total` CPU seconds
-/// in the round). The side that lives on across rounds (Harmony's server, the raw copy's
-/// receiver on the main thread) is counted by its threads, the other as the rest.
-fn print_sides(
+/// Prints a round's lines: `RESULT`, then `CPU` (since `cpu`) and `SIDES <who> <sending side
+/// CPU> <receiving side CPU>` (since `before`). The side that lives on across rounds (Harmony's
+/// server, the raw copy's receiver on the main thread) is counted by its threads, the other as
+/// the rest.
+fn report(
     who: &str,
+    label: &str,
+    took: Duration,
+    bytes: u64,
+    files: usize,
+    cpu: f64,
     before: &std::collections::BTreeMap<String, f64>,
-    total: f64,
 ) -> Result<()> {
+    println!(
+        "RESULT {who} {label} {:.4} {bytes} {files}",
+        took.as_secs_f64()
+    );
+    let total = cpu_seconds()? - cpu;
+    println!("CPU {who} {total:.2}");
     let now = thread_cpu()?;
     let used = |names: &[&str]| -> f64 {
         names

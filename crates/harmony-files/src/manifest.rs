@@ -173,22 +173,26 @@ mod tests {
         let mut buf = Vec::new();
         let m = compute(&path, version, 1024, &mut buf).unwrap();
         assert_eq!(m, Manifest::of(&data, 1024));
-        let stale = FileVersion {
-            size: version.size + 1,
-            ..version
-        };
-        assert!(matches!(
-            compute(&path, stale, 1024, &mut buf),
-            Err(ManifestError::Changed)
-        ));
-        let other = FileVersion {
-            inode: version.inode + 1,
-            ..version
-        };
-        assert!(matches!(
-            compute(&path, other, 1024, &mut buf),
-            Err(ManifestError::Changed)
-        ));
+        // Another size, modification time or inode than the scan found: not this version.
+        for stale in [
+            FileVersion {
+                size: version.size + 1,
+                ..version
+            },
+            FileVersion {
+                mtime: version.mtime + 1,
+                ..version
+            },
+            FileVersion {
+                inode: version.inode + 1,
+                ..version
+            },
+        ] {
+            assert!(matches!(
+                compute(&path, stale, 1024, &mut buf),
+                Err(ManifestError::Changed)
+            ));
+        }
         assert!(matches!(
             compute(&dir.path().join("gone"), version, 1024, &mut buf),
             Err(ManifestError::Io(_))

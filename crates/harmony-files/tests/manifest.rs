@@ -40,6 +40,28 @@ fn client(now: Instant, cache: Vec<(String, String)>) -> Client {
     Client::new(config, cache, vec![], now)
 }
 
+/// `client` (routing id `id`) syncs from `server` until nothing moves; what it ended with.
+fn sync(
+    server: &mut Server,
+    source: &mut MemSource,
+    id: &'static [u8],
+    client: Client,
+) -> (Client, MemDest) {
+    let mut clients = [(Bytes::from_static(id), client, MemDest::default())];
+    pump(server, source, &mut clients, Instant::now(), 10_000);
+    let [(_, client, dest)] = clients;
+    (client, dest)
+}
+
+/// Nothing reached a final name.
+fn nothing_committed(dest: &MemDest) {
+    assert!(dest.files.is_empty());
+    assert!(!dest
+        .ops
+        .iter()
+        .any(|op| matches!(op, FileOp::Commit { .. })));
+}
+
 #[test]
 fn chunks_carry_the_manifests_crc32s_and_digest_and_end_on_its_pieces() {
     let now = Instant::now();
@@ -117,9 +139,7 @@ fn content_changed_after_its_manifest_is_refused_and_never_committed() {
     server.file_changed_with_manifest("/f", old.len() as u64, 1, Manifest::of(&old, CHUNK));
     // Whole pieces: the third one fails its crc32 and is never written.
     let whole = Client::new(ClientConfig::default(), vec![], vec![], now);
-    let mut clients = [(Bytes::from_static(b"A"), whole, MemDest::default())];
-    pump(&mut server, &mut source, &mut clients, now, 10_000);
-    let (_, c, dest) = &clients[0];
+    let (c, dest) = sync(&mut server, &mut source, b"A", whole);
     assert!(
         matches!(
             c.error(),
@@ -128,11 +148,7 @@ fn content_changed_after_its_manifest_is_refused_and_never_committed() {
         "{:?}",
         c.error()
     );
-    assert!(dest.files.is_empty());
-    assert!(!dest
-        .ops
-        .iter()
-        .any(|op| matches!(op, FileOp::Commit { .. })));
+    nothing_committed(&dest);
     let written: usize = dest
         .ops
         .iter()
@@ -144,10 +160,7 @@ fn content_changed_after_its_manifest_is_refused_and_never_committed() {
     assert_eq!(written, 2_000);
     // A piece split by the credit has its crc32 made from what is sent: the whole-file
     // digest (the manifest's) still refuses the file.
-    let split = client(now, vec![]);
-    let mut clients = [(Bytes::from_static(b"B"), split, MemDest::default())];
-    pump(&mut server, &mut source, &mut clients, now, 10_000);
-    let (_, c, dest) = &clients[0];
+    let (c, dest) = sync(&mut server, &mut source, b"B", client(now, vec![]));
     assert!(
         matches!(
             c.error(),
@@ -156,19 +169,13 @@ fn content_changed_after_its_manifest_is_refused_and_never_committed() {
         "{:?}",
         c.error()
     );
-    assert!(dest.files.is_empty());
-    assert!(!dest
-        .ops
-        .iter()
-        .any(|op| matches!(op, FileOp::Commit { .. })));
+    nothing_committed(&dest);
 
     // The next scan finds the new version: its own manifest, and the file goes out whole.
     server.file_changed_with_manifest("/f", new.len() as u64, 2, Manifest::of(&new, CHUNK));
-    let id = Bytes::from_static(b"C");
-    let mut clients = [(id, client(now, vec![]), MemDest::default())];
-    pump(&mut server, &mut source, &mut clients, now, 10_000);
-    assert_eq!(clients[0].1.error(), None);
-    assert_eq!(clients[0].2.files["f"], new);
+    let (c, dest) = sync(&mut server, &mut source, b"C", client(now, vec![]));
+    assert_eq!(c.error(), None);
+    assert_eq!(dest.files["f"], new);
 }
 
 #[test]
@@ -185,10 +192,7 @@ fn resync_compares_the_cache_with_the_manifest_without_reading_the_file() {
         ("same".to_string(), digest.clone()),
         ("other".to_string(), ext::digest_of(b"stale")),
     ];
-    let id = Bytes::from_static(b"A");
-    let mut clients = [(id, client(now, cache), MemDest::default())];
-    pump(&mut server, &mut empty, &mut clients, now, 10_000);
-    let (_, c, dest) = &clients[0];
+    let (c, dest) = sync(&mut server, &mut empty, b"A", client(now, cache));
     assert_eq!(c.error(), None);
     assert!(c.is_synced());
     // The file the client has was skipped; the stale one was tried (and is not readable here).
