@@ -5,8 +5,9 @@
 //! writes the previous ones (a two-stage pipeline instead of one serialised loop).
 //!
 //! A file found stable is read once more, on a third thread, into its [`Manifest`] (digest
-//! and chunk crc32s) before it is published: transfers then only read and send. Clients are
-//! answered once the files there at the start are published.
+//! and chunk crc32s) before it is published: transfers then only read and send.
+//! Subscriptions are answered once the files there at the start are published (heartbeats at
+//! once), so that a new subscriber's initial listing includes them.
 
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
@@ -148,11 +149,14 @@ impl FileServerBuilder {
                             return;
                         }
                     };
+                    let mut core = Server::new(self.config);
+                    // Until the first scan's files are published (see `check_ready`).
+                    core.hold_subscriptions();
                     let driver = Driver {
                         router,
                         monitor,
                         scanner,
-                        core: Server::new(self.config),
+                        core,
                         scan_interval: self.scan_interval,
                         events: events_tx,
                         jobs,
@@ -203,7 +207,8 @@ impl FileServer {
     }
 
     /// Waits until the files found by the first scan are published (their manifests made);
-    /// returns at once after that. Clients may connect before: they are answered once it is.
+    /// returns at once after that. Clients may connect before: their subscriptions are
+    /// answered once it is (their heartbeats all along).
     pub async fn ready(&mut self) -> Result<(), FilesError> {
         self.ready
             .wait_for(|ready| *ready)
@@ -323,10 +328,11 @@ impl Driver {
         }
     }
 
-    /// The first scan's files are all published.
+    /// The first scan's files are all published: subscriptions are answered from now on.
     fn check_ready(&mut self) {
         if self.pending == 0 {
             if let Some(ready) = self.ready.take() {
+                self.core.release_subscriptions();
                 let _ = ready.send(true);
             }
         }
@@ -422,9 +428,7 @@ impl Driver {
             tokio::select! {
                 biased;
                 _ = &mut stop => return,
-                // Clients are answered once the files there at the start are published: what
-                // a new subscriber is told it has in sync includes them.
-                msg = self.router.recv(), if self.ready.is_none() => match msg {
+                msg = self.router.recv() => match msg {
                     Ok(msg) => {
                         let frames = msg.frames();
                         if let [id, frame] = frames {

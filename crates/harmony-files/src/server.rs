@@ -44,6 +44,12 @@ enum Outgoing {
     Frame(Bytes),
 }
 
+/// ICANHAZ held at most while subscriptions are held (see [`Server::hold_subscriptions`]).
+const MAX_HELD: usize = 1024;
+
+/// A held ICANHAZ: client, path, options, cache.
+type Held = (Bytes, String, Vec<(String, String)>, Vec<(String, String)>);
+
 /// Chunk buffers kept for reuse: enough for what the socket typically holds in flight.
 const FREE_BUFFERS: usize = 24;
 
@@ -189,6 +195,8 @@ pub struct Server {
     published: u64,
     /// Chunk frames, recycled once written.
     buffers: BufferPool,
+    /// ICANHAZ waiting for the listing (`None`: answered at once).
+    held: Option<VecDeque<Held>>,
 }
 
 impl Server {
@@ -203,6 +211,7 @@ impl Server {
             cursor: None,
             published: 0,
             buffers: BufferPool::new(FREE_BUFFERS),
+            held: None,
         }
     }
 
@@ -331,7 +340,16 @@ impl Server {
                 path,
                 options,
                 cache,
-            } => self.subscribe(peer, path, &options, cache),
+            } => match self.held.as_mut() {
+                Some(held) if held.len() < MAX_HELD => {
+                    held.push_back((peer.clone(), path, options, cache));
+                }
+                Some(_) => self.drop_peer(
+                    peer,
+                    ProtocolError::Unexpected("ICANHAZ while too many wait for the listing"),
+                ),
+                None => self.subscribe(peer, path, &options, cache),
+            },
             FilemqMessage::Nom { credit, .. } => {
                 let total = u128::from(state.credit) + u128::from(credit);
                 if total > u128::from(self.config.max_credit) {
@@ -424,6 +442,23 @@ impl Server {
         }
         self.outbox
             .push_back((peer.clone(), FilemqMessage::IcanhazOk));
+    }
+
+    /// Holds subscriptions until [`Server::release_subscriptions`]: ICANHAZ waits (the client
+    /// is otherwise answered: OHAI, NOM, HUGZ), so that what a new subscriber gets, and is told
+    /// it has in sync, includes files the driver is still publishing (e.g. the first scan's,
+    /// while their manifests are made).
+    pub fn hold_subscriptions(&mut self) {
+        self.held.get_or_insert_with(VecDeque::new);
+    }
+
+    /// Answers the held ICANHAZ, in order, and every later one at once.
+    pub fn release_subscriptions(&mut self) {
+        for (peer, path, options, cache) in self.held.take().into_iter().flatten() {
+            if self.peers.contains_key(&peer) {
+                self.subscribe(&peer, path, &options, cache);
+            }
+        }
     }
 
     /// Drops clients silent for longer than the timeout.

@@ -202,3 +202,43 @@ fn resync_compares_the_cache_with_the_manifest_without_reading_the_file() {
         .any(|op| matches!(op, FileOp::Open { name, .. } if name == "same")));
     assert!(dest.files.is_empty());
 }
+
+#[test]
+fn subscriptions_wait_for_the_listing_and_heartbeats_keep_the_client_meanwhile() {
+    let start = Instant::now();
+    let mut server = server();
+    // The driver holds subscriptions while the first scan's manifests are made.
+    server.hold_subscriptions();
+    let mut source = MemSource::default();
+    let content = data(3_000, 4);
+    source.0.insert("/f".into(), content.clone());
+    let heartbeat = ClientConfig::default().heartbeat;
+    let mut clients = [(
+        Bytes::from_static(b"A"),
+        client(start, vec![]),
+        MemDest::default(),
+    )];
+    // Longer than the client's patience (max_missed heartbeats) without an answer to ICANHAZ.
+    for beat in 0..6u32 {
+        let now = start + heartbeat * beat;
+        clients[0].1.handle_timeout(now);
+        pump(&mut server, &mut source, &mut clients, now, 10_000);
+        let (_, c, _) = &clients[0];
+        assert_eq!(c.error(), None, "beat {beat}");
+        assert!(!c.is_subscribed());
+    }
+    server.file_changed_with_manifest("/f", 3_000, 1, Manifest::of(&content, CHUNK));
+    server.release_subscriptions();
+    pump(
+        &mut server,
+        &mut source,
+        &mut clients,
+        start + heartbeat * 6,
+        10_000,
+    );
+    let (_, c, dest) = &clients[0];
+    assert_eq!(c.error(), None);
+    // The initial listing, and the synced marker after it, include the file.
+    assert!(c.is_synced());
+    assert_eq!(dest.files["f"], content[..]);
+}
