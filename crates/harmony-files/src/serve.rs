@@ -11,11 +11,15 @@
 
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use bytes::Bytes;
-use harmony_zmtp::{EventKind, Message, Monitor, RouterSocket, SocketOptions, TrySendError};
+use harmony_zmtp::{
+    EventKind, FileRegion, MechanismConfig, Message, Monitor, RouterSocket, SocketOptions,
+    TrySendError,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{sleep, sleep_until, Instant};
 use tracing::{debug, warn};
@@ -149,6 +153,10 @@ impl FileServerBuilder {
                             return;
                         }
                     };
+                    // Chunk content goes from the file to the socket (sendfile) unless
+                    // CURVE has to seal it.
+                    let regions =
+                        !matches!(self.options.mechanism, MechanismConfig::CurveServer { .. });
                     let mut core = Server::new(self.config);
                     // Until the first scan's files are published (see `check_ready`).
                     core.hold_subscriptions();
@@ -163,6 +171,7 @@ impl FileServerBuilder {
                         made,
                         pending: 0,
                         ready: Some(ready_tx_w),
+                        regions,
                     };
                     driver.run(stop_rx).await;
                 });
@@ -254,6 +263,8 @@ struct Driver {
     pending: usize,
     /// Told once the first scan's files are published.
     ready: Option<watch::Sender<bool>>,
+    /// Chunks may be sent from their files (no CURVE).
+    regions: bool,
 }
 
 /// A file version to read into its manifest.
@@ -369,28 +380,33 @@ impl Driver {
     /// Sends what the core has, up to a batch; `false` when the socket is closed.
     fn flush(
         &mut self,
-        pending: &mut Option<Message>,
-        open: &mut Option<(String, std::fs::File)>,
+        pending: &mut Option<(Message, Option<FileRegion>)>,
+        open: &mut Option<(String, Arc<std::fs::File>)>,
     ) -> Result<bool, ()> {
         let mut sent = 0;
         loop {
-            let msg = match pending.take() {
+            let (msg, region) = match pending.take() {
                 Some(m) => m,
                 None => {
                     if sent == SEND_BATCH {
                         return Ok(true);
                     }
-                    let mut source = self.scanner.source(open);
-                    let Some((id, frame)) = self.core.poll_transmit_frame(&mut source) else {
+                    let mut source = self.scanner.source(open, self.regions);
+                    let Some((id, frame, region)) = self.core.poll_transmit_region(&mut source)
+                    else {
                         return Ok(false);
                     };
-                    Message::from_frames([id, frame])
+                    (Message::from_frames([id, frame]), region)
                 }
             };
-            match self.router.try_send(msg) {
+            let result = match &region {
+                Some(r) => self.router.try_send_region(msg, r.clone()),
+                None => self.router.try_send(msg),
+            };
+            match result {
                 Ok(()) => sent += 1,
                 Err(TrySendError::WouldBlock(m)) => {
-                    *pending = Some(m);
+                    *pending = Some((m, region));
                     return Ok(false);
                 }
                 Err(TrySendError::Unroutable(m)) => {
@@ -404,7 +420,7 @@ impl Driver {
     }
 
     async fn run(mut self, mut stop: oneshot::Receiver<()>) {
-        let mut pending: Option<Message> = None;
+        let mut pending = None;
         let mut open = None;
         let mut next_scan = Instant::now();
         let far = Duration::from_secs(3600);

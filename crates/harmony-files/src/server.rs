@@ -7,6 +7,7 @@
 //! [`Server::poll_transmit`], which reads file content through a [`Source`].
 
 use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
 use std::io;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use harmony_wire::filemq::{Cheezburger, FileOperation, FilemqMessage};
+use harmony_zmtp::FileRegion;
 use tracing::debug;
 
 use crate::error::ProtocolError;
@@ -35,13 +37,22 @@ pub trait Source {
         len: usize,
         dst: &mut Vec<u8>,
     ) -> io::Result<usize>;
+
+    /// The open file behind `vpath`, when content may be sent straight from it (sendfile)
+    /// rather than read into the frame: see [`Server::poll_transmit_region`]. `None` (the
+    /// default): always read.
+    fn file(&mut self, _vpath: &str) -> Option<Arc<File>> {
+        None
+    }
 }
 
-/// Something to send: a message, or a CHEEZBURGER already encoded around its content.
+/// Something to send: a message, a CHEEZBURGER already encoded around its content, or the
+/// head of one whose content stays in its file.
 #[derive(Debug)]
 enum Outgoing {
     Message(FilemqMessage),
     Frame(Bytes),
+    Region(Bytes, FileRegion),
 }
 
 /// ICANHAZ held at most while subscriptions are held (see [`Server::hold_subscriptions`]).
@@ -502,6 +513,12 @@ impl Server {
                     .expect("the server's own frames decode");
                 Some((id, msg))
             }
+            Outgoing::Region(head, region) => {
+                let frame = read_region(&head, &region).ok()?;
+                let msg = FilemqMessage::decode(&frame, usize::MAX)
+                    .expect("the server's own frames decode");
+                Some((id, msg))
+            }
         }
     }
 
@@ -509,11 +526,32 @@ impl Server {
     /// [`Source`] straight into its frame, never copied.
     pub fn poll_transmit_frame(&mut self, source: &mut dyn Source) -> Option<(Bytes, Bytes)> {
         loop {
+            match self.poll_transmit_region(source)? {
+                (id, frame, None) => return Some((id, frame)),
+                (id, head, Some(region)) => match read_region(&head, &region) {
+                    Ok(frame) => return Some((id, frame)),
+                    Err(e) => debug!(%e, "file shorter than announced, chunk dropped"),
+                },
+            }
+        }
+    }
+
+    /// As [`Server::poll_transmit_frame`], except that a chunk whose content the server need
+    /// not see comes back as `(routing id, head, Some(region))`, the frame being the head
+    /// followed by the region's bytes: its crc32 and digest come from the manifest, its
+    /// content stays in the file that [`Source::file`] gives (the driver sends it with
+    /// sendfile).
+    pub fn poll_transmit_region(
+        &mut self,
+        source: &mut dyn Source,
+    ) -> Option<(Bytes, Bytes, Option<FileRegion>)> {
+        loop {
             let (id, out) = self.poll_outgoing(source)?;
             match out {
-                Outgoing::Frame(frame) => return Some((id, frame)),
+                Outgoing::Frame(frame) => return Some((id, frame, None)),
+                Outgoing::Region(head, region) => return Some((id, head, Some(region))),
                 Outgoing::Message(msg) => match msg.to_bytes() {
-                    Ok(frame) => return Some((id, frame)),
+                    Ok(frame) => return Some((id, frame, None)),
                     Err(e) => debug!(%e, "unencodable FILEMQ message dropped"),
                 },
             }
@@ -700,6 +738,40 @@ impl Server {
                         .push((ext::HDR_DIGEST.to_string(), "0".repeat(ext::DIGEST_HEX_LEN)));
                 }
             }
+            let known_crc = transfer
+                .manifest
+                .as_ref()
+                .and_then(|m| m.crc_of(transfer.offset, want as usize, transfer.size));
+            // Nothing to compute from the content: it may stay in its file.
+            let file = if transfer.hasher.is_none() && (!harmony || known_crc.is_some()) {
+                source.file(&transfer.vpath)
+            } else {
+                None
+            };
+            if let Some(file) = file {
+                let region = FileRegion::new(file, transfer.offset, want as usize);
+                if let Some(crc) = known_crc.filter(|_| harmony) {
+                    head.headers[1].1 = ext::crc_hex(crc);
+                }
+                let transfer = peer.current.as_mut()?;
+                transfer.offset += want;
+                peer.credit -= want;
+                peer.sequence += 1;
+                if last {
+                    if let Some(digest) = self.finish(id) {
+                        head.headers[2].1 = digest;
+                    }
+                }
+                let mut encoded = bytes::BytesMut::with_capacity(head.head_len());
+                if let Err(e) = head.encode_head(want as usize, &mut encoded) {
+                    debug!(%e, "unencodable chunk, file skipped");
+                    if let Some(peer) = self.peers.get_mut(id) {
+                        peer.current = None;
+                    }
+                    continue;
+                }
+                return Some(Outgoing::Region(encoded.freeze(), region));
+            }
             let head_len = head.head_len();
             let mut frame = self.buffers.take(head_len + want as usize);
             frame.resize(head_len, 0);
@@ -766,6 +838,17 @@ impl Server {
             .push_back(ServerEvent::Sent(id.clone(), done.vpath));
         digest
     }
+}
+
+/// `head` followed by `region`'s bytes, read (for callers that need the whole frame).
+fn read_region(head: &[u8], region: &FileRegion) -> io::Result<Bytes> {
+    use std::os::unix::fs::FileExt;
+    let mut frame = vec![0; head.len() + region.len()];
+    frame[..head.len()].copy_from_slice(head);
+    region
+        .file()
+        .read_exact_at(&mut frame[head.len()..], region.offset())?;
+    Ok(frame.into())
 }
 
 /// Digest of the first `len` bytes of `vpath`, and how many bytes there were.

@@ -43,6 +43,11 @@ impl FileRegion {
         self.len == 0
     }
 
+    /// The file.
+    pub fn file(&self) -> &Arc<File> {
+        &self.file
+    }
+
     /// Where it starts in the file.
     pub fn offset(&self) -> u64 {
         self.offset
