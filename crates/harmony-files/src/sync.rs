@@ -431,7 +431,7 @@ impl Connection<'_> {
         match op {
             FileOp::Open { name, offset, size } => {
                 debug!(%name, offset, "receiving");
-                self.mirror.open(&name, offset)?;
+                self.mirror.open(&name, offset, size)?;
                 *receiving = Some((name.clone(), size));
                 self.told.push(SyncEvent::Receiving { name, offset, size });
             }
