@@ -1,8 +1,11 @@
 //! [`FileServer`]: the tokio driver of [`Server`] over a harmony-zmtp ROUTER, publishing
 //! directories. It runs on a thread of its own (file reads and digests block), with its own
 //! runtime, so it never stalls the caller's. That runtime has one worker thread for the
-//! socket's connection tasks: the driver reads and hashes the next chunk while the worker
-//! writes the previous ones (a two-stage pipeline instead of one serialised loop).
+//! socket's connection tasks. A chunk whose crc32 and digest are in the file's manifest is
+//! not read at all: its head goes into the socket's queue with the file region behind it, and
+//! the worker writes the region with sendfile(2) (a file cut short under it closes that
+//! connection; the client resumes). With CURVE, or when the content must be hashed, the
+//! driver reads the next chunk while the worker seals and writes the previous ones.
 //!
 //! A file found stable is read once more, on a third thread, into its [`Manifest`] (digest
 //! and chunk crc32s) before it is published: transfers then only read and send.
@@ -153,10 +156,7 @@ impl FileServerBuilder {
                             return;
                         }
                     };
-                    // Chunk content goes from the file to the socket (sendfile) unless
-                    // CURVE has to seal it.
-                    let regions =
-                        !matches!(self.options.mechanism, MechanismConfig::CurveServer { .. });
+                    let regions = sends_from_files(&self.options);
                     let mut core = Server::new(self.config);
                     // Until the first scan's files are published (see `check_ready`).
                     core.hold_subscriptions();
@@ -265,6 +265,12 @@ struct Driver {
     ready: Option<watch::Sender<bool>>,
     /// Chunks may be sent from their files (no CURVE).
     regions: bool,
+}
+
+/// Whether chunk content goes from the file to the socket (sendfile): not when CURVE has to
+/// seal it, where the driver reads it while the socket's worker writes earlier chunks.
+fn sends_from_files(options: &SocketOptions) -> bool {
+    !matches!(options.mechanism, MechanismConfig::CurveServer { .. })
 }
 
 /// A file version to read into its manifest.
@@ -476,5 +482,23 @@ impl Driver {
                 _ = sleep(Duration::from_millis(1)), if pending.is_some() => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use harmony_security::KeyPair;
+
+    use super::*;
+
+    #[test]
+    fn chunks_are_sent_from_files_except_with_curve() {
+        assert!(sends_from_files(&SocketOptions::default()));
+        let plain = SocketOptions::default().mechanism(MechanismConfig::PlainServer);
+        assert!(sends_from_files(&plain));
+        let curve = SocketOptions::default().mechanism(MechanismConfig::CurveServer {
+            keys: KeyPair::generate(),
+        });
+        assert!(!sends_from_files(&curve));
     }
 }

@@ -251,7 +251,7 @@ async fn run(
         let end = conn.run(&mut stop).await;
         conn.flush_events().await;
         let end = end?;
-        partial.extend(conn.core.take_partial());
+        partial.extend(conn.core.take_resume_points());
         mirror.suspend();
         match end {
             End::Stop => {
