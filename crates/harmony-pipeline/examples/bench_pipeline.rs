@@ -16,27 +16,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use harmony_node::Node;
 use harmony_pipeline::{Client, Collector, Settings, Timing, Worker, WorkerOptions};
-use harmony_testkit::arg;
+use harmony_testkit::{arg, cpu_time};
 use harmony_zmtp::{Message, PullSocket, PushSocket, SocketOptions};
 
 const PAYLOAD: usize = 64;
 const WORKERS: usize = 4;
-
-/// CPU time of this process so far (all threads, user and system), from `/proc/self/stat`
-/// (in clock ticks of 10 ms: measure runs of a second or more).
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may hold spaces): the 12th and
-    // 13th are utime and stime.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let ticks: u64 = after
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|f| f.parse::<u64>().ok())
-        .sum();
-    Duration::from_millis(ticks * 10)
-}
 
 /// One throughput measurement: tasks per second and CPU microseconds per task.
 #[derive(Debug, Clone, Copy)]

@@ -57,6 +57,28 @@ pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// CPU time of this whole process so far (every thread, user and system), from
+/// `getrusage` (microsecond resolution): the benchmark programs' CPU per operation.
+pub fn cpu_time() -> std::time::Duration {
+    use nix::sys::resource::{getrusage, UsageWho};
+    getrusage(UsageWho::RUSAGE_SELF).map_or(std::time::Duration::ZERO, |u| {
+        let (user, system) = (u.user_time(), u.system_time());
+        let micros = |t: nix::sys::time::TimeVal| {
+            u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000
+                + u64::try_from(t.tv_usec()).unwrap_or(0)
+        };
+        std::time::Duration::from_micros(micros(user) + micros(system))
+    })
+}
+
+/// The load average over the last minute, 5 and 15 minutes (`/proc/loadavg`), as printed
+/// beside every benchmark figure (empty where it cannot be read).
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 /// A UDP port that was free a moment ago, so parallel tests on loopback do not hear each
 /// other's beacons.
 pub fn free_udp_port() -> u16 {
