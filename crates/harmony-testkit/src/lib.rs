@@ -71,6 +71,17 @@ pub fn cpu_time() -> std::time::Duration {
     })
 }
 
+/// Keeps this thread, and the threads it starts from now on, on these CPUs
+/// (`sched_setaffinity`): a benchmark pins itself before starting its runtime, so that its
+/// figures do not depend on where the scheduler puts its threads.
+pub fn pin_to_cpus(cpus: &[usize]) -> nix::Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    for &cpu in cpus {
+        set.set(cpu)?;
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+}
+
 /// The load average over the last minute, 5 and 15 minutes (`/proc/loadavg`), as printed
 /// beside every benchmark figure (empty where it cannot be read).
 pub fn load_average() -> String {

@@ -6,14 +6,17 @@
 //! on the benchmark's task, as in the raw baseline.
 //!
 //! The throughputs are measured in alternating rounds (raw, whisper, fan-out, raw, ...; 5 by
-//! default) on one runtime shape for all (tokio multi-thread, 2 workers, the receivers on the
-//! main thread): the table gives the medians, each round's ratio to the raw figure of the same
-//! round, and the CPU time of the whole process per delivery (on a shared 2-core machine the
-//! wall-clock rates follow the CPU share the process gets; the CPU per delivery much less so).
+//! default) on one runtime shape for all: tokio multi-thread with 2 workers (the receivers on
+//! the main thread), every thread pinned to CPU 0. Unpinned, the raw baseline was bimodal on
+//! the 2-core machine (3.3-8.4 M/s between runs a minute apart, with its CPU per message
+//! nearly constant: it depends on whether its threads get one core or two), and so was every
+//! ratio; pinned, the rounds agree within a few percent. The table gives the medians, each
+//! round's ratio to the raw figure of the same round, and the CPU time of the whole process
+//! per delivery (the steady figure).
 //!
 //! Usage: bench_zre [--messages N (deliveries per figure)] [--rounds N] [--nodes N]
 //! [--only raw,whisper,fanout (just those throughputs, e.g. under `perf stat`)]
-//! [--runtime multi|current] [--workers N]
+//! [--runtime multi|current] [--workers N] [--cpus 0|0,1|all]
 
 use std::time::{Duration, Instant};
 
@@ -26,8 +29,21 @@ const PAYLOAD: usize = 64;
 /// Receivers of the shout fan-out.
 const FAN_OUT: usize = 10;
 
-/// The runtime every figure runs on (`--runtime multi|current`, `--workers N`).
-fn runtime() -> tokio::runtime::Runtime {
+/// The runtime every figure runs on (`--runtime multi|current`, `--workers N`), its threads on
+/// the CPUs of `--cpus` (a list such as `0` or `0,1`; `all`: wherever the scheduler puts them).
+/// Returns it with a description of the shape.
+fn runtime() -> (tokio::runtime::Runtime, String) {
+    let cpus: String = arg("--cpus", "0".to_owned());
+    if cpus != "all" {
+        let list: Vec<usize> = cpus
+            .split(',')
+            .map(|c| {
+                c.parse()
+                    .expect("--cpus takes a list of CPU numbers, or all")
+            })
+            .collect();
+        harmony_testkit::pin_to_cpus(&list).expect("pin to --cpus");
+    }
     let flavour: String = arg("--runtime", "multi".to_owned());
     let mut builder = match flavour.as_str() {
         "current" => tokio::runtime::Builder::new_current_thread(),
@@ -38,7 +54,13 @@ fn runtime() -> tokio::runtime::Runtime {
         }
         other => panic!("--runtime takes multi or current, not {other}"),
     };
-    builder.enable_all().build().expect("runtime")
+    let workers = if flavour == "current" {
+        String::new()
+    } else {
+        format!(", {} workers", arg("--workers", 2))
+    };
+    let shape = format!("tokio {flavour}-thread{workers}, CPUs {cpus}");
+    (builder.enable_all().build().expect("runtime"), shape)
 }
 
 /// `n` nodes on loopback; each peer's queue holds `queue` messages (a whisper or shout never
@@ -63,16 +85,20 @@ async fn nodes(n: usize, port: u16, interval: Duration, queue: usize) -> Vec<Nod
 /// Waits until `want` events matching `pred` arrived; returns when the last one came.
 async fn wait_for(nodes: &mut [Node], want: usize, pred: impl Fn(&Event) -> bool) -> Instant {
     let mut seen = 0;
+    // The other events of the wait, shown if it times out.
+    let mut others = Vec::new();
     tokio::time::timeout(Duration::from_secs(120), async {
         while seen < want {
-            let (_, ev) = next_event_any(nodes).await.expect("running");
+            let (i, ev) = next_event_any(nodes).await.expect("running");
             if pred(&ev) {
                 seen += 1;
+            } else if others.len() < 20 {
+                others.push((i, ev));
             }
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("timed out: {seen}/{want}"));
+    .unwrap_or_else(|_| panic!("timed out: {seen}/{want}; other events: {others:?}"));
     Instant::now()
 }
 
@@ -426,7 +452,7 @@ async fn throughput(parts: &[String], rounds: usize, messages: usize) -> Rounds 
 
 /// Prints the throughput table: medians over the rounds, each round's ratio to the raw figure
 /// of the same round, CPU per delivery.
-fn print_throughput(r: &Rounds, rounds: usize, messages: usize) {
+fn print_throughput(r: &Rounds, rounds: usize, messages: usize, shape: &str) {
     let rate = |v: &[Rate]| median(v.iter().map(|r| r.per_second).collect());
     let cpu = |v: &[Rate]| median(v.iter().map(|r| r.cpu_us).collect());
     println!(
@@ -434,6 +460,7 @@ fn print_throughput(r: &Rounds, rounds: usize, messages: usize) {
          median of {rounds} alternating rounds (load {})",
         harmony_testkit::load_average()
     );
+    println!("every figure on one runtime shape: {shape}");
     println!("{:<44} {:>14} {:>10}", "measurement", "figure", "ratio");
     let raw = rate(&r.raw);
     println!(
@@ -488,7 +515,7 @@ fn main() {
     let rounds: usize = arg("--rounds", 5).max(1);
     let n: usize = arg("--nodes", 50);
     let only: String = arg("--only", String::new());
-    let runtime = runtime();
+    let (runtime, shape) = runtime();
     let body = async {
         let parts: Vec<String> = if only.is_empty() {
             vec!["raw".into(), "whisper".into(), "fanout".into()]
@@ -497,7 +524,7 @@ fn main() {
         };
         let r = throughput(&parts, rounds, messages).await;
         if !r.raw.is_empty() {
-            print_throughput(&r, rounds, messages);
+            print_throughput(&r, rounds, messages, &shape);
         }
         if only.is_empty() {
             others(n).await;
