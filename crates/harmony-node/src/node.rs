@@ -1306,16 +1306,22 @@ impl State {
         self.core.handle_discovered(uuid, endpoint, now);
     }
 
+    /// One inbox message: the routing id, then the ZRE message, whose content frames move
+    /// into the event as they are.
     fn on_inbox(&mut self, msg: Message, now: std::time::Instant) {
-        let frames = msg.frames();
+        let mut frames = msg.into_iter();
         let Some(from) = frames
-            .first()
-            .and_then(|id| harmony_peer::uuid_from_routing_id(id))
+            .next()
+            .and_then(|id| harmony_peer::uuid_from_routing_id(&id))
         else {
             debug!("dropped a message whose routing id is not 0x01 + UUID");
             return;
         };
-        match ZreMessage::decode(&frames[1..], MAX_ZRE_HEADER) {
+        let decoded = match frames.next() {
+            Some(first) => ZreMessage::decode_owned(&first, frames, MAX_ZRE_HEADER),
+            None => Err(harmony_wire::WireError::Truncated("ZRE message")),
+        };
+        match decoded {
             Ok(message) => {
                 if self.curve.is_some() {
                     if let ZreBody::Hello(hello) = &message.body {

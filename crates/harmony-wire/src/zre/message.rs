@@ -160,7 +160,8 @@ impl ZreBody {
         }
     }
 
-    fn decode(id: u8, r: &mut Reader<'_>, content: &[Bytes]) -> Result<Self> {
+    /// `content` is called for WHISPER and SHOUT only (it gives the content frames).
+    fn decode(id: u8, r: &mut Reader<'_>, content: impl FnOnce() -> Vec<Bytes>) -> Result<Self> {
         Ok(match id {
             1 => Self::Hello(Hello {
                 endpoint: r.string("HELLO endpoint")?,
@@ -169,12 +170,10 @@ impl ZreBody {
                 name: r.string("HELLO name")?,
                 headers: r.hash("HELLO headers")?,
             }),
-            2 => Self::Whisper {
-                content: content.to_vec(),
-            },
+            2 => Self::Whisper { content: content() },
             3 => Self::Shout {
                 group: r.string("SHOUT group")?,
-                content: content.to_vec(),
+                content: content(),
             },
             4 => Self::Join {
                 group: r.string("JOIN group")?,
@@ -312,6 +311,27 @@ impl ZreMessage {
         let (first, rest) = frames
             .split_first()
             .ok_or(WireError::Truncated("ZRE message"))?;
+        Self::decode_with(first, rest.len(), || rest.to_vec(), limit)
+    }
+
+    /// [`ZreMessage::decode`] of frames the caller owns: the first frame, then the others,
+    /// which become the WHISPER/SHOUT content as they are (moved, not cloned).
+    pub fn decode_owned(
+        first: &Bytes,
+        rest: impl ExactSizeIterator<Item = Bytes>,
+        limit: usize,
+    ) -> Result<Self> {
+        Self::decode_with(first, rest.len(), || rest.collect(), limit)
+    }
+
+    /// The decoder: `first` is the first frame, `more` the number of frames after it, which
+    /// `content` gives (called for WHISPER and SHOUT only).
+    fn decode_with(
+        first: &Bytes,
+        more: usize,
+        content: impl FnOnce() -> Vec<Bytes>,
+        limit: usize,
+    ) -> Result<Self> {
         let mut r = Reader::new(first, limit, "ZRE message")?;
         if r.array::<2>("ZRE signature")? != ZRE_SIGNATURE {
             return Err(WireError::BadSignature("ZRE message"));
@@ -329,9 +349,9 @@ impl ZreMessage {
             });
         }
         let sequence = r.u16("ZRE sequence")?;
-        let body = ZreBody::decode(id, &mut r, rest)?;
+        let body = ZreBody::decode(id, &mut r, content)?;
         r.finish()?;
-        if body.content().is_none() && !rest.is_empty() {
+        if body.content().is_none() && more > 0 {
             return Err(WireError::Invalid(
                 "frames after a single-frame ZRE message",
             ));
@@ -521,6 +541,12 @@ mod tests {
             assert_eq!(frames[0].len(), msg.encoded_len());
             assert_eq!(frames[0][2], msg.body.id());
             assert_eq!(ZreMessage::decode(&frames, 4096).unwrap(), msg);
+            let owned = ZreMessage::decode_owned(&frames[0], frames[1..].iter().cloned(), 4096);
+            assert_eq!(
+                owned.unwrap(),
+                msg,
+                "decoded from owned frames, message {i}"
+            );
             let mut cut = Vec::new();
             msg.encode_frames(&mut shared, &mut cut).unwrap();
             assert_eq!(cut, frames, "encoded into a shared buffer, message {i}");
@@ -549,6 +575,11 @@ mod tests {
     #[test]
     fn refuses_malformed_messages() {
         let ping = ZreMessage::new(2, ZreBody::Ping).to_frames().unwrap();
+        let extra = [Bytes::from_static(b"x")];
+        assert!(
+            ZreMessage::decode_owned(&ping[0], extra.iter().cloned(), 64).is_err(),
+            "a frame after a PING"
+        );
         let with = |f: &dyn Fn(&mut Vec<u8>)| {
             let mut v = ping[0].to_vec();
             f(&mut v);
