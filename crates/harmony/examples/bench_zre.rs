@@ -6,7 +6,7 @@
 //! on the benchmark's task, as in the raw baseline.
 //!
 //! The throughputs are measured in alternating rounds (raw, whisper, fan-out, raw, ...; 5 by
-//! default) on one runtime shape for all: tokio multi-thread with 2 workers (the receivers on
+//! default, after one uncounted warm-up round) on one runtime shape for all: tokio multi-thread with 2 workers (the receivers on
 //! the main thread), every thread pinned to CPU 0. Unpinned, the raw baseline was bimodal on
 //! the 2-core machine (3.3-8.4 M/s between runs a minute apart, with its CPU per message
 //! nearly constant: it depends on whether its threads get one core or two), and so was every
@@ -411,7 +411,9 @@ async fn throughput(parts: &[String], rounds: usize, messages: usize) -> Rounds 
     let mut pair = None;
     let mut fan = None;
     let mut out = Rounds::default();
-    for round in 1..=rounds {
+    // Round 0 warms up (connections, queues and allocator at their working size) and is not
+    // counted.
+    for round in 0..=rounds {
         for part in parts {
             let rate = match part.as_str() {
                 "raw" => raw_zmtp(messages).await,
@@ -429,13 +431,19 @@ async fn throughput(parts: &[String], rounds: usize, messages: usize) -> Rounds 
                 }
                 other => panic!("--only takes raw, whisper, fanout; not {other}"),
             };
+            let label = if round == 0 {
+                "warm-up".to_owned()
+            } else {
+                format!("round {round}")
+            };
             eprintln!(
-                "  round {round} {part:<8} {:>8.0} k/s {:>7.3} us CPU per delivery (load {})",
+                "  {label:<8} {part:<8} {:>8.0} k/s {:>7.3} us CPU per delivery (load {})",
                 rate.per_second / 1e3,
                 rate.cpu_us,
                 harmony_testkit::load_average()
             );
             match part.as_str() {
+                _ if round == 0 => {}
                 "raw" => out.raw.push(rate),
                 "whisper" => out.whisper.push(rate),
                 _ => out.fanout.push(rate),
