@@ -16,32 +16,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use harmony_node::Node;
 use harmony_pipeline::{Client, Collector, Settings, Timing, Worker, WorkerOptions};
-use harmony_testkit::{arg, cpu_time};
+use harmony_testkit::{arg, cpu_time, median, Rate};
 use harmony_zmtp::{Message, PullSocket, PushSocket, SocketOptions};
 
 const PAYLOAD: usize = 64;
 const WORKERS: usize = 4;
-
-/// One throughput measurement: tasks per second and CPU microseconds per task.
-#[derive(Debug, Clone, Copy)]
-struct Rate {
-    per_second: f64,
-    cpu_us: f64,
-}
-
-impl Rate {
-    fn of(tasks: usize, wall: Duration, cpu: Duration) -> Self {
-        Self {
-            per_second: tasks as f64 / wall.as_secs_f64(),
-            cpu_us: cpu.as_secs_f64() * 1e6 / tasks as f64,
-        }
-    }
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
 
 /// Bare PUSH/PULL: ventilator PUSH -> 4 workers (PULL in, PUSH out) -> sink PULL.
 async fn push_pull(tasks: usize) -> Rate {

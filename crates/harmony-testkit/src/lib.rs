@@ -71,6 +71,32 @@ pub fn cpu_time() -> std::time::Duration {
     })
 }
 
+/// One throughput measurement of a benchmark: operations per second, and CPU microseconds
+/// of the whole process per operation.
+#[derive(Debug, Clone, Copy)]
+pub struct Rate {
+    /// Operations per second of wall-clock time.
+    pub per_second: f64,
+    /// CPU time of the process (every thread) per operation, in microseconds.
+    pub cpu_us: f64,
+}
+
+impl Rate {
+    /// The rate of `count` operations done in `wall` with `cpu` of CPU time.
+    pub fn of(count: usize, wall: std::time::Duration, cpu: std::time::Duration) -> Self {
+        Self {
+            per_second: count as f64 / wall.as_secs_f64(),
+            cpu_us: cpu.as_secs_f64() * 1e6 / count as f64,
+        }
+    }
+}
+
+/// The median of `values` (the upper one of an even count); panics when empty.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 /// Keeps this thread, and the threads it starts from now on, on these CPUs
 /// (`sched_setaffinity`): a benchmark pins itself before starting its runtime, so that its
 /// figures do not depend on where the scheduler puts its threads.

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use harmony::zmtp::{DealerSocket, Message, RouterSocket, SocketOptions};
 use harmony::{next_event_any, Event, Node};
-use harmony_testkit::{arg, cpu_time};
+use harmony_testkit::{arg, cpu_time, median, Rate};
 
 const PAYLOAD: usize = 64;
 /// How far a ZRE sender may run ahead of its sockets before it waits until they wrote what it
@@ -107,14 +107,6 @@ async fn wait_for(nodes: &mut [Node], want: usize, pred: impl Fn(&Event) -> bool
     Instant::now()
 }
 
-/// One throughput measurement: deliveries per second, and CPU time of the whole process (every
-/// thread: senders, connections, receivers) per delivery.
-#[derive(Debug, Clone, Copy)]
-struct Rate {
-    per_second: f64,
-    cpu_us: f64,
-}
-
 /// The wall clock and the process's CPU time at the start of a measurement.
 struct Measure {
     wall: Instant,
@@ -129,19 +121,10 @@ impl Measure {
         }
     }
 
-    /// The rate of `deliveries` done since the start.
+    /// The rate of `deliveries` done since the start (CPU: the whole process, every thread).
     fn end(self, deliveries: usize) -> Rate {
-        let (wall, cpu) = (self.wall.elapsed(), cpu_time() - self.cpu);
-        Rate {
-            per_second: deliveries as f64 / wall.as_secs_f64(),
-            cpu_us: cpu.as_secs_f64() * 1e6 / deliveries as f64,
-        }
+        Rate::of(deliveries, self.wall.elapsed(), cpu_time() - self.cpu)
     }
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 async fn raw_zmtp(messages: usize) -> Rate {
