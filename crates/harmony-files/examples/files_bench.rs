@@ -1,9 +1,16 @@
-//! One FILEMQ transfer on loopback, timed, beside a raw TCP copy of the same files, for
+//! FILEMQ transfers on loopback, timed, beside a raw TCP copy of the same files, for
 //! `cargo xtask bench files`. Both sides run in this process (each Harmony side on its own
 //! thread and runtime); the peak RSS printed is the whole process's.
 //!
-//! `files_bench DIR big|small [curve] [plain]` prints `RESULT <who> <case> <seconds> <bytes> <files>`
-//! and `CPU <who> <seconds>` for Harmony and for raw TCP, then `RSS <KiB>`. `DIR` is a scratch directory (filled on first use).
+//! One server publishes the files once: the time until they are published (their manifests,
+//! digest and chunk crc32s, made) is printed apart, `PUBLISH <seconds> <CPU seconds>`. Then
+//! rounds alternate, a fresh Harmony client (into an empty destination) and the raw copy, each
+//! printing `RESULT <who> <case> <seconds> <bytes> <files>` and `CPU <who> <seconds>`; last
+//! `RSS <KiB>`.
+//!
+//! `files_bench DIR big|small [curve] [plain] [harmony-only] [--rounds N (default 3)]`. `DIR`
+//! is a scratch directory (filled on first use). `HF_CHUNK` (server chunk bytes) and
+//! `HF_WINDOW_MIB` (client credit) override the defaults.
 
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -13,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use harmony_files::{ClientConfig, FileClient, FileServer, SyncEvent};
 use harmony_security::{KeyPair, MechanismConfig};
+use harmony_testkit::arg;
 use harmony_zmtp::SocketOptions;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -20,8 +28,13 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let [_, dir, case, rest @ ..] = &args[..] else {
-        return Err("usage: files_bench DIR big|small [curve]".into());
+        return Err(
+            "usage: files_bench DIR big|small [curve] [plain] [harmony-only] [--rounds N]".into(),
+        );
     };
+    let rounds: usize = arg("--rounds", 3).max(1);
+    // For profiling Harmony alone.
+    let harmony_only = rest.iter().any(|a| a == "harmony-only");
     let curve = rest.iter().any(|a| a == "curve");
     // Without the extensions: no crc32, no whole-file digest (what a zeromq/filemq peer gets).
     let plain = rest.iter().any(|a| a == "plain");
@@ -41,29 +54,46 @@ fn main() -> Result<()> {
     raw_tcp(&src, &warm, &files)?;
     let _ = fs::remove_dir_all(&warm);
 
-    let dest = Path::new(dir).join(format!("dest-{label}"));
-    let _ = fs::remove_dir_all(&dest);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let keys = KeyPair::generate();
     let cpu = cpu_seconds()?;
-    let took = harmony(&src, &dest, files.len(), curve, !plain)?;
+    let started = Instant::now();
+    let server = runtime.block_on(serve(&src, curve.then_some(&keys)))?;
     println!(
-        "RESULT harmony {label} {:.4} {bytes} {}",
-        took.as_secs_f64(),
-        files.len()
+        "PUBLISH {:.4} {:.2}",
+        started.elapsed().as_secs_f64(),
+        cpu_seconds()? - cpu
     );
-    println!("CPU harmony {:.2}", cpu_seconds()? - cpu);
-    let _ = fs::remove_dir_all(&dest);
 
-    let raw_dest = Path::new(dir).join(format!("raw-{label}"));
-    let _ = fs::remove_dir_all(&raw_dest);
-    let cpu = cpu_seconds()?;
-    let took = raw_tcp(&src, &raw_dest, &files)?;
-    println!(
-        "RESULT raw-tcp {label} {:.4} {bytes} {}",
-        took.as_secs_f64(),
-        files.len()
-    );
-    println!("CPU raw-tcp {:.2}", cpu_seconds()? - cpu);
-    let _ = fs::remove_dir_all(&raw_dest);
+    for _ in 0..rounds {
+        let dest = Path::new(dir).join(format!("dest-{label}"));
+        let _ = fs::remove_dir_all(&dest);
+        let cpu = cpu_seconds()?;
+        let threads = thread_cpu()?;
+        let took = runtime.block_on(harmony(
+            &server,
+            &dest,
+            files.len(),
+            curve.then_some(&keys),
+            !plain,
+        ))?;
+        report("harmony", &label, took, bytes, files.len(), cpu, &threads)?;
+        let _ = fs::remove_dir_all(&dest);
+        if harmony_only {
+            continue;
+        }
+
+        let raw_dest = Path::new(dir).join(format!("raw-{label}"));
+        let _ = fs::remove_dir_all(&raw_dest);
+        let cpu = cpu_seconds()?;
+        let threads = thread_cpu()?;
+        let took = raw_tcp(&src, &raw_dest, &files)?;
+        report("raw-tcp", &label, took, bytes, files.len(), cpu, &threads)?;
+        let _ = fs::remove_dir_all(&raw_dest);
+    }
+    server.stop();
 
     let status = fs::read_to_string("/proc/self/status")?;
     let hwm = status
@@ -86,6 +116,62 @@ fn cpu_seconds() -> Result<f64> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
     Ok(ticks as f64 / 100.0)
+}
+
+/// CPU seconds so far of this process's threads, by name.
+fn thread_cpu() -> Result<std::collections::BTreeMap<String, f64>> {
+    let mut by_name = std::collections::BTreeMap::new();
+    for task in fs::read_dir("/proc/self/task")? {
+        let Ok(stat) = fs::read_to_string(task?.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+        *by_name
+            .entry(stat[open + 1..close].to_string())
+            .or_insert(0.0) += ticks as f64 / 100.0;
+    }
+    Ok(by_name)
+}
+
+/// Prints a round's lines: `RESULT`, then `CPU` (since `cpu`) and `SIDES <who> <sending side
+/// CPU> <receiving side CPU>` (since `before`). The side that lives on across rounds (Harmony's
+/// server, the raw copy's receiver on the main thread) is counted by its threads, the other as
+/// the rest.
+fn report(
+    who: &str,
+    label: &str,
+    took: Duration,
+    bytes: u64,
+    files: usize,
+    cpu: f64,
+    before: &std::collections::BTreeMap<String, f64>,
+) -> Result<()> {
+    println!(
+        "RESULT {who} {label} {:.4} {bytes} {files}",
+        took.as_secs_f64()
+    );
+    let total = cpu_seconds()? - cpu;
+    println!("CPU {who} {total:.2}");
+    let now = thread_cpu()?;
+    let used = |names: &[&str]| -> f64 {
+        names
+            .iter()
+            .map(|n| now.get(*n).unwrap_or(&0.0) - before.get(*n).unwrap_or(&0.0))
+            .sum()
+    };
+    let (send, recv) = if who == "harmony" {
+        let server = used(&["harmony-files-s", "files-srv-io"]);
+        (server, total - server)
+    } else {
+        let receiver = used(&["files_bench"]);
+        (total - receiver, receiver)
+    };
+    println!("SIDES {who} {send:.2} {recv:.2}");
+    Ok(())
 }
 
 /// The files of a case (made once): `big` = one 1 GiB file, `small` = 10 000 x 4 KiB.
@@ -122,42 +208,47 @@ fn prepare(src: &Path, case: &str) -> Result<Vec<(String, u64)>> {
     Ok(files)
 }
 
-/// Harmony: a server publishing `src`, a client mirroring it; time from the client's start to
+/// The server publishing `src` (a CURVE server with `keys`), once every file in it is
+/// published. It never scans again: a scan in a raw round would be counted as the raw copy's.
+async fn serve(src: &Path, keys: Option<&KeyPair>) -> Result<FileServer> {
+    let options = match keys {
+        Some(keys) => {
+            SocketOptions::default().mechanism(MechanismConfig::CurveServer { keys: keys.clone() })
+        }
+        None => SocketOptions::default(),
+    };
+    let mut config = harmony_files::ServerConfig::default();
+    if let Ok(c) = std::env::var("HF_CHUNK") {
+        config.chunk_size = c.parse().unwrap_or(config.chunk_size);
+    }
+    let mut server = FileServer::builder()
+        .publish(src, "/")
+        .config(config)
+        .socket_options(options)
+        .scan_interval(Duration::from_secs(3600))
+        .start()
+        .await?;
+    server.ready().await?;
+    Ok(server)
+}
+
+/// Harmony: a fresh client mirroring the server into `dest`; time from the client's start to
 /// its last file on disk.
-fn harmony(
-    src: &Path,
+async fn harmony(
+    server: &FileServer,
     dest: &Path,
     count: usize,
-    curve: bool,
+    server_key: Option<&KeyPair>,
     extensions: bool,
 ) -> Result<Duration> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let keys = KeyPair::generate();
-        let (server_opts, client_opts) = if curve {
-            (
-                SocketOptions::default()
-                    .mechanism(MechanismConfig::CurveServer { keys: keys.clone() }),
-                SocketOptions::default().mechanism(MechanismConfig::CurveClient {
-                    keys: KeyPair::generate(),
-                    server_key: *keys.public(),
-                }),
-            )
-        } else {
-            (SocketOptions::default(), SocketOptions::default())
+    {
+        let client_opts = match server_key {
+            Some(keys) => SocketOptions::default().mechanism(MechanismConfig::CurveClient {
+                keys: KeyPair::generate(),
+                server_key: *keys.public(),
+            }),
+            None => SocketOptions::default(),
         };
-        let mut config = harmony_files::ServerConfig::default();
-        if let Ok(c) = std::env::var("HF_CHUNK") {
-            config.chunk_size = c.parse().unwrap_or(config.chunk_size);
-        }
-        let server = FileServer::builder()
-            .publish(src, "/")
-            .config(config)
-            .socket_options(server_opts)
-            .start()
-            .await?;
         let started = Instant::now();
         let mut client = FileClient::builder(dest, server.endpoint())
             .config(ClientConfig {
@@ -180,9 +271,8 @@ fn harmony(
         }
         let took = started.elapsed();
         client.stop()?;
-        server.stop();
         Ok(took)
-    })
+    }
 }
 
 /// The baseline: each file read, sent over one TCP connection (name, length, bytes) and
@@ -193,25 +283,27 @@ fn raw_tcp(src: &Path, dest: &Path, files: &[(String, u64)]) -> Result<Duration>
     let src: PathBuf = src.to_path_buf();
     let list = files.to_vec();
     let started = Instant::now();
-    let sender = std::thread::spawn(move || -> std::io::Result<()> {
-        let (stream, _) = listener.accept()?;
-        let mut out = BufWriter::with_capacity(1 << 20, stream);
-        let mut buf = vec![0u8; 1 << 20];
-        for (name, len) in list {
-            out.write_all(&(name.len() as u32).to_be_bytes())?;
-            out.write_all(name.as_bytes())?;
-            out.write_all(&len.to_be_bytes())?;
-            let mut file = File::open(src.join(&name))?;
-            loop {
-                let n = file.read(&mut buf)?;
-                if n == 0 {
-                    break;
+    let sender = std::thread::Builder::new()
+        .name("raw-sender".into())
+        .spawn(move || -> std::io::Result<()> {
+            let (stream, _) = listener.accept()?;
+            let mut out = BufWriter::with_capacity(1 << 20, stream);
+            let mut buf = vec![0u8; 1 << 20];
+            for (name, len) in list {
+                out.write_all(&(name.len() as u32).to_be_bytes())?;
+                out.write_all(name.as_bytes())?;
+                out.write_all(&len.to_be_bytes())?;
+                let mut file = File::open(src.join(&name))?;
+                loop {
+                    let n = file.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    out.write_all(&buf[..n])?;
                 }
-                out.write_all(&buf[..n])?;
             }
-        }
-        out.flush()
-    });
+            out.flush()
+        })?;
     let mut input = BufReader::with_capacity(1 << 20, TcpStream::connect(addr)?);
     let mut buf = vec![0u8; 1 << 20];
     for _ in 0..files.len() {

@@ -10,6 +10,11 @@
 //! | `X-CRC32` | crc32 of the chunk, 8 hex digits | every chunk with content |
 //! | `X-BLAKE3` | BLAKE3 of the whole file, 64 hex digits | the eof chunk |
 //!
+//! To a Harmony client, chunks never cross a multiple of the server's chunk size (a chunk cut
+//! short by the credit is followed by the rest of its piece): each chunk is then a piece of the
+//! server's [`crate::Manifest`], whose crc32 and digest were made once for the file's version.
+//! The wire format is unchanged; a client checks whatever chunks it gets.
+//!
 //! The whole-file digest is BLAKE3, not rfc/35's SHA-1: it is several times faster (SIMD on
 //! every x86-64 and ARM CPU) and it is only ever computed and checked by two Harmony peers.
 //!
@@ -49,7 +54,12 @@ pub fn digest_of(data: &[u8]) -> String {
 
 /// crc32 of `data` as `X-CRC32` carries it.
 pub fn crc32_hex(data: &[u8]) -> String {
-    format!("{:08x}", crc32fast::hash(data))
+    crc_hex(crc32fast::hash(data))
+}
+
+/// A crc32 as `X-CRC32` carries it.
+pub fn crc_hex(crc: u32) -> String {
+    format!("{crc:08x}")
 }
 
 /// A cache value for a partly received file.

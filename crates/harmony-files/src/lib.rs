@@ -12,6 +12,7 @@ pub mod client;
 pub mod discovery;
 pub mod error;
 pub mod ext;
+pub mod manifest;
 mod mirror;
 pub mod path;
 mod pool;
@@ -22,6 +23,7 @@ pub mod sync;
 
 pub use client::{Client, ClientConfig, FileOp, ResumePoint};
 pub use error::{FilesError, PathError, ProtocolError};
+pub use manifest::Manifest;
 pub use serve::{FileServer, FileServerBuilder};
 pub use server::{Server, ServerConfig, ServerEvent, Source};
 pub use sync::{FileClient, FileClientBuilder, SyncEvent};

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::debug;
 
+use crate::manifest::FileVersion;
 use crate::path::{self, PART_SUFFIX};
 use crate::server::Source;
 
@@ -17,7 +18,10 @@ use crate::server::Source;
 pub(crate) enum Change {
     Changed {
         vpath: String,
-        size: u64,
+        path: PathBuf,
+        /// What was found.
+        found: FileVersion,
+        /// For the core: a new number whenever `found` changes.
         version: u64,
     },
     Removed {
@@ -31,9 +35,9 @@ struct Mount {
     vpath: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 struct Seen {
-    size: u64,
+    found: FileVersion,
     version: u64,
 }
 
@@ -43,6 +47,8 @@ pub(crate) struct Scanner {
     mounts: Vec<Mount>,
     stable_after: Duration,
     reported: BTreeMap<String, (PathBuf, Seen)>,
+    /// Versions handed out so far.
+    versions: u64,
 }
 
 impl Scanner {
@@ -51,6 +57,7 @@ impl Scanner {
             mounts: Vec::new(),
             stable_after,
             reported: BTreeMap::new(),
+            versions: 0,
         }
     }
 
@@ -71,19 +78,7 @@ impl Scanner {
                     unstable.push(vpath);
                     return;
                 }
-                let version = modified
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos() as u64);
-                found.insert(
-                    vpath,
-                    (
-                        path,
-                        Seen {
-                            size: meta.len(),
-                            version,
-                        },
-                    ),
-                );
+                found.insert(vpath, (path, FileVersion::of(&meta)));
             });
         }
         let mut changes = Vec::new();
@@ -97,17 +92,32 @@ impl Scanner {
             self.reported.remove(&vpath);
             changes.push(Change::Removed { vpath });
         }
-        for (vpath, (path, seen)) in found {
-            if self.reported.get(&vpath).map(|(_, s)| *s) != Some(seen) {
+        for (vpath, (path, found)) in found {
+            if self.reported.get(&vpath).map(|(_, s)| s.found) != Some(found) {
+                self.versions += 1;
+                let version = self.versions;
                 changes.push(Change::Changed {
                     vpath: vpath.clone(),
-                    size: seen.size,
-                    version: seen.version,
+                    path: path.clone(),
+                    found,
+                    version,
                 });
-                self.reported.insert(vpath, (path, seen));
+                self.reported.insert(vpath, (path, Seen { found, version }));
             }
         }
         changes
+    }
+
+    /// Forgets `vpath`: the next scan reports it again (as changed) if it is there.
+    pub(crate) fn forget(&mut self, vpath: &str) {
+        self.reported.remove(vpath);
+    }
+
+    /// Whether `vpath` is still reported at `version`.
+    pub(crate) fn is_current(&self, vpath: &str, version: u64) -> bool {
+        self.reported
+            .get(vpath)
+            .is_some_and(|(_, s)| s.version == version)
     }
 
     /// Reads published files for the core.

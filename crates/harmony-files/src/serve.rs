@@ -3,18 +3,25 @@
 //! runtime, so it never stalls the caller's. That runtime has one worker thread for the
 //! socket's connection tasks: the driver reads and hashes the next chunk while the worker
 //! writes the previous ones (a two-stage pipeline instead of one serialised loop).
+//!
+//! A file found stable is read once more, on a third thread, into its [`Manifest`] (digest
+//! and chunk crc32s) before it is published: transfers then only read and send.
+//! Subscriptions are answered once the files there at the start are published (heartbeats at
+//! once), so that a new subscriber's initial listing includes them.
 
 use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
 use std::thread;
 use std::time::Duration;
 
 use bytes::Bytes;
 use harmony_zmtp::{EventKind, Message, Monitor, RouterSocket, SocketOptions, TrySendError};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{sleep, sleep_until, Instant};
 use tracing::{debug, warn};
 
 use crate::error::FilesError;
+use crate::manifest::{self, FileVersion, Manifest, ManifestError};
 use crate::scan::{Change, Scanner};
 use crate::server::{Server, ServerConfig, ServerEvent};
 
@@ -101,12 +108,14 @@ impl FileServerBuilder {
         let (ready_tx, ready_rx) = oneshot::channel();
         let (stop_tx, stop_rx) = oneshot::channel();
         let (events_tx, events_rx) = mpsc::channel(1024);
+        let (ready_tx_w, ready_rx_w) = watch::channel(false);
         let thread = thread::Builder::new()
             .name("harmony-files-server".into())
             .spawn(move || {
                 // The driver runs on this thread (`block_on`), the ROUTER's I/O on the worker.
                 let runtime = match tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(1)
+                    .thread_name("files-srv-io")
                     .enable_all()
                     .build()
                 {
@@ -133,13 +142,27 @@ impl FileServerBuilder {
                     for (dir, vpath) in self.mounts {
                         scanner.publish(dir, vpath);
                     }
+                    let (jobs, made) = match spawn_manifest_maker(self.config.chunk_size) {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            warn!(%e, "no manifest thread: nothing can be published");
+                            return;
+                        }
+                    };
+                    let mut core = Server::new(self.config);
+                    // Until the first scan's files are published (see `check_ready`).
+                    core.hold_subscriptions();
                     let driver = Driver {
                         router,
                         monitor,
                         scanner,
-                        core: Server::new(self.config),
+                        core,
                         scan_interval: self.scan_interval,
                         events: events_tx,
+                        jobs,
+                        made,
+                        pending: 0,
+                        ready: Some(ready_tx_w),
                     };
                     driver.run(stop_rx).await;
                 });
@@ -151,6 +174,7 @@ impl FileServerBuilder {
             stop: Some(stop_tx),
             thread: Some(thread),
             events: events_rx,
+            ready: ready_rx_w,
         })
     }
 }
@@ -162,6 +186,7 @@ pub struct FileServer {
     stop: Option<oneshot::Sender<()>>,
     thread: Option<thread::JoinHandle<()>>,
     events: mpsc::Receiver<ServerEvent>,
+    ready: watch::Receiver<bool>,
 }
 
 impl FileServer {
@@ -179,6 +204,17 @@ impl FileServer {
     /// dropped beyond 1024.
     pub async fn next_event(&mut self) -> Option<ServerEvent> {
         self.events.recv().await
+    }
+
+    /// Waits until the files found by the first scan are published (their manifests made);
+    /// returns at once after that. Clients may connect before: their subscriptions are
+    /// answered once it is (their heartbeats all along).
+    pub async fn ready(&mut self) -> Result<(), FilesError> {
+        self.ready
+            .wait_for(|ready| *ready)
+            .await
+            .map(|_| ())
+            .map_err(|_| FilesError::Stopped)
     }
 
     /// Stops serving: every connection is dropped at once, as if the process died.
@@ -210,6 +246,57 @@ struct Driver {
     core: Server,
     scan_interval: Duration,
     events: mpsc::Sender<ServerEvent>,
+    /// Files found stable, to the manifest thread.
+    jobs: std_mpsc::Sender<Job>,
+    /// Their manifests, back.
+    made: mpsc::Receiver<Made>,
+    /// Jobs not back yet.
+    pending: usize,
+    /// Told once the first scan's files are published.
+    ready: Option<watch::Sender<bool>>,
+}
+
+/// A file version to read into its manifest.
+struct Job {
+    vpath: String,
+    path: PathBuf,
+    found: FileVersion,
+    version: u64,
+}
+
+/// A job done.
+struct Made {
+    vpath: String,
+    found: FileVersion,
+    version: u64,
+    manifest: Result<Manifest, ManifestError>,
+}
+
+/// The thread that reads published files into their manifests, in the order they were found.
+/// It ends when the driver drops its side.
+fn spawn_manifest_maker(
+    chunk_size: usize,
+) -> std::io::Result<(std_mpsc::Sender<Job>, mpsc::Receiver<Made>)> {
+    let (jobs_tx, jobs_rx) = std_mpsc::channel::<Job>();
+    let (made_tx, made_rx) = mpsc::channel(256);
+    thread::Builder::new()
+        .name("harmony-files-manifest".into())
+        .spawn(move || {
+            let mut buf = Vec::new();
+            for job in jobs_rx {
+                let manifest = manifest::compute(&job.path, job.found, chunk_size, &mut buf);
+                let made = Made {
+                    vpath: job.vpath,
+                    found: job.found,
+                    version: job.version,
+                    manifest,
+                };
+                if made_tx.blocking_send(made).is_err() {
+                    return;
+                }
+            }
+        })?;
+    Ok((jobs_tx, made_rx))
 }
 
 impl Driver {
@@ -218,11 +305,20 @@ impl Driver {
             match change {
                 Change::Changed {
                     vpath,
-                    size,
+                    path,
+                    found,
                     version,
                 } => {
-                    debug!(%vpath, size, "published");
-                    self.core.file_changed(&vpath, size, version);
+                    debug!(%vpath, size = found.size, "found stable");
+                    let job = Job {
+                        vpath,
+                        path,
+                        found,
+                        version,
+                    };
+                    if self.jobs.send(job).is_ok() {
+                        self.pending += 1;
+                    }
                 }
                 Change::Removed { vpath } => {
                     debug!(%vpath, "removed");
@@ -230,6 +326,44 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// The first scan's files are all published: subscriptions are answered from now on.
+    fn check_ready(&mut self) {
+        if self.pending == 0 {
+            if let Some(ready) = self.ready.take() {
+                self.core.release_subscriptions();
+                let _ = ready.send(true);
+            }
+        }
+    }
+
+    /// A manifest is made: the file is published, if it is still the version found.
+    fn manifest_made(&mut self, made: Made) {
+        self.pending = self.pending.saturating_sub(1);
+        if self.scanner.is_current(&made.vpath, made.version) {
+            match made.manifest {
+                Ok(manifest) => {
+                    debug!(vpath = %made.vpath, size = made.found.size, "published");
+                    self.core.file_changed_with_manifest(
+                        &made.vpath,
+                        made.found.size,
+                        made.version,
+                        manifest,
+                    );
+                }
+                // Changed while it was read, or unreadable: found again by the next scan.
+                Err(ManifestError::Changed) => {
+                    debug!(vpath = %made.vpath, "changed while read, not published yet");
+                    self.scanner.forget(&made.vpath);
+                }
+                Err(ManifestError::Io(e)) => {
+                    debug!(vpath = %made.vpath, %e, "unreadable, not published");
+                    self.scanner.forget(&made.vpath);
+                }
+            }
+        }
+        self.check_ready();
     }
 
     /// Sends what the core has, up to a batch; `false` when the socket is closed.
@@ -277,6 +411,7 @@ impl Driver {
         loop {
             if Instant::now() >= next_scan {
                 self.rescan();
+                self.check_ready();
                 open = None;
                 next_scan = Instant::now() + self.scan_interval;
             }
@@ -305,6 +440,13 @@ impl Driver {
                     }
                     Err(_) => return,
                 },
+                Some(made) = self.made.recv() => {
+                    self.manifest_made(made);
+                    // What else is made is taken too: many small files, one wake-up.
+                    while let Ok(made) = self.made.try_recv() {
+                        self.manifest_made(made);
+                    }
+                }
                 Some(event) = self.monitor.recv() => {
                     if let EventKind::HandshakeFailed { reason, .. } = event.kind {
                         let peer = event.peer.map(|p| p.to_string()).unwrap_or_default();

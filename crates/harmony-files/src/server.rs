@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::ops::Bound;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,6 +19,7 @@ use tracing::debug;
 use crate::error::ProtocolError;
 use crate::ext;
 use crate::ext::Hasher;
+use crate::manifest::Manifest;
 use crate::path;
 use crate::pool::BufferPool;
 
@@ -42,8 +44,14 @@ enum Outgoing {
     Frame(Bytes),
 }
 
+/// ICANHAZ held at most while subscriptions are held (see [`Server::hold_subscriptions`]).
+const MAX_HELD: usize = 1024;
+
+/// A held ICANHAZ: client, path, options, cache.
+type Held = (Bytes, String, Vec<(String, String)>, Vec<(String, String)>);
+
 /// Chunk buffers kept for reuse: enough for what the socket typically holds in flight.
-const FREE_BUFFERS: usize = 8;
+const FREE_BUFFERS: usize = 24;
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -98,6 +106,8 @@ struct Published {
     size: u64,
     version: u64,
     digest: Option<String>,
+    /// Made once for this version by the driver: digest and chunk crc32s, never recomputed.
+    manifest: Option<Arc<Manifest>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +140,10 @@ struct Transfer {
     size: u64,
     version: u64,
     from_zero: bool,
+    /// Harmony clients, when the file has no manifest: the digest made while sending.
     hasher: Option<Hasher>,
+    /// Harmony clients, when the file has one: crc32s and digest without hashing.
+    manifest: Option<Arc<Manifest>>,
 }
 
 #[derive(Debug)]
@@ -182,6 +195,8 @@ pub struct Server {
     published: u64,
     /// Chunk frames, recycled once written.
     buffers: BufferPool,
+    /// ICANHAZ waiting for the listing (`None`: answered at once).
+    held: Option<VecDeque<Held>>,
 }
 
 impl Server {
@@ -196,6 +211,7 @@ impl Server {
             cursor: None,
             published: 0,
             buffers: BufferPool::new(FREE_BUFFERS),
+            held: None,
         }
     }
 
@@ -216,19 +232,42 @@ impl Server {
 
     /// A file at `vpath` is new or changed (and stable): it goes to every subscriber.
     /// `version` changes whenever the content may have (e.g. the mtime).
+    /// Without a manifest, a Harmony client's transfer hashes what it sends.
     pub fn file_changed(&mut self, vpath: &str, size: u64, version: u64) {
+        self.publish(vpath, size, version, None);
+    }
+
+    /// As [`Server::file_changed`], with the file's manifest made for this version: no
+    /// transfer of it hashes anything (crc32s and digest come from the manifest), and resync
+    /// compares against its digest.
+    pub fn file_changed_with_manifest(
+        &mut self,
+        vpath: &str,
+        size: u64,
+        version: u64,
+        manifest: Manifest,
+    ) {
+        self.publish(vpath, size, version, Some(Arc::new(manifest)));
+    }
+
+    fn publish(&mut self, vpath: &str, size: u64, version: u64, manifest: Option<Arc<Manifest>>) {
+        if let Some(old) = self.files.get_mut(vpath) {
+            if old.size == size && old.version == version {
+                if let Some(m) = manifest {
+                    old.digest = Some(m.digest.clone());
+                    old.manifest = Some(m);
+                }
+                return;
+            }
+        }
         self.published += 1;
         let entry = Published {
             order: self.published,
             size,
             version,
-            digest: None,
+            digest: manifest.as_ref().map(|m| m.digest.clone()),
+            manifest,
         };
-        if let Some(old) = self.files.get(vpath) {
-            if old.size == size && old.version == version {
-                return;
-            }
-        }
         self.files.insert(vpath.to_string(), entry);
         for peer in self.peers.values_mut().filter(|p| p.wants(vpath)) {
             peer.queue(Patch::Create(vpath.to_string()));
@@ -301,7 +340,16 @@ impl Server {
                 path,
                 options,
                 cache,
-            } => self.subscribe(peer, path, &options, cache),
+            } => match self.held.as_mut() {
+                Some(held) if held.len() < MAX_HELD => {
+                    held.push_back((peer.clone(), path, options, cache));
+                }
+                Some(_) => self.drop_peer(
+                    peer,
+                    ProtocolError::Unexpected("ICANHAZ while too many wait for the listing"),
+                ),
+                None => self.subscribe(peer, path, &options, cache),
+            },
             FilemqMessage::Nom { credit, .. } => {
                 let total = u128::from(state.credit) + u128::from(credit);
                 if total > u128::from(self.config.max_credit) {
@@ -394,6 +442,23 @@ impl Server {
         }
         self.outbox
             .push_back((peer.clone(), FilemqMessage::IcanhazOk));
+    }
+
+    /// Holds subscriptions until [`Server::release_subscriptions`]: ICANHAZ waits (the client
+    /// is otherwise answered: OHAI, NOM, HUGZ), so that what a new subscriber gets, and is told
+    /// it has in sync, includes files the driver is still publishing (e.g. the first scan's,
+    /// while their manifests are made).
+    pub fn hold_subscriptions(&mut self) {
+        self.held.get_or_insert_with(VecDeque::new);
+    }
+
+    /// Answers the held ICANHAZ, in order, and every later one at once.
+    pub fn release_subscriptions(&mut self) {
+        for (peer, path, options, cache) in self.held.take().into_iter().flatten() {
+            if self.peers.contains_key(&peer) {
+                self.subscribe(&peer, path, &options, cache);
+            }
+        }
     }
 
     /// Drops clients silent for longer than the timeout.
@@ -527,6 +592,7 @@ impl Server {
                 continue;
             };
             let (size, version) = (file.size, file.version);
+            let manifest = file.manifest.clone().filter(|_| harmony);
             if let Some(digest) = had {
                 if self.digest_of(&vpath, source).as_deref() == Some(digest.as_str()) {
                     continue;
@@ -538,7 +604,8 @@ impl Server {
                 size,
                 version,
                 from_zero: true,
-                hasher: harmony.then(Hasher::new),
+                hasher: (harmony && manifest.is_none()).then(Hasher::new),
+                manifest,
             };
             if let Some((digest, offset)) = partial.filter(|(_, o)| *o > 0 && *o <= size) {
                 if let Ok((hasher, read)) =
@@ -548,7 +615,9 @@ impl Server {
                         debug!(vpath = %transfer.vpath, offset, "resuming");
                         transfer.offset = offset;
                         transfer.from_zero = false;
-                        transfer.hasher = harmony.then_some(hasher);
+                        if transfer.hasher.is_some() {
+                            transfer.hasher = Some(hasher);
+                        }
                     }
                 }
             }
@@ -599,9 +668,14 @@ impl Server {
                 }
                 return Some(Outgoing::Message(FilemqMessage::Cheezburger(eof)));
             }
-            let want = chunk_size
+            let mut want = chunk_size
                 .min(peer.credit)
                 .min(transfer.size - transfer.offset);
+            if harmony {
+                // Chunks end on multiples of the chunk size (a short one after a credit-limited
+                // one realigns), so that they are the manifest's pieces.
+                want = want.min(chunk_size - transfer.offset % chunk_size);
+            }
             // A Harmony client gets the eof flag and the digest on the last chunk of content
             // (one message less per file); zeromq/filemq's client, a separate eof chunk.
             let last = harmony && transfer.offset + want == transfer.size;
@@ -639,9 +713,16 @@ impl Server {
             }
             let content = &frame[head_len..];
             let transfer = peer.current.as_mut()?;
+            if harmony {
+                let crc = transfer
+                    .manifest
+                    .as_ref()
+                    .and_then(|m| m.crc_of(transfer.offset, content.len(), transfer.size))
+                    .unwrap_or_else(|| crc32fast::hash(content));
+                head.headers[1].1 = ext::crc_hex(crc);
+            }
             if let Some(h) = transfer.hasher.as_mut() {
                 h.update(content);
-                head.headers[1].1 = ext::crc32_hex(content);
             }
             transfer.offset += want;
             peer.credit -= want;
@@ -670,7 +751,10 @@ impl Server {
     /// for the file when the whole file went out.
     fn finish(&mut self, id: &Bytes) -> Option<String> {
         let done = self.peers.get_mut(id)?.current.take()?;
-        let digest = done.hasher.as_ref().map(ext::digest_hex);
+        let digest = match (&done.manifest, &done.hasher) {
+            (Some(m), _) => Some(m.digest.clone()),
+            (None, h) => h.as_ref().map(ext::digest_hex),
+        };
         if let (Some(d), true) = (&digest, done.from_zero) {
             if let Some(file) = self.files.get_mut(&done.vpath) {
                 if file.version == done.version && file.size == done.size {

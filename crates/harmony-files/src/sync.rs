@@ -3,7 +3,7 @@
 //! fails (server gone, silent, hostile, corrupted chunk) the driver waits a moment and opens a
 //! new one that resyncs from what is on disk and resumes the partial file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::thread;
 use std::time::Duration;
@@ -118,7 +118,7 @@ impl FileClientBuilder {
         }
         let mirror = Mirror::new(self.dest.clone())?;
         let (stop_tx, stop_rx) = oneshot::channel();
-        let (events_tx, events_rx) = mpsc::channel(1024);
+        let (events_tx, events_rx) = mpsc::channel(EVENT_BATCHES);
         let thread = thread::Builder::new()
             .name("harmony-files-client".into())
             .spawn(move || {
@@ -127,6 +127,7 @@ impl FileClientBuilder {
                 // goes out at once instead of after the backlog of received chunks.
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(1)
+                    .thread_name("files-cli-io")
                     .enable_all()
                     .build()
                     .map_err(FilesError::io("tokio runtime"))?;
@@ -135,16 +136,23 @@ impl FileClientBuilder {
             .map_err(FilesError::io("client thread"))?;
         Ok(FileClient {
             events: events_rx,
+            batch: VecDeque::new(),
             stop: Some(stop_tx),
             thread: Some(thread),
         })
     }
 }
 
-/// A running FILEMQ client. Read its events: the mirror waits when 1024 are unread.
+/// Batches of events waiting to be read before the mirror waits for the reader.
+const EVENT_BATCHES: usize = 16;
+
+/// A running FILEMQ client. Read its events: the mirror waits when many are unread.
 #[derive(Debug)]
 pub struct FileClient {
-    events: mpsc::Receiver<SyncEvent>,
+    /// Events come in batches, what the driver had to say at once: the reader is woken once
+    /// per batch, not once per file.
+    events: mpsc::Receiver<Vec<SyncEvent>>,
+    batch: VecDeque<SyncEvent>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<thread::JoinHandle<Result<(), FilesError>>>,
 }
@@ -164,7 +172,12 @@ impl FileClient {
 
     /// The next event; `None` once the client has stopped (see [`FileClient::stop`] for why).
     pub async fn next_event(&mut self) -> Option<SyncEvent> {
-        self.events.recv().await
+        loop {
+            if let Some(event) = self.batch.pop_front() {
+                return Some(event);
+            }
+            self.batch.extend(self.events.recv().await?);
+        }
     }
 
     /// Stops (saying KTHXBAI) and returns the error that stopped it, if one did. A partial
@@ -201,12 +214,19 @@ enum End {
 async fn run(
     b: FileClientBuilder,
     mut mirror: Mirror,
-    events: mpsc::Sender<SyncEvent>,
+    events: mpsc::Sender<Vec<SyncEvent>>,
     mut stop: oneshot::Receiver<()>,
 ) -> Result<(), FilesError> {
     let (mut have, mut partial) = mirror.inventory()?;
+    // Chunk buffers recycled up to the credit window (what may be in flight at once): a
+    // stream of large chunks then reads into memory already mapped, instead of faulting in
+    // fresh pages for a good part of them.
+    let mut options = b.options.clone();
+    options.large_frame_pool = options
+        .large_frame_pool
+        .max(usize::try_from(b.config.credit_window).unwrap_or(usize::MAX));
     loop {
-        let dealer = DealerSocket::new(b.options.clone());
+        let dealer = DealerSocket::new(options.clone());
         // Watched for handshake failures: a server that refuses our key never sends a
         // FILEMQ message, so its refusal only shows here.
         let mut monitor = dealer.monitor();
@@ -240,7 +260,7 @@ async fn run(
             }
             End::Failed(reason) => {
                 info!(%reason, "FILEMQ connection failed, reconnecting");
-                let _ = events.send(SyncEvent::Disconnected { reason }).await;
+                let _ = events.send(vec![SyncEvent::Disconnected { reason }]).await;
             }
         }
         drop(dealer);
@@ -257,7 +277,7 @@ struct Connection<'a> {
     core: Client,
     mirror: &'a mut Mirror,
     have: &'a mut BTreeMap<String, String>,
-    events: &'a mpsc::Sender<SyncEvent>,
+    events: &'a mpsc::Sender<Vec<SyncEvent>>,
     /// Events not sent yet: sent together before the driver waits, so that the reader is
     /// woken once per batch of files, not once per event.
     told: Vec<SyncEvent>,
@@ -270,12 +290,15 @@ const DRAIN_BYTES: usize = 1 << 20;
 
 impl Connection<'_> {
     async fn flush_events(&mut self) {
-        for event in self.told.drain(..) {
-            if let SyncEvent::Progress { .. } = event {
-                // Progress may be skipped when the reader is behind.
-                let _ = self.events.try_send(event);
-            } else {
-                let _ = self.events.send(event).await;
+        if self.told.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.told);
+        if let Err(mpsc::error::TrySendError::Full(mut batch)) = self.events.try_send(batch) {
+            // Progress may be skipped when the reader is behind.
+            batch.retain(|e| !matches!(e, SyncEvent::Progress { .. }));
+            if !batch.is_empty() {
+                let _ = self.events.send(batch).await;
             }
         }
     }

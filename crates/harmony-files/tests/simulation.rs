@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use bytes::Bytes;
-use harmony_files::{ext, Client, ClientConfig, FileOp, Server, ServerConfig};
+use harmony_files::{ext, Client, ClientConfig, FileOp, Manifest, Server, ServerConfig};
 use support::{pump, MemDest, MemSource};
 
 /// xorshift64*: small, seedable, good enough to pick test cases.
@@ -42,8 +42,15 @@ fn random_file(rng: &mut Rng) -> Bytes {
     )
 }
 
+/// Every other version with its manifest (as the driver publishes), the rest without (the
+/// transfer hashes): both paths meet random credit windows, changes and resumes.
 fn publish(server: &mut Server, source: &mut MemSource, vpath: String, data: Bytes, version: u64) {
-    server.file_changed(&vpath, data.len() as u64, version);
+    if (vpath.len() as u64 + version) % 2 == 0 {
+        let manifest = Manifest::of(&data, server.config().chunk_size);
+        server.file_changed_with_manifest(&vpath, data.len() as u64, version, manifest);
+    } else {
+        server.file_changed(&vpath, data.len() as u64, version);
+    }
     source.0.insert(vpath, data);
 }
 

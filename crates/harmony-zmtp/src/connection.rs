@@ -425,15 +425,21 @@ async fn deliver_then(
 /// Buffers of large frames, kept (as empty handles) after the frame went to the application
 /// and reused once it has dropped it: a stream of large messages then reads into memory that
 /// is already mapped and cached instead of fresh pages.
-#[derive(Default)]
 struct BodyPool {
     spare: VecDeque<(BytesMut, usize)>,
     bytes: usize,
+    /// Bytes of buffers kept (`SocketOptions::large_frame_pool`).
+    limit: usize,
 }
 
 impl BodyPool {
-    /// Bytes of buffers kept per connection.
-    const LIMIT: usize = 2 << 20;
+    fn new(limit: usize) -> Self {
+        Self {
+            spare: VecDeque::new(),
+            bytes: 0,
+            limit,
+        }
+    }
 
     /// An empty buffer with room for `len` bytes, and the size of its allocation.
     fn take(&mut self, len: usize) -> (BytesMut, usize) {
@@ -452,7 +458,7 @@ impl BodyPool {
 
     /// Keeps the (empty) rest of a buffer whose allocation is `size` bytes.
     fn retire(&mut self, rest: BytesMut, size: usize) {
-        while self.bytes + size > Self::LIMIT {
+        while self.bytes + size > self.limit {
             match self.spare.pop_front() {
                 Some((_, s)) => self.bytes -= s,
                 None => return,
@@ -518,7 +524,7 @@ async fn read_loop(
     let max = core.opts.max_msg_size;
     // A CURVE box is longer than the frame it carries; the limit is on the frame.
     let wire_max = max.saturating_add(cipher.map_or(0, |c| lock(c).overhead()));
-    let mut bodies = BodyPool::default();
+    let mut bodies = BodyPool::new(core.opts.large_frame_pool);
     let mut asm = Assembler {
         core,
         pipe,

@@ -22,6 +22,10 @@ pub struct SocketOptions {
     pub recv_hwm: usize,
     /// Largest message (sum of frame sizes) accepted from a peer; a larger one closes that connection.
     pub max_msg_size: usize,
+    /// Bytes of large frames' buffers each connection keeps, once the application has dropped
+    /// the frames, to read the next ones into (memory already mapped, no page faults). Raise
+    /// it to about what a peer may have in flight for streams of large messages.
+    pub large_frame_pool: usize,
     /// Time allowed from TCP connect to the end of the security handshake.
     pub handshake_timeout: Duration,
     /// Send a PING this often (`None`: never; PINGs from peers are always answered).
@@ -55,6 +59,7 @@ impl Default for SocketOptions {
             send_hwm: 1000,
             recv_hwm: 1000,
             max_msg_size: 64 << 20,
+            large_frame_pool: 2 << 20,
             handshake_timeout: Duration::from_secs(30),
             heartbeat_ivl: None,
             heartbeat_timeout: None,
@@ -77,6 +82,7 @@ impl fmt::Debug for SocketOptions {
             .field("send_hwm", &self.send_hwm)
             .field("recv_hwm", &self.recv_hwm)
             .field("max_msg_size", &self.max_msg_size)
+            .field("large_frame_pool", &self.large_frame_pool)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("heartbeat_ivl", &self.heartbeat_ivl)
             .field("heartbeat_timeout", &self.heartbeat_timeout)
@@ -114,6 +120,12 @@ impl SocketOptions {
     /// Sets the largest message accepted.
     pub fn max_msg_size(mut self, bytes: usize) -> Self {
         self.max_msg_size = bytes;
+        self
+    }
+
+    /// Sets the bytes of large frame buffers kept per connection for reuse.
+    pub fn large_frame_pool(mut self, bytes: usize) -> Self {
+        self.large_frame_pool = bytes;
         self
     }
 

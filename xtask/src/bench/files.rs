@@ -4,23 +4,34 @@
 //! encrypted), and the 1 GiB file without the integrity extensions. Peak RSS is the whole
 //! process's (both sides of both transfers).
 //!
+//! The server publishes once (each file read into its manifest: BLAKE3 digest and chunk
+//! crc32s), timed apart as "publish"; then rounds alternate, a fresh client into an empty
+//! destination and the raw copy, three times; the table gives medians, each round's ratio and
+//! the CPU of each side (sending: Harmony's server threads or the raw sender; receiving: the
+//! rest).
+//!
 //! Where the time goes (perf, 2-core machine shared with builds). 1 GiB with the integrity
-//! extensions: BLAKE3 (AVX-512 where the CPU has it) is about 10% of the process's CPU over
-//! both sides and crc32 about 2%; the rest is the kernel's copies, as for the raw copy.
-//! Chunks are read straight into their frames and their buffers recycled, so Harmony needs
-//! about 1.5x the raw copy's CPU, spread over four threads. 10 000 x 4 KiB: per file an open,
-//! a write and the rename of the partial file into place, and one message; about 2.3x the raw
-//! copy's CPU. With CURVE, salsa20 + poly1305 in the socket's connection task dominate. Under
-//! CPU contention the time ratios swing by 2x from run to run: the CPU ratio is steadier.
+//! extensions: the server only reads and sends (its manifest has the crc32s and the digest),
+//! about 1.3x the raw sender's CPU (its frames go from one thread to the socket's). The client
+//! checks crc32 and BLAKE3 over every byte (about 0.2 s per GiB) and writes, about 1.5x the raw
+//! receiver. Both sides recycle their chunk buffers up to the credit window, so no chunk
+//! faults in fresh pages. Left: the two copies through user space that the raw copy makes too
+//! (a server sending file pages without a copy needs a frame body in two pieces, head and file
+//! pages, in harmony-zmtp), the client's hashing, and the hand-over between threads.
+//! 10 000 x 4 KiB: per file an open, a write and the rename of the partial file into place, and
+//! one message; events reach the reader in batches. With CURVE, salsa20 + poly1305 in the
+//! sockets' connection tasks dominate. Under CPU contention the time ratios swing by 2x from run
+//! to run: the CPU ratio is steadier.
 
 use std::process::Command;
 
 use super::BenchOpts;
 use crate::run::{cargo, step, target_dir, Result};
 
-/// One line of the table.
+/// One line of the table: medians over the rounds.
 struct Row {
     case: String,
+    publish_s: f64,
     harmony_s: f64,
     raw_s: f64,
     bytes: f64,
@@ -28,6 +39,18 @@ struct Row {
     rss_kib: u64,
     harmony_cpu: f64,
     raw_cpu: f64,
+    /// CPU seconds of each side: Harmony sending, receiving; raw sending, receiving.
+    sides: [f64; 4],
+    /// raw time / Harmony time in each round.
+    ratios: Vec<f64>,
+}
+
+/// Rounds of each case: Harmony and the raw copy alternate.
+const ROUNDS: usize = 3;
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
 pub(super) fn run(opts: &BenchOpts) -> Result<()> {
@@ -76,6 +99,7 @@ fn measure(driver: &std::path::Path, scratch: &std::path::Path, opts: &BenchOpts
         let out = Command::new(driver)
             .arg(scratch)
             .args(*case)
+            .args(["--rounds", &ROUNDS.to_string()])
             .output()
             .map_err(|e| format!("{}: {e}", driver.display()))?;
         if !out.status.success() {
@@ -84,67 +108,115 @@ fn measure(driver: &std::path::Path, scratch: &std::path::Path, opts: &BenchOpts
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut row = Row {
-            case: String::new(),
-            harmony_s: 0.0,
-            raw_s: 0.0,
-            bytes: 0.0,
-            files: 0.0,
-            rss_kib: 0,
-            harmony_cpu: 0.0,
-            raw_cpu: 0.0,
-        };
-        for line in text.lines() {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            match f[..] {
-                ["RESULT", who, case, secs, bytes, files] => {
-                    let secs: f64 = secs.parse().map_err(|_| line.to_string())?;
-                    row.case = case.to_string();
-                    row.bytes = bytes.parse().map_err(|_| line.to_string())?;
-                    row.files = files.parse().map_err(|_| line.to_string())?;
-                    if who == "harmony" {
-                        row.harmony_s = secs;
-                    } else {
-                        row.raw_s = secs;
-                    }
-                }
-                ["CPU", who, secs] => {
-                    let secs: f64 = secs.parse().map_err(|_| line.to_string())?;
-                    if who == "harmony" {
-                        row.harmony_cpu = secs;
-                    } else {
-                        row.raw_cpu = secs;
-                    }
-                }
-                ["RSS", kib] => row.rss_kib = kib.parse().unwrap_or(0),
-                _ => {}
-            }
-        }
-        rows.push(row);
+        rows.push(parse(&String::from_utf8_lossy(&out.stdout))?);
     }
-    println!("\nFILEMQ on loopback: Harmony vs raw TCP copy, same run");
     println!(
-        "  {:<16} {:>12} {:>12} {:>10} {:>10} {:>7} {:>9} {:>12}",
-        "case", "harmony", "raw tcp", "MB/s", "files/s", "ratio", "CPU ratio", "peak RSS"
+        "\nFILEMQ on loopback: Harmony vs raw TCP copy, same run, median of {ROUNDS} \
+         alternating rounds"
+    );
+    println!(
+        "  {:<16} {:>9} {:>10} {:>10} {:>8} {:>8} {:>7} {:>9} {:>8}  rounds",
+        "case",
+        "publish",
+        "harmony",
+        "raw tcp",
+        "MB/s",
+        "files/s",
+        "ratio",
+        "CPU ratio",
+        "peak RSS"
     );
     for r in &rows {
+        let rounds: Vec<String> = r.ratios.iter().map(|x| format!("{x:.2}")).collect();
         println!(
-            "  {:<16} {:>10.2} s {:>10.2} s {:>10.1} {:>10.0} {:>6.2}x {:>8.2}x {:>8} MiB",
+            "  {:<16} {:>7.2} s {:>8.2} s {:>8.2} s {:>8.1} {:>8.0} {:>6.2}x {:>8.2}x {:>4} MiB  {}",
             r.case,
+            r.publish_s,
             r.harmony_s,
             r.raw_s,
             r.bytes / r.harmony_s / 1e6,
             r.files / r.harmony_s,
             r.raw_s / r.harmony_s,
             r.raw_cpu / r.harmony_cpu.max(0.01),
-            r.rss_kib / 1024
+            r.rss_kib / 1024,
+            rounds.join(" / ")
         );
     }
+    println!("\n  CPU seconds per side (medians)  harmony send / receive    raw send / receive");
+    for r in &rows {
+        println!(
+            "  {:<16} {:>27.2} / {:<7.2} {:>14.2} / {:<7.2}",
+            r.case, r.sides[0], r.sides[1], r.sides[2], r.sides[3]
+        );
+    }
+    println!(
+        "  publish = the server's one-off reading of the files into their manifests (BLAKE3 \
+         digest, chunk crc32s), before any client; not in the harmony column"
+    );
+    println!("  harmony = a fresh client's start to its last file on disk (the server up)");
     println!("  ratio = raw time / Harmony time (1.00x = as fast as the raw copy)");
     println!(
         "  CPU ratio = raw CPU / Harmony CPU, both sides, every thread (steadier than time \
          on a loaded machine)"
     );
     Ok(())
+}
+
+/// The driver's output for one case: its rounds reduced to medians.
+fn parse(text: &str) -> Result<Row> {
+    let mut row = Row {
+        case: String::new(),
+        publish_s: 0.0,
+        harmony_s: 0.0,
+        raw_s: 0.0,
+        bytes: 0.0,
+        files: 0.0,
+        rss_kib: 0,
+        harmony_cpu: 0.0,
+        raw_cpu: 0.0,
+        sides: [0.0; 4],
+        ratios: Vec::new(),
+    };
+    let mut sides: [Vec<f64>; 4] = Default::default();
+    let (mut harmony, mut raw, mut harmony_cpu, mut raw_cpu) = (vec![], vec![], vec![], vec![]);
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let num = |s: &str| -> Result<f64> { s.parse().map_err(|_| line.to_string()) };
+        match f[..] {
+            ["PUBLISH", secs, _cpu] => row.publish_s = num(secs)?,
+            ["RESULT", who, case, secs, bytes, files] => {
+                row.case = case.to_string();
+                row.bytes = num(bytes)?;
+                row.files = num(files)?;
+                if who == "harmony" {
+                    harmony.push(num(secs)?);
+                } else {
+                    raw.push(num(secs)?);
+                }
+            }
+            ["CPU", who, secs] => {
+                if who == "harmony" {
+                    harmony_cpu.push(num(secs)?);
+                } else {
+                    raw_cpu.push(num(secs)?);
+                }
+            }
+            ["SIDES", who, send, recv] => {
+                let at = if who == "harmony" { 0 } else { 2 };
+                sides[at].push(num(send)?);
+                sides[at + 1].push(num(recv)?);
+            }
+            ["RSS", kib] => row.rss_kib = kib.parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    row.ratios = harmony.iter().zip(&raw).map(|(h, r)| r / h).collect();
+    row.harmony_s = median(harmony);
+    row.raw_s = median(raw);
+    row.harmony_cpu = median(harmony_cpu);
+    row.raw_cpu = median(raw_cpu);
+    for (at, values) in sides.into_iter().enumerate() {
+        row.sides[at] = median(values);
+    }
+    Ok(row)
 }

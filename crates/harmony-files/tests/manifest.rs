@@ -1,0 +1,244 @@
+//! The server's manifests (digest and chunk crc32s made once per file version): chunks and
+//! digests come from them, chunks end on the manifest's pieces whatever the credit, resync
+//! compares against them, and content that no longer matches its manifest never reaches a
+//! client's final name.
+
+mod support;
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use harmony_files::{
+    ext, Client, ClientConfig, FileOp, Manifest, ProtocolError, Server, ServerConfig,
+};
+use harmony_wire::filemq::FilemqMessage;
+use support::{pump, MemDest, MemSource};
+
+const CHUNK: usize = 1000;
+
+fn data(len: usize, seed: u8) -> Bytes {
+    Bytes::from(
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect::<Vec<u8>>(),
+    )
+}
+
+fn server() -> Server {
+    Server::new(ServerConfig {
+        chunk_size: CHUNK,
+        ..ServerConfig::default()
+    })
+}
+
+/// A client with a credit window that is no multiple of the chunk size: NOMs arrive mid-piece.
+fn client(now: Instant, cache: Vec<(String, String)>) -> Client {
+    let config = ClientConfig {
+        credit_window: 2_700,
+        ..ClientConfig::default()
+    };
+    Client::new(config, cache, vec![], now)
+}
+
+/// `client` (routing id `id`) syncs from `server` until nothing moves; what it ended with.
+fn sync(
+    server: &mut Server,
+    source: &mut MemSource,
+    id: &'static [u8],
+    client: Client,
+) -> (Client, MemDest) {
+    let mut clients = [(Bytes::from_static(id), client, MemDest::default())];
+    pump(server, source, &mut clients, Instant::now(), 10_000);
+    let [(_, client, dest)] = clients;
+    (client, dest)
+}
+
+/// Nothing reached a final name.
+fn nothing_committed(dest: &MemDest) {
+    assert!(dest.files.is_empty());
+    assert!(!dest
+        .ops
+        .iter()
+        .any(|op| matches!(op, FileOp::Commit { .. })));
+}
+
+#[test]
+fn chunks_carry_the_manifests_crc32s_and_digest_and_end_on_its_pieces() {
+    let now = Instant::now();
+    let content = data(10_500, 1);
+    let mut source = MemSource::default();
+    source.0.insert("/f".into(), content.clone());
+    let mut server = server();
+    let manifest = Manifest::of(&content, CHUNK);
+    server.file_changed_with_manifest("/f", content.len() as u64, 1, manifest.clone());
+    let id = Bytes::from_static(b"A");
+    let mut c = client(now, vec![]);
+    let mut dest = MemDest::default();
+    let mut chunks = Vec::new();
+    for _ in 0..1000 {
+        while let Some(m) = c.poll_transmit() {
+            server.handle_message(&id, &m.to_bytes().unwrap(), now);
+        }
+        // Whatever the credit allows goes out before the client's NOM comes back.
+        let mut sent = Vec::new();
+        while let Some((_, msg)) = server.poll_transmit(&mut source) {
+            sent.push(msg);
+        }
+        if sent.is_empty() {
+            break;
+        }
+        for msg in sent {
+            if let FilemqMessage::Cheezburger(ch) = &msg {
+                chunks.push(ch.clone());
+            }
+            c.handle_message(&msg.to_bytes().unwrap(), now);
+            dest.apply(&mut c);
+        }
+    }
+    assert_eq!(c.error(), None);
+    assert_eq!(dest.files["f"], content[..]);
+    // The credit split some pieces.
+    assert!(chunks.iter().any(|ch| ch.chunk.len() < CHUNK && !ch.eof));
+    assert!(chunks.iter().any(|ch| ch.offset % CHUNK as u64 != 0));
+    for ch in &chunks {
+        // Never across a piece's end: after a split, the next chunk completes the piece.
+        if !ch.chunk.is_empty() {
+            let end = ch.offset + ch.chunk.len() as u64;
+            assert_eq!(
+                ch.offset / CHUNK as u64,
+                (end - 1) / CHUNK as u64,
+                "{}",
+                ch.offset
+            );
+        }
+        let crc = ext::header(&ch.headers, ext::HDR_CRC32).unwrap();
+        assert_eq!(crc, ext::crc32_hex(&ch.chunk));
+        if let Some(piece) = manifest.crc_of(ch.offset, ch.chunk.len(), content.len() as u64) {
+            assert_eq!(crc, ext::crc_hex(piece));
+        }
+    }
+    let last = chunks.last().unwrap();
+    assert!(last.eof);
+    assert_eq!(
+        ext::header(&last.headers, ext::HDR_DIGEST),
+        Some(&*manifest.digest)
+    );
+}
+
+#[test]
+fn content_changed_after_its_manifest_is_refused_and_never_committed() {
+    let now = Instant::now();
+    // The manifest is of the old content; the file now holds the same length, changed in its
+    // third piece (as if rewritten in place before the next scan).
+    let old = data(5_000, 2);
+    let mut new = old.to_vec();
+    new[2_500] ^= 0xff;
+    let mut source = MemSource::default();
+    source.0.insert("/f".into(), Bytes::from(new.clone()));
+    let mut server = server();
+    server.file_changed_with_manifest("/f", old.len() as u64, 1, Manifest::of(&old, CHUNK));
+    // Whole pieces: the third one fails its crc32 and is never written.
+    let whole = Client::new(ClientConfig::default(), vec![], vec![], now);
+    let (c, dest) = sync(&mut server, &mut source, b"A", whole);
+    assert!(
+        matches!(
+            c.error(),
+            Some(ProtocolError::CorruptChunk { offset: 2_000, .. })
+        ),
+        "{:?}",
+        c.error()
+    );
+    nothing_committed(&dest);
+    let written: usize = dest
+        .ops
+        .iter()
+        .map(|op| match op {
+            FileOp::Write { data, .. } => data.len(),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(written, 2_000);
+    // A piece split by the credit has its crc32 made from what is sent: the whole-file
+    // digest (the manifest's) still refuses the file.
+    let (c, dest) = sync(&mut server, &mut source, b"B", client(now, vec![]));
+    assert!(
+        matches!(
+            c.error(),
+            Some(ProtocolError::CorruptChunk { .. } | ProtocolError::DigestMismatch { .. })
+        ),
+        "{:?}",
+        c.error()
+    );
+    nothing_committed(&dest);
+
+    // The next scan finds the new version: its own manifest, and the file goes out whole.
+    server.file_changed_with_manifest("/f", new.len() as u64, 2, Manifest::of(&new, CHUNK));
+    let (c, dest) = sync(&mut server, &mut source, b"C", client(now, vec![]));
+    assert_eq!(c.error(), None);
+    assert_eq!(dest.files["f"], new);
+}
+
+#[test]
+fn resync_compares_the_cache_with_the_manifest_without_reading_the_file() {
+    let now = Instant::now();
+    let content = data(4_321, 3);
+    let mut server = server();
+    server.file_changed_with_manifest("/same", 4_321, 1, Manifest::of(&content, CHUNK));
+    server.file_changed_with_manifest("/other", 4_321, 1, Manifest::of(&content, CHUNK));
+    // Nothing to read: a transfer would find nothing, a digest made by reading would fail.
+    let mut empty = MemSource::default();
+    let digest = ext::digest_of(&content);
+    let cache = vec![
+        ("same".to_string(), digest.clone()),
+        ("other".to_string(), ext::digest_of(b"stale")),
+    ];
+    let (c, dest) = sync(&mut server, &mut empty, b"A", client(now, cache));
+    assert_eq!(c.error(), None);
+    assert!(c.is_synced());
+    // The file the client has was skipped; the stale one was tried (and is not readable here).
+    assert!(!dest
+        .ops
+        .iter()
+        .any(|op| matches!(op, FileOp::Open { name, .. } if name == "same")));
+    assert!(dest.files.is_empty());
+}
+
+#[test]
+fn subscriptions_wait_for_the_listing_and_heartbeats_keep_the_client_meanwhile() {
+    let start = Instant::now();
+    let mut server = server();
+    // The driver holds subscriptions while the first scan's manifests are made.
+    server.hold_subscriptions();
+    let mut source = MemSource::default();
+    let content = data(3_000, 4);
+    source.0.insert("/f".into(), content.clone());
+    let heartbeat = ClientConfig::default().heartbeat;
+    let mut clients = [(
+        Bytes::from_static(b"A"),
+        client(start, vec![]),
+        MemDest::default(),
+    )];
+    // Longer than the client's patience (max_missed heartbeats) without an answer to ICANHAZ.
+    for beat in 0..6u32 {
+        let now = start + heartbeat * beat;
+        clients[0].1.handle_timeout(now);
+        pump(&mut server, &mut source, &mut clients, now, 10_000);
+        let (_, c, _) = &clients[0];
+        assert_eq!(c.error(), None, "beat {beat}");
+        assert!(!c.is_subscribed());
+    }
+    server.file_changed_with_manifest("/f", 3_000, 1, Manifest::of(&content, CHUNK));
+    server.release_subscriptions();
+    pump(
+        &mut server,
+        &mut source,
+        &mut clients,
+        start + heartbeat * 6,
+        10_000,
+    );
+    let (_, c, dest) = &clients[0];
+    assert_eq!(c.error(), None);
+    // The initial listing, and the synced marker after it, include the file.
+    assert!(c.is_synced());
+    assert_eq!(dest.files["f"], content[..]);
+}
