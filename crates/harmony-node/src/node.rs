@@ -1320,22 +1320,16 @@ impl State {
         self.core.handle_discovered(uuid, endpoint, now);
     }
 
-    /// One inbox message: the routing id, then the ZRE message, whose content frames move
-    /// into the event as they are.
     fn on_inbox(&mut self, msg: Message, now: std::time::Instant) {
-        let mut frames = msg.into_iter();
+        let frames = msg.frames();
         let Some(from) = frames
-            .next()
-            .and_then(|id| harmony_peer::uuid_from_routing_id(&id))
+            .first()
+            .and_then(|id| harmony_peer::uuid_from_routing_id(id))
         else {
             debug!("dropped a message whose routing id is not 0x01 + UUID");
             return;
         };
-        let decoded = match frames.next() {
-            Some(first) => ZreMessage::decode_owned(&first, frames, MAX_ZRE_HEADER),
-            None => Err(harmony_wire::WireError::Truncated("ZRE message")),
-        };
-        match decoded {
+        match ZreMessage::decode(&frames[1..], MAX_ZRE_HEADER) {
             Ok(message) => {
                 if self.curve.is_some() {
                     if let ZreBody::Hello(hello) = &message.body {

@@ -160,8 +160,7 @@ impl ZreBody {
         }
     }
 
-    /// `content` is called for WHISPER and SHOUT only (it gives the content frames).
-    fn decode(id: u8, r: &mut Reader<'_>, content: impl FnOnce() -> Vec<Bytes>) -> Result<Self> {
+    fn decode(id: u8, r: &mut Reader<'_>, content: &[Bytes]) -> Result<Self> {
         Ok(match id {
             1 => Self::Hello(Hello {
                 endpoint: r.string("HELLO endpoint")?,
@@ -170,10 +169,12 @@ impl ZreBody {
                 name: r.string("HELLO name")?,
                 headers: r.hash("HELLO headers")?,
             }),
-            2 => Self::Whisper { content: content() },
+            2 => Self::Whisper {
+                content: content.to_vec(),
+            },
             3 => Self::Shout {
                 group: r.string("SHOUT group")?,
-                content: content(),
+                content: content.to_vec(),
             },
             4 => Self::Join {
                 group: r.string("JOIN group")?,
@@ -311,27 +312,6 @@ impl ZreMessage {
         let (first, rest) = frames
             .split_first()
             .ok_or(WireError::Truncated("ZRE message"))?;
-        Self::decode_with(first, rest.len(), || rest.to_vec(), limit)
-    }
-
-    /// [`ZreMessage::decode`] of frames the caller owns: the first frame, then the others,
-    /// which become the WHISPER/SHOUT content as they are (moved, not cloned).
-    pub fn decode_owned(
-        first: &Bytes,
-        rest: impl ExactSizeIterator<Item = Bytes>,
-        limit: usize,
-    ) -> Result<Self> {
-        Self::decode_with(first, rest.len(), || rest.collect(), limit)
-    }
-
-    /// The decoder: `first` is the first frame, `more` the number of frames after it, which
-    /// `content` gives (called for WHISPER and SHOUT only).
-    fn decode_with(
-        first: &Bytes,
-        more: usize,
-        content: impl FnOnce() -> Vec<Bytes>,
-        limit: usize,
-    ) -> Result<Self> {
         let mut r = Reader::new(first, limit, "ZRE message")?;
         if r.array::<2>("ZRE signature")? != ZRE_SIGNATURE {
             return Err(WireError::BadSignature("ZRE message"));
@@ -349,9 +329,9 @@ impl ZreMessage {
             });
         }
         let sequence = r.u16("ZRE sequence")?;
-        let body = ZreBody::decode(id, &mut r, content)?;
+        let body = ZreBody::decode(id, &mut r, rest)?;
         r.finish()?;
-        if body.content().is_none() && more > 0 {
+        if body.content().is_none() && !rest.is_empty() {
             return Err(WireError::Invalid(
                 "frames after a single-frame ZRE message",
             ));
@@ -541,12 +521,6 @@ mod tests {
             assert_eq!(frames[0].len(), msg.encoded_len());
             assert_eq!(frames[0][2], msg.body.id());
             assert_eq!(ZreMessage::decode(&frames, 4096).unwrap(), msg);
-            let owned = ZreMessage::decode_owned(&frames[0], frames[1..].iter().cloned(), 4096);
-            assert_eq!(
-                owned.unwrap(),
-                msg,
-                "decoded from owned frames, message {i}"
-            );
             let mut cut = Vec::new();
             msg.encode_frames(&mut shared, &mut cut).unwrap();
             assert_eq!(cut, frames, "encoded into a shared buffer, message {i}");
@@ -575,11 +549,6 @@ mod tests {
     #[test]
     fn refuses_malformed_messages() {
         let ping = ZreMessage::new(2, ZreBody::Ping).to_frames().unwrap();
-        let extra = [Bytes::from_static(b"x")];
-        assert!(
-            ZreMessage::decode_owned(&ping[0], extra.iter().cloned(), 64).is_err(),
-            "a frame after a PING"
-        );
         let with = |f: &dyn Fn(&mut Vec<u8>)| {
             let mut v = ping[0].to_vec();
             f(&mut v);
