@@ -190,6 +190,16 @@ impl ZreNode {
         self.events.pop_front()
     }
 
+    /// Moves every pending event, in order, to the end of `into` (when `into` is empty the
+    /// two queues are swapped: nothing is moved one by one).
+    pub fn take_events(&mut self, into: &mut VecDeque<Event>) {
+        if into.is_empty() {
+            std::mem::swap(&mut self.events, into);
+        } else {
+            into.extend(self.events.drain(..));
+        }
+    }
+
     /// All pending actions, in order.
     pub fn drain_actions(&mut self) -> impl Iterator<Item = Action> + '_ {
         self.actions.drain(..)

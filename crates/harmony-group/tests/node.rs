@@ -1300,3 +1300,28 @@ fn properties_between_harmony_nodes_in_a_mesh() {
         [Event::Headers { request: Some(got), .. }] if *got == r
     ));
 }
+
+#[test]
+fn take_events_moves_every_event_in_order_to_an_empty_or_a_filled_queue() {
+    let now = Instant::now();
+    let mut n = with_bob(now);
+    let whisper = |text: &'static str| ZreBody::Whisper {
+        content: vec![Bytes::from_static(text.as_bytes())],
+    };
+    n.handle_message(bob(), msg(2, whisper("a")), now);
+    n.handle_message(bob(), msg(3, whisper("b")), now);
+    let mut queue = std::collections::VecDeque::new();
+    n.take_events(&mut queue);
+    n.handle_message(bob(), msg(4, whisper("c")), now);
+    n.take_events(&mut queue);
+    n.take_events(&mut queue);
+    let texts: Vec<&[u8]> = queue
+        .iter()
+        .map(|e| match e {
+            Event::Whisper { content, .. } => &content[0][..],
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(texts, [&b"a"[..], b"b", b"c"]);
+    assert!(events(&mut n).is_empty(), "nothing left behind");
+}

@@ -32,6 +32,7 @@ use harmony_group::{Action, Event, GroupError, NodeConfig, ZreNode};
 use harmony_security::{public_key_from_z85, KeyPair, MechanismConfig};
 use harmony_wire::zre::{ZreBody, ZreMessage};
 use harmony_zmtp::{DealerSocket, EventKind, Message, RouterSocket, SocketOptions, TrySendError};
+use smallvec::SmallVec;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -533,15 +534,28 @@ impl std::fmt::Debug for Command {
     }
 }
 
-/// Message content: one frame (`&str`, `String`, `Vec<u8>`, `Bytes`) or several.
+/// Message content: one frame (`&str`, `String`, `Vec<u8>`, `Bytes`) or several. One frame
+/// is held inline: sending it allocates nothing beyond the frame.
 #[derive(Debug, Clone, Default)]
-pub struct Content(pub Vec<Bytes>);
+pub struct Content(SmallVec<[Bytes; 1]>);
+
+impl Content {
+    /// The frames.
+    pub fn frames(&self) -> &[Bytes] {
+        &self.0
+    }
+
+    /// The frames, owned.
+    pub fn into_frames(self) -> Vec<Bytes> {
+        self.0.into_vec()
+    }
+}
 
 macro_rules! single_frame_content {
     ($($t:ty),*) => {$(
         impl From<$t> for Content {
             fn from(v: $t) -> Self {
-                Self(vec![Bytes::from(v)])
+                Self(smallvec::smallvec![Bytes::from(v)])
             }
         }
     )*};
@@ -550,7 +564,7 @@ single_frame_content!(&'static str, String, Vec<u8>, Bytes, &'static [u8]);
 
 impl From<Vec<Bytes>> for Content {
     fn from(frames: Vec<Bytes>) -> Self {
-        Self(frames)
+        Self(SmallVec::from_vec(frames))
     }
 }
 
@@ -642,7 +656,7 @@ impl Node {
     /// Sends a message to one peer; an error if no ready peer has this UUID. Does not wait for
     /// the network: the message is queued (a peer that left meanwhile drops it, as in Zyre).
     pub async fn whisper(&self, peer: Uuid, content: impl Into<Content>) -> Result<(), NodeError> {
-        let content = content.into().0;
+        let content = content.into();
         self.direct_state(|state| state.whisper(peer, content))?
             .map_err(|_| NodeError::UnknownPeer(peer))
     }
@@ -653,7 +667,7 @@ impl Node {
         group: impl Into<String>,
         content: impl Into<Content>,
     ) -> Result<(), NodeError> {
-        let (group, content) = (group.into(), content.into().0);
+        let (group, content) = (group.into(), content.into());
         self.direct_state(|state| state.shout(&group, content))
     }
 
@@ -1255,21 +1269,21 @@ impl State {
     /// the waiting application's task to wake (after unlocking).
     fn collect_events(&mut self) -> Option<Waker> {
         let before = self.events.len();
-        while let Some(event) = self.core.poll_event() {
-            if let Event::Headers {
-                request: Some(request),
-                headers,
-                ..
-            } = &event
-            {
-                if let Some(answer) = self.requests.remove(request) {
-                    let _ = answer.send(headers.clone());
+        self.core.take_events(&mut self.events);
+        for event in self.events.range(before..) {
+            match event {
+                Event::Headers {
+                    request: Some(request),
+                    headers,
+                    ..
+                } => {
+                    if let Some(answer) = self.requests.remove(request) {
+                        let _ = answer.send(headers.clone());
+                    }
                 }
+                Event::Exit { peer, .. } => self.exited.push(*peer),
+                _ => {}
             }
-            if let Event::Exit { peer, .. } = &event {
-                self.exited.push(*peer);
-            }
-            self.events.push_back(event);
         }
         if self.events.len() > before {
             self.news.store(true, Ordering::Release);
@@ -1381,39 +1395,60 @@ impl State {
         self.queue(peer, frames);
     }
 
+    /// The frames of a WHISPER or SHOUT: `head` (its content left empty) encoded into the
+    /// reused block, then the content frames as they are (no content: one empty frame, as
+    /// Zyre sends it).
+    fn frames_of(&mut self, head: &ZreMessage, content: Content) -> Option<Message> {
+        self.room(head.encoded_len());
+        if let Err(e) = head.encode_first_frame(&mut self.encoded) {
+            warn!(error = %e, "message cannot be encoded; dropped");
+            return None;
+        }
+        let mut frames = Message::new();
+        frames.push_back(self.encoded.split().freeze());
+        if content.0.is_empty() {
+            frames.push_back(Bytes::new());
+        } else {
+            frames.extend(content.0);
+        }
+        Some(frames)
+    }
+
     /// A WHISPER without the action queue: what is queued goes first, so that the peer gets
     /// its sequence numbers in order.
-    fn whisper(&mut self, peer: Uuid, content: Vec<Bytes>) -> Result<(), GroupError> {
+    fn whisper(&mut self, peer: Uuid, content: Content) -> Result<(), GroupError> {
         self.run_actions();
         if let Some(sequence) = self.core.whisper_sequence(peer)? {
-            self.send(
-                peer,
-                ZreMessage::new(sequence, ZreBody::Whisper { content }),
+            let head = ZreMessage::new(
+                sequence,
+                ZreBody::Whisper {
+                    content: Vec::new(),
+                },
             );
+            if let Some(frames) = self.frames_of(&head, content) {
+                self.queue(peer, frames);
+            }
         }
         Ok(())
     }
 
     /// A SHOUT encoded once: each member's copy is the same first frame with its own sequence
     /// number patched in, and the same content frames (shared, not copied).
-    fn shout(&mut self, group: &str, content: Vec<Bytes>) {
+    fn shout(&mut self, group: &str, content: Content) {
         // What is queued goes first, so that every peer gets its sequence numbers in order.
         self.run_actions();
         let mut stamped = std::mem::take(&mut self.stamped);
         self.core.shout_sequences(group, &mut stamped);
         if let Some(&(_, sequence)) = stamped.first() {
-            let message = ZreMessage::new(
+            let head = ZreMessage::new(
                 sequence,
                 ZreBody::Shout {
                     group: group.to_owned(),
-                    content,
+                    content: Vec::new(),
                 },
             );
-            self.room(message.encoded_len());
-            let mut frames = Message::new();
-            match message.into_frames(&mut self.encoded, &mut frames) {
-                Ok(()) => self.shout_copies(&stamped, &frames),
-                Err(e) => warn!(group, error = %e, "shout cannot be encoded; dropped"),
+            if let Some(frames) = self.frames_of(&head, content) {
+                self.shout_copies(&stamped, &frames);
             }
         }
         stamped.clear();

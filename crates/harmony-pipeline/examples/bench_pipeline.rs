@@ -16,48 +16,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use harmony_node::Node;
 use harmony_pipeline::{Client, Collector, Settings, Timing, Worker, WorkerOptions};
-use harmony_testkit::arg;
+use harmony_testkit::{arg, cpu_time, median, Rate};
 use harmony_zmtp::{Message, PullSocket, PushSocket, SocketOptions};
 
 const PAYLOAD: usize = 64;
 const WORKERS: usize = 4;
-
-/// CPU time of this process so far (all threads, user and system), from `/proc/self/stat`
-/// (in clock ticks of 10 ms: measure runs of a second or more).
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may hold spaces): the 12th and
-    // 13th are utime and stime.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let ticks: u64 = after
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|f| f.parse::<u64>().ok())
-        .sum();
-    Duration::from_millis(ticks * 10)
-}
-
-/// One throughput measurement: tasks per second and CPU microseconds per task.
-#[derive(Debug, Clone, Copy)]
-struct Rate {
-    per_second: f64,
-    cpu_us: f64,
-}
-
-impl Rate {
-    fn of(tasks: usize, wall: Duration, cpu: Duration) -> Self {
-        Self {
-            per_second: tasks as f64 / wall.as_secs_f64(),
-            cpu_us: cpu.as_secs_f64() * 1e6 / tasks as f64,
-        }
-    }
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
 
 /// Bare PUSH/PULL: ventilator PUSH -> 4 workers (PULL in, PUSH out) -> sink PULL.
 async fn push_pull(tasks: usize) -> Rate {

@@ -57,6 +57,65 @@ pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// CPU time of this whole process so far (every thread, user and system), from
+/// `getrusage` (microsecond resolution): the benchmark programs' CPU per operation.
+pub fn cpu_time() -> std::time::Duration {
+    use nix::sys::resource::{getrusage, UsageWho};
+    getrusage(UsageWho::RUSAGE_SELF).map_or(std::time::Duration::ZERO, |u| {
+        let (user, system) = (u.user_time(), u.system_time());
+        let micros = |t: nix::sys::time::TimeVal| {
+            u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000
+                + u64::try_from(t.tv_usec()).unwrap_or(0)
+        };
+        std::time::Duration::from_micros(micros(user) + micros(system))
+    })
+}
+
+/// One throughput measurement of a benchmark: operations per second, and CPU microseconds
+/// of the whole process per operation.
+#[derive(Debug, Clone, Copy)]
+pub struct Rate {
+    /// Operations per second of wall-clock time.
+    pub per_second: f64,
+    /// CPU time of the process (every thread) per operation, in microseconds.
+    pub cpu_us: f64,
+}
+
+impl Rate {
+    /// The rate of `count` operations done in `wall` with `cpu` of CPU time.
+    pub fn of(count: usize, wall: std::time::Duration, cpu: std::time::Duration) -> Self {
+        Self {
+            per_second: count as f64 / wall.as_secs_f64(),
+            cpu_us: cpu.as_secs_f64() * 1e6 / count as f64,
+        }
+    }
+}
+
+/// The median of `values` (the upper one of an even count); panics when empty.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Keeps this thread, and the threads it starts from now on, on these CPUs
+/// (`sched_setaffinity`): a benchmark pins itself before starting its runtime, so that its
+/// figures do not depend on where the scheduler puts its threads.
+pub fn pin_to_cpus(cpus: &[usize]) -> nix::Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    for &cpu in cpus {
+        set.set(cpu)?;
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+}
+
+/// The load average over the last minute, 5 and 15 minutes (`/proc/loadavg`), as printed
+/// beside every benchmark figure (empty where it cannot be read).
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 /// A UDP port that was free a moment ago, so parallel tests on loopback do not hear each
 /// other's beacons.
 pub fn free_udp_port() -> u16 {

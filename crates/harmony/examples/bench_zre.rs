@@ -5,19 +5,72 @@
 //! only. In every throughput figure the sender runs on its own task and the receivers are read
 //! on the benchmark's task, as in the raw baseline.
 //!
-//! Usage: bench_zre [--messages N] [--nodes N] [--only raw,whisper,fanout] (`--only` runs just
-//! those throughput figures, e.g. under `perf stat`)
+//! The throughputs are measured in alternating rounds (raw, whisper, fan-out, raw, ...; 5 by
+//! default, after one uncounted warm-up round) on one runtime shape for all: tokio multi-thread with 2 workers (the receivers on
+//! the main thread), every thread pinned to CPU 0. Unpinned, the raw baseline was bimodal on
+//! the 2-core machine (3.3-8.4 M/s between runs a minute apart, with its CPU per message
+//! nearly constant: it depends on whether its threads get one core or two), and so was every
+//! ratio; pinned, the rounds agree within a few percent. The table gives the medians, each
+//! round's ratio to the raw figure of the same round, and the CPU time of the whole process
+//! per delivery (the steady figure).
+//!
+//! Usage: bench_zre [--messages N (deliveries per figure)] [--rounds N] [--nodes N]
+//! [--only raw,whisper,fanout (just those throughputs, e.g. under `perf stat`)]
+//! [--runtime multi|current] [--workers N] [--cpus 0|0,1|all]
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use harmony::zmtp::{DealerSocket, Message, RouterSocket, SocketOptions};
 use harmony::{next_event_any, Event, Node};
-use harmony_testkit::arg;
+use harmony_testkit::{arg, cpu_time, median, Rate};
 
 const PAYLOAD: usize = 64;
+/// How far a ZRE sender may run ahead of its sockets before it waits until they wrote what it
+/// queued (`Node::flushed_all`), in deliveries: the raw DEALER's send high-water mark. A
+/// whisper or shout never waits by itself (a queue that overflows disconnects the peer), so
+/// without this the sender queued up to a whole run (about 3x the page faults of raw).
+const IN_FLIGHT: usize = 100_000;
+/// Receivers of the shout fan-out.
+const FAN_OUT: usize = 10;
 
-async fn nodes(n: usize, port: u16, interval: Duration) -> Vec<Node> {
+/// The runtime every figure runs on (`--runtime multi|current`, `--workers N`), its threads on
+/// the CPUs of `--cpus` (a list such as `0` or `0,1`; `all`: wherever the scheduler puts them).
+/// Returns it with a description of the shape.
+fn runtime() -> (tokio::runtime::Runtime, String) {
+    let cpus: String = arg("--cpus", "0".to_owned());
+    if cpus != "all" {
+        let list: Vec<usize> = cpus
+            .split(',')
+            .map(|c| {
+                c.parse()
+                    .expect("--cpus takes a list of CPU numbers, or all")
+            })
+            .collect();
+        harmony_testkit::pin_to_cpus(&list).expect("pin to --cpus");
+    }
+    let flavour: String = arg("--runtime", "multi".to_owned());
+    let mut builder = match flavour.as_str() {
+        "current" => tokio::runtime::Builder::new_current_thread(),
+        "multi" => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(arg("--workers", 2));
+            b
+        }
+        other => panic!("--runtime takes multi or current, not {other}"),
+    };
+    let workers = if flavour == "current" {
+        String::new()
+    } else {
+        format!(", {} workers", arg("--workers", 2))
+    };
+    let shape = format!("tokio {flavour}-thread{workers}, CPUs {cpus}");
+    (builder.enable_all().build().expect("runtime"), shape)
+}
+
+/// `n` nodes on loopback; each peer's queue holds `queue` messages (a whisper or shout never
+/// waits: a queue that overflows disconnects the peer, so it must hold a whole run).
+async fn nodes(n: usize, port: u16, interval: Duration, queue: usize) -> Vec<Node> {
     let mut v = Vec::new();
     for i in 0..n {
         let node = Node::builder()
@@ -25,7 +78,7 @@ async fn nodes(n: usize, port: u16, interval: Duration) -> Vec<Node> {
             .loopback()
             .port(port)
             .interval(interval)
-            .send_hwm(1_000_000)
+            .send_hwm(queue.max(1_000))
             .start()
             .await
             .expect("node");
@@ -37,20 +90,44 @@ async fn nodes(n: usize, port: u16, interval: Duration) -> Vec<Node> {
 /// Waits until `want` events matching `pred` arrived; returns when the last one came.
 async fn wait_for(nodes: &mut [Node], want: usize, pred: impl Fn(&Event) -> bool) -> Instant {
     let mut seen = 0;
+    // The other events of the wait, shown if it times out.
+    let mut others = Vec::new();
     tokio::time::timeout(Duration::from_secs(120), async {
         while seen < want {
-            let (_, ev) = next_event_any(nodes).await.expect("running");
+            let (i, ev) = next_event_any(nodes).await.expect("running");
             if pred(&ev) {
                 seen += 1;
+            } else if others.len() < 20 {
+                others.push((i, ev));
             }
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("timed out: {seen}/{want}"));
+    .unwrap_or_else(|_| panic!("timed out: {seen}/{want}; other events: {others:?}"));
     Instant::now()
 }
 
-async fn raw_zmtp(messages: usize) -> f64 {
+/// The wall clock and the process's CPU time at the start of a measurement.
+struct Measure {
+    wall: Instant,
+    cpu: Duration,
+}
+
+impl Measure {
+    fn start() -> Self {
+        Self {
+            wall: Instant::now(),
+            cpu: cpu_time(),
+        }
+    }
+
+    /// The rate of `deliveries` done since the start (CPU: the whole process, every thread).
+    fn end(self, deliveries: usize) -> Rate {
+        Rate::of(deliveries, self.wall.elapsed(), cpu_time() - self.cpu)
+    }
+}
+
+async fn raw_zmtp(messages: usize) -> Rate {
     let router = RouterSocket::new(SocketOptions::default().recv_hwm(100_000));
     let ep = router.bind("tcp://127.0.0.1:0").await.unwrap();
     let dealer = DealerSocket::new(
@@ -60,7 +137,7 @@ async fn raw_zmtp(messages: usize) -> f64 {
     );
     dealer.connect(&ep.to_string()).unwrap();
     let payload = Bytes::from(vec![7u8; PAYLOAD]);
-    let start = Instant::now();
+    let measure = Measure::start();
     let sender = tokio::spawn(async move {
         for _ in 0..messages {
             dealer.send(Message::from(payload.clone())).await.unwrap();
@@ -70,36 +147,44 @@ async fn raw_zmtp(messages: usize) -> f64 {
     for _ in 0..messages {
         router.recv().await.unwrap();
     }
-    let rate = messages as f64 / start.elapsed().as_secs_f64();
+    let rate = measure.end(messages);
     drop(sender.await);
     rate
 }
 
-async fn whisper_rate(messages: usize) -> f64 {
+/// Two nodes that see each other, for the whisper rounds.
+async fn whisper_pair(messages: usize) -> Vec<Node> {
     let mut pair = nodes(
         2,
         harmony_testkit::free_udp_port(),
         Duration::from_millis(100),
+        messages,
     )
     .await;
     wait_for(&mut pair, 2, |e| matches!(e, Event::Enter { .. })).await;
+    pair
+}
+
+/// Whispers from the first node of `pair` to the second.
+async fn whisper_rate(pair: &mut Vec<Node>, messages: usize) -> Rate {
     let to = pair[1].uuid();
     let payload = Bytes::from(vec![7u8; PAYLOAD]);
     let a = pair.remove(0);
-    let start = Instant::now();
-    // The sender on its own task, as the raw baseline's DEALER.
+    let measure = Measure::start();
+    // The sender on its own task, as the raw baseline's DEALER, and like it never more than
+    // about `IN_FLIGHT` messages ahead of its socket.
     let sender = tokio::spawn(async move {
-        for _ in 0..messages {
+        for i in 1..=messages {
             a.whisper(to, payload.clone()).await.unwrap();
+            if i % IN_FLIGHT == 0 {
+                a.flushed_all().await;
+            }
         }
         a
     });
-    let done = wait_for(&mut pair, messages, |e| matches!(e, Event::Whisper { .. })).await;
-    let rate = messages as f64 / (done - start).as_secs_f64();
-    pair.push(sender.await.expect("sender"));
-    for n in &mut pair {
-        n.stop().await.unwrap();
-    }
+    wait_for(pair, messages, |e| matches!(e, Event::Whisper { .. })).await;
+    let rate = measure.end(messages);
+    pair.insert(0, sender.await.expect("sender"));
     rate
 }
 
@@ -108,6 +193,7 @@ async fn whisper_round_trip(rounds: usize) -> (Duration, Duration) {
         2,
         harmony_testkit::free_udp_port(),
         Duration::from_millis(100),
+        1_000,
     )
     .await;
     wait_for(&mut pair, 2, |e| matches!(e, Event::Enter { .. })).await;
@@ -146,11 +232,13 @@ async fn whisper_round_trip(rounds: usize) -> (Duration, Duration) {
     )
 }
 
-async fn shout_fanout(receivers: usize, messages: usize) -> f64 {
+/// A sender and `receivers` nodes in group FAN, all seeing each other, for the fan-out rounds.
+async fn fan_group(receivers: usize, messages: usize) -> Vec<Node> {
     let mut all = nodes(
         receivers + 1,
         harmony_testkit::free_udp_port(),
         Duration::from_millis(100),
+        messages,
     )
     .await;
     let n = all.len();
@@ -162,32 +250,38 @@ async fn shout_fanout(receivers: usize, messages: usize) -> f64 {
         matches!(e, Event::Join { .. })
     })
     .await;
+    all
+}
+
+/// Shouts from the first node of `all` to the group of the others; the rate counts deliveries.
+async fn shout_fanout(all: &mut Vec<Node>, messages: usize) -> Rate {
+    let receivers = all.len() - 1;
     let payload = Bytes::from(vec![7u8; PAYLOAD]);
     let a = all.remove(0);
-    let start = Instant::now();
+    let measure = Measure::start();
     // The sender on its own task, as the raw baseline's DEALER; the receivers share this one.
     let sender = tokio::spawn(async move {
-        for _ in 0..messages {
+        for i in 1..=messages {
             a.shout("FAN", payload.clone()).await.unwrap();
+            if i % (IN_FLIGHT / FAN_OUT) == 0 {
+                a.flushed_all().await;
+            }
         }
         a
     });
-    let done = wait_for(&mut all, messages * receivers, |e| {
+    wait_for(all, messages * receivers, |e| {
         matches!(e, Event::Shout { .. })
     })
     .await;
-    let rate = (messages * receivers) as f64 / (done - start).as_secs_f64();
-    all.push(sender.await.expect("sender"));
-    for node in &mut all {
-        node.stop().await.unwrap();
-    }
+    let rate = measure.end(messages * receivers);
+    all.insert(0, sender.await.expect("sender"));
     rate
 }
 
 async fn discovery(n: usize, interval: Duration) -> Duration {
     let port = harmony_testkit::free_udp_port();
     let start = Instant::now();
-    let mut all = nodes(n, port, interval).await;
+    let mut all = nodes(n, port, interval, 1_000).await;
     let started = Instant::now();
     let done = wait_for(&mut all, n * (n - 1), |e| matches!(e, Event::Enter { .. })).await;
     eprintln!(
@@ -298,56 +392,157 @@ async fn election(n: usize) -> Duration {
     took
 }
 
-fn only() -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    let at = args.iter().position(|a| a == "--only")?;
-    args.get(at + 1).cloned()
+/// The throughput figures of every round, in the order run.
+#[derive(Default)]
+struct Rounds {
+    raw: Vec<Rate>,
+    whisper: Vec<Rate>,
+    fanout: Vec<Rate>,
 }
 
-#[tokio::main]
-async fn main() {
-    let messages: usize = arg("--messages", 200_000);
-    let n: usize = arg("--nodes", 50);
-    if let Some(only) = only() {
-        for part in only.split(',') {
-            let rate = match part {
+/// Runs `rounds` alternating rounds of the throughput figures named in `parts` (raw, whisper,
+/// fanout), one after the other in each round, printing each figure as it comes.
+async fn throughput(parts: &[String], rounds: usize, messages: usize) -> Rounds {
+    let mut pair = None;
+    let mut fan = None;
+    let mut out = Rounds::default();
+    // Round 0 warms up (connections, queues and allocator at their working size) and is not
+    // counted.
+    for round in 0..=rounds {
+        for part in parts {
+            let rate = match part.as_str() {
                 "raw" => raw_zmtp(messages).await,
-                "whisper" => whisper_rate(messages).await,
-                "fanout" => shout_fanout(10, messages / 10).await,
+                "whisper" => {
+                    if pair.is_none() {
+                        pair = Some(whisper_pair(messages).await);
+                    }
+                    whisper_rate(pair.as_mut().expect("set"), messages).await
+                }
+                "fanout" => {
+                    if fan.is_none() {
+                        fan = Some(fan_group(FAN_OUT, messages / FAN_OUT).await);
+                    }
+                    shout_fanout(fan.as_mut().expect("set"), messages / FAN_OUT).await
+                }
                 other => panic!("--only takes raw, whisper, fanout; not {other}"),
             };
-            println!("{part}: {:.0} k/s", rate / 1e3);
+            let label = if round == 0 {
+                "warm-up".to_owned()
+            } else {
+                format!("round {round}")
+            };
+            eprintln!(
+                "  {label:<8} {part:<8} {:>8.0} k/s {:>7.3} us CPU per delivery (load {})",
+                rate.per_second / 1e3,
+                rate.cpu_us,
+                harmony_testkit::load_average()
+            );
+            match part.as_str() {
+                _ if round == 0 => {}
+                "raw" => out.raw.push(rate),
+                "whisper" => out.whisper.push(rate),
+                _ => out.fanout.push(rate),
+            }
         }
-        return;
     }
-    let raw = raw_zmtp(messages).await;
-    let whisper = whisper_rate(messages).await;
-    let (median, p99) = whisper_round_trip(2_000).await;
-    let fan = shout_fanout(10, messages / 10).await;
-    let interval = Duration::from_secs(1);
-    let disco = discovery(n, interval).await;
-    let gossip = gossip_discovery(n).await;
-    let elect = election(20).await;
-    println!("ZRE benchmark, loopback, {PAYLOAD} B messages, {messages} messages per run");
+    for mut nodes in [pair, fan].into_iter().flatten() {
+        for node in &mut nodes {
+            node.stop().await.unwrap();
+        }
+    }
+    out
+}
+
+/// Prints the throughput table: medians over the rounds, each round's ratio to the raw figure
+/// of the same round, CPU per delivery.
+fn print_throughput(r: &Rounds, rounds: usize, messages: usize, shape: &str) {
+    let rate = |v: &[Rate]| median(v.iter().map(|r| r.per_second).collect());
+    let cpu = |v: &[Rate]| median(v.iter().map(|r| r.cpu_us).collect());
+    println!(
+        "ZRE benchmark, loopback, {PAYLOAD} B messages, {messages} deliveries per figure, \
+         median of {rounds} alternating rounds (load {})",
+        harmony_testkit::load_average()
+    );
+    println!("every figure on one runtime shape: {shape}");
     println!("{:<44} {:>14} {:>10}", "measurement", "figure", "ratio");
+    let raw = rate(&r.raw);
     println!(
         "{:<44} {:>10.0} k/s {:>10}",
         "raw ZMTP DEALER->ROUTER (baseline)",
         raw / 1e3,
         "1.00"
     );
+    let figures = [
+        ("whisper, node -> node", &r.whisper),
+        ("shout fan-out to 10 nodes (deliveries)", &r.fanout),
+    ];
+    for (name, list) in figures {
+        if list.is_empty() {
+            continue;
+        }
+        println!(
+            "{:<44} {:>10.0} k/s {:>9.2}x",
+            name,
+            rate(list) / 1e3,
+            rate(list) / raw
+        );
+        let each: Vec<String> = list
+            .iter()
+            .zip(&r.raw)
+            .map(|(x, b)| format!("{:.2}", x.per_second / b.per_second))
+            .collect();
+        println!("{:<44} {}", "  ratio in each round", each.join(" "));
+    }
+    let raw_cpu = cpu(&r.raw);
     println!(
-        "{:<44} {:>10.0} k/s {:>9.2}x",
-        "whisper, node -> node",
-        whisper / 1e3,
-        whisper / raw
+        "{:<44} {:>11.3} us {:>10}",
+        "CPU per delivery, raw ZMTP", raw_cpu, "1.00"
     );
-    println!(
-        "{:<44} {:>10.0} k/s {:>9.2}x",
-        "shout fan-out to 10 nodes (deliveries)",
-        fan / 1e3,
-        fan / raw
-    );
+    for (name, list) in [
+        ("CPU per delivery, whisper", &r.whisper),
+        ("CPU per delivery, shout fan-out", &r.fanout),
+    ] {
+        if !list.is_empty() {
+            println!(
+                "{:<44} {:>11.3} us {:>9.2}x",
+                name,
+                cpu(list),
+                cpu(list) / raw_cpu
+            );
+        }
+    }
+}
+
+fn main() {
+    let messages: usize = arg("--messages", 1_000_000);
+    let rounds: usize = arg("--rounds", 5).max(1);
+    let n: usize = arg("--nodes", 50);
+    let only: String = arg("--only", String::new());
+    let (runtime, shape) = runtime();
+    let body = async {
+        let parts: Vec<String> = if only.is_empty() {
+            vec!["raw".into(), "whisper".into(), "fanout".into()]
+        } else {
+            only.split(',').map(str::to_owned).collect()
+        };
+        let r = throughput(&parts, rounds, messages).await;
+        if !r.raw.is_empty() {
+            print_throughput(&r, rounds, messages, &shape);
+        }
+        if only.is_empty() {
+            others(n).await;
+        }
+    };
+    runtime.block_on(body);
+}
+
+/// The figures measured once: whisper round trip, discovery, gossip, election.
+async fn others(n: usize) {
+    let (median, p99) = whisper_round_trip(2_000).await;
+    let interval = Duration::from_secs(1);
+    let disco = discovery(n, interval).await;
+    let gossip = gossip_discovery(n).await;
+    let elect = election(20).await;
     println!(
         "{:<44} {:>11.0} us {:>10}",
         "whisper round trip, median",

@@ -1,6 +1,6 @@
-//! The `zre` family: whisper throughput and round trip between two nodes, shout fan-out to 10
-//! nodes, time until 50 nodes see each other by beacons and by gossip, beside raw ZMTP DEALER ->
-//! ROUTER (and the beacon figure) from the same run
+//! The `zre` family: whisper throughput and shout fan-out to 10 nodes beside raw ZMTP DEALER ->
+//! ROUTER (median of alternating rounds, CPU per delivery), whisper round trip, time until 50
+//! nodes see each other by beacons and by gossip, election time
 //! (the program is `crates/harmony/examples/bench_zre.rs`; loopback only).
 
 use super::BenchOpts;
@@ -19,7 +19,7 @@ pub(super) fn run(opts: &BenchOpts) -> Result<()> {
         "--",
     ]);
     if opts.quick {
-        cmd.args(["--messages", "20000", "--nodes", "20"]);
+        cmd.args(["--messages", "20000", "--rounds", "3", "--nodes", "20"]);
     }
     step("bench_zre", &mut cmd)?;
     Ok(())
