@@ -55,6 +55,12 @@ enum Outgoing {
     Region(Bytes, FileRegion),
 }
 
+/// A chunk's content: read into its frame (after the head's room), or left in its file.
+enum Body {
+    Read(Vec<u8>),
+    Region(FileRegion),
+}
+
 /// ICANHAZ held at most while subscriptions are held (see [`Server::hold_subscriptions`]).
 const MAX_HELD: usize = 1024;
 
@@ -738,64 +744,52 @@ impl Server {
                         .push((ext::HDR_DIGEST.to_string(), "0".repeat(ext::DIGEST_HEX_LEN)));
                 }
             }
+            let head_len = head.head_len();
             let known_crc = transfer
                 .manifest
                 .as_ref()
                 .and_then(|m| m.crc_of(transfer.offset, want as usize, transfer.size));
-            // Nothing to compute from the content: it may stay in its file.
+            // Nothing to compute from the content: it stays in its file (sendfile).
             let file = if transfer.hasher.is_none() && (!harmony || known_crc.is_some()) {
                 source.file(&transfer.vpath)
             } else {
                 None
             };
-            if let Some(file) = file {
-                let region = FileRegion::new(file, transfer.offset, want as usize);
-                if let Some(crc) = known_crc.filter(|_| harmony) {
-                    head.headers[1].1 = ext::crc_hex(crc);
+            let (body, crc) = match file {
+                Some(file) => {
+                    let region = FileRegion::new(file, transfer.offset, want as usize);
+                    (Body::Region(region), known_crc)
                 }
-                let transfer = peer.current.as_mut()?;
-                transfer.offset += want;
-                peer.credit -= want;
-                peer.sequence += 1;
-                if last {
-                    if let Some(digest) = self.finish(id) {
-                        head.headers[2].1 = digest;
-                    }
-                }
-                let mut encoded = bytes::BytesMut::with_capacity(head.head_len());
-                if let Err(e) = head.encode_head(want as usize, &mut encoded) {
-                    debug!(%e, "unencodable chunk, file skipped");
-                    if let Some(peer) = self.peers.get_mut(id) {
+                None => {
+                    let mut frame = self.buffers.take(head_len + want as usize);
+                    frame.resize(head_len, 0);
+                    let read = source.read_into(
+                        &transfer.vpath,
+                        transfer.offset,
+                        want as usize,
+                        &mut frame,
+                    );
+                    if !matches!(read, Ok(n) if n as u64 == want) {
+                        // Gone, shrunk or unreadable since the scan: the scanner reports what
+                        // it is now.
+                        debug!(vpath = %transfer.vpath, "file no longer readable, skipped");
                         peer.current = None;
+                        continue;
                     }
-                    continue;
+                    let content = &frame[head_len..];
+                    let transfer = peer.current.as_mut()?;
+                    if let Some(h) = transfer.hasher.as_mut() {
+                        h.update(content);
+                    }
+                    let crc =
+                        harmony.then(|| known_crc.unwrap_or_else(|| crc32fast::hash(content)));
+                    (Body::Read(frame), crc)
                 }
-                return Some(Outgoing::Region(encoded.freeze(), region));
-            }
-            let head_len = head.head_len();
-            let mut frame = self.buffers.take(head_len + want as usize);
-            frame.resize(head_len, 0);
-            let read =
-                source.read_into(&transfer.vpath, transfer.offset, want as usize, &mut frame);
-            if !matches!(read, Ok(n) if n as u64 == want) {
-                // Gone, shrunk or unreadable since the scan: the scanner reports what it is now.
-                debug!(vpath = %transfer.vpath, "file no longer readable, skipped");
-                peer.current = None;
-                continue;
-            }
-            let content = &frame[head_len..];
-            let transfer = peer.current.as_mut()?;
-            if harmony {
-                let crc = transfer
-                    .manifest
-                    .as_ref()
-                    .and_then(|m| m.crc_of(transfer.offset, content.len(), transfer.size))
-                    .unwrap_or_else(|| crc32fast::hash(content));
+            };
+            if let Some(crc) = crc.filter(|_| harmony) {
                 head.headers[1].1 = ext::crc_hex(crc);
             }
-            if let Some(h) = transfer.hasher.as_mut() {
-                h.update(content);
-            }
+            let transfer = peer.current.as_mut()?;
             transfer.offset += want;
             peer.credit -= want;
             peer.sequence += 1;
@@ -813,9 +807,14 @@ impl Server {
                 }
                 continue;
             }
-            // Same length: the placeholders had the values' lengths.
-            frame[..head_len].copy_from_slice(&encoded);
-            return Some(Outgoing::Frame(self.buffers.freeze(frame)));
+            return Some(match body {
+                Body::Region(region) => Outgoing::Region(encoded.freeze(), region),
+                Body::Read(mut frame) => {
+                    // Same length: the placeholders had the values' lengths.
+                    frame[..head_len].copy_from_slice(&encoded);
+                    Outgoing::Frame(self.buffers.freeze(frame))
+                }
+            });
         }
     }
 
