@@ -439,3 +439,106 @@ fn hash_file(path: &Path) -> Result<(Hasher, u64), FilesError> {
         len += n as u64;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1 << 20;
+
+    fn chunk(i: usize) -> Bytes {
+        Bytes::from((0..MIB).map(|b| (b * 7 + i) as u8).collect::<Vec<u8>>())
+    }
+
+    #[test]
+    fn a_large_file_is_written_in_order_by_the_writer_and_committed_after_its_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut mirror = Mirror::new(dir.path().to_path_buf()).unwrap();
+        mirror.open("a/big", 0, Some(3 * MIB as u64)).unwrap();
+        assert!(matches!(mirror.open.as_ref().unwrap().sink, Sink::Writer));
+        let mut want = Vec::new();
+        for i in 0..3 {
+            want.extend_from_slice(&chunk(i));
+            mirror.write(chunk(i)).unwrap();
+        }
+        let target = mirror.commit("a/big").unwrap();
+        assert_eq!(fs::read(&target).unwrap(), want);
+        assert!(!Mirror::temp_of(&target).exists());
+        // A small file is written at once, the writer left alone.
+        mirror.open("small", 0, Some(3)).unwrap();
+        assert!(matches!(
+            mirror.open.as_ref().unwrap().sink,
+            Sink::Direct(_)
+        ));
+        mirror.write(Bytes::from_static(b"abc")).unwrap();
+        assert_eq!(fs::read(mirror.commit("small").unwrap()).unwrap(), b"abc");
+    }
+
+    #[test]
+    fn a_failed_write_is_a_clear_error_and_the_file_never_lands_under_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut mirror = Mirror::new(dir.path().to_path_buf()).unwrap();
+        mirror.open("big", 0, Some(8 * MIB as u64)).unwrap();
+        // The writer's file swapped for one where every write fails (disk full).
+        let full = OpenOptions::new().write(true).open("/dev/full").unwrap();
+        mirror
+            .writer
+            .as_ref()
+            .unwrap()
+            .send(Job::Open(full))
+            .unwrap();
+        let mut error = None;
+        for i in 0..8 {
+            if let Err(e) = mirror.write(chunk(i)) {
+                error = Some(e);
+                break;
+            }
+        }
+        // Told at a later write, or else when the file is finished.
+        let error = match error {
+            Some(e) => e,
+            None => mirror.commit("big").unwrap_err(),
+        };
+        match error {
+            FilesError::Io { path, source } => {
+                assert_eq!(source.kind(), io::ErrorKind::StorageFull);
+                assert_eq!(path, Mirror::temp_of(&dir.path().join("big")));
+            }
+            other => panic!("not an I/O error: {other}"),
+        }
+        assert!(
+            mirror.commit("big").is_err(),
+            "a failed file is never committed"
+        );
+        assert!(!dir.path().join("big").exists());
+        // The writer goes on with the next file.
+        mirror.open("next", 0, Some(2 * MIB as u64)).unwrap();
+        mirror.write(chunk(1)).unwrap();
+        mirror.write(chunk(2)).unwrap();
+        let target = mirror.commit("next").unwrap();
+        assert_eq!(fs::metadata(target).unwrap().len(), 2 * MIB as u64);
+    }
+
+    #[test]
+    fn suspend_waits_for_the_writes_so_a_resume_finds_them_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut mirror = Mirror::new(dir.path().to_path_buf()).unwrap();
+        mirror.open("big", 0, Some(4 * MIB as u64)).unwrap();
+        mirror.write(chunk(0)).unwrap();
+        mirror.write(chunk(1)).unwrap();
+        mirror.suspend().unwrap();
+        let (have, partial) = mirror.inventory().unwrap();
+        assert!(have.is_empty());
+        assert_eq!(partial.len(), 1);
+        assert_eq!(partial[0].offset, 2 * MIB as u64);
+        mirror
+            .open("big", 2 * MIB as u64, Some(4 * MIB as u64))
+            .unwrap();
+        mirror.write(chunk(2)).unwrap();
+        mirror.write(chunk(3)).unwrap();
+        let target = mirror.commit("big").unwrap();
+        let got = fs::read(target).unwrap();
+        assert_eq!(got.len(), 4 * MIB);
+        assert_eq!(&got[3 * MIB..], &chunk(3)[..]);
+    }
+}
