@@ -15,13 +15,10 @@
 //! the digest): each chunk's head is queued with the file region behind it and the socket's
 //! worker writes the region with sendfile(2), about half the CPU of the server that read each
 //! chunk and below the raw sender (which reads and writes). CURVE still reads (it seals). The
-//! client checks crc32 and BLAKE3 over every byte on its main thread while a writer thread
-//! writes the chunks before (its partial file's blocks reserved up front with fallocate, which
-//! took about 10% off the client's CPU); CPU per GiB by thread (load ~1.7): client main 0.50 s
-//! (0.74 s when it also wrote), writer 0.27, socket reader 0.26, server socket 0.25. The
-//! whole costs ~1.25 s of CPU against the raw copy's ~0.9: on two cores shared with another
-//! load the time follows that total, not the longest thread. Both sides recycle their chunk
-//! buffers up to the credit window. Left: the client's hashing and its copy out of the socket.
+//! client checks crc32 and BLAKE3 over every byte (about a third of its main thread) and
+//! writes (its partial file's blocks reserved up front with fallocate, which took about 10% off
+//! the client's CPU). Both sides recycle their chunk buffers up to the credit window. Left:
+//! the client's hashing, its copy out of the socket and the hand-over between its threads.
 //! 10 000 x 4 KiB: per file an open, a write and the rename of the partial file into place, and
 //! one message; events reach the reader in batches. With CURVE, salsa20 + poly1305 in the
 //! sockets' connection tasks dominate. Under CPU contention the time ratios swing by 2x from run
