@@ -122,10 +122,9 @@ impl FileClientBuilder {
         let thread = thread::Builder::new()
             .name("harmony-files-client".into())
             .spawn(move || {
-                // The driver (checks, digests) runs on this thread (`block_on`), the DEALER's
-                // I/O on the worker and a large file's writes on the mirror's writer thread:
-                // reading the socket, hashing and the disk overlap, and a NOM goes out at once
-                // instead of after the backlog of received chunks.
+                // The driver (checks, digests, writes) runs on this thread (`block_on`), the
+                // DEALER's I/O on the worker: reading the socket overlaps the disk, and a NOM
+                // goes out at once instead of after the backlog of received chunks.
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(1)
                     .thread_name("files-cli-io")
