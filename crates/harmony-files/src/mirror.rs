@@ -5,11 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
-use std::thread;
 
-use bytes::Bytes;
 use rustix::fs::FallocateFlags;
 
 use crate::client::ResumePoint;
@@ -21,125 +17,16 @@ use crate::path::{self, PART_SUFFIX};
 /// Files at least this large get their blocks reserved when opened.
 const PREALLOCATE_MIN: u64 = 1 << 20;
 
-/// Files at least this large are written by the [`Writer`] thread, while the driver checks
-/// and hashes the next chunks; smaller ones are written at once.
-const WRITER_MIN: u64 = 1 << 20;
-
-/// Chunks queued for the writer thread at most (the driver waits beyond): a few chunks of
-/// memory beyond the credit window.
-const WRITER_QUEUE: usize = 4;
-
-/// Where the open file's content goes.
-enum Sink {
-    /// Written by the driver.
-    Direct(File),
-    /// Queued to the writer thread, which holds the file.
-    Writer,
-}
-
 struct Open {
     name: String,
     temp: PathBuf,
-    sink: Sink,
-}
-
-enum Job {
-    /// Write the following chunks into this file (at its position).
-    Open(File),
-    Write(Bytes),
-    /// Close the file; reply whether every write since `Open` succeeded.
-    Finish,
-}
-
-/// A thread writing one large file at a time, in order; the driver learns of a failed write
-/// at its next write (`failed`) or when it finishes the file.
-struct Writer {
-    jobs: Option<mpsc::SyncSender<Job>>,
-    done: mpsc::Receiver<io::Result<()>>,
-    failed: Arc<AtomicBool>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl Writer {
-    fn start() -> Result<Self, FilesError> {
-        let (jobs, jobs_rx) = mpsc::sync_channel(WRITER_QUEUE);
-        let (done_tx, done) = mpsc::channel();
-        let failed = Arc::new(AtomicBool::new(false));
-        let flag = failed.clone();
-        let thread = thread::Builder::new()
-            .name("files-writer".into())
-            .spawn(move || write_jobs(&jobs_rx, &done_tx, &flag))
-            .map_err(FilesError::io("writer thread"))?;
-        Ok(Self {
-            jobs: Some(jobs),
-            done,
-            failed,
-            thread: Some(thread),
-        })
-    }
-
-    fn send(&self, job: Job) -> io::Result<()> {
-        self.jobs
-            .as_ref()
-            .and_then(|jobs| jobs.send(job).ok())
-            .ok_or_else(|| io::Error::other("writer thread gone"))
-    }
-
-    /// Waits until the file's writes are done: their result.
-    fn finish(&self) -> io::Result<()> {
-        self.send(Job::Finish)?;
-        self.done
-            .recv()
-            .unwrap_or_else(|_| Err(io::Error::other("writer thread gone")))
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.jobs = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn write_jobs(
-    jobs: &mpsc::Receiver<Job>,
-    done: &mpsc::Sender<io::Result<()>>,
-    failed: &AtomicBool,
-) {
-    let mut file = None;
-    let mut error = None;
-    while let Ok(job) = jobs.recv() {
-        match job {
-            Job::Open(f) => file = Some(f),
-            Job::Write(data) => {
-                if error.is_none() {
-                    if let Some(f) = file.as_mut() {
-                        if let Err(e) = f.write_all(&data) {
-                            error = Some(e);
-                            failed.store(true, Ordering::Release);
-                        }
-                    }
-                }
-            }
-            Job::Finish => {
-                file = None;
-                failed.store(false, Ordering::Release);
-                if done.send(error.take().map_or(Ok(()), Err)).is_err() {
-                    return;
-                }
-            }
-        }
-    }
+    file: File,
 }
 
 /// The destination directory.
 pub(crate) struct Mirror {
     root: PathBuf,
     open: Option<Open>,
-    /// Started with the first large file.
-    writer: Option<Writer>,
     /// Directories under the root found (or made) real directories, not links: checked once,
     /// not once per file. Forgotten after any error.
     checked: HashSet<PathBuf>,
@@ -158,7 +45,6 @@ impl Mirror {
         Ok(Self {
             root,
             open: None,
-            writer: None,
             checked: HashSet::new(),
         })
     }
@@ -218,9 +104,7 @@ impl Mirror {
         offset: u64,
         size: Option<u64>,
     ) -> Result<(), FilesError> {
-        if let Some(abandoned) = self.open.take() {
-            let _ = self.finish(&abandoned);
-        }
+        self.open = None;
         let target = self.resolve(name, true)?.expect("created");
         let temp = Self::temp_of(&target);
         let create = || OpenOptions::new().write(true).create_new(true).open(&temp);
@@ -256,53 +140,20 @@ impl Mirror {
             // resume goes by; where it is not supported, the writes allocate as before.
             let _ = rustix::fs::fallocate(&file, FallocateFlags::KEEP_SIZE, offset, size - offset);
         }
-        let sink = if size.is_some_and(|s| s.saturating_sub(offset) >= WRITER_MIN) {
-            if self.writer.is_none() {
-                self.writer = Some(Writer::start()?);
-            }
-            let writer = self.writer.as_ref().expect("started");
-            writer.send(Job::Open(file)).map_err(io_err(&temp))?;
-            Sink::Writer
-        } else {
-            Sink::Direct(file)
-        };
         self.open = Some(Open {
             name: name.to_string(),
             temp,
-            sink,
+            file,
         });
         Ok(())
     }
 
-    /// Appends to the open file (or queues it to the writer thread).
-    pub(crate) fn write(&mut self, data: Bytes) -> Result<(), FilesError> {
+    pub(crate) fn write(&mut self, data: &[u8]) -> Result<(), FilesError> {
         let open = self
             .open
             .as_mut()
             .ok_or(FilesError::Invalid("write without an open file".into()))?;
-        let writer = match &mut open.sink {
-            Sink::Direct(file) => return file.write_all(&data).map_err(io_err(&open.temp)),
-            Sink::Writer => self.writer.as_ref().expect("started with the file"),
-        };
-        let queued = if writer.failed.load(Ordering::Acquire) {
-            // An earlier write failed: its error, and the file is closed.
-            writer.finish().and(Err(io::Error::other("write failed")))
-        } else {
-            writer.send(Job::Write(data))
-        };
-        if let Err(e) = queued {
-            let open = self.open.take().expect("open");
-            return Err(io_err(&open.temp)(e));
-        }
-        Ok(())
-    }
-
-    /// Waits for the writes of `open` (now closed): the first that failed, if one did.
-    fn finish(&self, open: &Open) -> Result<(), FilesError> {
-        match (&open.sink, &self.writer) {
-            (Sink::Writer, Some(writer)) => writer.finish().map_err(io_err(&open.temp)),
-            _ => Ok(()),
-        }
+        open.file.write_all(data).map_err(io_err(&open.temp))
     }
 
     /// Moves the finished partial file to its final name.
@@ -312,8 +163,7 @@ impl Mirror {
             .take()
             .filter(|o| o.name == name)
             .ok_or(FilesError::Invalid(format!("commit of {name} not open")))?;
-        self.finish(&open)?;
-        let temp = open.temp;
+        drop(open.file);
         let target = match self.resolve(name, true) {
             Ok(target) => target.expect("created"),
             Err(e) => {
@@ -322,7 +172,7 @@ impl Mirror {
             }
         };
         // Over a directory, rename fails (EISDIR): only then is it looked at.
-        if let Err(e) = fs::rename(&temp, &target) {
+        if let Err(e) = fs::rename(&open.temp, &target) {
             self.checked.clear();
             if target.symlink_metadata().is_ok_and(|m| m.is_dir()) {
                 return Err(PathError::Escapes(target).into());
@@ -335,8 +185,7 @@ impl Mirror {
     pub(crate) fn discard(&mut self, name: &str) -> Result<(), FilesError> {
         if let Some(open) = self.open.take() {
             if open.name == name {
-                // Removed whatever became of its writes.
-                let _ = self.finish(&open);
+                drop(open.file);
                 return remove_if_exists(&open.temp);
             }
             self.open = Some(open);
@@ -359,14 +208,9 @@ impl Mirror {
         }
     }
 
-    /// Closes the open file once its writes are done, keeping the partial file for a
-    /// resume: an error if one of them failed (the partial file is then shorter than what
-    /// was received).
-    pub(crate) fn suspend(&mut self) -> Result<(), FilesError> {
-        match self.open.take() {
-            Some(open) => self.finish(&open),
-            None => Ok(()),
-        }
+    /// Drops the open file handle, keeping the partial file for a resume.
+    pub(crate) fn suspend(&mut self) {
+        self.open = None;
     }
 
     /// What the destination holds: whole files with their digest, and partial files to resume.

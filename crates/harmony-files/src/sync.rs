@@ -252,7 +252,7 @@ async fn run(
         conn.flush_events().await;
         let end = end?;
         partial.extend(conn.core.take_resume_points());
-        mirror.suspend()?;
+        mirror.suspend();
         match end {
             End::Stop => {
                 dealer.close().await;
@@ -436,8 +436,8 @@ impl Connection<'_> {
                 self.told.push(SyncEvent::Receiving { name, offset, size });
             }
             FileOp::Write { offset, data } => {
+                self.mirror.write(&data)?;
                 let end = offset + data.len() as u64;
-                self.mirror.write(data)?;
                 // A write that completes the file is told by the `Updated` that follows.
                 if let Some((name, _)) = receiving.as_ref().filter(|(_, s)| *s != Some(end)) {
                     self.told.push(SyncEvent::Progress {
