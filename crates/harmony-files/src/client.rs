@@ -224,6 +224,19 @@ impl Client {
         })
     }
 
+    /// Every file the next connection can resume: the partly received one, and those this
+    /// connection was given to resume but never reached (a connection that fails before the
+    /// server resumes them must not lose them).
+    pub fn take_resume_points(&mut self) -> Vec<ResumePoint> {
+        let current = self.take_partial();
+        let mut points: Vec<ResumePoint> = std::mem::take(&mut self.resume)
+            .into_values()
+            .filter(|p| current.as_ref().is_none_or(|c| c.name != p.name))
+            .collect();
+        points.extend(current);
+        points
+    }
+
     fn fail(&mut self, error: ProtocolError) {
         if self.error.is_none() {
             self.error = Some(error);

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::debug;
@@ -121,10 +122,16 @@ impl Scanner {
     }
 
     /// Reads published files for the core.
-    pub(crate) fn source<'a>(&'a self, open: &'a mut Option<(String, File)>) -> FsSource<'a> {
+    /// With `regions`, content may be sent straight from the files (see [`Source::file`]).
+    pub(crate) fn source<'a>(
+        &'a self,
+        open: &'a mut Option<(String, Arc<File>)>,
+        regions: bool,
+    ) -> FsSource<'a> {
         FsSource {
             reported: &self.reported,
             open,
+            regions,
         }
     }
 }
@@ -158,10 +165,31 @@ fn walk(dir: &Path, vpath: &str, f: &mut dyn FnMut(String, PathBuf, fs::Metadata
 /// [`Source`] over the scanned files, keeping the last file open.
 pub(crate) struct FsSource<'a> {
     reported: &'a BTreeMap<String, (PathBuf, Seen)>,
-    open: &'a mut Option<(String, File)>,
+    open: &'a mut Option<(String, Arc<File>)>,
+    regions: bool,
+}
+
+impl FsSource<'_> {
+    fn open(&mut self, vpath: &str) -> io::Result<&Arc<File>> {
+        if self.open.as_ref().is_none_or(|(v, _)| v != vpath) {
+            let (path, _) = self
+                .reported
+                .get(vpath)
+                .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+            *self.open = Some((vpath.to_string(), Arc::new(File::open(path)?)));
+        }
+        Ok(&self.open.as_ref().expect("opened above").1)
+    }
 }
 
 impl Source for FsSource<'_> {
+    fn file(&mut self, vpath: &str) -> Option<Arc<File>> {
+        if !self.regions {
+            return None;
+        }
+        self.open(vpath).ok().cloned()
+    }
+
     fn read_into(
         &mut self,
         vpath: &str,
@@ -169,16 +197,8 @@ impl Source for FsSource<'_> {
         len: usize,
         dst: &mut Vec<u8>,
     ) -> io::Result<usize> {
-        if self.open.as_ref().is_none_or(|(v, _)| v != vpath) {
-            let (path, _) = self
-                .reported
-                .get(vpath)
-                .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
-            *self.open = Some((vpath.to_string(), File::open(path)?));
-        }
-        let (_, file) = self.open.as_ref().expect("opened above");
         // Straight into the frame's spare capacity: no zeroing, no copy.
-        let mut reader = file;
+        let mut reader: &File = self.open(vpath)?;
         reader.seek(SeekFrom::Start(offset))?;
         reader.take(len as u64).read_to_end(dst)
     }

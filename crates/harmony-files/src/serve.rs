@@ -1,8 +1,11 @@
 //! [`FileServer`]: the tokio driver of [`Server`] over a harmony-zmtp ROUTER, publishing
 //! directories. It runs on a thread of its own (file reads and digests block), with its own
 //! runtime, so it never stalls the caller's. That runtime has one worker thread for the
-//! socket's connection tasks: the driver reads and hashes the next chunk while the worker
-//! writes the previous ones (a two-stage pipeline instead of one serialised loop).
+//! socket's connection tasks. A chunk whose crc32 and digest are in the file's manifest is
+//! not read at all: its head goes into the socket's queue with the file region behind it, and
+//! the worker writes the region with sendfile(2) (a file cut short under it closes that
+//! connection; the client resumes). With CURVE, or when the content must be hashed, the
+//! driver reads the next chunk while the worker seals and writes the previous ones.
 //!
 //! A file found stable is read once more, on a third thread, into its [`Manifest`] (digest
 //! and chunk crc32s) before it is published: transfers then only read and send.
@@ -11,11 +14,15 @@
 
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use bytes::Bytes;
-use harmony_zmtp::{EventKind, Message, Monitor, RouterSocket, SocketOptions, TrySendError};
+use harmony_zmtp::{
+    EventKind, FileRegion, MechanismConfig, Message, Monitor, RouterSocket, SocketOptions,
+    TrySendError,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{sleep, sleep_until, Instant};
 use tracing::{debug, warn};
@@ -149,6 +156,7 @@ impl FileServerBuilder {
                             return;
                         }
                     };
+                    let regions = sends_from_files(&self.options);
                     let mut core = Server::new(self.config);
                     // Until the first scan's files are published (see `check_ready`).
                     core.hold_subscriptions();
@@ -163,6 +171,7 @@ impl FileServerBuilder {
                         made,
                         pending: 0,
                         ready: Some(ready_tx_w),
+                        regions,
                     };
                     driver.run(stop_rx).await;
                 });
@@ -254,6 +263,14 @@ struct Driver {
     pending: usize,
     /// Told once the first scan's files are published.
     ready: Option<watch::Sender<bool>>,
+    /// Chunks may be sent from their files (no CURVE).
+    regions: bool,
+}
+
+/// Whether chunk content goes from the file to the socket (sendfile): not when CURVE has to
+/// seal it, where the driver reads it while the socket's worker writes earlier chunks.
+fn sends_from_files(options: &SocketOptions) -> bool {
+    !matches!(options.mechanism, MechanismConfig::CurveServer { .. })
 }
 
 /// A file version to read into its manifest.
@@ -369,28 +386,33 @@ impl Driver {
     /// Sends what the core has, up to a batch; `false` when the socket is closed.
     fn flush(
         &mut self,
-        pending: &mut Option<Message>,
-        open: &mut Option<(String, std::fs::File)>,
+        pending: &mut Option<(Message, Option<FileRegion>)>,
+        open: &mut Option<(String, Arc<std::fs::File>)>,
     ) -> Result<bool, ()> {
         let mut sent = 0;
         loop {
-            let msg = match pending.take() {
+            let (msg, region) = match pending.take() {
                 Some(m) => m,
                 None => {
                     if sent == SEND_BATCH {
                         return Ok(true);
                     }
-                    let mut source = self.scanner.source(open);
-                    let Some((id, frame)) = self.core.poll_transmit_frame(&mut source) else {
+                    let mut source = self.scanner.source(open, self.regions);
+                    let Some((id, frame, region)) = self.core.poll_transmit_region(&mut source)
+                    else {
                         return Ok(false);
                     };
-                    Message::from_frames([id, frame])
+                    (Message::from_frames([id, frame]), region)
                 }
             };
-            match self.router.try_send(msg) {
+            let result = match &region {
+                Some(r) => self.router.try_send_region(msg, r.clone()),
+                None => self.router.try_send(msg),
+            };
+            match result {
                 Ok(()) => sent += 1,
                 Err(TrySendError::WouldBlock(m)) => {
-                    *pending = Some(m);
+                    *pending = Some((m, region));
                     return Ok(false);
                 }
                 Err(TrySendError::Unroutable(m)) => {
@@ -404,7 +426,7 @@ impl Driver {
     }
 
     async fn run(mut self, mut stop: oneshot::Receiver<()>) {
-        let mut pending: Option<Message> = None;
+        let mut pending = None;
         let mut open = None;
         let mut next_scan = Instant::now();
         let far = Duration::from_secs(3600);
@@ -460,5 +482,23 @@ impl Driver {
                 _ = sleep(Duration::from_millis(1)), if pending.is_some() => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use harmony_security::KeyPair;
+
+    use super::*;
+
+    #[test]
+    fn chunks_are_sent_from_files_except_with_curve() {
+        assert!(sends_from_files(&SocketOptions::default()));
+        let plain = SocketOptions::default().mechanism(MechanismConfig::PlainServer);
+        assert!(sends_from_files(&plain));
+        let curve = SocketOptions::default().mechanism(MechanismConfig::CurveServer {
+            keys: KeyPair::generate(),
+        });
+        assert!(!sends_from_files(&curve));
     }
 }

@@ -7,6 +7,7 @@
 //! [`Server::poll_transmit`], which reads file content through a [`Source`].
 
 use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
 use std::io;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use harmony_wire::filemq::{Cheezburger, FileOperation, FilemqMessage};
+use harmony_zmtp::FileRegion;
 use tracing::debug;
 
 use crate::error::ProtocolError;
@@ -35,13 +37,28 @@ pub trait Source {
         len: usize,
         dst: &mut Vec<u8>,
     ) -> io::Result<usize>;
+
+    /// The open file behind `vpath`, when content may be sent straight from it (sendfile)
+    /// rather than read into the frame: see [`Server::poll_transmit_region`]. `None` (the
+    /// default): always read.
+    fn file(&mut self, _vpath: &str) -> Option<Arc<File>> {
+        None
+    }
 }
 
-/// Something to send: a message, or a CHEEZBURGER already encoded around its content.
+/// Something to send: a message, a CHEEZBURGER already encoded around its content, or the
+/// head of one whose content stays in its file.
 #[derive(Debug)]
 enum Outgoing {
     Message(FilemqMessage),
     Frame(Bytes),
+    Region(Bytes, FileRegion),
+}
+
+/// A chunk's content: read into its frame (after the head's room), or left in its file.
+enum Body {
+    Read(Vec<u8>),
+    Region(FileRegion),
 }
 
 /// ICANHAZ held at most while subscriptions are held (see [`Server::hold_subscriptions`]).
@@ -502,6 +519,12 @@ impl Server {
                     .expect("the server's own frames decode");
                 Some((id, msg))
             }
+            Outgoing::Region(head, region) => {
+                let frame = read_region(&head, &region).ok()?;
+                let msg = FilemqMessage::decode(&frame, usize::MAX)
+                    .expect("the server's own frames decode");
+                Some((id, msg))
+            }
         }
     }
 
@@ -509,11 +532,32 @@ impl Server {
     /// [`Source`] straight into its frame, never copied.
     pub fn poll_transmit_frame(&mut self, source: &mut dyn Source) -> Option<(Bytes, Bytes)> {
         loop {
+            match self.poll_transmit_region(source)? {
+                (id, frame, None) => return Some((id, frame)),
+                (id, head, Some(region)) => match read_region(&head, &region) {
+                    Ok(frame) => return Some((id, frame)),
+                    Err(e) => debug!(%e, "file shorter than announced, chunk dropped"),
+                },
+            }
+        }
+    }
+
+    /// As [`Server::poll_transmit_frame`], except that a chunk whose content the server need
+    /// not see comes back as `(routing id, head, Some(region))`, the frame being the head
+    /// followed by the region's bytes: its crc32 and digest come from the manifest, its
+    /// content stays in the file that [`Source::file`] gives (the driver sends it with
+    /// sendfile).
+    pub fn poll_transmit_region(
+        &mut self,
+        source: &mut dyn Source,
+    ) -> Option<(Bytes, Bytes, Option<FileRegion>)> {
+        loop {
             let (id, out) = self.poll_outgoing(source)?;
             match out {
-                Outgoing::Frame(frame) => return Some((id, frame)),
+                Outgoing::Frame(frame) => return Some((id, frame, None)),
+                Outgoing::Region(head, region) => return Some((id, head, Some(region))),
                 Outgoing::Message(msg) => match msg.to_bytes() {
-                    Ok(frame) => return Some((id, frame)),
+                    Ok(frame) => return Some((id, frame, None)),
                     Err(e) => debug!(%e, "unencodable FILEMQ message dropped"),
                 },
             }
@@ -701,29 +745,51 @@ impl Server {
                 }
             }
             let head_len = head.head_len();
-            let mut frame = self.buffers.take(head_len + want as usize);
-            frame.resize(head_len, 0);
-            let read =
-                source.read_into(&transfer.vpath, transfer.offset, want as usize, &mut frame);
-            if !matches!(read, Ok(n) if n as u64 == want) {
-                // Gone, shrunk or unreadable since the scan: the scanner reports what it is now.
-                debug!(vpath = %transfer.vpath, "file no longer readable, skipped");
-                peer.current = None;
-                continue;
-            }
-            let content = &frame[head_len..];
-            let transfer = peer.current.as_mut()?;
-            if harmony {
-                let crc = transfer
-                    .manifest
-                    .as_ref()
-                    .and_then(|m| m.crc_of(transfer.offset, content.len(), transfer.size))
-                    .unwrap_or_else(|| crc32fast::hash(content));
+            let known_crc = transfer
+                .manifest
+                .as_ref()
+                .and_then(|m| m.crc_of(transfer.offset, want as usize, transfer.size));
+            // Nothing to compute from the content: it stays in its file (sendfile).
+            let file = if transfer.hasher.is_none() && (!harmony || known_crc.is_some()) {
+                source.file(&transfer.vpath)
+            } else {
+                None
+            };
+            let (body, crc) = match file {
+                Some(file) => {
+                    let region = FileRegion::new(file, transfer.offset, want as usize);
+                    (Body::Region(region), known_crc)
+                }
+                None => {
+                    let mut frame = self.buffers.take(head_len + want as usize);
+                    frame.resize(head_len, 0);
+                    let read = source.read_into(
+                        &transfer.vpath,
+                        transfer.offset,
+                        want as usize,
+                        &mut frame,
+                    );
+                    if !matches!(read, Ok(n) if n as u64 == want) {
+                        // Gone, shrunk or unreadable since the scan: the scanner reports what
+                        // it is now.
+                        debug!(vpath = %transfer.vpath, "file no longer readable, skipped");
+                        peer.current = None;
+                        continue;
+                    }
+                    let content = &frame[head_len..];
+                    let transfer = peer.current.as_mut()?;
+                    if let Some(h) = transfer.hasher.as_mut() {
+                        h.update(content);
+                    }
+                    let crc =
+                        harmony.then(|| known_crc.unwrap_or_else(|| crc32fast::hash(content)));
+                    (Body::Read(frame), crc)
+                }
+            };
+            if let Some(crc) = crc.filter(|_| harmony) {
                 head.headers[1].1 = ext::crc_hex(crc);
             }
-            if let Some(h) = transfer.hasher.as_mut() {
-                h.update(content);
-            }
+            let transfer = peer.current.as_mut()?;
             transfer.offset += want;
             peer.credit -= want;
             peer.sequence += 1;
@@ -741,9 +807,14 @@ impl Server {
                 }
                 continue;
             }
-            // Same length: the placeholders had the values' lengths.
-            frame[..head_len].copy_from_slice(&encoded);
-            return Some(Outgoing::Frame(self.buffers.freeze(frame)));
+            return Some(match body {
+                Body::Region(region) => Outgoing::Region(encoded.freeze(), region),
+                Body::Read(mut frame) => {
+                    // Same length: the placeholders had the values' lengths.
+                    frame[..head_len].copy_from_slice(&encoded);
+                    Outgoing::Frame(self.buffers.freeze(frame))
+                }
+            });
         }
     }
 
@@ -766,6 +837,17 @@ impl Server {
             .push_back(ServerEvent::Sent(id.clone(), done.vpath));
         digest
     }
+}
+
+/// `head` followed by `region`'s bytes, read (for callers that need the whole frame).
+fn read_region(head: &[u8], region: &FileRegion) -> io::Result<Bytes> {
+    use std::os::unix::fs::FileExt;
+    let mut frame = vec![0; head.len() + region.len()];
+    frame[..head.len()].copy_from_slice(head);
+    region
+        .file()
+        .read_exact_at(&mut frame[head.len()..], region.offset())?;
+    Ok(frame.into())
 }
 
 /// Digest of the first `len` bytes of `vpath`, and how many bytes there were.

@@ -251,7 +251,7 @@ async fn run(
         let end = conn.run(&mut stop).await;
         conn.flush_events().await;
         let end = end?;
-        partial.extend(conn.core.take_partial());
+        partial.extend(conn.core.take_resume_points());
         mirror.suspend();
         match end {
             End::Stop => {
@@ -431,7 +431,7 @@ impl Connection<'_> {
         match op {
             FileOp::Open { name, offset, size } => {
                 debug!(%name, offset, "receiving");
-                self.mirror.open(&name, offset)?;
+                self.mirror.open(&name, offset, size)?;
                 *receiving = Some((name.clone(), size));
                 self.told.push(SyncEvent::Receiving { name, offset, size });
             }

@@ -455,3 +455,83 @@ async fn without_extensions_as_zeromq_filemq_the_client_mirrors_then_goes_idle()
     assert!(seen.iter().any(|e| matches!(e, SyncEvent::Updated { .. })));
     client.stop().unwrap();
 }
+
+/// Chunks go out straight from the published file (sendfile). A file truncated in place
+/// after its manifest was made cannot fill a chunk already announced: that client's
+/// connection is closed (it reconnects and resumes), another client's is untouched, and once
+/// the scanner has seen the new size the first client ends with the truncated file.
+#[tokio::test]
+async fn a_file_truncated_under_a_chunk_closes_that_connection_and_the_client_resumes() {
+    let (big, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let data = content(3, 8 << 20);
+    write(big.path(), "big.bin", &data);
+    write(other.path(), "other.bin", &content(4, 4 << 20));
+    let past = std::time::SystemTime::now() - Duration::from_secs(10);
+    for path in [big.path().join("big.bin"), other.path().join("other.bin")] {
+        let file = fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(past).unwrap();
+    }
+    // The truncation is seen by the scan 3 s after the first, long after the failed chunk.
+    let mut server = FileServer::builder()
+        .publish(big.path(), "/big")
+        .publish(other.path(), "/other")
+        .scan_interval(Duration::from_secs(3))
+        .stable_after(Duration::from_millis(100))
+        .start()
+        .await
+        .unwrap();
+    server.ready().await.unwrap();
+    let (dest_b, dest_a) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let start = |dest: &Path, path: &str| {
+        FileClient::builder(dest, server.endpoint())
+            .config(fast())
+            .subscribe(vec![path.into()])
+            .retry_after(Duration::from_millis(100))
+            .start()
+            .unwrap()
+    };
+    let mut b = start(dest_b.path(), "/other");
+    // In place (same inode, the manifest kept until the next scan), inside the fourth chunk.
+    let cut = (3 << 20) + (1 << 19);
+    fs::File::options()
+        .write(true)
+        .open(big.path().join("big.bin"))
+        .unwrap()
+        .set_len(cut as u64)
+        .unwrap();
+    let mut a = start(dest_a.path(), "/big");
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    while !seen
+        .iter()
+        .any(|e| matches!(e, SyncEvent::Updated { size, .. } if *size == cut as u64))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match timeout(left, a.next_event()).await {
+            Ok(Some(event)) => seen.push(event),
+            _ => panic!("the truncated file never arrived: {seen:?}"),
+        }
+    }
+    let failed = seen
+        .iter()
+        .position(|e| matches!(e, SyncEvent::Disconnected { .. }))
+        .unwrap_or_else(|| panic!("the short chunk closed the connection: {seen:?}"));
+    assert!(
+        seen[failed..]
+            .iter()
+            .any(|e| matches!(e, SyncEvent::Receiving { offset, .. } if *offset > 0)),
+        "resumed from what it had: {seen:?}"
+    );
+    assert!(fs::read(dest_a.path().join("big.bin")).unwrap() == data[..cut]);
+    assert_eq!(tree(dest_a.path()).len(), 1, "nothing partial left");
+    // The other client was never disconnected and has its file.
+    let events_b = mirrored(&mut b, other.path(), dest_b.path()).await;
+    assert!(
+        !events_b
+            .iter()
+            .any(|e| matches!(e, SyncEvent::Disconnected { .. })),
+        "{events_b:?}"
+    );
+    a.stop().expect("no error");
+    b.stop().expect("no error");
+}

@@ -5,11 +5,14 @@
 
 mod support;
 
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use harmony_files::{
-    ext, Client, ClientConfig, FileOp, Manifest, ProtocolError, Server, ServerConfig,
+    ext, Client, ClientConfig, FileOp, Manifest, ProtocolError, Server, ServerConfig, Source,
 };
 use harmony_wire::filemq::FilemqMessage;
 use support::{pump, MemDest, MemSource};
@@ -241,4 +244,123 @@ fn subscriptions_wait_for_the_listing_and_heartbeats_keep_the_client_meanwhile()
     // The initial listing, and the synced marker after it, include the file.
     assert!(c.is_synced());
     assert_eq!(dest.files["f"], content[..]);
+}
+
+/// Content in memory, and also in a real file that [`Source::file`] hands out when `file` is
+/// set (as the driver's source does when chunks may be sent with sendfile).
+struct FileSource {
+    mem: MemSource,
+    file: Option<Arc<std::fs::File>>,
+}
+
+impl Source for FileSource {
+    fn read_into(
+        &mut self,
+        vpath: &str,
+        offset: u64,
+        len: usize,
+        dst: &mut Vec<u8>,
+    ) -> std::io::Result<usize> {
+        self.mem.read_into(vpath, offset, len, dst)
+    }
+
+    fn file(&mut self, _vpath: &str) -> Option<Arc<std::fs::File>> {
+        self.file.clone()
+    }
+}
+
+/// The frames a client is sent for `/f` through [`Server::poll_transmit_region`] (a region read
+/// back behind its head), and how many of them were regions.
+fn frames_sent(
+    content: &Bytes,
+    with_manifest: bool,
+    file: bool,
+    extensions: bool,
+) -> (Vec<Bytes>, usize) {
+    let now = Instant::now();
+    let mut tmp = tempfile::NamedTempFile::new().unwrap();
+    tmp.write_all(content).unwrap();
+    let mut source = FileSource {
+        mem: MemSource::default(),
+        file: file.then(|| Arc::new(tmp.reopen().unwrap())),
+    };
+    source.mem.0.insert("/f".into(), content.clone());
+    let mut server = server();
+    if with_manifest {
+        let manifest = Manifest::of(content, CHUNK);
+        server.file_changed_with_manifest("/f", content.len() as u64, 1, manifest);
+    } else {
+        server.file_changed("/f", content.len() as u64, 1);
+    }
+    let id = Bytes::from_static(b"A");
+    let config = ClientConfig {
+        credit_window: 2_700,
+        extensions,
+        ..ClientConfig::default()
+    };
+    let mut c = Client::new(config, vec![], vec![], now);
+    let mut dest = MemDest::default();
+    let (mut frames, mut regions) = (Vec::new(), 0);
+    for _ in 0..1000 {
+        while let Some(m) = c.poll_transmit() {
+            server.handle_message(&id, &m.to_bytes().unwrap(), now);
+        }
+        let mut sent = Vec::new();
+        while let Some((_, head, region)) = server.poll_transmit_region(&mut source) {
+            let frame = match region {
+                Some(region) => {
+                    regions += 1;
+                    let mut frame = head.to_vec();
+                    let mut body = vec![0; region.len()];
+                    region
+                        .file()
+                        .read_exact_at(&mut body, region.offset())
+                        .unwrap();
+                    frame.extend_from_slice(&body);
+                    Bytes::from(frame)
+                }
+                None => head,
+            };
+            sent.push(frame);
+        }
+        if sent.is_empty() {
+            break;
+        }
+        for frame in sent {
+            c.handle_message(&frame, now);
+            dest.apply(&mut c);
+            frames.push(frame);
+        }
+    }
+    assert_eq!(c.error(), None);
+    assert_eq!(dest.files["f"], content[..]);
+    (frames, regions)
+}
+
+#[test]
+fn chunks_left_in_their_file_are_the_same_frames_and_only_when_nothing_needs_the_content() {
+    let content = data(10_500, 3);
+    for extensions in [true, false] {
+        let (read, none) = frames_sent(&content, true, false, extensions);
+        assert_eq!(none, 0, "a source without files: every chunk read");
+        let (sent, regions) = frames_sent(&content, true, true, extensions);
+        assert_eq!(sent, read, "the same bytes on the wire");
+        // Every chunk with content: the credit splits some pieces, and a split piece's crc32
+        // is not in the manifest, so those are read.
+        let with_content = read
+            .iter()
+            .filter(|f| matches!(support::decode(f), FilemqMessage::Cheezburger(ch) if !ch.chunk.is_empty()))
+            .count();
+        assert!(
+            regions > 0 && regions <= with_content,
+            "{regions} of {with_content}"
+        );
+        if !extensions {
+            // No crc32 to send: every chunk of content stays in the file.
+            assert_eq!(regions, with_content);
+        }
+    }
+    // Without a manifest a Harmony client's chunks are hashed as they go: always read.
+    let (_, regions) = frames_sent(&content, false, true, true);
+    assert_eq!(regions, 0);
 }

@@ -244,6 +244,12 @@ fn a_crashed_client_resumes_from_its_offset() {
     let partial = first.take_partial().expect("mid-file");
     assert!(partial.offset >= 10_000 && partial.offset < 50_000);
     let offset = partial.offset;
+    // A connection that fails before the server resumes the file keeps it for the next one.
+    let mut failed = Client::new(config.clone(), vec![], vec![partial], now);
+    let mut kept = failed.take_resume_points();
+    assert_eq!(kept.len(), 1);
+    let partial = kept.pop().unwrap();
+    assert_eq!((partial.name.as_str(), partial.offset), ("big", offset));
     server.peer_gone(&a);
     let second = Client::new(config, vec![], vec![partial], now);
     let mut clients = vec![(Bytes::from_static(b"A2"), second, dest)];

@@ -689,6 +689,28 @@ impl WriteBatch {
         }
     }
 
+    /// The frames of `msg`, the last one announced `extra` bytes longer: a file region
+    /// written after it.
+    fn region_head(&mut self, msg: &Message, extra: usize) {
+        let last = msg.len().saturating_sub(1);
+        for (i, body) in msg.iter().enumerate() {
+            if i < last {
+                self.frame(true, false, body);
+            } else {
+                Frame::encode_header(false, false, body.len() + extra, &mut self.buf);
+                self.buf.extend_from_slice(body);
+            }
+        }
+    }
+
+    fn sealed(&mut self, cipher: &SharedCipher, msg: Message) -> Result<(), ConnectionError> {
+        let last = msg.len().saturating_sub(1);
+        for (i, body) in msg.into_iter().enumerate() {
+            self.encrypted(cipher, &Frame::message(body, i < last))?;
+        }
+        Ok(())
+    }
+
     fn encrypted(&mut self, cipher: &SharedCipher, frame: &Frame) -> Result<(), ConnectionError> {
         lock(cipher).encrypt(frame, &mut self.buf)?;
         Ok(())
@@ -774,13 +796,22 @@ async fn write_loop(
                     match (item, cipher) {
                         (Outgoing::Message(m), None) => batch.message(&m),
                         (Outgoing::Control(f), None) => batch.frame(f.more, f.command, &f.body),
-                        (Outgoing::Message(m), Some(c)) => {
-                            let last = m.len().saturating_sub(1);
-                            for (i, body) in m.into_iter().enumerate() {
-                                batch.encrypted(c, &Frame::message(body, i < last))?;
-                            }
-                        }
+                        (Outgoing::Message(m), Some(c)) => batch.sealed(c, m)?,
                         (Outgoing::Control(f), Some(c)) => batch.encrypted(c, &f)?,
+                        // CURVE: the region is read and sealed like any other frame.
+                        (Outgoing::Region(m, r), Some(c)) => batch.sealed(c, r.append_to(m)?)?,
+                        (Outgoing::Region(m, r), None) => {
+                            // What is batched, then the region from the file.
+                            batch.region_head(&m, r.len());
+                            let written = match batch.write_to(&mut wr).await {
+                                Ok(()) => r.send(&wr).await,
+                                Err(e) => Err(e),
+                            };
+                            if written.is_err() {
+                                pipe.written();
+                            }
+                            written?;
+                        }
                     }
                     if batch.buf.len() >= SEALED_FLUSH {
                         // Boxes leave while the next ones are sealed: the peer opens them

@@ -24,6 +24,7 @@ use crate::message::Message;
 use crate::monitor::{EventKind, Monitor, Monitors, SocketEvent};
 use crate::options::SocketOptions;
 use crate::pipe::{lock, Pipe};
+use crate::region::FileRegion;
 use crate::socket_type::SocketType;
 use crate::subscription::Subscriptions;
 use crate::wakers::Wakers;
@@ -480,7 +481,7 @@ impl Core {
         }
         match self.kind {
             SocketType::Dealer | SocketType::Push => self.send_round_robin(msg),
-            SocketType::Router => self.send_routed(msg),
+            SocketType::Router => self.send_routed(msg, None),
             SocketType::Pub => {
                 self.send_fan_out(msg);
                 Ok(())
@@ -507,7 +508,31 @@ impl Core {
         Err(TrySendError::WouldBlock(msg))
     }
 
-    fn send_routed(&self, mut msg: Message) -> Result<(), TrySendError> {
+    /// ROUTER: queues `msg` whose last frame ends in `region`, without waiting.
+    pub(crate) fn try_send_region(
+        &self,
+        msg: Message,
+        region: FileRegion,
+    ) -> Result<(), TrySendError> {
+        if msg.len() < 2 {
+            return Err(TrySendError::Invalid(
+                "ROUTER needs an identity and a frame for the region",
+            ));
+        }
+        if self.is_closed() {
+            return Err(TrySendError::Closed(msg));
+        }
+        match self.kind {
+            SocketType::Router => self.send_routed(msg, Some(region)),
+            _ => Err(TrySendError::Invalid("only ROUTER sends file regions")),
+        }
+    }
+
+    fn send_routed(
+        &self,
+        mut msg: Message,
+        region: Option<FileRegion>,
+    ) -> Result<(), TrySendError> {
         let Some(id) = msg.pop_front() else {
             return Err(TrySendError::Invalid("ROUTER needs an identity frame"));
         };
@@ -526,7 +551,7 @@ impl Core {
             trace!(identity = ?id, "dropping unroutable message");
             return Ok(());
         };
-        match pipe.try_push(msg) {
+        match pipe.try_push_with(msg, region) {
             Ok(()) => Ok(()),
             Err(mut m) if self.opts.router_mandatory => {
                 m.push_front(id);

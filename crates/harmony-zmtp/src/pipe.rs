@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::message::Message;
+use crate::region::FileRegion;
 use crate::subscription::Subscriptions;
 
 /// One item for the writer.
@@ -21,6 +22,8 @@ pub(crate) enum Outgoing {
     /// A protocol frame of this connection (PONG, SUBSCRIBE...): bypasses the high-water mark
     /// and is dropped when the connection ends.
     Control(Frame),
+    /// An application message whose last frame ends in a file region (counts as a message).
+    Region(Message, FileRegion),
 }
 
 #[derive(Debug, Default)]
@@ -75,12 +78,24 @@ impl Pipe {
 
     /// Queues a message unless the queue is at its high-water mark.
     pub(crate) fn try_push(&self, msg: Message) -> Result<(), Message> {
+        self.try_push_with(msg, None)
+    }
+
+    /// As [`Pipe::try_push`], with the last frame ending in `region` if there is one.
+    pub(crate) fn try_push_with(
+        &self,
+        msg: Message,
+        region: Option<FileRegion>,
+    ) -> Result<(), Message> {
         let mut q = lock(&self.queue);
         if q.messages >= self.hwm {
             return Err(msg);
         }
         q.messages += 1;
-        q.items.push_back(Outgoing::Message(msg));
+        q.items.push_back(match region {
+            Some(region) => Outgoing::Region(msg, region),
+            None => Outgoing::Message(msg),
+        });
         self.wake(q);
         Ok(())
     }
@@ -147,7 +162,7 @@ impl Pipe {
     /// Drops protocol frames left over from a connection that ended.
     pub(crate) fn purge_control(&self) {
         let mut q = lock(&self.queue);
-        q.items.retain(|i| matches!(i, Outgoing::Message(_)));
+        q.items.retain(|i| !matches!(i, Outgoing::Control(_)));
         q.controls = 0;
         q.writing = false;
     }

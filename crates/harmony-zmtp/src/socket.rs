@@ -11,6 +11,7 @@ use crate::error::{TrySendError, ZmtpError};
 use crate::message::Message;
 use crate::monitor::{Monitor, DEFAULT_MONITOR_CAPACITY};
 use crate::options::SocketOptions;
+use crate::region::FileRegion;
 use crate::socket_type::SocketType;
 
 macro_rules! socket_common {
@@ -148,6 +149,20 @@ pub struct RouterSocket {
 socket_common!(RouterSocket, SocketType::Router);
 socket_send!(RouterSocket);
 socket_recv!(RouterSocket);
+
+impl RouterSocket {
+    /// Queues `[identity, frames...]` whose last frame ends in `region`, without waiting (as
+    /// [`RouterSocket::try_send`]). Without encryption the region is written with sendfile(2)
+    /// straight from the file; with CURVE it is read and sealed. If the file is shorter than
+    /// the region when it is written, that connection is closed (see [`FileRegion`]).
+    pub fn try_send_region(
+        &self,
+        msg: impl Into<Message>,
+        region: FileRegion,
+    ) -> Result<(), TrySendError> {
+        self.core.try_send_region(msg.into(), region)
+    }
+}
 
 /// DEALER: sends round-robin to its peers, receives fair-queued from them.
 #[derive(Debug)]
