@@ -522,7 +522,7 @@ impl ZreNode {
         }
         self.status = self.status.wrapping_add(1);
         let body = ZreBody::Join {
-            group: group.into(),
+            group: group.to_owned(),
             status: self.status,
         };
         self.send_to_all(&body);
@@ -540,7 +540,7 @@ impl ZreNode {
         }
         self.status = self.status.wrapping_add(1);
         let body = ZreBody::Leave {
-            group: group.into(),
+            group: group.to_owned(),
             status: self.status,
         };
         self.send_to_all(&body);
@@ -648,7 +648,7 @@ impl ZreNode {
         let members = self.shout_sequences(group, &mut stamped);
         for (peer, sequence) in stamped {
             let body = ZreBody::Shout {
-                group: group.into(),
+                group: group.to_owned(),
                 content: content.clone(),
             };
             self.actions.push_back(Action::Send {
@@ -1061,7 +1061,7 @@ impl ZreNode {
             if let Some(father) = e.father.filter(|f| electorate.contains(f)) {
                 e.answered = true;
                 let body = ZreBody::Elect {
-                    group: group.into(),
+                    group: group.to_owned(),
                     challenger_id: caw,
                 };
                 self.send_to(father, body);
@@ -1156,7 +1156,7 @@ impl ZreNode {
         });
         debug!(group, "election started");
         let body = ZreBody::Elect {
-            group: group.into(),
+            group: group.to_owned(),
             challenger_id: self.uuid_str.clone(),
         };
         for m in electorate {
@@ -1261,7 +1261,7 @@ impl ZreNode {
                 ..Election::default()
             };
             let body = ZreBody::Elect {
-                group: group.into(),
+                group: group.to_owned(),
                 challenger_id: challenger.clone(),
             };
             for m in electorate.iter().filter(|m| **m != from) {
@@ -1282,7 +1282,7 @@ impl ZreNode {
         e.answered = true;
         if challenger == self.uuid_str {
             let body = ZreBody::Leader {
-                group: group.into(),
+                group: group.to_owned(),
                 leader_id: challenger,
             };
             for m in electorate {
@@ -1290,7 +1290,7 @@ impl ZreNode {
             }
         } else if let Some(father) = e.father {
             let body = ZreBody::Elect {
-                group: group.into(),
+                group: group.to_owned(),
                 challenger_id: challenger,
             };
             self.send_to(father, body);
@@ -1339,7 +1339,7 @@ impl ZreNode {
             // ran undisturbed; Harmony passes on the leader it was told, so a wave cut short
             // by a restart cannot crown anyone else.
             let body = ZreBody::Leader {
-                group: group.into(),
+                group: group.to_owned(),
                 leader_id: leader.clone(),
             };
             for m in &electorate {
