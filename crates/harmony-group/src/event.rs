@@ -35,8 +35,8 @@ pub enum Action {
 }
 
 /// What happened, for the application (Zyre's `zyre_recv` events). UUIDs print in Zyre's
-/// string form with `harmony_peer::uuid_string`. Names are shared (`Arc<str>`): an event costs
-/// no copy of the peer's name.
+/// string form with `harmony_peer::uuid_string`. Names and groups are shared (`Arc<str>`): an
+/// event costs no copy of the peer's name, and a SHOUT none of its group's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
@@ -64,8 +64,8 @@ pub enum Event {
         peer: Uuid,
         /// Its name.
         name: Arc<str>,
-        /// The group.
-        group: String,
+        /// The group (shared, like the name).
+        group: Arc<str>,
     },
     /// A peer left a group.
     Leave {
@@ -73,8 +73,8 @@ pub enum Event {
         peer: Uuid,
         /// Its name.
         name: Arc<str>,
-        /// The group.
-        group: String,
+        /// The group (shared, like the name).
+        group: Arc<str>,
     },
     /// A message for us alone.
     Whisper {
@@ -91,8 +91,8 @@ pub enum Event {
         peer: Uuid,
         /// Its name.
         name: Arc<str>,
-        /// The group.
-        group: String,
+        /// The group (shared, like the name).
+        group: Arc<str>,
         /// The content frames.
         content: Vec<Bytes>,
     },
@@ -123,8 +123,8 @@ pub enum Event {
         peer: Uuid,
         /// Its name.
         name: Arc<str>,
-        /// The group.
-        group: String,
+        /// The group (shared, like the name).
+        group: Arc<str>,
     },
     /// A Harmony peer's headers, all of them: it changed them (`request` `None`), or they
     /// answer our `request_properties` (`request` the number it returned). Never from Zyre

@@ -924,7 +924,7 @@ impl ZreNode {
                 self.events.push_back(Event::Shout {
                     peer: from,
                     name,
-                    group,
+                    group: peer.shared_group(&group),
                     content,
                 });
             }
@@ -949,7 +949,7 @@ impl ZreNode {
                         self.events.push_back(Event::Leave {
                             peer: from,
                             name,
-                            group: group.clone(),
+                            group: group.as_str().into(),
                         });
                         self.member_gone(&group, from);
                     }
@@ -1001,7 +1001,7 @@ impl ZreNode {
         self.events.push_back(Event::Join {
             peer: from,
             name: Arc::clone(name),
-            group: group.to_owned(),
+            group: group.into(),
         });
         if self.contesting(group) && self.electors.contains(&from) {
             self.start_election(group);
@@ -1379,7 +1379,7 @@ impl ZreNode {
         self.events.push_back(Event::Leader {
             peer: leader,
             name,
-            group: group.to_owned(),
+            group: group.into(),
         });
     }
 }

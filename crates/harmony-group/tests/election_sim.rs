@@ -29,7 +29,7 @@ fn last_leader(sim: &Sim, inc: u64, since: u64) -> Option<Uuid> {
         .rev()
         .filter(|r| r.inc == inc && r.t >= since)
         .filter_map(|r| match &r.event {
-            Event::Leader { peer, group, .. } if group == GROUP => Some(*peer),
+            Event::Leader { peer, group, .. } if &**group == GROUP => Some(*peer),
             _ => None,
         })
         .next()

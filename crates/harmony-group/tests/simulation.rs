@@ -197,13 +197,13 @@ fn check_sessions(sim: &Sim) {
                 let groups = open
                     .get_mut(&key)
                     .unwrap_or_else(|| panic!("JOIN outside session {r:?}"));
-                assert!(groups.insert(group.clone()), "double JOIN {r:?}");
+                assert!(groups.insert(group.to_string()), "double JOIN {r:?}");
             }
             Event::Leave { group, .. } => {
                 let groups = open
                     .get_mut(&key)
                     .unwrap_or_else(|| panic!("LEAVE outside session {r:?}"));
-                assert!(groups.remove(group), "LEAVE without JOIN {r:?}");
+                assert!(groups.remove(&**group), "LEAVE without JOIN {r:?}");
             }
             Event::Whisper { .. }
             | Event::Shout { .. }
@@ -340,7 +340,7 @@ fn check_delivery(sim: &Sim, sent: &BTreeMap<u64, Sent>) {
             "sender of {id}"
         );
         if let Event::Shout { group, .. } = &r.event {
-            assert_eq!(Some(group), s.group.as_ref());
+            assert_eq!(Some(&**group), s.group.as_deref());
         }
         *got.entry((r.inc, id)).or_default() += 1;
     }
@@ -443,12 +443,12 @@ fn check_convergence(sim: &Sim) {
                     view.remove(&p);
                 }
                 Event::Join { group, .. } => {
-                    view.get_mut(&p).expect("session").insert(group.clone());
+                    view.get_mut(&p).expect("session").insert(group.to_string());
                 }
                 Event::Leave { group, .. } => {
-                    view.get_mut(&p).expect("session").remove(group);
+                    view.get_mut(&p).expect("session").remove(&**group);
                 }
-                Event::Leader { group, .. } if group == LEAD => last_leader = Some(p),
+                Event::Leader { group, .. } if &**group == LEAD => last_leader = Some(p),
                 _ => {}
             }
         }

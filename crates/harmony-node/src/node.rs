@@ -971,6 +971,13 @@ impl Node {
 /// the node it came from; `None` once every node has stopped and been drained.
 pub async fn next_event_any(nodes: &mut [Node]) -> Option<(usize, Event)> {
     std::future::poll_fn(|cx| {
+        // Events already handed over to a node come first: looking at them touches nothing
+        // the node's other tasks write, unlike asking a quiet node whether it has news.
+        for (i, node) in nodes.iter_mut().enumerate() {
+            if let Some(event) = node.pending.pop_front() {
+                return Poll::Ready(Some((i, event)));
+            }
+        }
         let mut open = false;
         for (i, node) in nodes.iter_mut().enumerate() {
             match node.poll_next_event(cx) {

@@ -323,7 +323,7 @@ async fn all_agree_on(nodes: &mut [Node], leader: Uuid, what: &str) {
         while agreed.len() < n {
             let (i, ev) = next_event_any(nodes).await.expect("running");
             if let Event::Leader { peer, group, .. } = ev {
-                assert_eq!(group, "G");
+                assert_eq!(&*group, "G");
                 if peer == leader {
                     agreed.insert(i);
                 } else {

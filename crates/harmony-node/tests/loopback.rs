@@ -521,7 +521,7 @@ async fn shouts_interleaved_with_whispers_reach_every_member_in_order() {
             let (i, ev) = next_event_any(members).await.expect("running");
             match ev {
                 Event::Shout { content, group, .. } => {
-                    assert_eq!(group, "FAN");
+                    assert_eq!(&*group, "FAN");
                     assert_eq!(content.len(), 2, "both content frames");
                     assert_eq!(content[0].as_ref(), shouts[i].to_be_bytes(), "in order");
                     assert_eq!(content[1].as_ref(), b"shout");

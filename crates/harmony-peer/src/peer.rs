@@ -68,6 +68,8 @@ pub struct Peer {
     endpoint: String,
     /// Shared with every event that names the peer (no copy per message).
     name: Arc<str>,
+    /// The group of its last SHOUT, shared with the events of its shouts to it.
+    shout_group: Option<Arc<str>>,
     headers: Vec<(String, String)>,
     groups: BTreeSet<String>,
     status: u8,
@@ -93,6 +95,7 @@ impl Peer {
             uuid,
             endpoint: endpoint.into(),
             name: Arc::from(""),
+            shout_group: None,
             headers: Vec::new(),
             groups: BTreeSet::new(),
             status: 0,
@@ -133,6 +136,15 @@ impl Peer {
     /// The name, shared (what events carry).
     pub fn shared_name(&self) -> Arc<str> {
         Arc::clone(&self.name)
+    }
+
+    /// `group` shared (what a SHOUT event carries): the same `Arc` as long as the peer shouts
+    /// to the same group, so a stream of shouts costs no copy of its name.
+    pub fn shared_group(&mut self, group: &str) -> Arc<str> {
+        match &self.shout_group {
+            Some(last) if **last == *group => Arc::clone(last),
+            _ => Arc::clone(self.shout_group.insert(Arc::from(group))),
+        }
     }
 
     /// The headers from its HELLO (or its latest change), in wire order.
@@ -362,6 +374,20 @@ mod tests {
             &PeerConfig::default(),
             now,
         )
+    }
+
+    #[test]
+    fn shouts_to_one_group_share_its_name() {
+        let mut p = peer(Instant::now());
+        let a = p.shared_group("CHAT");
+        let b = p.shared_group("CHAT");
+        assert_eq!(&*a, "CHAT");
+        assert!(Arc::ptr_eq(&a, &b), "the same group is shared, not copied");
+        let c = p.shared_group("OTHER");
+        assert_eq!(&*c, "OTHER");
+        let d = p.shared_group("CHAT");
+        assert_eq!(&*d, "CHAT", "another group after a change");
+        assert!(!Arc::ptr_eq(&a, &d));
     }
 
     #[test]

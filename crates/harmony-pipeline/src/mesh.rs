@@ -171,7 +171,7 @@ impl Mesh {
                 }
                 None
             }
-            Event::Join { peer, group, .. } if group == self.group => {
+            Event::Join { peer, group, .. } if *group == *self.group => {
                 let me = self.node.uuid();
                 let talks_to = self.talks_to;
                 let p = self.peers.get_mut(&peer)?;
@@ -204,7 +204,7 @@ impl Mesh {
                 }
                 Some(PeerChange::Up(peer, p.role))
             }
-            Event::Leave { peer, group, .. } if group == self.group => self.down(peer),
+            Event::Leave { peer, group, .. } if *group == *self.group => self.down(peer),
             Event::Exit { peer, .. } => {
                 let change = self.down(peer);
                 self.peers.remove(&peer);

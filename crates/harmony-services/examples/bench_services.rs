@@ -304,7 +304,7 @@ async fn bridge_events(messages: u64, port: u16) -> (f64, f64, u64) {
     let mut seen = 0;
     while seen < 2 {
         if let Some(Event::Join { group, .. }) = shouter.next_event().await {
-            if group == "BASE" || group == "BRIDGE" {
+            if &*group == "BASE" || &*group == "BRIDGE" {
                 seen += 1;
             }
         }

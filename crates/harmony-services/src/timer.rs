@@ -553,14 +553,14 @@ async fn run(
                     logs.handle_event(event).await;
                 }
                 match event {
-                    Some(Event::Leader { peer, name, group }) if group == config.group => {
+                    Some(Event::Leader { peer, name, group }) if *group == *config.group => {
                         leader = Some((peer, name.to_string()));
                     }
-                    Some(Event::Join { peer, group, .. }) if group == config.group => {
+                    Some(Event::Join { peer, group, .. }) if *group == *config.group => {
                         standbys.insert(peer);
                         continue;
                     }
-                    Some(Event::Leave { peer, group, .. }) if group == config.group => {
+                    Some(Event::Leave { peer, group, .. }) if *group == *config.group => {
                         standbys.remove(&peer);
                         continue;
                     }

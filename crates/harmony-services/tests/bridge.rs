@@ -275,7 +275,7 @@ async fn a_client_that_never_reads_loses_events_and_slows_nobody() {
     let mut shouter = builder(port, "shouter").start().await.unwrap();
     until_event(
         &mut shouter,
-        |e| matches!(e, Event::Join { group, .. } if group == "FLOOD"),
+        |e| matches!(e, Event::Join { group, .. } if &**group == "FLOOD"),
     )
     .await;
     let text = "x".repeat(300);

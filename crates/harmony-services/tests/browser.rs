@@ -239,7 +239,7 @@ async fn the_page_shows_peers_and_chats_both_ways_in_chromium() {
         loop {
             let event = bob.next_event().await.unwrap();
             logs.handle_event(&event).await;
-            if matches!(&event, Event::Join { name, group, .. } if &**name == "bridge" && group == "CHAT") {
+            if matches!(&event, Event::Join { name, group, .. } if &**name == "bridge" && &**group == "CHAT") {
                 break;
             }
         }
@@ -265,7 +265,7 @@ async fn the_page_shows_peers_and_chats_both_ways_in_chromium() {
                     group,
                     content,
                     ..
-                } if group == "CHAT" => {
+                } if &*group == "CHAT" => {
                     return (name, String::from_utf8_lossy(&content[0]).into_owned())
                 }
                 event => logs.handle_event(&event).await,

@@ -20,7 +20,7 @@ fn builder(port: u16, name: &str) -> NodeBuilder {
 async fn next_tick(node: &mut Node) -> Tick {
     loop {
         match node.next_event().await.expect("node running") {
-            Event::Shout { group, content, .. } if group == "TIME/10" => {
+            Event::Shout { group, content, .. } if &*group == "TIME/10" => {
                 return Tick::decode(&group, &content[0]).expect("a tick");
             }
             _ => {}

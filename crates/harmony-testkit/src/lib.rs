@@ -108,6 +108,15 @@ pub fn pin_to_cpus(cpus: &[usize]) -> nix::Result<()> {
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
 }
 
+/// The CPUs this thread may run on now (`sched_getaffinity`): read before [`pin_to_cpus`],
+/// pinning to all of them again undoes it.
+pub fn allowed_cpus() -> nix::Result<Vec<usize>> {
+    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))?;
+    Ok((0..nix::sched::CpuSet::count())
+        .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
+        .collect())
+}
+
 /// The load average over the last minute, 5 and 15 minutes (`/proc/loadavg`), as printed
 /// beside every benchmark figure (empty where it cannot be read).
 pub fn load_average() -> String {

@@ -6,17 +6,21 @@
 //! on the benchmark's task, as in the raw baseline.
 //!
 //! The throughputs are measured in alternating rounds (raw, whisper, fan-out, raw, ...; 5 by
-//! default, after one uncounted warm-up round) on one runtime shape for all: tokio multi-thread with 2 workers (the receivers on
-//! the main thread), every thread pinned to CPU 0. Unpinned, the raw baseline was bimodal on
-//! the 2-core machine (3.3-8.4 M/s between runs a minute apart, with its CPU per message
-//! nearly constant: it depends on whether its threads get one core or two), and so was every
-//! ratio; pinned, the rounds agree within a few percent. The table gives the medians, each
-//! round's ratio to the raw figure of the same round, and the CPU time of the whole process
-//! per delivery (the steady figure).
+//! default, after one uncounted warm-up round), on one runtime shape for all in a round:
+//! tokio multi-thread with 2 workers (the receivers on the main thread). One run measures two
+//! shapes, one after the other, each on a runtime of its own: every thread pinned to CPU 0 (a
+//! comparison of CPU cost, steady: the rounds agree within a few percent) and unpinned on
+//! every CPU (what users get; on the 2-core machine the raw baseline swings, 3.3-8.4 M/s
+//! between runs with its CPU per message nearly constant, depending on whether its threads
+//! get one core or two, so read the per-round ratios). Each shape's table gives the medians,
+//! each round's ratio to the raw figure of the same round, and the CPU time of the whole
+//! process per delivery. The figures measured once (round trip, discovery, election) run on
+//! the first shape.
 //!
 //! Usage: bench_zre [--messages N (deliveries per figure)] [--rounds N] [--nodes N]
 //! [--only raw,whisper,fanout (just those throughputs, e.g. under `perf stat`)]
-//! [--runtime multi|current] [--workers N] [--cpus 0|0,1|all]
+//! [--runtime multi|current] [--workers N] [--cpus SHAPES (CPU lists or all, separated by /;
+//! default 0/all)]
 
 use std::time::{Duration, Instant};
 
@@ -34,21 +38,23 @@ const IN_FLIGHT: usize = 100_000;
 /// Receivers of the shout fan-out.
 const FAN_OUT: usize = 10;
 
-/// The runtime every figure runs on (`--runtime multi|current`, `--workers N`), its threads on
-/// the CPUs of `--cpus` (a list such as `0` or `0,1`; `all`: wherever the scheduler puts them).
-/// Returns it with a description of the shape.
-fn runtime() -> (tokio::runtime::Runtime, String) {
-    let cpus: String = arg("--cpus", "0".to_owned());
-    if cpus != "all" {
-        let list: Vec<usize> = cpus
-            .split(',')
+/// The runtime of one shape (`--runtime multi|current`, `--workers N`), its threads on the
+/// CPUs of `cpus` (a list such as `0` or `0,1`; `all`: every CPU in `allowed`, the ones the
+/// process was started with, wherever the scheduler puts the threads). Returns it with a
+/// description of the shape.
+fn runtime(cpus: &str, allowed: &[usize]) -> (tokio::runtime::Runtime, String) {
+    let list: Vec<usize> = if cpus == "all" {
+        allowed.to_vec()
+    } else {
+        cpus.split(',')
             .map(|c| {
                 c.parse()
-                    .expect("--cpus takes a list of CPU numbers, or all")
+                    .expect("--cpus takes lists of CPU numbers, or all, separated by /")
             })
-            .collect();
-        harmony_testkit::pin_to_cpus(&list).expect("pin to --cpus");
-    }
+            .collect()
+    };
+    // Every thread of the runtime starts after this, and so inherits it.
+    harmony_testkit::pin_to_cpus(&list).expect("pin to --cpus");
     let flavour: String = arg("--runtime", "multi".to_owned());
     let mut builder = match flavour.as_str() {
         "current" => tokio::runtime::Builder::new_current_thread(),
@@ -64,7 +70,12 @@ fn runtime() -> (tokio::runtime::Runtime, String) {
     } else {
         format!(", {} workers", arg("--workers", 2))
     };
-    let shape = format!("tokio {flavour}-thread{workers}, CPUs {cpus}");
+    let place = if cpus == "all" {
+        format!("unpinned (CPUs {allowed:?})")
+    } else {
+        format!("pinned to CPUs {cpus}")
+    };
+    let shape = format!("tokio {flavour}-thread{workers}, {place}");
     (builder.enable_all().build().expect("runtime"), shape)
 }
 
@@ -518,22 +529,28 @@ fn main() {
     let rounds: usize = arg("--rounds", 5).max(1);
     let n: usize = arg("--nodes", 50);
     let only: String = arg("--only", String::new());
-    let (runtime, shape) = runtime();
-    let body = async {
-        let parts: Vec<String> = if only.is_empty() {
-            vec!["raw".into(), "whisper".into(), "fanout".into()]
-        } else {
-            only.split(',').map(str::to_owned).collect()
-        };
-        let r = throughput(&parts, rounds, messages).await;
-        if !r.raw.is_empty() {
-            print_throughput(&r, rounds, messages, &shape);
-        }
-        if only.is_empty() {
-            others(n).await;
-        }
+    let shapes: String = arg("--cpus", "0/all".to_owned());
+    let allowed = harmony_testkit::allowed_cpus().expect("the CPUs this process may use");
+    let parts: Vec<String> = if only.is_empty() {
+        vec!["raw".into(), "whisper".into(), "fanout".into()]
+    } else {
+        only.split(',').map(str::to_owned).collect()
     };
-    runtime.block_on(body);
+    for (i, cpus) in shapes.split('/').enumerate() {
+        // Each shape on a runtime of its own, its threads placed before they start.
+        let (runtime, shape) = runtime(cpus, &allowed);
+        eprintln!("shape: {shape}");
+        runtime.block_on(async {
+            let r = throughput(&parts, rounds, messages).await;
+            if !r.raw.is_empty() {
+                print_throughput(&r, rounds, messages, &shape);
+            }
+            // The figures measured once, on the first shape.
+            if i == 0 && only.is_empty() {
+                others(n).await;
+            }
+        });
+    }
 }
 
 /// The figures measured once: whisper round trip, discovery, gossip, election.

@@ -1,5 +1,6 @@
 //! The `zre` family: whisper throughput and shout fan-out to 10 nodes beside raw ZMTP DEALER ->
-//! ROUTER (median of alternating rounds, CPU per delivery), whisper round trip, time until 50
+//! ROUTER (median of alternating rounds, CPU per delivery; one table pinned to CPU 0, one on
+//! every CPU), whisper round trip, time until 50
 //! nodes see each other by beacons and by gossip, election time
 //! (the program is `crates/harmony/examples/bench_zre.rs`; loopback only).
 
