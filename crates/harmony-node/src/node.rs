@@ -30,7 +30,7 @@ use harmony_beacon::gossip::{Gossip, GossipConfig, GossipEvent, GossipHandle};
 use harmony_beacon::{Beacon, BeaconConfig, InterfaceSelect, SelectedInterface, ZreBeacon};
 use harmony_group::{Action, Event, GroupError, NodeConfig, ZreNode};
 use harmony_security::{public_key_from_z85, KeyPair, MechanismConfig};
-use harmony_wire::zre::{ZreBody, ZreMessage};
+use harmony_wire::zre::{self, ZreBody, ZreMessage};
 use harmony_zmtp::{DealerSocket, EventKind, Message, RouterSocket, SocketOptions, TrySendError};
 use smallvec::SmallVec;
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -1413,11 +1413,7 @@ impl State {
         }
         let mut frames = Message::new();
         frames.push_back(self.encoded.split().freeze());
-        if content.0.is_empty() {
-            frames.push_back(Bytes::new());
-        } else {
-            frames.extend(content.0);
-        }
+        zre::extend_with_content(&mut frames, content.0);
         Some(frames)
     }
 

@@ -382,10 +382,8 @@ impl ZreMessage {
     pub fn encode_frames(&self, buf: &mut BytesMut, frames: &mut impl Extend<Bytes>) -> Result<()> {
         self.encode_first_frame(buf)?;
         frames.extend([buf.split().freeze()]);
-        match self.body.content() {
-            Some([]) => frames.extend([Bytes::new()]),
-            Some(content) => frames.extend(content.iter().cloned()),
-            None => {}
+        if let Some(content) = self.body.content() {
+            extend_with_content(frames, content.iter().cloned());
         }
         Ok(())
     }
@@ -395,14 +393,26 @@ impl ZreMessage {
     pub fn into_frames(self, buf: &mut BytesMut, frames: &mut impl Extend<Bytes>) -> Result<()> {
         self.encode_first_frame(buf)?;
         frames.extend([buf.split().freeze()]);
-        match self.body {
-            ZreBody::Whisper { content } | ZreBody::Shout { content, .. } if content.is_empty() => {
-                frames.extend([Bytes::new()]);
-            }
-            ZreBody::Whisper { content } | ZreBody::Shout { content, .. } => frames.extend(content),
-            _ => {}
+        if let ZreBody::Whisper { content } | ZreBody::Shout { content, .. } = self.body {
+            extend_with_content(frames, content);
         }
         Ok(())
+    }
+}
+
+/// Appends the content frames of a WHISPER or SHOUT after its first frame, as the wire
+/// carries them: no content is one empty frame (as Zyre sends it). For senders that encode
+/// the first frame of a message built without its content (see
+/// [`ZreMessage::encode_first_frame`]) and keep the content apart.
+pub fn extend_with_content(
+    frames: &mut impl Extend<Bytes>,
+    content: impl IntoIterator<Item = Bytes>,
+) {
+    let mut content = content.into_iter().peekable();
+    if content.peek().is_none() {
+        frames.extend([Bytes::new()]);
+    } else {
+        frames.extend(content);
     }
 }
 

@@ -5,4 +5,4 @@ pub mod beacon;
 pub mod message;
 
 pub use beacon::{Beacon, BEACON_V1_LEN, BEACON_V3_LEN};
-pub use message::{Hello, ZreBody, ZreMessage, ZRE_SIGNATURE, ZRE_VERSION};
+pub use message::{extend_with_content, Hello, ZreBody, ZreMessage, ZRE_SIGNATURE, ZRE_VERSION};
