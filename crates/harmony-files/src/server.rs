@@ -520,7 +520,7 @@ impl Server {
                 Some((id, msg))
             }
             Outgoing::Region(head, region) => {
-                let frame = read_region(&head, &region).ok()?;
+                let frame = region.read_after(&head).ok()?;
                 let msg = FilemqMessage::decode(&frame, usize::MAX)
                     .expect("the server's own frames decode");
                 Some((id, msg))
@@ -534,7 +534,7 @@ impl Server {
         loop {
             match self.poll_transmit_region(source)? {
                 (id, frame, None) => return Some((id, frame)),
-                (id, head, Some(region)) => match read_region(&head, &region) {
+                (id, head, Some(region)) => match region.read_after(&head) {
                     Ok(frame) => return Some((id, frame)),
                     Err(e) => debug!(%e, "file shorter than announced, chunk dropped"),
                 },
@@ -837,17 +837,6 @@ impl Server {
             .push_back(ServerEvent::Sent(id.clone(), done.vpath));
         digest
     }
-}
-
-/// `head` followed by `region`'s bytes, read (for callers that need the whole frame).
-fn read_region(head: &[u8], region: &FileRegion) -> io::Result<Bytes> {
-    use std::os::unix::fs::FileExt;
-    let mut frame = vec![0; head.len() + region.len()];
-    frame[..head.len()].copy_from_slice(head);
-    region
-        .file()
-        .read_exact_at(&mut frame[head.len()..], region.offset())?;
-    Ok(frame.into())
 }
 
 /// Digest of the first `len` bytes of `vpath`, and how many bytes there were.

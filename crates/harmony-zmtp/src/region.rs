@@ -53,13 +53,22 @@ impl FileRegion {
         self.offset
     }
 
-    fn truncated(&self, left: usize) -> io::Error {
-        warn!(
-            offset = self.offset,
-            len = self.len,
-            missing = left,
-            "file truncated under a region being sent: connection closed"
-        );
+    /// `e`, logged when it is the file being shorter than the region: the connection that was
+    /// sending it closes.
+    fn closes(&self, e: io::Error) -> io::Error {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            warn!(
+                offset = self.offset,
+                len = self.len,
+                error = %e,
+                "file truncated under a region being sent: connection closed"
+            );
+        }
+        e
+    }
+
+    /// The error for a region `left` bytes short.
+    fn short(&self, left: usize) -> io::Error {
         io::Error::new(
             io::ErrorKind::UnexpectedEof,
             format!(
@@ -69,12 +78,12 @@ impl FileRegion {
         )
     }
 
-    /// `msg` with the region's bytes appended to its last frame, read into memory (the path
-    /// for encrypted connections).
-    pub(crate) fn append_to(&self, mut msg: Message) -> io::Result<Message> {
-        let head = msg.pop_back().unwrap_or_default();
+    /// `head` followed by the region's bytes, read into memory: the whole frame, for
+    /// whoever needs its content. A file shorter than the region is an `UnexpectedEof` error
+    /// that says how many bytes are missing.
+    pub fn read_after(&self, head: &[u8]) -> io::Result<Bytes> {
         let mut body = BytesMut::with_capacity(head.len() + self.len);
-        body.extend_from_slice(&head);
+        body.extend_from_slice(head);
         body.resize(head.len() + self.len, 0);
         let mut done = 0;
         while done < self.len {
@@ -82,13 +91,20 @@ impl FileRegion {
                 .file
                 .read_at(&mut body[head.len() + done..], self.offset + done as u64)
             {
-                Ok(0) => return Err(self.truncated(self.len - done)),
+                Ok(0) => return Err(self.short(self.len - done)),
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        msg.push_back(Bytes::from(body));
+        Ok(body.freeze())
+    }
+
+    /// `msg` with the region's bytes appended to its last frame, read into memory (the path
+    /// for encrypted connections).
+    pub(crate) fn append_to(&self, mut msg: Message) -> io::Result<Message> {
+        let head = msg.pop_back().unwrap_or_default();
+        msg.push_back(self.read_after(&head).map_err(|e| self.closes(e))?);
         Ok(msg)
     }
 
@@ -105,7 +121,7 @@ impl FileRegion {
                     .map_err(io::Error::from)
             });
             match sent {
-                Ok(0) => return Err(self.truncated(left)),
+                Ok(0) => return Err(self.closes(self.short(left))),
                 Ok(n) => left -= n,
                 Err(e)
                     if matches!(
