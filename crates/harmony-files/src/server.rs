@@ -511,20 +511,19 @@ impl Server {
     /// client in turn, so that one client's credit never stalls another. A chunk's content is
     /// a slice of its encoded frame (see [`Server::poll_transmit_frame`]).
     pub fn poll_transmit(&mut self, source: &mut dyn Source) -> Option<(Bytes, FilemqMessage)> {
-        let (id, out) = self.poll_outgoing(source)?;
-        match out {
-            Outgoing::Message(msg) => Some((id, msg)),
-            Outgoing::Frame(frame) => {
-                let msg = FilemqMessage::decode(&frame, usize::MAX)
-                    .expect("the server's own frames decode");
-                Some((id, msg))
-            }
-            Outgoing::Region(head, region) => {
-                let frame = region.read_after(&head).ok()?;
-                let msg = FilemqMessage::decode(&frame, usize::MAX)
-                    .expect("the server's own frames decode");
-                Some((id, msg))
-            }
+        loop {
+            let (id, out) = self.poll_outgoing(source)?;
+            let frame = match out {
+                Outgoing::Message(msg) => return Some((id, msg)),
+                Outgoing::Frame(frame) => frame,
+                Outgoing::Region(head, region) => match whole_frame(&head, &region) {
+                    Some(frame) => frame,
+                    None => continue,
+                },
+            };
+            let msg =
+                FilemqMessage::decode(&frame, usize::MAX).expect("the server's own frames decode");
+            return Some((id, msg));
         }
     }
 
@@ -534,10 +533,11 @@ impl Server {
         loop {
             match self.poll_transmit_region(source)? {
                 (id, frame, None) => return Some((id, frame)),
-                (id, head, Some(region)) => match region.read_after(&head) {
-                    Ok(frame) => return Some((id, frame)),
-                    Err(e) => debug!(%e, "file shorter than announced, chunk dropped"),
-                },
+                (id, head, Some(region)) => {
+                    if let Some(frame) = whole_frame(&head, &region) {
+                        return Some((id, frame));
+                    }
+                }
             }
         }
     }
@@ -837,6 +837,15 @@ impl Server {
             .push_back(ServerEvent::Sent(id.clone(), done.vpath));
         digest
     }
+}
+
+/// A chunk's whole frame, its content read from the region; `None` (the chunk dropped, as a
+/// file that shrank since the scan is) when the file is shorter than announced.
+fn whole_frame(head: &[u8], region: &FileRegion) -> Option<Bytes> {
+    region
+        .read_after(head)
+        .map_err(|e| debug!(%e, "file shorter than announced, chunk dropped"))
+        .ok()
 }
 
 /// Digest of the first `len` bytes of `vpath`, and how many bytes there were.
