@@ -58,19 +58,19 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     let keys = KeyPair::generate();
-    let cpu = cpu_seconds()?;
+    let cpu = cpu_seconds();
     let started = Instant::now();
     let server = runtime.block_on(serve(&src, curve.then_some(&keys)))?;
     println!(
         "PUBLISH {:.4} {:.2}",
         started.elapsed().as_secs_f64(),
-        cpu_seconds()? - cpu
+        cpu_seconds() - cpu
     );
 
     for _ in 0..rounds {
         let dest = Path::new(dir).join(format!("dest-{label}"));
         let _ = fs::remove_dir_all(&dest);
-        let cpu = cpu_seconds()?;
+        let cpu = cpu_seconds();
         let threads = thread_cpu()?;
         let took = runtime.block_on(harmony(
             &server,
@@ -87,7 +87,7 @@ fn main() -> Result<()> {
 
         let raw_dest = Path::new(dir).join(format!("raw-{label}"));
         let _ = fs::remove_dir_all(&raw_dest);
-        let cpu = cpu_seconds()?;
+        let cpu = cpu_seconds();
         let threads = thread_cpu()?;
         let took = raw_tcp(&src, &raw_dest, &files)?;
         report("raw-tcp", &label, took, bytes, files.len(), cpu, &threads)?;
@@ -108,14 +108,8 @@ fn main() -> Result<()> {
 
 /// CPU time (user + system, every thread) this process has used so far, in seconds: on a
 /// shared machine the wall-clock ratio swings with the load, the CPU each side needs does not.
-fn cpu_seconds() -> Result<f64> {
-    let stat = fs::read_to_string("/proc/self/stat")?;
-    // Fields after the command name (which may hold spaces): utime and stime are the 12th and
-    // 13th, in clock ticks (100 per second on Linux).
-    let rest = stat.rsplit_once(')').ok_or("bad /proc/self/stat")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    Ok(ticks as f64 / 100.0)
+fn cpu_seconds() -> f64 {
+    harmony_testkit::cpu_time().as_secs_f64()
 }
 
 /// CPU seconds so far of this process's threads, by name.
@@ -154,7 +148,7 @@ fn report(
         "RESULT {who} {label} {:.4} {bytes} {files}",
         took.as_secs_f64()
     );
-    let total = cpu_seconds()? - cpu;
+    let total = cpu_seconds() - cpu;
     println!("CPU {who} {total:.2}");
     let now = thread_cpu()?;
     let used = |names: &[&str]| -> f64 {
