@@ -95,14 +95,7 @@ fn main() -> Result<()> {
     }
     server.stop();
 
-    let status = fs::read_to_string("/proc/self/status")?;
-    let hwm = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .map_or("0".into(), |v| {
-            v.trim().trim_end_matches("kB").trim().to_string()
-        });
-    println!("RSS {hwm}");
+    println!("RSS {}", harmony_testkit::peak_rss_kib().unwrap_or(0));
     Ok(())
 }
 

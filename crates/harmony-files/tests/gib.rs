@@ -15,12 +15,7 @@ fn size() -> u64 {
 const LIMIT_KIB: u64 = 64 * 1024;
 
 fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
+    harmony_testkit::peak_rss_kib().expect("VmHWM in /proc/self/status")
 }
 
 fn spawn(role: &str, dir: &std::path::Path, endpoint: &str) -> std::process::Child {

@@ -71,6 +71,16 @@ pub fn cpu_time() -> std::time::Duration {
     })
 }
 
+/// This process's peak resident set size so far, in KiB (`VmHWM` in `/proc/self/status`);
+/// `None` where it cannot be read.
+pub fn peak_rss_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// One throughput measurement of a benchmark: operations per second, and CPU microseconds
 /// of the whole process per operation.
 #[derive(Debug, Clone, Copy)]
