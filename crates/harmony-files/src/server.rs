@@ -176,6 +176,9 @@ struct Peer {
     current: Option<Transfer>,
     sequence: u64,
     last_heard: Instant,
+    /// Synced markers not queued yet, each with the last pending file (see
+    /// [`Server::file_pending`]) it waits for: every earlier one must be published first.
+    owed_synced: VecDeque<u64>,
 }
 
 impl Peer {
@@ -214,6 +217,12 @@ pub struct Server {
     buffers: BufferPool,
     /// ICANHAZ waiting for the listing (`None`: answered at once).
     held: Option<VecDeque<Held>>,
+    /// Files found but not published yet (see [`Server::file_pending`]): vpath -> its number.
+    pending: BTreeMap<String, u64>,
+    /// Their numbers: the oldest comes first.
+    pending_order: std::collections::BTreeSet<u64>,
+    /// Pending files numbered so far.
+    pending_count: u64,
 }
 
 impl Server {
@@ -229,6 +238,9 @@ impl Server {
             published: 0,
             buffers: BufferPool::new(FREE_BUFFERS),
             held: None,
+            pending: BTreeMap::new(),
+            pending_order: std::collections::BTreeSet::new(),
+            pending_count: 0,
         }
     }
 
@@ -274,6 +286,7 @@ impl Server {
                     old.digest = Some(m.digest.clone());
                     old.manifest = Some(m);
                 }
+                self.resolve_pending(vpath);
                 return;
             }
         }
@@ -289,17 +302,91 @@ impl Server {
         for peer in self.peers.values_mut().filter(|p| p.wants(vpath)) {
             peer.queue(Patch::Create(vpath.to_string()));
         }
+        self.resolve_pending(vpath);
     }
 
     /// The file at `vpath` is gone: subscribers delete it.
     pub fn file_removed(&mut self, vpath: &str) {
         if self.files.remove(vpath).is_none() {
-            return;
+            // Never published: only a cached copy kept while it was pending goes.
+            return self.file_skipped(vpath);
         }
         for peer in self.peers.values_mut().filter(|p| p.wants(vpath)) {
             peer.queue(Patch::Delete(vpath.to_string()));
             peer.has.remove(vpath);
             peer.partial.remove(vpath);
+        }
+        self.resolve_pending(vpath);
+    }
+
+    /// A file was found at `vpath` and will be published once its manifest is made (by
+    /// [`Server::file_changed_with_manifest`]; or given up by [`Server::file_skipped`] or
+    /// [`Server::file_removed`]). Meanwhile subscriptions are answered with what is published,
+    /// and the file follows when it is; but a client's cached copy of it is not deleted as
+    /// unpublished, and the synced marker of a subscription made now waits until it (and every
+    /// file pending before it) is published and queued ahead of the marker.
+    pub fn file_pending(&mut self, vpath: &str) {
+        if self.pending.contains_key(vpath) {
+            // Still the one found first: whoever waits for it keeps waiting.
+            return;
+        }
+        self.pending_count += 1;
+        self.pending.insert(vpath.to_string(), self.pending_count);
+        self.pending_order.insert(self.pending_count);
+    }
+
+    /// Whether a file under subscription `sub` is pending.
+    fn pending_under(&self, sub: &str) -> bool {
+        if self.pending.contains_key(sub) {
+            return true;
+        }
+        let dir = if sub.ends_with('/') {
+            sub.to_string()
+        } else {
+            format!("{sub}/")
+        };
+        self.pending
+            .range::<str, _>((Bound::Included(dir.as_str()), Bound::Unbounded))
+            .next()
+            .is_some_and(|(v, _)| v.starts_with(&dir))
+    }
+
+    /// The file pending at `vpath` (see [`Server::file_pending`]) is not published after all
+    /// (it changed while its manifest was made, or could not be read): what is published at
+    /// `vpath`, if anything, stays; if nothing is, a cached copy kept for it is deleted (the
+    /// client mirrors what is published) and synced markers stop waiting for it.
+    pub fn file_skipped(&mut self, vpath: &str) {
+        if !self.files.contains_key(vpath) {
+            for peer in self.peers.values_mut().filter(|p| p.harmony) {
+                let cached = peer.has.remove(vpath).is_some();
+                if (peer.partial.remove(vpath).is_some() || cached) && peer.wants(vpath) {
+                    peer.queue(Patch::Delete(vpath.to_string()));
+                }
+            }
+        }
+        self.resolve_pending(vpath);
+    }
+
+    /// `vpath` is no longer pending: synced markers waiting only for files up to it go out.
+    fn resolve_pending(&mut self, vpath: &str) {
+        let Some(number) = self.pending.remove(vpath) else {
+            return;
+        };
+        self.pending_order.remove(&number);
+        let oldest = self.pending_order.first().copied();
+        if oldest.is_some_and(|oldest| oldest < number) {
+            // An older one is still pending: nobody's wait is over.
+            return;
+        }
+        for peer in self.peers.values_mut() {
+            while peer
+                .owed_synced
+                .front()
+                .is_some_and(|&last| oldest.is_none_or(|oldest| last < oldest))
+            {
+                peer.owed_synced.pop_front();
+                peer.queue(Patch::Synced);
+            }
         }
     }
 
@@ -341,6 +428,7 @@ impl Server {
                         current: None,
                         sequence: 0,
                         last_heard: now,
+                        owed_synced: VecDeque::new(),
                     },
                 );
                 self.outbox.push_back((peer.clone(), FilemqMessage::OhaiOk));
@@ -395,6 +483,7 @@ impl Server {
         if !sub.starts_with('/') || sub.contains('\0') {
             return self.drop_peer(peer, ProtocolError::Unexpected("ICANHAZ path not absolute"));
         }
+        let pending_under = self.pending_under(&sub);
         let Some(state) = self.peers.get_mut(peer) else {
             return;
         };
@@ -420,11 +509,12 @@ impl Server {
         }
         if state.harmony {
             // A mirror: what the client has and we no longer publish goes away.
+            // A name still pending is not gone: it is compared when it is published.
             let gone: Vec<String> = state
                 .has
                 .keys()
                 .chain(state.partial.keys())
-                .filter(|v| !self.files.contains_key(*v))
+                .filter(|v| !self.files.contains_key(*v) && !self.pending.contains_key(*v))
                 .cloned()
                 .collect();
             for vpath in gone {
@@ -455,7 +545,13 @@ impl Server {
             }
         }
         if state.harmony {
-            state.queue.push_back(Patch::Synced);
+            if pending_under {
+                // After every file pending now (under `sub` or not, for simplicity): they
+                // come as they are published.
+                state.owed_synced.push_back(self.pending_count);
+            } else {
+                state.queue.push_back(Patch::Synced);
+            }
         }
         self.outbox
             .push_back((peer.clone(), FilemqMessage::IcanhazOk));
@@ -463,8 +559,10 @@ impl Server {
 
     /// Holds subscriptions until [`Server::release_subscriptions`]: ICANHAZ waits (the client
     /// is otherwise answered: OHAI, NOM, HUGZ), so that what a new subscriber gets, and is told
-    /// it has in sync, includes files the driver is still publishing (e.g. the first scan's,
-    /// while their manifests are made).
+    /// it has in sync, includes files the driver is still publishing. [`FileServer`] does not
+    /// hold: it tells which files are coming ([`Server::file_pending`]) and answers at once.
+    ///
+    /// [`FileServer`]: crate::FileServer
     pub fn hold_subscriptions(&mut self) {
         self.held.get_or_insert_with(VecDeque::new);
     }
