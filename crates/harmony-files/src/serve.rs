@@ -9,8 +9,9 @@
 //!
 //! A file found stable is read once more, on a third thread, into its [`Manifest`] (digest
 //! and chunk crc32s) before it is published: transfers then only read and send.
-//! Subscriptions are answered once the files there at the start are published (heartbeats at
-//! once), so that a new subscriber's initial listing includes them.
+//! Subscriptions are answered at once, however large the tree still being hashed: a client
+//! gets each file as soon as it is published, and a Harmony client's synced marker follows the
+//! last file that was found before it subscribed (see [`Server::file_pending`]).
 
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
@@ -44,6 +45,7 @@ pub struct FileServerBuilder {
     config: ServerConfig,
     scan_interval: Duration,
     stable_after: Duration,
+    manifest_permits: Option<std_mpsc::Receiver<()>>,
 }
 
 impl Default for FileServerBuilder {
@@ -55,6 +57,7 @@ impl Default for FileServerBuilder {
             config: ServerConfig::default(),
             scan_interval: Duration::from_secs(1),
             stable_after: Duration::from_secs(1),
+            manifest_permits: None,
         }
     }
 }
@@ -94,6 +97,15 @@ impl FileServerBuilder {
     /// A file is published once unmodified for this long (default 1 s).
     pub fn stable_after(mut self, age: Duration) -> Self {
         self.stable_after = age;
+        self
+    }
+
+    /// For tests: the manifest thread takes one permit from `permits` before each file it
+    /// reads (and runs freely once the sender is dropped), so that hashing can be observed
+    /// half done.
+    #[doc(hidden)]
+    pub fn manifest_permits(mut self, permits: std_mpsc::Receiver<()>) -> Self {
+        self.manifest_permits = Some(permits);
         self
     }
 
@@ -149,7 +161,8 @@ impl FileServerBuilder {
                     for (dir, vpath) in self.mounts {
                         scanner.publish(dir, vpath);
                     }
-                    let (jobs, made) = match spawn_manifest_maker(self.config.chunk_size) {
+                    let permits = self.manifest_permits;
+                    let (jobs, made) = match spawn_manifest_maker(self.config.chunk_size, permits) {
                         Ok(pair) => pair,
                         Err(e) => {
                             warn!(%e, "no manifest thread: nothing can be published");
@@ -157,9 +170,7 @@ impl FileServerBuilder {
                         }
                     };
                     let regions = sends_from_files(&self.options);
-                    let mut core = Server::new(self.config);
-                    // Until the first scan's files are published (see `check_ready`).
-                    core.hold_subscriptions();
+                    let core = Server::new(self.config);
                     let driver = Driver {
                         router,
                         monitor,
@@ -216,8 +227,8 @@ impl FileServer {
     }
 
     /// Waits until the files found by the first scan are published (their manifests made);
-    /// returns at once after that. Clients may connect before: their subscriptions are
-    /// answered once it is (their heartbeats all along).
+    /// returns at once after that. Clients need not wait for it: they are answered at once
+    /// and get each file as it is published.
     pub async fn ready(&mut self) -> Result<(), FilesError> {
         self.ready
             .wait_for(|ready| *ready)
@@ -289,10 +300,12 @@ struct Made {
     manifest: Result<Manifest, ManifestError>,
 }
 
-/// The thread that reads published files into their manifests, in the order they were found.
-/// It ends when the driver drops its side.
+/// The thread that reads published files into their manifests, in the order they were found
+/// (each after a permit from `permits`, while it has a sender). It ends when the driver drops
+/// its side.
 fn spawn_manifest_maker(
     chunk_size: usize,
+    mut permits: Option<std_mpsc::Receiver<()>>,
 ) -> std::io::Result<(std_mpsc::Sender<Job>, mpsc::Receiver<Made>)> {
     let (jobs_tx, jobs_rx) = std_mpsc::channel::<Job>();
     let (made_tx, made_rx) = mpsc::channel(256);
@@ -301,6 +314,9 @@ fn spawn_manifest_maker(
         .spawn(move || {
             let mut buf = Vec::new();
             for job in jobs_rx {
+                if permits.as_ref().is_some_and(|p| p.recv().is_err()) {
+                    permits = None;
+                }
                 let manifest = manifest::compute(&job.path, job.found, chunk_size, &mut buf);
                 let made = Made {
                     vpath: job.vpath,
@@ -327,14 +343,16 @@ impl Driver {
                     version,
                 } => {
                     debug!(%vpath, size = found.size, "found stable");
+                    self.core.file_pending(&vpath);
                     let job = Job {
                         vpath,
                         path,
                         found,
                         version,
                     };
-                    if self.jobs.send(job).is_ok() {
-                        self.pending += 1;
+                    match self.jobs.send(job) {
+                        Ok(()) => self.pending += 1,
+                        Err(std_mpsc::SendError(job)) => self.core.file_skipped(&job.vpath),
                     }
                 }
                 Change::Removed { vpath } => {
@@ -345,11 +363,10 @@ impl Driver {
         }
     }
 
-    /// The first scan's files are all published: subscriptions are answered from now on.
+    /// The first scan's files are all published: [`FileServer::ready`] returns.
     fn check_ready(&mut self) {
         if self.pending == 0 {
             if let Some(ready) = self.ready.take() {
-                self.core.release_subscriptions();
                 let _ = ready.send(true);
             }
         }
@@ -373,10 +390,12 @@ impl Driver {
                 Err(ManifestError::Changed) => {
                     debug!(vpath = %made.vpath, "changed while read, not published yet");
                     self.scanner.forget(&made.vpath);
+                    self.core.file_skipped(&made.vpath);
                 }
                 Err(ManifestError::Io(e)) => {
                     debug!(vpath = %made.vpath, %e, "unreadable, not published");
                     self.scanner.forget(&made.vpath);
+                    self.core.file_skipped(&made.vpath);
                 }
             }
         }
