@@ -116,6 +116,18 @@ pub(crate) fn pump(
     now: Instant,
     limit: usize,
 ) -> usize {
+    pump_recording(server, source, clients, now, limit, &mut Vec::new())
+}
+
+/// As [`pump`], recording what the server sent, in order, as `(routing id, message)`.
+pub(crate) fn pump_recording(
+    server: &mut Server,
+    source: &mut MemSource,
+    clients: &mut [(Bytes, Client, MemDest)],
+    now: Instant,
+    limit: usize,
+    sent: &mut Vec<(Bytes, FilemqMessage)>,
+) -> usize {
     let mut moved = 0;
     loop {
         let mut any = false;
@@ -133,6 +145,7 @@ pub(crate) fn pump(
                 client.handle_message(&frame, now);
                 dest.apply(client);
             }
+            sent.push((to, msg));
             any = true;
             moved += 1;
             assert!(moved < limit, "conversation does not settle");
