@@ -1,11 +1,12 @@
 //! Deterministic simulation of the sans-IO server and clients under fixed seeds: random files,
 //! chunk sizes and credit windows, changes and deletes while clients sync, a late joiner, and a
 //! client that crashes mid-file and resumes from what it has. Every client ends with exactly
-//! the published files.
+//! the published files. And clients that subscribe while the server is still hashing what it
+//! found: every file arrives, the cache is honoured, and synced means what it says.
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -196,14 +197,228 @@ fn run(seed: u64) {
     }
 }
 
-#[test]
-fn seeded_simulation() {
-    let seeds = std::env::var("HARMONY_SIM_SEEDS").map_or(0..20, |s| {
+fn seeds() -> std::ops::Range<u64> {
+    std::env::var("HARMONY_SIM_SEEDS").map_or(0..20, |s| {
         let n: u64 = s.parse().expect("HARMONY_SIM_SEEDS");
         n..n + 1
-    });
-    for seed in seeds {
+    })
+}
+
+#[test]
+fn seeded_simulation() {
+    for seed in seeds() {
         run(seed);
+    }
+}
+
+/// What became of a file found by a scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Pending,
+    Published,
+    /// Given up (changed while hashed, unreadable) or removed before it was published.
+    Dropped,
+}
+
+/// What a client of [`run_while_hashing`] must see.
+struct Expect {
+    /// Files published or pending when it subscribed: all of them settled once it is synced.
+    waits_for: Vec<String>,
+    /// Cached with the digest the server will publish: never sent.
+    same: BTreeSet<String>,
+}
+
+/// Moves client messages and at most `n` server messages.
+fn pump_some(
+    server: &mut Server,
+    source: &mut MemSource,
+    clients: &mut [(Bytes, Client, MemDest)],
+    n: u64,
+) {
+    let now = Instant::now();
+    for (id, client, _) in clients.iter_mut() {
+        while let Some(msg) = client.poll_transmit() {
+            server.handle_message(id, &msg.to_bytes().unwrap(), now);
+        }
+    }
+    for _ in 0..n {
+        let Some((to, msg)) = server.poll_transmit(source) else {
+            return;
+        };
+        if let Some((_, client, dest)) = clients.iter_mut().find(|(id, ..)| *id == to) {
+            client.handle_message(&msg.to_bytes().unwrap(), now);
+            dest.apply(client);
+        }
+    }
+}
+
+/// A scan found files; their manifests are made one by one (in the order found, as the
+/// manifest thread does) while clients subscribe with random caches, transfers are under way,
+/// later scans find more files, and some files are given up or removed before they are
+/// published.
+fn run_while_hashing(seed: u64) {
+    let now = Instant::now();
+    let mut rng = Rng(seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1);
+    let mut server = Server::new(ServerConfig {
+        chunk_size: [1000, 65_536][rng.below(2) as usize],
+        ..ServerConfig::default()
+    });
+    // On disk, and what became of it.
+    let mut disk: BTreeMap<String, (Bytes, Fate)> = BTreeMap::new();
+    let mut source = MemSource::default();
+    let mut queue = std::collections::VecDeque::new();
+    let found = 1 + rng.below(15);
+    let ready = rng.below(found + 1);
+    for i in 0..found {
+        let name = format!("/d{}/f{i}", rng.below(3));
+        let data = random_file(&mut rng);
+        if i < ready {
+            publish(&mut server, &mut source, name.clone(), data.clone(), 1);
+            disk.insert(name, (data, Fate::Published));
+        } else {
+            server.file_pending(&name);
+            queue.push_back(name.clone());
+            disk.insert(name, (data, Fate::Pending));
+        }
+    }
+    let mut clients: Vec<(Bytes, Client, MemDest)> = Vec::new();
+    let mut expect: Vec<Expect> = Vec::new();
+    let mut later = 0;
+    for step in 0..200 {
+        if queue.is_empty() && step > 20 {
+            break;
+        }
+        match rng.below(5) {
+            0 if clients.len() < 4 => {
+                let extensions = rng.below(4) != 0;
+                let (mut dest, mut same) = (MemDest::default(), BTreeSet::new());
+                if extensions {
+                    for (vpath, (data, fate)) in &disk {
+                        let name = vpath[1..].to_string();
+                        match (rng.below(4), fate) {
+                            (0, Fate::Pending | Fate::Published) => {
+                                same.insert(name.clone());
+                                dest.files.insert(name, data.to_vec());
+                            }
+                            (1, _) => {
+                                dest.files.insert(name, b"stale".to_vec());
+                            }
+                            _ => {}
+                        }
+                    }
+                    dest.files.insert("ghost".into(), b"ghost".to_vec());
+                }
+                let have = dest
+                    .files
+                    .iter()
+                    .map(|(n, d)| (n.clone(), ext::digest_of(d)))
+                    .collect();
+                let config = ClientConfig {
+                    credit_window: [997, 4096, 100_000][rng.below(3) as usize],
+                    extensions,
+                    ..ClientConfig::default()
+                };
+                let waits_for = disk
+                    .iter()
+                    .filter(|(_, (_, fate))| *fate != Fate::Dropped)
+                    .map(|(v, _)| v.clone())
+                    .collect();
+                let id = Bytes::from(format!("C{step}"));
+                clients.push((id, Client::new(config, have, vec![], now), dest));
+                expect.push(Expect { waits_for, same });
+                // Subscribed before anything else happens to the files.
+                pump(&mut server, &mut source, &mut clients, now, 1_000_000);
+                assert!(clients.iter().all(|(_, c, _)| c.is_subscribed()));
+            }
+            1 | 2 => {
+                let Some(vpath) = queue.pop_front() else {
+                    continue;
+                };
+                let entry = disk.get_mut(&vpath).unwrap();
+                match rng.below(6) {
+                    0 => {
+                        server.file_skipped(&vpath);
+                        entry.1 = Fate::Dropped;
+                    }
+                    1 => {
+                        server.file_removed(&vpath);
+                        entry.1 = Fate::Dropped;
+                    }
+                    _ => {
+                        let data = entry.0.clone();
+                        entry.1 = Fate::Published;
+                        publish(&mut server, &mut source, vpath, data, 1);
+                    }
+                }
+            }
+            3 if later < 3 => {
+                later += 1;
+                let vpath = format!("/later{later}");
+                server.file_pending(&vpath);
+                queue.push_back(vpath.clone());
+                disk.insert(vpath, (random_file(&mut rng), Fate::Pending));
+            }
+            _ => pump_some(&mut server, &mut source, &mut clients, rng.below(30)),
+        }
+        check_synced(seed, &disk, &clients, &expect);
+    }
+    pump(&mut server, &mut source, &mut clients, now, 1_000_000);
+    check_synced(seed, &disk, &clients, &expect);
+    for ((id, client, dest), expect) in clients.iter().zip(&expect) {
+        assert_eq!(client.error(), None, "seed {seed} {id:?}");
+        if client.is_harmony_server() {
+            assert!(client.is_synced(), "seed {seed} {id:?}");
+        }
+        assert_eq!(summary(dest), expected(&source), "seed {seed} {id:?}");
+        for op in &dest.ops {
+            match op {
+                FileOp::Open { name, .. } => {
+                    let again = expect.same.contains(name);
+                    assert!(!again, "seed {seed} {id:?}: {name} sent again");
+                }
+                FileOp::Delete { name } => {
+                    // Only what the server never published.
+                    let dropped = disk
+                        .get(&format!("/{name}"))
+                        .is_none_or(|(_, fate)| *fate == Fate::Dropped);
+                    assert!(dropped, "seed {seed} {id:?}: {name} deleted");
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A synced client has every file it waited for as published, and none of those dropped.
+fn check_synced(
+    seed: u64,
+    disk: &BTreeMap<String, (Bytes, Fate)>,
+    clients: &[(Bytes, Client, MemDest)],
+    expect: &[Expect],
+) {
+    for ((id, client, dest), expect) in clients.iter().zip(expect) {
+        if !client.is_synced() {
+            continue;
+        }
+        for vpath in &expect.waits_for {
+            let (data, fate) = &disk[vpath];
+            let have = dest.files.get(&vpath[1..]);
+            match fate {
+                Fate::Pending => panic!("seed {seed} {id:?}: synced while {vpath} pending"),
+                Fate::Published => {
+                    let same = have.map(Vec::as_slice) == Some(&data[..]);
+                    assert!(same, "seed {seed} {id:?}: {vpath}");
+                }
+                Fate::Dropped => assert!(have.is_none(), "seed {seed} {id:?}: {vpath}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn seeded_simulation_while_hashing() {
+    for seed in seeds() {
+        run_while_hashing(seed);
     }
 }
 
