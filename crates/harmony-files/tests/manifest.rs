@@ -210,7 +210,8 @@ fn resync_compares_the_cache_with_the_manifest_without_reading_the_file() {
 fn subscriptions_wait_for_the_listing_and_heartbeats_keep_the_client_meanwhile() {
     let start = Instant::now();
     let mut server = server();
-    // The driver holds subscriptions while the first scan's manifests are made.
+    // A driver may hold subscriptions until it has published what it found (`FileServer`
+    // answers at once instead: see first_hashing.rs).
     server.hold_subscriptions();
     let mut source = MemSource::default();
     let content = data(3_000, 4);
