@@ -168,7 +168,7 @@ struct Peer {
     subs: Vec<String>,
     harmony: bool,
     credit: u64,
-    queue: VecDeque<Patch>,
+    queue: Patches,
     /// From ICANHAZ caches: vpath -> digest the client has whole.
     has: BTreeMap<String, String>,
     /// vpath -> (digest of the prefix, its length) the client has partly.
@@ -186,10 +186,8 @@ impl Peer {
         self.subs.iter().any(|s| path::under(vpath, s))
     }
 
+    /// Queues `patch`; it replaces a patch of the same file not sent yet, or being sent.
     fn queue(&mut self, patch: Patch) {
-        if patch.vpath().is_some() {
-            self.queue.retain(|p| p.vpath() != patch.vpath());
-        }
         if self
             .current
             .as_ref()
@@ -198,6 +196,65 @@ impl Peer {
             self.current = None;
         }
         self.queue.push_back(patch);
+    }
+}
+
+/// A client's patches in order. A patch for a file supersedes the one queued before for it,
+/// which stays in place, skipped, until it comes up: O(log n) however long the queue (a
+/// tree's files published one by one to a client already subscribed).
+#[derive(Debug, Default)]
+struct Patches {
+    queue: VecDeque<(u64, Patch)>,
+    /// vpath -> the number of its patch in force.
+    live: BTreeMap<String, u64>,
+    /// Patches queued so far (numbers them).
+    count: u64,
+}
+
+impl Patches {
+    fn push_back(&mut self, patch: Patch) {
+        self.count += 1;
+        if let Some(vpath) = patch.vpath() {
+            self.live.insert(vpath.to_string(), self.count);
+        }
+        self.queue.push_back((self.count, patch));
+        self.skip_superseded();
+    }
+
+    fn pop_front(&mut self) -> Option<Patch> {
+        let (_, patch) = self.queue.pop_front()?;
+        if let Some(vpath) = patch.vpath() {
+            self.live.remove(vpath);
+        }
+        self.skip_superseded();
+        Some(patch)
+    }
+
+    /// The next patch in force.
+    fn front(&self) -> Option<&Patch> {
+        self.queue.front().map(|(_, patch)| patch)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Every patch queued, superseded ones too (whose files have a later patch queued).
+    fn iter(&self) -> impl Iterator<Item = &Patch> {
+        self.queue.iter().map(|(_, patch)| patch)
+    }
+
+    /// Keeps the front in force: [`Patches::front`] and [`Patches::is_empty`] need not look
+    /// further.
+    fn skip_superseded(&mut self) {
+        while let Some((number, patch)) = self.queue.front() {
+            match patch.vpath() {
+                Some(vpath) if self.live.get(vpath) != Some(number) => {
+                    self.queue.pop_front();
+                }
+                _ => break,
+            }
+        }
     }
 }
 
@@ -422,7 +479,7 @@ impl Server {
                         subs: Vec::new(),
                         harmony: false,
                         credit: 0,
-                        queue: VecDeque::new(),
+                        queue: Patches::default(),
                         has: BTreeMap::new(),
                         partial: BTreeMap::new(),
                         current: None,
@@ -967,4 +1024,46 @@ fn hash_prefix(
         offset += n as u64;
     }
     Ok((hasher, offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(v: &str) -> Patch {
+        Patch::Create(v.into())
+    }
+
+    #[test]
+    fn a_later_patch_of_a_file_supersedes_the_queued_one() {
+        let mut q = Patches::default();
+        for v in ["/a", "/b", "/c"] {
+            q.push_back(create(v));
+        }
+        q.push_back(Patch::Synced);
+        // /a changed (its patch moves back), then /b deleted, /a changed again.
+        q.push_back(create("/a"));
+        q.push_back(Patch::Delete("/b".into()));
+        q.push_back(create("/a"));
+        // The superseded patches of /a and /b at the front are skipped at once.
+        assert_eq!(q.front(), Some(&create("/c")));
+        let mut out = Vec::new();
+        while let Some(p) = q.pop_front() {
+            out.push(p);
+        }
+        assert_eq!(
+            out,
+            [
+                create("/c"),
+                Patch::Synced,
+                Patch::Delete("/b".into()),
+                create("/a")
+            ]
+        );
+        assert!(q.is_empty() && q.front().is_none() && q.live.is_empty());
+        // Queued again after it went out: a patch of its own.
+        q.push_back(create("/a"));
+        assert_eq!(q.pop_front(), Some(create("/a")));
+        assert!(q.is_empty());
+    }
 }
