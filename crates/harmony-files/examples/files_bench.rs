@@ -2,8 +2,11 @@
 //! `cargo xtask bench files`. Both sides run in this process (each Harmony side on its own
 //! thread and runtime); the peak RSS printed is the whole process's.
 //!
-//! One server publishes the files once: the time until they are published (their manifests,
-//! digest and chunk crc32s, made) is printed apart, `PUBLISH <seconds> <CPU seconds>`. Then
+//! First a cold start: a server started with a client connected at once, while the server
+//! still makes its manifests: `COLD <seconds to the first file> <seconds to the last>`, from
+//! the server's start. Then one server publishes the files once: the time until they are
+//! published (their manifests, digest and chunk crc32s, made) is printed apart,
+//! `PUBLISH <seconds> <CPU seconds>`. Then
 //! rounds alternate, a fresh Harmony client (into an empty destination) and the raw copy, each
 //! printing `RESULT <who> <case> <seconds> <bytes> <files>` and `CPU <who> <seconds>`; last
 //! `RSS <KiB>`.
@@ -58,6 +61,18 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     let keys = KeyPair::generate();
+    let cold = Path::new(dir).join(format!("cold-{label}"));
+    let _ = fs::remove_dir_all(&cold);
+    let (first, all) = runtime.block_on(async {
+        let started = Instant::now();
+        let server = start_server(&src, curve.then_some(&keys)).await?;
+        let key = curve.then_some(&keys);
+        let took = harmony(&server, &cold, files.len(), key, !plain, started).await?;
+        server.stop();
+        Result::Ok(took)
+    })?;
+    println!("COLD {:.4} {:.4}", first.as_secs_f64(), all.as_secs_f64());
+    let _ = fs::remove_dir_all(&cold);
     let cpu = cpu_seconds();
     let started = Instant::now();
     let server = runtime.block_on(serve(&src, curve.then_some(&keys)))?;
@@ -72,12 +87,13 @@ fn main() -> Result<()> {
         let _ = fs::remove_dir_all(&dest);
         let cpu = cpu_seconds();
         let threads = thread_cpu()?;
-        let took = runtime.block_on(harmony(
+        let (_, took) = runtime.block_on(harmony(
             &server,
             &dest,
             files.len(),
             curve.then_some(&keys),
             !plain,
+            Instant::now(),
         ))?;
         report("harmony", &label, took, bytes, files.len(), cpu, &threads)?;
         let _ = fs::remove_dir_all(&dest);
@@ -198,6 +214,13 @@ fn prepare(src: &Path, case: &str) -> Result<Vec<(String, u64)>> {
 /// The server publishing `src` (a CURVE server with `keys`), once every file in it is
 /// published. It never scans again: a scan in a raw round would be counted as the raw copy's.
 async fn serve(src: &Path, keys: Option<&KeyPair>) -> Result<FileServer> {
+    let mut server = start_server(src, keys).await?;
+    server.ready().await?;
+    Ok(server)
+}
+
+/// The server of [`serve`], as soon as it listens (its manifests still being made).
+async fn start_server(src: &Path, keys: Option<&KeyPair>) -> Result<FileServer> {
     let options = match keys {
         Some(keys) => {
             SocketOptions::default().mechanism(MechanismConfig::CurveServer { keys: keys.clone() })
@@ -208,26 +231,25 @@ async fn serve(src: &Path, keys: Option<&KeyPair>) -> Result<FileServer> {
     if let Ok(c) = std::env::var("HF_CHUNK") {
         config.chunk_size = c.parse().unwrap_or(config.chunk_size);
     }
-    let mut server = FileServer::builder()
+    Ok(FileServer::builder()
         .publish(src, "/")
         .config(config)
         .socket_options(options)
         .scan_interval(Duration::from_secs(3600))
         .start()
-        .await?;
-    server.ready().await?;
-    Ok(server)
+        .await?)
 }
 
-/// Harmony: a fresh client mirroring the server into `dest`; time from the client's start to
-/// its last file on disk.
+/// Harmony: a fresh client mirroring the server into `dest`; time from `started` (the
+/// client's start, or the server's) to its first and to its last file on disk.
 async fn harmony(
     server: &FileServer,
     dest: &Path,
     count: usize,
     server_key: Option<&KeyPair>,
     extensions: bool,
-) -> Result<Duration> {
+    started: Instant,
+) -> Result<(Duration, Duration)> {
     {
         let client_opts = match server_key {
             Some(keys) => SocketOptions::default().mechanism(MechanismConfig::CurveClient {
@@ -236,7 +258,6 @@ async fn harmony(
             }),
             None => SocketOptions::default(),
         };
-        let started = Instant::now();
         let mut client = FileClient::builder(dest, server.endpoint())
             .config(ClientConfig {
                 extensions,
@@ -249,16 +270,20 @@ async fn harmony(
             .socket_options(client_opts)
             .start()?;
         let mut updated = 0;
+        let mut first = None;
         while updated < count {
             match client.next_event().await.ok_or("client stopped")? {
-                SyncEvent::Updated { .. } => updated += 1,
+                SyncEvent::Updated { .. } => {
+                    updated += 1;
+                    first.get_or_insert_with(|| started.elapsed());
+                }
                 SyncEvent::Disconnected { reason } => return Err(reason.into()),
                 _ => {}
             }
         }
         let took = started.elapsed();
         client.stop()?;
-        Ok(took)
+        Ok((first.unwrap_or(took), took))
     }
 }
 

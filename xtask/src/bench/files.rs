@@ -4,6 +4,9 @@
 //! encrypted), and the 1 GiB file without the integrity extensions. Peak RSS is the whole
 //! process's (both sides of both transfers).
 //!
+//! A cold start first: a client connected as the server starts, served while the server still
+//! makes its manifests; beside it, publish + harmony (the same run's figures): what that client
+//! waited for when subscriptions were held until every manifest was made.
 //! The server publishes once (each file read into its manifest: BLAKE3 digest and chunk
 //! crc32s), timed apart as "publish"; then rounds alternate, a fresh client into an empty
 //! destination and the raw copy, three times; the table gives medians, each round's ratio and
@@ -36,6 +39,9 @@ use crate::run::{cargo, step, target_dir, Result};
 /// One line of the table: medians over the rounds.
 struct Row {
     case: String,
+    /// Cold start, from the server's start: the client's first file, its last.
+    cold_first_s: f64,
+    cold_all_s: f64,
     publish_s: f64,
     harmony_s: f64,
     raw_s: f64,
@@ -159,6 +165,26 @@ fn measure(driver: &std::path::Path, scratch: &std::path::Path, opts: &BenchOpts
          digest, chunk crc32s), before any client; not in the harmony column"
     );
     println!("  harmony = a fresh client's start to its last file on disk (the server up)");
+    println!(
+        "\n  cold start: a client connected as the server starts (one run)\n  {:<16} {:>11} {:>10} \
+         {:>17} {:>7}",
+        "case", "first file", "all files", "publish + harmony", "ratio"
+    );
+    for r in &rows {
+        let sequential = r.publish_s + r.harmony_s;
+        println!(
+            "  {:<16} {:>9.3} s {:>8.2} s {:>15.2} s {:>6.2}x",
+            r.case,
+            r.cold_first_s,
+            r.cold_all_s,
+            sequential,
+            sequential / r.cold_all_s.max(1e-9)
+        );
+    }
+    println!(
+        "  publish + harmony = when that client had everything while subscriptions waited for \
+         every manifest; ratio = that / all files"
+    );
     println!("  ratio = raw time / Harmony time (1.00x = as fast as the raw copy)");
     println!(
         "  CPU ratio = raw CPU / Harmony CPU, both sides, every thread (steadier than time \
@@ -171,6 +197,8 @@ fn measure(driver: &std::path::Path, scratch: &std::path::Path, opts: &BenchOpts
 fn parse(text: &str) -> Result<Row> {
     let mut row = Row {
         case: String::new(),
+        cold_first_s: 0.0,
+        cold_all_s: 0.0,
         publish_s: 0.0,
         harmony_s: 0.0,
         raw_s: 0.0,
@@ -189,6 +217,10 @@ fn parse(text: &str) -> Result<Row> {
         let num = |s: &str| -> Result<f64> { s.parse().map_err(|_| line.to_string()) };
         match f[..] {
             ["PUBLISH", secs, _cpu] => row.publish_s = num(secs)?,
+            ["COLD", first, all] => {
+                row.cold_first_s = num(first)?;
+                row.cold_all_s = num(all)?;
+            }
             ["RESULT", who, case, secs, bytes, files] => {
                 row.case = case.to_string();
                 row.bytes = num(bytes)?;
