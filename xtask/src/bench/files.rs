@@ -42,7 +42,9 @@ struct Row {
     /// Cold start, from the server's start: the client's first file, its last.
     cold_first_s: f64,
     cold_all_s: f64,
+    cold_cpu: f64,
     publish_s: f64,
+    publish_cpu: f64,
     harmony_s: f64,
     raw_s: f64,
     bytes: f64,
@@ -167,23 +169,24 @@ fn measure(driver: &std::path::Path, scratch: &std::path::Path, opts: &BenchOpts
     println!("  harmony = a fresh client's start to its last file on disk (the server up)");
     println!(
         "\n  cold start: a client connected as the server starts (one run)\n  {:<16} {:>11} {:>10} \
-         {:>17} {:>7}",
-        "case", "first file", "all files", "publish + harmony", "ratio"
+         {:>17} {:>7} {:>9}",
+        "case", "first file", "all files", "publish + harmony", "ratio", "CPU ratio"
     );
     for r in &rows {
         let sequential = r.publish_s + r.harmony_s;
         println!(
-            "  {:<16} {:>9.3} s {:>8.2} s {:>15.2} s {:>6.2}x",
+            "  {:<16} {:>9.3} s {:>8.2} s {:>15.2} s {:>6.2}x {:>8.2}x",
             r.case,
             r.cold_first_s,
             r.cold_all_s,
             sequential,
-            sequential / r.cold_all_s.max(1e-9)
+            sequential / r.cold_all_s.max(1e-9),
+            (r.publish_cpu + r.harmony_cpu) / r.cold_cpu.max(0.01)
         );
     }
     println!(
         "  publish + harmony = when that client had everything while subscriptions waited for \
-         every manifest; ratio = that / all files"
+         every manifest (the same run's figures); ratio = that / all files; CPU likewise"
     );
     println!("  ratio = raw time / Harmony time (1.00x = as fast as the raw copy)");
     println!(
@@ -199,7 +202,9 @@ fn parse(text: &str) -> Result<Row> {
         case: String::new(),
         cold_first_s: 0.0,
         cold_all_s: 0.0,
+        cold_cpu: 0.0,
         publish_s: 0.0,
+        publish_cpu: 0.0,
         harmony_s: 0.0,
         raw_s: 0.0,
         bytes: 0.0,
@@ -216,10 +221,14 @@ fn parse(text: &str) -> Result<Row> {
         let f: Vec<&str> = line.split_whitespace().collect();
         let num = |s: &str| -> Result<f64> { s.parse().map_err(|_| line.to_string()) };
         match f[..] {
-            ["PUBLISH", secs, _cpu] => row.publish_s = num(secs)?,
-            ["COLD", first, all] => {
+            ["PUBLISH", secs, cpu] => {
+                row.publish_s = num(secs)?;
+                row.publish_cpu = num(cpu)?;
+            }
+            ["COLD", first, all, cpu] => {
                 row.cold_first_s = num(first)?;
                 row.cold_all_s = num(all)?;
+                row.cold_cpu = num(cpu)?;
             }
             ["RESULT", who, case, secs, bytes, files] => {
                 row.case = case.to_string();
