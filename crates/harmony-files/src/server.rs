@@ -2,8 +2,9 @@
 //! byte credit, consecutive chunks per file, deletes, client-driven HUGZ, RTFM for anything
 //! out of place.
 //!
-//! The driver tells it what is published ([`Server::file_changed`], [`Server::file_removed`]),
-//! feeds it frames ([`Server::handle_message`]) and time, and pulls messages with
+//! The driver tells it what is published ([`Server::file_changed`], [`Server::file_removed`])
+//! and what is coming ([`Server::file_pending`]: found, its manifest being made), feeds it
+//! frames ([`Server::handle_message`]) and time, and pulls messages with
 //! [`Server::poll_transmit`], which reads file content through a [`Source`].
 
 use std::collections::{BTreeMap, VecDeque};
