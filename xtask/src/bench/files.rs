@@ -48,6 +48,9 @@ struct Row {
     sides: [f64; 4],
     /// raw time / Harmony time in each round.
     ratios: Vec<f64>,
+    /// CPU seconds of the client's checks alone (crc32 + BLAKE3 over every byte), with the
+    /// extensions.
+    check_s: Option<f64>,
 }
 
 /// Rounds of each case: Harmony and the raw copy alternate.
@@ -154,6 +157,16 @@ fn measure(driver: &std::path::Path, scratch: &std::path::Path, opts: &BenchOpts
             r.case, r.sides[0], r.sides[1], r.sides[2], r.sides[3]
         );
     }
+    for r in rows.iter().filter(|r| r.bytes >= f64::from(1u32 << 30)) {
+        let Some(check) = r.check_s else { continue };
+        println!(
+            "  {}: the client's checks alone (crc32 + BLAKE3 over every byte, one thread) take \
+             {check:.2} s of CPU, {:.0}% of the whole raw copy's {:.2} s",
+            r.case,
+            100.0 * check / r.raw_cpu.max(f64::EPSILON),
+            r.raw_cpu
+        );
+    }
     println!(
         "  publish = the server's one-off reading of the files into their manifests (BLAKE3 \
          digest, chunk crc32s), before any client; not in the harmony column"
@@ -181,6 +194,7 @@ fn parse(text: &str) -> Result<Row> {
         raw_cpu: 0.0,
         sides: [0.0; 4],
         ratios: Vec::new(),
+        check_s: None,
     };
     let mut sides: [Vec<f64>; 4] = Default::default();
     let (mut harmony, mut raw, mut harmony_cpu, mut raw_cpu) = (vec![], vec![], vec![], vec![]);
@@ -212,6 +226,7 @@ fn parse(text: &str) -> Result<Row> {
                 sides[at + 1].push(num(recv)?);
             }
             ["RSS", kib] => row.rss_kib = kib.parse().unwrap_or(0),
+            ["CHECK", secs] => row.check_s = Some(num(secs)?),
             _ => {}
         }
     }
