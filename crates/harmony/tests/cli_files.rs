@@ -322,3 +322,128 @@ fn sync_onto_a_full_disk_fails_cleanly_netns() {
     assert_eq!(fs::read_dir(&dest).unwrap().count(), 0);
     healthy.join().expect("the other client is untouched");
 }
+
+// On a terminal: what a person sees, read off a tmux pane (Debian's `tmux`; `.ci/run` installs
+// it).
+
+/// A tmux server of its own (`-L`), killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    /// Runs `command` (a shell line) in a detached 100x16 pane.
+    fn start(command: &str) -> Self {
+        let socket = format!("harmony-test-{}", std::process::id());
+        let tmux = Self { socket };
+        let status = tmux
+            .cmd()
+            .args(["new-session", "-d", "-s", "main", "-x", "100", "-y", "16"])
+            .arg(command)
+            .status()
+            .expect(
+                "the terminal test needs tmux: `apt-get install -y tmux` (.ci/run installs it)",
+            );
+        assert!(status.success(), "tmux new-session failed");
+        tmux
+    }
+
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::new("tmux");
+        cmd.args(["-L", &self.socket, "-f", "/dev/null"]);
+        cmd
+    }
+
+    /// The pane's text as it is on screen now.
+    fn screen(&self) -> String {
+        let out = self
+            .cmd()
+            .args(["capture-pane", "-p", "-t", "main"])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").status();
+    }
+}
+
+#[test]
+fn sync_on_a_terminal_draws_bars_then_says_what_it_did() {
+    let src = tempfile::tempdir().unwrap();
+    fs::write(src.path().join("small.txt"), b"hello\n").unwrap();
+    // Large enough to be on screen for a while: 256 MiB.
+    let block: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+    let mut big = fs::File::create(src.path().join("big.bin")).unwrap();
+    for _ in 0..256 {
+        std::io::Write::write_all(&mut big, &block).unwrap();
+    }
+    drop(big);
+    let past = SystemTime::now() - Duration::from_secs(10);
+    for name in ["small.txt", "big.bin"] {
+        fs::File::options()
+            .write(true)
+            .open(src.path().join(name))
+            .unwrap()
+            .set_modified(past)
+            .unwrap();
+    }
+    let (_runtime, server) = serve_here(src.path());
+    let dest = tempfile::tempdir().unwrap();
+    let tmux = Tmux::start(&format!(
+        "{BIN} files sync {} --from {} --once; echo EXIT=$?; sleep 60",
+        dest.path().display(),
+        server.endpoint()
+    ));
+
+    // Every different screen, until the program has exited (at most a minute).
+    let mut screens: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let screen = tmux.screen();
+        let done = screen.contains("EXIT=");
+        if screens.last() != Some(&screen) {
+            screens.push(screen);
+        }
+        if done {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no exit: {screens:#?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Kept for a person to look at.
+    let record = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("files-sync-tty.txt");
+    let _ = fs::write(&record, screens.join("\n-----\n"));
+    let all = || screens.iter().flat_map(|s| s.lines());
+
+    // While it ran: the file's bar (name, bar, bytes of total) and the overall line.
+    assert!(
+        all().any(|l| l.contains("big.bin") && l.contains('░') && l.contains("MiB/256.00 MiB")),
+        "no bar for big.bin: {screens:#?}"
+    );
+    assert!(
+        all().any(|l| l.contains(" received (")),
+        "no overall line: {screens:#?}"
+    );
+    // At the end: the bars are gone, a summary says what was done, and it exited 0; no
+    // line-per-file output (that is for a stderr that is not a terminal).
+    let last = screens.last().unwrap();
+    assert!(last.contains("EXIT=0"), "{last}");
+    assert!(
+        last.contains("harmony: in sync: 2 files updated (256.00 MiB), 0 files deleted in "),
+        "{last}"
+    );
+    assert!(
+        !last.contains('░') && !last.contains('█'),
+        "bars left: {last}"
+    );
+    assert!(!last.contains("updated big.bin ("), "{last}");
+    assert_eq!(
+        fs::metadata(dest.path().join("big.bin")).unwrap().len(),
+        256 << 20
+    );
+    assert_eq!(fs::read(dest.path().join("small.txt")).unwrap(), b"hello\n");
+}
