@@ -415,7 +415,7 @@ fn sync_on_a_terminal_draws_bars_then_says_what_it_did() {
         std::thread::sleep(Duration::from_millis(5));
     }
     // Kept for a person to look at.
-    let record = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("files-sync-tty.txt");
+    let record = Path::new(env!("CARGO_TARGET_TMPDIR")).join("files-sync-tty.txt");
     let _ = fs::write(&record, screens.join("\n-----\n"));
     let all = || screens.iter().flat_map(|s| s.lines());
 
