@@ -326,51 +326,6 @@ fn sync_onto_a_full_disk_fails_cleanly_netns() {
 // On a terminal: what a person sees, read off a tmux pane (Debian's `tmux`; `.ci/run` installs
 // it).
 
-/// A tmux server of its own (`-L`), killed when dropped.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    /// Runs `command` (a shell line) in a detached 100x16 pane.
-    fn start(command: &str) -> Self {
-        let socket = format!("harmony-test-{}", std::process::id());
-        let tmux = Self { socket };
-        let status = tmux
-            .cmd()
-            .args(["new-session", "-d", "-s", "main", "-x", "100", "-y", "16"])
-            .arg(command)
-            .status()
-            .expect(
-                "the terminal test needs tmux: `apt-get install -y tmux` (.ci/run installs it)",
-            );
-        assert!(status.success(), "tmux new-session failed");
-        tmux
-    }
-
-    fn cmd(&self) -> Command {
-        let mut cmd = Command::new("tmux");
-        cmd.args(["-L", &self.socket, "-f", "/dev/null"]);
-        cmd
-    }
-
-    /// The pane's text as it is on screen now.
-    fn screen(&self) -> String {
-        let out = self
-            .cmd()
-            .args(["capture-pane", "-p", "-t", "main"])
-            .output()
-            .expect("tmux capture-pane");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd().arg("kill-server").status();
-    }
-}
-
 #[test]
 fn sync_on_a_terminal_draws_bars_then_says_what_it_did() {
     let src = tempfile::tempdir().unwrap();
@@ -393,27 +348,17 @@ fn sync_on_a_terminal_draws_bars_then_says_what_it_did() {
     }
     let (_runtime, server) = serve_here(src.path());
     let dest = tempfile::tempdir().unwrap();
-    let tmux = Tmux::start(&format!(
-        "{BIN} files sync {} --from {} --once; echo EXIT=$?; sleep 60",
-        dest.path().display(),
-        server.endpoint()
-    ));
-
-    // Every different screen, until the program has exited (at most a minute).
-    let mut screens: Vec<String> = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let screen = tmux.screen();
-        let done = screen.contains("EXIT=");
-        if screens.last() != Some(&screen) {
-            screens.push(screen);
-        }
-        if done {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no exit: {screens:#?}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let tmux = harmony_testkit::Tmux::start(
+        &format!(
+            "{BIN} files sync {} --from {} --once; echo EXIT=$?; sleep 60",
+            dest.path().display(),
+            server.endpoint()
+        ),
+        100,
+        16,
+    );
+    // Every different screen, until the program has exited.
+    let screens = tmux.watch(Duration::from_secs(60), |s| s.contains("EXIT="));
     // Kept for a person to look at.
     let record = Path::new(env!("CARGO_TARGET_TMPDIR")).join("files-sync-tty.txt");
     let _ = fs::write(&record, screens.join("\n-----\n"));
