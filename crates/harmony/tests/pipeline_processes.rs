@@ -228,3 +228,43 @@ fn curve_processes_run_a_batch_every_result_once() {
     drop(procs);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `harmony pipeline submit` on a terminal (a tmux pane), as a person runs it: a bar of the
+/// results counted while the batch runs, then one line saying what was done, the bar cleared.
+#[test]
+fn submit_on_a_terminal_shows_a_bar_then_the_summary() {
+    const N: usize = 200;
+    let port = harmony_testkit::free_udp_port();
+    let dir = temp_dir();
+    let out = dir.join("results.jsonl");
+    let input = dir.join("tasks.txt");
+    let tasks: Vec<String> = (0..N).map(|i| format!("task {i}")).collect();
+    std::fs::write(&input, tasks.join("\n") + "\n").expect("write tasks");
+    let _procs = Procs(vec![worker(port), worker(port), collector(port, &out)]);
+
+    let tmux = harmony_testkit::Tmux::start(
+        &format!(
+            "{BIN} pipeline submit {} --pipeline proc-test --interface loopback --port {port} \
+             --interval-ms 100; echo EXIT=$?; sleep 60",
+            input.display()
+        ),
+        120,
+        10,
+    );
+    let screens = tmux.watch(LIMIT, |s| s.contains("EXIT="));
+    let all = || screens.iter().flat_map(|s| s.lines());
+    assert!(
+        all().any(|l| l.contains(&format!("/{N} results (")) && l.contains('[')),
+        "no progress bar: {screens:#?}"
+    );
+    let last = screens.last().expect("a screen");
+    assert!(last.contains("EXIT=0"), "{last}");
+    assert!(
+        last.lines()
+            .any(|l| l.starts_with("batch ") && l.contains(&format!(": {N} tasks in "))),
+        "{last}"
+    );
+    assert!(!last.contains(" results ("), "bar left: {last}");
+    assert_eq!(lines(&out), N, "every result once in the collector's file");
+    let _ = std::fs::remove_dir_all(&dir);
+}
