@@ -392,3 +392,143 @@ fn sync_on_a_terminal_draws_bars_then_says_what_it_did() {
     );
     assert_eq!(fs::read(dest.path().join("small.txt")).unwrap(), b"hello\n");
 }
+
+// Killed with SIGKILL mid-transfer (no goodbye, no flush) and started again: the partial file
+// is resumed, not started over. The proof: the program says it resumes, and the file that ends
+// under the final name is the partial file seen before the kill (same inode: a restart from
+// zero makes a new one).
+
+/// `SRC/big.bin`, 256 MiB, stable (modified in the past).
+fn publish_big(src: &Path) -> Vec<u8> {
+    let block: Vec<u8> = (0..1u32 << 20).map(|i| (i % 253) as u8).collect();
+    let mut data = Vec::with_capacity(256 << 20);
+    // Each MiB a different rotation of the block.
+    for i in 0..256 {
+        data.extend_from_slice(&block[i * 17..]);
+        data.extend_from_slice(&block[..i * 17]);
+    }
+    fs::write(src.join("big.bin"), &data).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(src.join("big.bin"))
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(10))
+        .unwrap();
+    data
+}
+
+/// `harmony files serve SRC --bind ENDPOINT`, beacons on loopback only.
+fn serve_at(src: &Path, endpoint: &str) -> Child {
+    files("serve", src, &harmony_testkit::free_udp_port().to_string())
+        .args(["--bind", endpoint])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("harmony files serve")
+}
+
+/// `harmony files sync DEST --from ENDPOINT --once`, its stderr piped.
+fn sync_process(dest: &Path, endpoint: &str) -> Child {
+    sync_from(dest, endpoint)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("harmony files sync")
+}
+
+/// A loopback endpoint with a port free now.
+fn free_endpoint() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("tcp://{}", listener.local_addr().unwrap())
+}
+
+/// Waits (at most a minute) until `dest`'s partial big.bin holds at least 32 MiB; its inode.
+fn partial_under_way(dest: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let partial = dest.join(format!(".big.bin{PART_SUFFIX}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(meta) = fs::metadata(&partial) {
+            if meta.len() >= 32 << 20 {
+                return meta.ino();
+            }
+        }
+        assert!(
+            !dest.join("big.bin").exists(),
+            "finished before the kill: make the file bigger"
+        );
+        assert!(Instant::now() < deadline, "no partial file under way");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Waits (at most a minute) for `child` to exit; its success and stderr.
+fn exit_of(mut child: Child) -> (bool, String) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    (status.success(), err)
+}
+
+/// The final big.bin: identical to `data`, and the same file (inode) as the partial one.
+fn resumed_into_place(dest: &Path, data: &[u8], partial_inode: u64) {
+    use std::os::unix::fs::MetadataExt;
+    let done = dest.join("big.bin");
+    assert_eq!(
+        fs::metadata(&done).unwrap().ino(),
+        partial_inode,
+        "the partial file was started over, not resumed"
+    );
+    assert!(fs::read(&done).unwrap() == data, "big.bin differs");
+}
+
+#[test]
+fn serve_killed_with_sigkill_and_restarted_the_sync_resumes() {
+    let src = tempfile::tempdir().unwrap();
+    let data = publish_big(src.path());
+    let endpoint = free_endpoint();
+    let mut server = Serving(serve_at(src.path(), &endpoint));
+    let dest = tempfile::tempdir().unwrap();
+    let sync = sync_process(dest.path(), &endpoint);
+
+    let inode = partial_under_way(dest.path());
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+    let _server = Serving(serve_at(src.path(), &endpoint));
+
+    let (ok, err) = exit_of(sync);
+    assert!(ok, "{err}");
+    assert!(err.contains("disconnected: "), "{err}");
+    assert!(err.contains("resuming big.bin at "), "{err}");
+    resumed_into_place(dest.path(), &data, inode);
+}
+
+#[test]
+fn sync_killed_with_sigkill_and_restarted_resumes_from_what_it_has() {
+    let src = tempfile::tempdir().unwrap();
+    let data = publish_big(src.path());
+    let endpoint = free_endpoint();
+    let _server = Serving(serve_at(src.path(), &endpoint));
+    let dest = tempfile::tempdir().unwrap();
+    let mut first = sync_process(dest.path(), &endpoint);
+
+    let inode = partial_under_way(dest.path());
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(!dest.path().join("big.bin").exists());
+
+    let (ok, err) = exit_of(sync_process(dest.path(), &endpoint));
+    assert!(ok, "{err}");
+    assert!(err.contains("resuming big.bin at "), "{err}");
+    resumed_into_place(dest.path(), &data, inode);
+}

@@ -300,6 +300,9 @@ impl Progress {
         }
         let Some((multi, total)) = &self.bars else {
             match event {
+                SyncEvent::Receiving { name, offset, .. } if *offset > 0 => {
+                    eprintln!("resuming {name} at {offset} bytes")
+                }
                 SyncEvent::Updated { name, size, .. } => eprintln!("updated {name} ({size} bytes)"),
                 SyncEvent::Deleted { name } => eprintln!("deleted {name}"),
                 SyncEvent::Disconnected { reason } => eprintln!("disconnected: {reason}"),
