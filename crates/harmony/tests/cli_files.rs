@@ -134,12 +134,17 @@ fn sync_from(dest: &Path, endpoint: &str) -> Command {
 
 /// Runs `cmd` to its end (at most a minute): success, stdout, stderr.
 fn finish(cmd: &mut Command) -> (bool, String, String) {
-    let mut child = cmd
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
+    exit_of(child)
+}
+
+/// Waits (at most a minute) for `child` to exit: success, and what it wrote to the pipes it has.
+fn exit_of(mut child: Child) -> (bool, String, String) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -147,7 +152,7 @@ fn finish(cmd: &mut Command) -> (bool, String, String) {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("{cmd:?} did not finish");
+            panic!("{child:?} did not finish");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -463,23 +468,6 @@ fn partial_under_way(dest: &Path) -> u64 {
     }
 }
 
-/// Waits (at most a minute) for `child` to exit; its success and stderr.
-fn exit_of(mut child: Child) -> (bool, String) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let err = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
-    (status.success(), err)
-}
-
 /// The final big.bin: identical to `data`, and the same file (inode) as the partial one.
 fn resumed_into_place(dest: &Path, data: &[u8], partial_inode: u64) {
     use std::os::unix::fs::MetadataExt;
@@ -506,7 +494,7 @@ fn serve_killed_with_sigkill_and_restarted_the_sync_resumes() {
     server.0.wait().unwrap();
     let _server = Serving(serve_at(src.path(), &endpoint));
 
-    let (ok, err) = exit_of(sync);
+    let (ok, _, err) = exit_of(sync);
     assert!(ok, "{err}");
     assert!(err.contains("disconnected: "), "{err}");
     assert!(err.contains("resuming big.bin at "), "{err}");
@@ -527,7 +515,7 @@ fn sync_killed_with_sigkill_and_restarted_resumes_from_what_it_has() {
     first.wait().unwrap();
     assert!(!dest.path().join("big.bin").exists());
 
-    let (ok, err) = exit_of(sync_process(dest.path(), &endpoint));
+    let (ok, _, err) = exit_of(sync_process(dest.path(), &endpoint));
     assert!(ok, "{err}");
     assert!(err.contains("resuming big.bin at "), "{err}");
     resumed_into_place(dest.path(), &data, inode);
