@@ -17,17 +17,9 @@ use harmony_files::{
     ServerConfig, SyncEvent,
 };
 use harmony_wire::filemq::FilemqMessage;
-use support::{pump, pump_recording, MemDest, MemSource};
+use support::{data, pump, pump_recording, MemDest, MemSource};
 
 const CHUNK: usize = 1000;
-
-fn data(len: usize, seed: u8) -> Bytes {
-    Bytes::from(
-        (0..len)
-            .map(|i| (i as u8).wrapping_mul(37).wrapping_add(seed))
-            .collect::<Vec<u8>>(),
-    )
-}
 
 fn server() -> Server {
     Server::new(ServerConfig {
@@ -50,6 +42,20 @@ fn publish(server: &mut Server, source: &MemSource, vpath: &str) {
     let content = &source.0[vpath];
     let manifest = Manifest::of(content, CHUNK);
     server.file_changed_with_manifest(vpath, content.len() as u64, 1, manifest);
+}
+
+/// Moves every message until nothing moves; what the server sent is added to `sent`.
+fn settle(
+    server: &mut Server,
+    source: &MemSource,
+    clients: &mut [(Bytes, Client, MemDest)],
+    sent: &mut Vec<(Bytes, FilemqMessage)>,
+) {
+    let now = Instant::now();
+    pump_recording(server, &mut source.clone(), clients, now, 10_000, sent);
+    for (id, client, _) in clients.iter() {
+        assert_eq!(client.error(), None, "{id:?}");
+    }
 }
 
 fn names(dest: &MemDest) -> Vec<&str> {
@@ -113,14 +119,7 @@ fn files_go_out_as_they_are_published_and_synced_follows_the_last_one_found() {
         ),
     ];
     let mut sent = Vec::new();
-    pump_recording(
-        &mut server,
-        &mut source,
-        &mut clients,
-        now,
-        10_000,
-        &mut sent,
-    );
+    settle(&mut server, &source, &mut clients, &mut sent);
     // Answered at once, with what is published so far.
     for (_, c, dest) in &clients {
         assert_eq!(c.error(), None);
@@ -130,28 +129,14 @@ fn files_go_out_as_they_are_published_and_synced_follows_the_last_one_found() {
     assert!(!clients[0].1.is_synced());
 
     publish(&mut server, &source, "/b");
-    pump_recording(
-        &mut server,
-        &mut source,
-        &mut clients,
-        now,
-        10_000,
-        &mut sent,
-    );
+    settle(&mut server, &source, &mut clients, &mut sent);
     for (_, _, dest) in &clients {
         assert_eq!(names(dest), ["a", "b"]);
     }
     assert!(!clients[0].1.is_synced(), "synced before /c is published");
 
     publish(&mut server, &source, "/c");
-    pump_recording(
-        &mut server,
-        &mut source,
-        &mut clients,
-        now,
-        10_000,
-        &mut sent,
-    );
+    settle(&mut server, &source, &mut clients, &mut sent);
     for (_, c, dest) in &clients {
         assert_eq!(c.error(), None);
         assert_eq!(names(dest), ["a", "b", "c"]);
@@ -241,8 +226,7 @@ fn the_cache_is_honoured_for_files_published_after_the_subscription() {
         dest,
     )];
     let step = |server: &mut Server, clients: &mut [(Bytes, Client, MemDest)]| {
-        pump(server, &mut source.clone(), clients, now, 10_000);
-        assert_eq!(clients[0].1.error(), None);
+        settle(server, &source, clients, &mut Vec::new());
     };
     step(&mut server, &mut clients);
     // Only the name neither published nor pending is deleted; /kept is the same, /ready new.

@@ -15,17 +15,9 @@ use harmony_files::{
     ext, Client, ClientConfig, FileOp, Manifest, ProtocolError, Server, ServerConfig, Source,
 };
 use harmony_wire::filemq::FilemqMessage;
-use support::{pump, MemDest, MemSource};
+use support::{data, pump, MemDest, MemSource};
 
 const CHUNK: usize = 1000;
-
-fn data(len: usize, seed: u8) -> Bytes {
-    Bytes::from(
-        (0..len)
-            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-            .collect::<Vec<u8>>(),
-    )
-}
 
 fn server() -> Server {
     Server::new(ServerConfig {

@@ -40,6 +40,15 @@ pub(crate) fn big_bin() -> Vec<u8> {
     (0..2_500_000u64).map(|i| (i % 251) as u8).collect()
 }
 
+/// `len` bytes of a pattern that differs with `seed`.
+pub(crate) fn data(len: usize, seed: u8) -> Bytes {
+    Bytes::from(
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect::<Vec<u8>>(),
+    )
+}
+
 /// Published files in memory.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct MemSource(pub(crate) BTreeMap<String, Bytes>);
