@@ -11,7 +11,7 @@
 //! printing `RESULT <who> <case> <seconds> <bytes> <files>` and `CPU <who> <seconds>`; last
 //! `RSS <KiB>`.
 //!
-//! `files_bench DIR big|small [curve] [plain] [harmony-only] [--rounds N (default 3)]`. `DIR`
+//! `files_bench DIR big|small|tree [curve] [plain] [harmony-only] [--rounds N (default 3)]`. `DIR`
 //! is a scratch directory (filled on first use). `HF_CHUNK` (server chunk bytes) and
 //! `HF_WINDOW_MIB` (client credit) override the defaults.
 
@@ -32,7 +32,8 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let [_, dir, case, rest @ ..] = &args[..] else {
         return Err(
-            "usage: files_bench DIR big|small [curve] [plain] [harmony-only] [--rounds N]".into(),
+            "usage: files_bench DIR big|small|tree [curve] [plain] [harmony-only] [--rounds N]"
+                .into(),
         );
     };
     let rounds: usize = arg("--rounds", 3).max(1);
@@ -207,11 +208,15 @@ fn report(
     Ok(())
 }
 
-/// The files of a case (made once): `big` = one 1 GiB file, `small` = 10 000 x 4 KiB.
+/// The files of a case (made once): `big` = one 1 GiB file, `small` = 10 000 x 4 KiB,
+/// `tree` = 256 x 4 MiB.
 fn prepare(src: &Path, case: &str) -> Result<Vec<(String, u64)>> {
     let (count, len): (usize, usize) = match case {
         "big" => (1, 1 << 30),
         "small" => (10_000, 4096),
+        // 1 GiB in files big enough that hashing them takes a while, many enough that a client
+        // connected at the start gets most of them while the rest are hashed (the cold start).
+        "tree" => (256, 4 << 20),
         _ => return Err(format!("unknown case {case}").into()),
     };
     let mut files = Vec::new();
