@@ -177,8 +177,9 @@ struct Peer {
     current: Option<Transfer>,
     sequence: u64,
     last_heard: Instant,
-    /// Synced markers not queued yet, each with the last pending file (see
-    /// [`Server::file_pending`]) it waits for: every earlier one must be published first.
+    /// Synced markers not queued yet, each with the number of the last file pending (see
+    /// [`Server::file_pending`]) when its subscription came: it is queued once every file
+    /// numbered up to it is published or given up.
     owed_synced: VecDeque<u64>,
 }
 
