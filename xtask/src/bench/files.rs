@@ -4,16 +4,16 @@
 //! encrypted), the 1 GiB file without the integrity extensions, and 256 x 4 MiB (a tree whose
 //! hashing takes a while). Peak RSS is the whole process's (both sides of both transfers).
 //!
-//! A cold start first: a client connected as the server starts, served while the server still
-//! makes its manifests; beside it, publish + harmony (the same run's figures): what that client
-//! waited for when subscriptions were held until every manifest was made. One file (big) gains
-//! nothing there, its manifest comes first either way; many files go out while the rest are
-//! hashed.
 //! The server publishes once (each file read into its manifest: BLAKE3 digest and chunk
 //! crc32s), timed apart as "publish"; then rounds alternate, a fresh client into an empty
 //! destination and the raw copy, three times; the table gives medians, each round's ratio and
 //! the CPU of each side (sending: Harmony's server threads or the raw sender; receiving: the
 //! rest).
+//! Last a cold start: a client connected as a new server starts, served while the server still
+//! makes its manifests; beside it, publish + harmony (the same run's figures): what that client
+//! waited for when subscriptions were held until every manifest was made. One file (big) gains
+//! nothing there, its manifest comes first either way; many files go out while the rest are
+//! hashed.
 //! For the 1 GiB file with the extensions the driver also times the client's checks alone
 //! (crc32 of each chunk and BLAKE3 over every byte, on one thread): the part of the receiving
 //! side's work that the raw copy does not have.
