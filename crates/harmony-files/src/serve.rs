@@ -5,7 +5,9 @@
 //! not read at all: its head goes into the socket's queue with the file region behind it, and
 //! the worker writes the region with sendfile(2) (a file cut short under it closes that
 //! connection; the client resumes). With CURVE, or when the content must be hashed, the
-//! driver reads the next chunk while the worker seals and writes the previous ones.
+//! driver reads the next chunk while the worker seals and writes the previous ones; a file
+//! found shorter than published there closes that client's connection the same way
+//! ([`Server::poll_close`], [`RouterSocket::close_peer`]).
 //!
 //! A file found stable is read once more, on a third thread, into its [`Manifest`] (digest
 //! and chunk crc32s) before it is published: transfers then only read and send.
@@ -440,6 +442,10 @@ impl Driver {
             let Ok(more) = self.flush(&mut pending, &mut open) else {
                 return;
             };
+            // Before anything else can be queued for them.
+            while let Some(id) = self.core.poll_close() {
+                self.router.close_peer(&id);
+            }
             while let Some(event) = self.core.poll_event() {
                 let _ = self.events.try_send(event);
             }

@@ -52,7 +52,8 @@ pub trait Source {
 enum Outgoing {
     Message(FilemqMessage),
     Frame(Bytes),
-    Region(Bytes, FileRegion),
+    /// Head, content left in its file, and the file's virtual path.
+    Region(Bytes, FileRegion, String),
 }
 
 /// A chunk's content: read into its frame (after the head's room), or left in its file.
@@ -106,6 +107,20 @@ pub enum ServerEvent {
     Dropped(Bytes, Option<ProtocolError>),
     /// A file went out whole to a client.
     Sent(Bytes, String),
+    /// `vpath` was shorter than published when its chunk at `offset` was due for this client
+    /// (cut short after its manifest was made): the chunk cannot be what was announced. That
+    /// client's state is dropped and the driver closes its connection (see
+    /// [`Server::poll_close`]), as when a chunk sent straight from the file finds it short;
+    /// the client reconnects and resumes, and gets the file as it now is once the next scan
+    /// publishes it. Other clients are untouched.
+    Truncated {
+        /// The client.
+        peer: Bytes,
+        /// The file.
+        vpath: String,
+        /// The offset of the chunk it could not fill.
+        offset: u64,
+    },
     /// From the driver: a connection's handshake failed before any FILEMQ message, e.g. the
     /// authenticator refused the client's CURVE key.
     HandshakeFailed {
@@ -214,6 +229,8 @@ pub struct Server {
     buffers: BufferPool,
     /// ICANHAZ waiting for the listing (`None`: answered at once).
     held: Option<VecDeque<Held>>,
+    /// Clients whose connection the driver must close (see [`ServerEvent::Truncated`]).
+    closing: VecDeque<Bytes>,
 }
 
 impl Server {
@@ -229,6 +246,7 @@ impl Server {
             published: 0,
             buffers: BufferPool::new(FREE_BUFFERS),
             held: None,
+            closing: VecDeque::new(),
         }
     }
 
@@ -309,6 +327,26 @@ impl Server {
             self.events
                 .push_back(ServerEvent::Dropped(peer.clone(), None));
         }
+    }
+
+    /// `vpath` ran out at `offset` under a chunk due for `peer`: its connection is closed.
+    fn truncated(&mut self, peer: &Bytes, vpath: String, offset: u64) {
+        debug!(peer = ?peer, %vpath, offset, "file shorter than published: closing that client's connection");
+        self.peers.remove(peer);
+        self.outbox.retain(|(to, _)| to != peer);
+        self.closing.push_back(peer.clone());
+        self.events.push_back(ServerEvent::Truncated {
+            peer: peer.clone(),
+            vpath,
+            offset,
+        });
+    }
+
+    /// The next client whose connection the driver must close at once, dropping whatever is
+    /// queued for it (a ROUTER: [`harmony_zmtp::RouterSocket::close_peer`]). Its state is
+    /// already gone; it reconnects as after any failure. See [`ServerEvent::Truncated`].
+    pub fn poll_close(&mut self) -> Option<Bytes> {
+        self.closing.pop_front()
     }
 
     fn drop_peer(&mut self, peer: &Bytes, error: ProtocolError) {
@@ -516,10 +554,12 @@ impl Server {
             let frame = match out {
                 Outgoing::Message(msg) => return Some((id, msg)),
                 Outgoing::Frame(frame) => frame,
-                Outgoing::Region(head, region) => match whole_frame(&head, &region) {
-                    Some(frame) => frame,
-                    None => continue,
-                },
+                Outgoing::Region(head, region, vpath) => {
+                    match self.whole_frame(&id, &head, &region, vpath) {
+                        Some(frame) => frame,
+                        None => continue,
+                    }
+                }
             };
             let msg =
                 FilemqMessage::decode(&frame, usize::MAX).expect("the server's own frames decode");
@@ -531,13 +571,18 @@ impl Server {
     /// [`Source`] straight into its frame, never copied.
     pub fn poll_transmit_frame(&mut self, source: &mut dyn Source) -> Option<(Bytes, Bytes)> {
         loop {
-            match self.poll_transmit_region(source)? {
-                (id, frame, None) => return Some((id, frame)),
-                (id, head, Some(region)) => {
-                    if let Some(frame) = whole_frame(&head, &region) {
+            let (id, out) = self.poll_outgoing(source)?;
+            match out {
+                Outgoing::Frame(frame) => return Some((id, frame)),
+                Outgoing::Region(head, region, vpath) => {
+                    if let Some(frame) = self.whole_frame(&id, &head, &region, vpath) {
                         return Some((id, frame));
                     }
                 }
+                Outgoing::Message(msg) => match msg.to_bytes() {
+                    Ok(frame) => return Some((id, frame)),
+                    Err(e) => debug!(%e, "unencodable FILEMQ message dropped"),
+                },
             }
         }
     }
@@ -555,7 +600,7 @@ impl Server {
             let (id, out) = self.poll_outgoing(source)?;
             match out {
                 Outgoing::Frame(frame) => return Some((id, frame, None)),
-                Outgoing::Region(head, region) => return Some((id, head, Some(region))),
+                Outgoing::Region(head, region, _) => return Some((id, head, Some(region))),
                 Outgoing::Message(msg) => match msg.to_bytes() {
                     Ok(frame) => return Some((id, frame, None)),
                     Err(e) => debug!(%e, "unencodable FILEMQ message dropped"),
@@ -769,12 +814,21 @@ impl Server {
                         want as usize,
                         &mut frame,
                     );
-                    if !matches!(read, Ok(n) if n as u64 == want) {
-                        // Gone, shrunk or unreadable since the scan: the scanner reports what
-                        // it is now.
-                        debug!(vpath = %transfer.vpath, "file no longer readable, skipped");
-                        peer.current = None;
-                        continue;
+                    match read {
+                        Ok(n) if n as u64 == want => {}
+                        // Shorter than published: what was announced cannot be sent.
+                        Ok(_) => {
+                            let (vpath, offset) = (transfer.vpath.clone(), transfer.offset);
+                            self.truncated(id, vpath, offset);
+                            return None;
+                        }
+                        Err(e) => {
+                            // Gone or unreadable since the scan: the scanner reports what it
+                            // is now.
+                            debug!(vpath = %transfer.vpath, %e, "file no longer readable, skipped");
+                            peer.current = None;
+                            continue;
+                        }
                     }
                     let content = &frame[head_len..];
                     let transfer = peer.current.as_mut()?;
@@ -808,13 +862,36 @@ impl Server {
                 continue;
             }
             return Some(match body {
-                Body::Region(region) => Outgoing::Region(encoded.freeze(), region),
+                Body::Region(region) => Outgoing::Region(encoded.freeze(), region, head.filename),
                 Body::Read(mut frame) => {
                     // Same length: the placeholders had the values' lengths.
                     frame[..head_len].copy_from_slice(&encoded);
                     Outgoing::Frame(self.buffers.freeze(frame))
                 }
             });
+        }
+    }
+
+    /// A chunk's whole frame for `id`, its content read from the region. `None` when the file
+    /// cannot fill it: shorter than announced, `id`'s connection is closed (see
+    /// [`ServerEvent::Truncated`]); unreadable, the chunk is dropped.
+    fn whole_frame(
+        &mut self,
+        id: &Bytes,
+        head: &[u8],
+        region: &FileRegion,
+        vpath: String,
+    ) -> Option<Bytes> {
+        match region.read_after(head) {
+            Ok(frame) => Some(frame),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                self.truncated(id, vpath, region.offset());
+                None
+            }
+            Err(e) => {
+                debug!(%e, "file unreadable, chunk dropped");
+                None
+            }
         }
     }
 
@@ -837,15 +914,6 @@ impl Server {
             .push_back(ServerEvent::Sent(id.clone(), done.vpath));
         digest
     }
-}
-
-/// A chunk's whole frame, its content read from the region; `None` (the chunk dropped, as a
-/// file that shrank since the scan is) when the file is shorter than announced.
-fn whole_frame(head: &[u8], region: &FileRegion) -> Option<Bytes> {
-    region
-        .read_after(head)
-        .map_err(|e| debug!(%e, "file shorter than announced, chunk dropped"))
-        .ok()
 }
 
 /// Digest of the first `len` bytes of `vpath`, and how many bytes there were.
