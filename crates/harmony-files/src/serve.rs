@@ -275,6 +275,19 @@ fn sends_from_files(options: &SocketOptions) -> bool {
     !matches!(options.mechanism, MechanismConfig::CurveServer { .. })
 }
 
+/// Asks the kernel to start reading `region` into the page cache, without waiting for it: run
+/// here, on the driver's thread, so that sendfile on the I/O worker finds the pages there.
+/// Best effort (an error only costs the read-ahead).
+fn read_ahead(region: &FileRegion) {
+    let Some(len) = std::num::NonZeroU64::new(region.len() as u64) else {
+        return;
+    };
+    let advice = rustix::fs::Advice::WillNeed;
+    if let Err(e) = rustix::fs::fadvise(&**region.file(), region.offset(), Some(len), advice) {
+        debug!(%e, "read-ahead not started");
+    }
+}
+
 /// A file version to read into its manifest.
 struct Job {
     vpath: String,
@@ -404,6 +417,10 @@ impl Driver {
                     else {
                         return Ok(false);
                     };
+                    // Before the region is queued: the kernel reads while earlier chunks go out.
+                    while let Some(ahead) = self.core.poll_readahead() {
+                        read_ahead(&ahead);
+                    }
                     (Message::from_frames([id, frame]), region)
                 }
             };

@@ -24,6 +24,7 @@ use crate::ext::Hasher;
 use crate::manifest::Manifest;
 use crate::path;
 use crate::pool::BufferPool;
+use crate::readahead;
 
 /// Reads published content; the driver's is the file system, a simulation's is memory.
 pub trait Source {
@@ -70,6 +71,10 @@ type Held = (Bytes, String, Vec<(String, String)>, Vec<(String, String)>);
 
 /// Chunk buffers kept for reuse: enough for what the socket typically holds in flight.
 const FREE_BUFFERS: usize = 24;
+
+/// Read-ahead requests kept for the driver; older ones are dropped (a caller that never asks
+/// for them, e.g. one using [`Server::poll_transmit`], does not grow the queue).
+const MAX_READAHEAD_QUEUED: usize = 64;
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -176,6 +181,8 @@ struct Transfer {
     hasher: Option<Hasher>,
     /// Harmony clients, when the file has one: crc32s and digest without hashing.
     manifest: Option<Arc<Manifest>>,
+    /// Where the last read-ahead request for this transfer ended (see [`readahead::ahead`]).
+    advised: u64,
 }
 
 #[derive(Debug)]
@@ -183,6 +190,8 @@ struct Peer {
     subs: Vec<String>,
     harmony: bool,
     credit: u64,
+    /// The most credit it has held: about its window, how far ahead its file is read.
+    window: u64,
     queue: VecDeque<Patch>,
     /// From ICANHAZ caches: vpath -> digest the client has whole.
     has: BTreeMap<String, String>,
@@ -231,6 +240,9 @@ pub struct Server {
     held: Option<VecDeque<Held>>,
     /// Clients whose connection the driver must close (see [`ServerEvent::Truncated`]).
     closing: VecDeque<Bytes>,
+    /// Parts of files to read ahead of the chunks queued from them (see
+    /// [`Server::poll_readahead`]).
+    readahead: VecDeque<FileRegion>,
 }
 
 impl Server {
@@ -247,6 +259,7 @@ impl Server {
             buffers: BufferPool::new(FREE_BUFFERS),
             held: None,
             closing: VecDeque::new(),
+            readahead: VecDeque::new(),
         }
     }
 
@@ -349,6 +362,15 @@ impl Server {
         self.closing.pop_front()
     }
 
+    /// The next part of a file for the driver to have the kernel read ahead
+    /// (`posix_fadvise(POSIX_FADV_WILLNEED)`): chunks that [`Server::poll_transmit_region`]
+    /// returned as regions, or will soon, are sent from there. Asked for when a chunk is
+    /// queued, about the client's credit ahead of it (at most one request per chunk), so
+    /// that sendfile finds the pages in the cache instead of waiting for the disk.
+    pub fn poll_readahead(&mut self) -> Option<FileRegion> {
+        self.readahead.pop_front()
+    }
+
     fn drop_peer(&mut self, peer: &Bytes, error: ProtocolError) {
         debug!(peer = ?peer, %error, "dropping FILEMQ client");
         self.peers.remove(peer);
@@ -373,6 +395,7 @@ impl Server {
                         subs: Vec::new(),
                         harmony: false,
                         credit: 0,
+                        window: 0,
                         queue: VecDeque::new(),
                         has: BTreeMap::new(),
                         partial: BTreeMap::new(),
@@ -411,6 +434,7 @@ impl Server {
                     return self.drop_peer(peer, ProtocolError::CreditTooLarge(total));
                 }
                 state.credit = total as u64;
+                state.window = state.window.max(state.credit);
             }
             FilemqMessage::Hugz => self.outbox.push_back((peer.clone(), FilemqMessage::HugzOk)),
             FilemqMessage::HugzOk => {}
@@ -695,6 +719,7 @@ impl Server {
                 from_zero: true,
                 hasher: (harmony && manifest.is_none()).then(Hasher::new),
                 manifest,
+                advised: 0,
             };
             if let Some((digest, offset)) = partial.filter(|(_, o)| *o > 0 && *o <= size) {
                 if let Ok((hasher, read)) =
@@ -800,8 +825,25 @@ impl Server {
             } else {
                 None
             };
+            let mut advised = None;
             let (body, crc) = match file {
                 Some(file) => {
+                    let ahead = readahead::ahead(
+                        transfer.offset,
+                        want,
+                        transfer.size,
+                        transfer.advised,
+                        peer.window,
+                    );
+                    if let Some(range) = ahead {
+                        if self.readahead.len() == MAX_READAHEAD_QUEUED {
+                            self.readahead.pop_front();
+                        }
+                        let len = (range.end - range.start) as usize;
+                        self.readahead
+                            .push_back(FileRegion::new(file.clone(), range.start, len));
+                        advised = Some(range.end);
+                    }
                     let region = FileRegion::new(file, transfer.offset, want as usize);
                     (Body::Region(region), known_crc)
                 }
@@ -845,6 +887,9 @@ impl Server {
             }
             let transfer = peer.current.as_mut()?;
             transfer.offset += want;
+            if let Some(end) = advised {
+                transfer.advised = end;
+            }
             peer.credit -= want;
             peer.sequence += 1;
             if last {
