@@ -8,9 +8,12 @@
 //! printing `RESULT <who> <case> <seconds> <bytes> <files>` and `CPU <who> <seconds>`; last
 //! `RSS <KiB>`.
 //!
-//! `files_bench DIR big|small [curve] [plain] [harmony-only] [--rounds N (default 3)]`. `DIR`
-//! is a scratch directory (filled on first use). `HF_CHUNK` (server chunk bytes) and
-//! `HF_WINDOW_MIB` (client credit) override the defaults.
+//! `files_bench DIR big|small [curve] [plain] [cold] [harmony-only] [--rounds N (default 3)]
+//! [--src SRC]`. `DIR` is a scratch directory (filled on first use); the files sent are made
+//! in `SRC` (default `DIR/src-<case>`). `cold`: the files' pages are dropped from the page
+//! cache before every round (published while cached, read from the disk when sent), for a
+//! `SRC` on a disk. `HF_CHUNK` (server chunk bytes) and `HF_WINDOW_MIB` (client credit)
+//! override the defaults.
 
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -38,13 +41,18 @@ fn main() -> Result<()> {
     let curve = rest.iter().any(|a| a == "curve");
     // Without the extensions: no crc32, no whole-file digest (what a zeromq/filemq peer gets).
     let plain = rest.iter().any(|a| a == "plain");
-    let src = Path::new(dir).join(format!("src-{case}"));
+    let cold = rest.iter().any(|a| a == "cold");
+    let src = match arg("--src", String::new()) {
+        s if s.is_empty() => Path::new(dir).join(format!("src-{case}")),
+        s => PathBuf::from(s),
+    };
     let files = prepare(&src, case)?;
     let bytes: u64 = files.iter().map(|(_, len)| len).sum();
     let label = format!(
-        "{case}{}{}",
+        "{case}{}{}{}",
         if curve { "+curve" } else { "" },
-        if plain { "+no-ext" } else { "" }
+        if plain { "+no-ext" } else { "" },
+        if cold { "+cold" } else { "" }
     );
 
     // Untimed: the first copy after the files are made pays the kernel for finding free pages
@@ -70,6 +78,9 @@ fn main() -> Result<()> {
     for _ in 0..rounds {
         let dest = Path::new(dir).join(format!("dest-{label}"));
         let _ = fs::remove_dir_all(&dest);
+        if cold {
+            evict(&src, &files)?;
+        }
         let cpu = cpu_seconds();
         let threads = thread_cpu()?;
         let took = runtime.block_on(harmony(
@@ -87,6 +98,9 @@ fn main() -> Result<()> {
 
         let raw_dest = Path::new(dir).join(format!("raw-{label}"));
         let _ = fs::remove_dir_all(&raw_dest);
+        if cold {
+            evict(&src, &files)?;
+        }
         let cpu = cpu_seconds();
         let threads = thread_cpu()?;
         let took = raw_tcp(&src, &raw_dest, &files)?;
@@ -96,6 +110,17 @@ fn main() -> Result<()> {
     server.stop();
 
     println!("RSS {}", harmony_testkit::peak_rss_kib().unwrap_or(0));
+    Ok(())
+}
+
+/// Drops the files' pages from the page cache (written back first), so that the next
+/// transfer reads them from the disk.
+fn evict(src: &Path, files: &[(String, u64)]) -> Result<()> {
+    for (name, _) in files {
+        let file = File::open(src.join(name))?;
+        file.sync_all()?;
+        rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed)?;
+    }
     Ok(())
 }
 
