@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use harmony_wire::filemq::{Cheezburger, FileOperation, FilemqMessage};
 use harmony_zmtp::FileRegion;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::error::ProtocolError;
 use crate::ext;
@@ -344,7 +344,7 @@ impl Server {
 
     /// `vpath` ran out at `offset` under a chunk due for `peer`: its connection is closed.
     fn truncated(&mut self, peer: &Bytes, vpath: String, offset: u64) {
-        debug!(peer = ?peer, %vpath, offset, "file shorter than published: closing that client's connection");
+        warn!(peer = ?peer, %vpath, offset, "file shorter than published: closing that client's connection");
         self.peers.remove(peer);
         self.outbox.retain(|(to, _)| to != peer);
         self.closing.push_back(peer.clone());
