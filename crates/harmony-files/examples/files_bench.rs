@@ -109,6 +109,9 @@ fn main() -> Result<()> {
     }
     server.stop();
 
+    if !plain && !curve && !cold {
+        println!("CHECK {:.4}", check_cpu(bytes));
+    }
     println!("RSS {}", harmony_testkit::peak_rss_kib().unwrap_or(0));
     Ok(())
 }
@@ -122,6 +125,27 @@ fn evict(src: &Path, files: &[(String, u64)]) -> Result<()> {
         rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed)?;
     }
     Ok(())
+}
+
+/// CPU seconds one thread takes for what a client checks on `bytes` of content with the
+/// extensions: crc32 of each 1 MB chunk and BLAKE3 over all of it, the chunks cycling through a
+/// credit window's worth of buffers (16 MiB, as the client's chunks do). Measured apart so the
+/// table can say how much of the gap to the raw copy is the checking itself (run once the
+/// server is stopped: the process CPU is this thread's).
+fn check_cpu(bytes: u64) -> f64 {
+    const CHUNK: usize = 1_000_000;
+    let ring: Vec<Vec<u8>> = (0..16u8).map(|i| vec![i.wrapping_mul(37); CHUNK]).collect();
+    let chunks = bytes.div_ceil(CHUNK as u64) as usize;
+    let before = harmony_testkit::cpu_time();
+    let mut hasher = blake3::Hasher::new();
+    let mut crcs = 0u32;
+    for i in 0..chunks {
+        let chunk = &ring[i % ring.len()];
+        crcs ^= crc32fast::hash(chunk);
+        hasher.update(chunk);
+    }
+    std::hint::black_box((crcs, hasher.finalize()));
+    (harmony_testkit::cpu_time() - before).as_secs_f64()
 }
 
 /// CPU time (user + system, every thread) this process has used so far, in seconds: on a

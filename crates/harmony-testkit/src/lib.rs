@@ -3,6 +3,7 @@
 //! - [`python`]: the Python interpreter that has pyzmq and zeromq-pyre (for interop tests).
 //! - [`NetnsPair`]: two network namespaces joined by a veth pair on a private /24, so tests can
 //!   broadcast without any packet leaving the machine; [`run_in_netns`] runs Rust code inside one.
+//! - [`Tmux`]: a terminal pane to run a program in and read its screen, as a person would.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -248,6 +249,95 @@ pub fn require_netns() {
         "this test needs root and iproute2 to create network namespaces \
          (`cargo xtask ci` skips tests named *netns* when it cannot create them)"
     );
+}
+
+/// A terminal a test can look at as a person would: a detached tmux pane (Debian's `tmux`;
+/// `.ci/run` installs it) on a tmux server of its own (`-L`), killed when dropped.
+pub struct Tmux {
+    socket: String,
+}
+
+/// Tmux servers started by this process, to keep their sockets apart.
+static TMUX_SERVERS: AtomicU32 = AtomicU32::new(0);
+
+impl Tmux {
+    /// Runs `command` (a shell line) in a detached pane of `width` x `height` characters.
+    ///
+    /// Panics with set-up instructions when tmux is missing: a terminal test must not pass
+    /// silently.
+    pub fn start(command: &str, width: u16, height: u16) -> Self {
+        let socket = format!(
+            "harmony-test-{}-{}",
+            std::process::id(),
+            TMUX_SERVERS.fetch_add(1, Ordering::Relaxed)
+        );
+        let tmux = Self { socket };
+        let (w, h) = (width.to_string(), height.to_string());
+        let status = tmux
+            .cmd()
+            .args(["new-session", "-d", "-s", "main", "-x", &w, "-y", &h])
+            .arg(command)
+            .status()
+            .expect("terminal tests need tmux: `apt-get install -y tmux` (.ci/run installs it)");
+        assert!(status.success(), "tmux new-session failed");
+        tmux
+    }
+
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::new("tmux");
+        cmd.args(["-L", &self.socket, "-f", "/dev/null"]);
+        cmd
+    }
+
+    /// The pane's text as it is on the screen now.
+    pub fn screen(&self) -> String {
+        let out = self
+            .cmd()
+            .args(["capture-pane", "-p", "-t", "main"])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Types `keys` as tmux's `send-keys` reads them (`"hello"`, `"Enter"`, `"C-d"`).
+    pub fn send_keys(&self, keys: &[&str]) {
+        let status = self
+            .cmd()
+            .args(["send-keys", "-t", "main"])
+            .args(keys)
+            .status()
+            .expect("tmux send-keys");
+        assert!(status.success(), "tmux send-keys {keys:?} failed");
+    }
+
+    /// Watches the screen (every 5 ms, at most `within`) until `done` holds for it; returns
+    /// every different screen seen, the last one first satisfying `done`. Panics with them
+    /// when it never does.
+    pub fn watch(&self, within: std::time::Duration, done: impl Fn(&str) -> bool) -> Vec<String> {
+        let deadline = std::time::Instant::now() + within;
+        let mut screens: Vec<String> = Vec::new();
+        loop {
+            let screen = self.screen();
+            let met = done(&screen);
+            if screens.last() != Some(&screen) {
+                screens.push(screen);
+            }
+            if met {
+                return screens;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the screen never got there: {screens:#?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").status();
+    }
 }
 
 #[cfg(test)]

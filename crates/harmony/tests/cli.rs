@@ -296,3 +296,50 @@ fn two_chat_programs_meet_by_gossip_and_elect_a_leader() {
         is(v, "EXIT", &[("uuid", &spoke)])
     });
 }
+
+/// `harmony chat` in two terminals, typed into as a person would (tmux panes): a line typed in
+/// one is shouted to the other, `/w` whispers, Ctrl-D leaves and the other sees it.
+#[test]
+fn two_chats_on_terminals_talk_as_typed() {
+    let port = harmony_testkit::free_udp_port().to_string();
+    let chat = |name: &str| {
+        harmony_testkit::Tmux::start(
+            &format!(
+                "{BIN} chat --name {name} --group ROOM --interface loopback --port {port} \
+                 --interval-ms 100; echo EXIT=$?; sleep 60"
+            ),
+            120,
+            20,
+        )
+    };
+    let ann = chat("ann");
+    let bob = chat("bob");
+    // Each has seen the other join the room before anything is typed.
+    ann.watch(WAIT, |s| {
+        s.lines()
+            .any(|l| l.starts_with("JOIN ") && l.ends_with(" bob ROOM"))
+    });
+    bob.watch(WAIT, |s| {
+        s.lines()
+            .any(|l| l.starts_with("JOIN ") && l.ends_with(" ann ROOM"))
+    });
+
+    ann.send_keys(&["hello there", "Enter"]);
+    bob.watch(WAIT, |s| {
+        s.lines()
+            .any(|l| l.starts_with("SHOUT ") && l.ends_with(" ann ROOM hello there"))
+    });
+    bob.send_keys(&["/w ann just you", "Enter"]);
+    ann.watch(WAIT, |s| {
+        s.lines()
+            .any(|l| l.starts_with("WHISPER ") && l.ends_with(" bob just you"))
+    });
+
+    // Ctrl-D ends ann's input: ann's program exits 0 and bob sees ann leave.
+    ann.send_keys(&["C-d"]);
+    ann.watch(WAIT, |s| s.contains("EXIT=0"));
+    bob.watch(WAIT, |s| {
+        s.lines()
+            .any(|l| l.starts_with("EXIT ") && l.ends_with(" ann"))
+    });
+}

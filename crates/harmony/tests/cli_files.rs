@@ -134,12 +134,17 @@ fn sync_from(dest: &Path, endpoint: &str) -> Command {
 
 /// Runs `cmd` to its end (at most a minute): success, stdout, stderr.
 fn finish(cmd: &mut Command) -> (bool, String, String) {
-    let mut child = cmd
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
+    exit_of(child)
+}
+
+/// Waits (at most a minute) for `child` to exit: success, and what it wrote to the pipes it has.
+fn exit_of(mut child: Child) -> (bool, String, String) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -147,7 +152,7 @@ fn finish(cmd: &mut Command) -> (bool, String, String) {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("{cmd:?} did not finish");
+            panic!("{child:?} did not finish");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -321,4 +326,197 @@ fn sync_onto_a_full_disk_fails_cleanly_netns() {
     // The host's directory never saw a byte.
     assert_eq!(fs::read_dir(&dest).unwrap().count(), 0);
     healthy.join().expect("the other client is untouched");
+}
+
+// On a terminal: what a person sees, read off a tmux pane (Debian's `tmux`; `.ci/run` installs
+// it).
+
+#[test]
+fn sync_on_a_terminal_draws_bars_then_says_what_it_did() {
+    let src = tempfile::tempdir().unwrap();
+    fs::write(src.path().join("small.txt"), b"hello\n").unwrap();
+    // Large enough to be on screen for a while: 256 MiB.
+    let block: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+    let mut big = fs::File::create(src.path().join("big.bin")).unwrap();
+    for _ in 0..256 {
+        std::io::Write::write_all(&mut big, &block).unwrap();
+    }
+    drop(big);
+    let past = SystemTime::now() - Duration::from_secs(10);
+    for name in ["small.txt", "big.bin"] {
+        fs::File::options()
+            .write(true)
+            .open(src.path().join(name))
+            .unwrap()
+            .set_modified(past)
+            .unwrap();
+    }
+    let (_runtime, server) = serve_here(src.path());
+    let dest = tempfile::tempdir().unwrap();
+    let tmux = harmony_testkit::Tmux::start(
+        &format!(
+            "{BIN} files sync {} --from {} --once; echo EXIT=$?; sleep 60",
+            dest.path().display(),
+            server.endpoint()
+        ),
+        100,
+        16,
+    );
+    // Every different screen, until the program has exited.
+    let screens = tmux.watch(Duration::from_secs(60), |s| s.contains("EXIT="));
+    // Kept for a person to look at.
+    let record = Path::new(env!("CARGO_TARGET_TMPDIR")).join("files-sync-tty.txt");
+    let _ = fs::write(&record, screens.join("\n-----\n"));
+    let all = || screens.iter().flat_map(|s| s.lines());
+
+    // While it ran: the file's bar (name, bar, bytes of total) and the overall line.
+    assert!(
+        all().any(|l| l.contains("big.bin") && l.contains('░') && l.contains("MiB/256.00 MiB")),
+        "no bar for big.bin: {screens:#?}"
+    );
+    assert!(
+        all().any(|l| l.contains(" received (")),
+        "no overall line: {screens:#?}"
+    );
+    // At the end: the bars are gone, a summary says what was done, and it exited 0; no
+    // line-per-file output (that is for a stderr that is not a terminal).
+    let last = screens.last().unwrap();
+    assert!(last.contains("EXIT=0"), "{last}");
+    assert!(
+        last.contains("harmony: in sync: 2 files updated (256.00 MiB), 0 files deleted in "),
+        "{last}"
+    );
+    assert!(
+        !last.contains('░') && !last.contains('█'),
+        "bars left: {last}"
+    );
+    assert!(!last.contains("updated big.bin ("), "{last}");
+    assert_eq!(
+        fs::metadata(dest.path().join("big.bin")).unwrap().len(),
+        256 << 20
+    );
+    assert_eq!(fs::read(dest.path().join("small.txt")).unwrap(), b"hello\n");
+}
+
+// Killed with SIGKILL mid-transfer (no goodbye, no flush) and started again: the partial file
+// is resumed, not started over. The proof: the program says it resumes, and the file that ends
+// under the final name is the partial file seen before the kill (same inode: a restart from
+// zero makes a new one).
+
+/// `SRC/big.bin`, 256 MiB, stable (modified in the past).
+fn publish_big(src: &Path) -> Vec<u8> {
+    let block: Vec<u8> = (0..1u32 << 20).map(|i| (i % 253) as u8).collect();
+    let mut data = Vec::with_capacity(256 << 20);
+    // Each MiB a different rotation of the block.
+    for i in 0..256 {
+        data.extend_from_slice(&block[i * 17..]);
+        data.extend_from_slice(&block[..i * 17]);
+    }
+    fs::write(src.join("big.bin"), &data).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(src.join("big.bin"))
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(10))
+        .unwrap();
+    data
+}
+
+/// `harmony files serve SRC --bind ENDPOINT`, beacons on loopback only.
+fn serve_at(src: &Path, endpoint: &str) -> Child {
+    files("serve", src, &harmony_testkit::free_udp_port().to_string())
+        .args(["--bind", endpoint])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("harmony files serve")
+}
+
+/// `harmony files sync DEST --from ENDPOINT --once`, its stderr piped.
+fn sync_process(dest: &Path, endpoint: &str) -> Child {
+    sync_from(dest, endpoint)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("harmony files sync")
+}
+
+/// A loopback endpoint with a port free now.
+fn free_endpoint() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("tcp://{}", listener.local_addr().unwrap())
+}
+
+/// Waits (at most a minute) until `dest`'s partial big.bin holds at least 32 MiB; its inode.
+fn partial_under_way(dest: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let partial = dest.join(format!(".big.bin{PART_SUFFIX}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(meta) = fs::metadata(&partial) {
+            if meta.len() >= 32 << 20 {
+                return meta.ino();
+            }
+        }
+        assert!(
+            !dest.join("big.bin").exists(),
+            "finished before the kill: make the file bigger"
+        );
+        assert!(Instant::now() < deadline, "no partial file under way");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The final big.bin: identical to `data`, and the same file (inode) as the partial one.
+fn resumed_into_place(dest: &Path, data: &[u8], partial_inode: u64) {
+    use std::os::unix::fs::MetadataExt;
+    let done = dest.join("big.bin");
+    assert_eq!(
+        fs::metadata(&done).unwrap().ino(),
+        partial_inode,
+        "the partial file was started over, not resumed"
+    );
+    assert!(fs::read(&done).unwrap() == data, "big.bin differs");
+}
+
+#[test]
+fn serve_killed_with_sigkill_and_restarted_the_sync_resumes() {
+    let src = tempfile::tempdir().unwrap();
+    let data = publish_big(src.path());
+    let endpoint = free_endpoint();
+    let mut server = Serving(serve_at(src.path(), &endpoint));
+    let dest = tempfile::tempdir().unwrap();
+    let sync = sync_process(dest.path(), &endpoint);
+
+    let inode = partial_under_way(dest.path());
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+    let _server = Serving(serve_at(src.path(), &endpoint));
+
+    let (ok, _, err) = exit_of(sync);
+    assert!(ok, "{err}");
+    assert!(err.contains("disconnected: "), "{err}");
+    assert!(err.contains("resuming big.bin at "), "{err}");
+    resumed_into_place(dest.path(), &data, inode);
+}
+
+#[test]
+fn sync_killed_with_sigkill_and_restarted_resumes_from_what_it_has() {
+    let src = tempfile::tempdir().unwrap();
+    let data = publish_big(src.path());
+    let endpoint = free_endpoint();
+    let _server = Serving(serve_at(src.path(), &endpoint));
+    let dest = tempfile::tempdir().unwrap();
+    let mut first = sync_process(dest.path(), &endpoint);
+
+    let inode = partial_under_way(dest.path());
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(!dest.path().join("big.bin").exists());
+
+    let (ok, _, err) = exit_of(sync_process(dest.path(), &endpoint));
+    assert!(ok, "{err}");
+    assert!(err.contains("resuming big.bin at "), "{err}");
+    resumed_into_place(dest.path(), &data, inode);
 }

@@ -105,14 +105,37 @@ fn temp_dir() -> PathBuf {
     dir
 }
 
-#[test]
-fn kill_two_workers_and_the_collector_mid_batch_every_result_once() {
-    let port = harmony_testkit::free_udp_port();
+/// A batch of `n` tasks (`"{what} {i}"`) in a tasks file, and where its results go.
+struct Batch {
+    dir: PathBuf,
+    out: PathBuf,
+    input: PathBuf,
+    tasks: Vec<String>,
+}
+
+fn batch(n: usize, what: &str) -> Batch {
     let dir = temp_dir();
     let out = dir.join("results.jsonl");
     let input = dir.join("tasks.txt");
-    let tasks: Vec<String> = (0..TASKS).map(|i| format!("task number {i}")).collect();
+    let tasks: Vec<String> = (0..n).map(|i| format!("{what} {i}")).collect();
     std::fs::write(&input, tasks.join("\n") + "\n").expect("write tasks");
+    Batch {
+        dir,
+        out,
+        input,
+        tasks,
+    }
+}
+
+#[test]
+fn kill_two_workers_and_the_collector_mid_batch_every_result_once() {
+    let port = harmony_testkit::free_udp_port();
+    let Batch {
+        dir,
+        out,
+        input,
+        tasks,
+    } = batch(TASKS, "task number");
 
     let mut procs = Procs(Vec::new());
     for _ in 0..4 {
@@ -194,11 +217,12 @@ fn the_pipeline_demo_ends_with_the_exactly_once_check_passing() {
 fn curve_processes_run_a_batch_every_result_once() {
     const N: usize = 50;
     let port = harmony_testkit::free_udp_port();
-    let dir = temp_dir();
-    let out = dir.join("results.jsonl");
-    let input = dir.join("tasks.txt");
-    let tasks: Vec<String> = (0..N).map(|i| format!("secret {i}")).collect();
-    std::fs::write(&input, tasks.join("\n") + "\n").expect("write tasks");
+    let Batch {
+        dir,
+        out,
+        input,
+        tasks,
+    } = batch(N, "secret");
     let out_arg = out.to_str().expect("utf-8 path");
     let mut procs = Procs(Vec::new());
     let worker = ["worker", "--curve", "--", "tr", "a-z", "A-Z"];
@@ -226,5 +250,43 @@ fn curve_processes_run_a_batch_every_result_once() {
         assert_eq!(seen[&(i as u64)], task.to_uppercase(), "task {i}");
     }
     drop(procs);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `harmony pipeline submit` on a terminal (a tmux pane), as a person runs it: a bar of the
+/// results counted while the batch runs, then one line saying what was done, the bar cleared.
+#[test]
+fn submit_on_a_terminal_shows_a_bar_then_the_summary() {
+    const N: usize = 200;
+    let port = harmony_testkit::free_udp_port();
+    let Batch {
+        dir, out, input, ..
+    } = batch(N, "task");
+    let _procs = Procs(vec![worker(port), worker(port), collector(port, &out)]);
+
+    let tmux = harmony_testkit::Tmux::start(
+        &format!(
+            "{BIN} pipeline submit {} --pipeline proc-test --interface loopback --port {port} \
+             --interval-ms 100; echo EXIT=$?; sleep 60",
+            input.display()
+        ),
+        120,
+        10,
+    );
+    let screens = tmux.watch(LIMIT, |s| s.contains("EXIT="));
+    let all = || screens.iter().flat_map(|s| s.lines());
+    assert!(
+        all().any(|l| l.contains(&format!("/{N} results (")) && l.contains('[')),
+        "no progress bar: {screens:#?}"
+    );
+    let last = screens.last().expect("a screen");
+    assert!(last.contains("EXIT=0"), "{last}");
+    assert!(
+        last.lines()
+            .any(|l| l.starts_with("batch ") && l.contains(&format!(": {N} tasks in "))),
+        "{last}"
+    );
+    assert!(!last.contains(" results ("), "bar left: {last}");
+    assert_eq!(lines(&out), N, "every result once in the collector's file");
     let _ = std::fs::remove_dir_all(&dir);
 }

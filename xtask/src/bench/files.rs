@@ -11,6 +11,9 @@
 //! destination and the raw copy, three times; the table gives medians, each round's ratio and
 //! the CPU of each side (sending: Harmony's server threads or the raw sender; receiving: the
 //! rest).
+//! For the 1 GiB file with the extensions the driver also times the client's checks alone
+//! (crc32 of each chunk and BLAKE3 over every byte, on one thread): the part of the receiving
+//! side's work that the raw copy does not have.
 //!
 //! Where the time goes (perf, 2-core machine shared with builds). 1 GiB with the integrity
 //! extensions: the server does not read the content at all (its manifest has the crc32s and
@@ -54,6 +57,9 @@ struct Row {
     sides: [f64; 4],
     /// raw time / Harmony time in each round.
     ratios: Vec<f64>,
+    /// CPU seconds of the client's checks alone (crc32 + BLAKE3 over every byte), with the
+    /// extensions.
+    check_s: Option<f64>,
 }
 
 /// Rounds of each case: Harmony and the raw copy alternate.
@@ -167,6 +173,16 @@ fn measure(driver: &std::path::Path, scratch: &std::path::Path, opts: &BenchOpts
             r.case, r.sides[0], r.sides[1], r.sides[2], r.sides[3]
         );
     }
+    for r in rows.iter().filter(|r| r.bytes >= f64::from(1u32 << 30)) {
+        let Some(check) = r.check_s else { continue };
+        println!(
+            "  {}: the client's checks alone (crc32 + BLAKE3 over every byte, one thread) take \
+             {check:.2} s of CPU, {:.0}% of the whole raw copy's {:.2} s",
+            r.case,
+            100.0 * check / r.raw_cpu.max(f64::EPSILON),
+            r.raw_cpu
+        );
+    }
     println!(
         "  publish = the server's one-off reading of the files into their manifests (BLAKE3 \
          digest, chunk crc32s), before any client; not in the harmony column"
@@ -194,6 +210,7 @@ fn parse(text: &str) -> Result<Row> {
         raw_cpu: 0.0,
         sides: [0.0; 4],
         ratios: Vec::new(),
+        check_s: None,
     };
     let mut sides: [Vec<f64>; 4] = Default::default();
     let (mut harmony, mut raw, mut harmony_cpu, mut raw_cpu) = (vec![], vec![], vec![], vec![]);
@@ -225,6 +242,7 @@ fn parse(text: &str) -> Result<Row> {
                 sides[at + 1].push(num(recv)?);
             }
             ["RSS", kib] => row.rss_kib = kib.parse().unwrap_or(0),
+            ["CHECK", secs] => row.check_s = Some(num(secs)?),
             _ => {}
         }
     }

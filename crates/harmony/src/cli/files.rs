@@ -204,6 +204,7 @@ async fn sync(args: SyncArgs) -> Result<(), NodeError> {
         .start()
         .map_err(invalid)?;
     let mut progress = Progress::new();
+    let mut in_sync = false;
     loop {
         let event = tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
@@ -211,10 +212,12 @@ async fn sync(args: SyncArgs) -> Result<(), NodeError> {
         };
         let Some(event) = event else { break };
         if args.once && matches!(event, SyncEvent::Synced | SyncEvent::Idle) {
+            in_sync = true;
             break;
         }
         progress.show(&event);
     }
+    progress.finish(in_sync);
     // A disk that is full, a directory that may not be written or vanished: said as it is
     // (NodeError has no words for it), exit status 1.
     if let Err(e) = client.stop() {
@@ -245,11 +248,21 @@ async fn find(node: &mut Node, key: &mut Option<[u8; 32]>) -> Option<String> {
     }
 }
 
-/// Progress on stderr: bars per file and overall on a terminal, one line per file otherwise.
+/// Progress on stderr: bars per file and overall on a terminal, one line per file otherwise;
+/// either way a closing line saying what was done.
 struct Progress {
     bars: Option<(MultiProgress, ProgressBar)>,
     file: Option<ProgressBar>,
-    files: u64,
+    updated: u64,
+    deleted: u64,
+    /// Content bytes of the files updated.
+    bytes: u64,
+    started: std::time::Instant,
+}
+
+/// `1 file`, `2 files`.
+fn count(n: u64, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 impl Progress {
@@ -259,23 +272,37 @@ impl Progress {
             let total = multi.add(ProgressBar::new_spinner());
             total.set_style(
                 ProgressStyle::with_template(
-                    "{spinner} {msg} {binary_bytes} ({binary_bytes_per_sec})",
+                    "{spinner} {binary_bytes} received ({binary_bytes_per_sec}) {msg}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
-            total.enable_steady_tick(Duration::from_millis(200));
+            total.enable_steady_tick(Duration::from_millis(100));
             (multi, total)
         });
         Self {
             bars,
             file: None,
-            files: 0,
+            updated: 0,
+            deleted: 0,
+            bytes: 0,
+            started: std::time::Instant::now(),
         }
     }
 
     fn show(&mut self, event: &SyncEvent) {
+        match event {
+            SyncEvent::Updated { size, .. } => {
+                self.updated += 1;
+                self.bytes += size;
+            }
+            SyncEvent::Deleted { .. } => self.deleted += 1,
+            _ => {}
+        }
         let Some((multi, total)) = &self.bars else {
             match event {
+                SyncEvent::Receiving { name, offset, .. } if *offset > 0 => {
+                    eprintln!("resuming {name} at {offset} bytes")
+                }
                 SyncEvent::Updated { name, size, .. } => eprintln!("updated {name} ({size} bytes)"),
                 SyncEvent::Deleted { name } => eprintln!("deleted {name}"),
                 SyncEvent::Disconnected { reason } => eprintln!("disconnected: {reason}"),
@@ -310,8 +337,10 @@ impl Progress {
                     total.inc(size.saturating_sub(bar.position()));
                     bar.finish_and_clear();
                 }
-                self.files += 1;
-                total.set_message(format!("{} files, last {name}", self.files));
+                total.set_message(format!(
+                    "{} updated, last {name}",
+                    count(self.updated, "file")
+                ));
             }
             SyncEvent::Deleted { name } => total.set_message(format!("deleted {name}")),
             SyncEvent::Disconnected { reason } => {
@@ -319,5 +348,25 @@ impl Progress {
             }
             _ => {}
         }
+    }
+
+    /// Clears the bars and says what was done, `in_sync` when the server's content is all
+    /// on disk.
+    fn finish(self, in_sync: bool) {
+        if let Some((multi, total)) = &self.bars {
+            if let Some(bar) = &self.file {
+                bar.finish_and_clear();
+            }
+            total.finish_and_clear();
+            let _ = multi.clear();
+        }
+        eprintln!(
+            "harmony: {}: {} updated ({}), {} deleted in {:.1} s",
+            if in_sync { "in sync" } else { "stopped" },
+            count(self.updated, "file"),
+            indicatif::BinaryBytes(self.bytes),
+            count(self.deleted, "file"),
+            self.started.elapsed().as_secs_f64()
+        );
     }
 }
