@@ -12,10 +12,10 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use harmony_files::{
-    ext, Client, ClientConfig, FileOp, Manifest, ProtocolError, Server, ServerConfig, Source,
+    ext, Client, ClientConfig, FileOp, Manifest, ProtocolError, Server, ServerConfig,
 };
 use harmony_wire::filemq::FilemqMessage;
-use support::{pump, MemDest, MemSource};
+use support::{pump, FileSource, MemDest, MemSource};
 
 const CHUNK: usize = 1000;
 
@@ -244,29 +244,6 @@ fn subscriptions_wait_for_the_listing_and_heartbeats_keep_the_client_meanwhile()
     // The initial listing, and the synced marker after it, include the file.
     assert!(c.is_synced());
     assert_eq!(dest.files["f"], content[..]);
-}
-
-/// Content in memory, and also in a real file that [`Source::file`] hands out when `file` is
-/// set (as the driver's source does when chunks may be sent with sendfile).
-struct FileSource {
-    mem: MemSource,
-    file: Option<Arc<std::fs::File>>,
-}
-
-impl Source for FileSource {
-    fn read_into(
-        &mut self,
-        vpath: &str,
-        offset: u64,
-        len: usize,
-        dst: &mut Vec<u8>,
-    ) -> std::io::Result<usize> {
-        self.mem.read_into(vpath, offset, len, dst)
-    }
-
-    fn file(&mut self, _vpath: &str) -> Option<Arc<std::fs::File>> {
-        self.file.clone()
-    }
 }
 
 /// What a client is sent for `/f` through [`Server::poll_transmit_region`].

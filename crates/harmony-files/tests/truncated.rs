@@ -5,11 +5,13 @@
 
 mod support;
 
+use std::io::Write;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use harmony_files::{Client, ClientConfig, FileOp, Manifest, Server, ServerConfig, ServerEvent};
-use support::{MemDest, MemSource};
+use support::{FileSource, MemDest, MemSource};
 
 const CHUNK: usize = 1000;
 
@@ -19,6 +21,13 @@ fn data(len: usize, seed: u8) -> Bytes {
             .map(|i| (i as u8).wrapping_mul(29).wrapping_add(seed))
             .collect::<Vec<u8>>(),
     )
+}
+
+fn server() -> Server {
+    Server::new(ServerConfig {
+        chunk_size: CHUNK,
+        ..ServerConfig::default()
+    })
 }
 
 fn client(path: &str, partial: Vec<harmony_files::ResumePoint>, now: Instant) -> Client {
@@ -34,7 +43,7 @@ fn client(path: &str, partial: Vec<harmony_files::ResumePoint>, now: Instant) ->
 /// as credit allows) to its clients. Returns whether anything moved.
 fn round(
     server: &mut Server,
-    source: &mut MemSource,
+    source: &mut dyn harmony_files::Source,
     clients: &mut [(Bytes, Client, MemDest)],
     now: Instant,
 ) -> bool {
@@ -69,10 +78,7 @@ fn a_file_cut_short_closes_that_clients_connection_and_it_resumes_to_the_new_ver
     let mut source = MemSource::default();
     source.0.insert("/a/f".into(), f.clone());
     source.0.insert("/b/g".into(), g.clone());
-    let mut server = Server::new(ServerConfig {
-        chunk_size: CHUNK,
-        ..ServerConfig::default()
-    });
+    let mut server = server();
     server.file_changed_with_manifest("/a/f", 10_500, 1, Manifest::of(&f, CHUNK));
     server.file_changed_with_manifest("/b/g", 9_000, 1, Manifest::of(&g, CHUNK));
     let (a, b) = (Bytes::from_static(b"A"), Bytes::from_static(b"B"));
@@ -164,4 +170,48 @@ fn a_file_cut_short_closes_that_clients_connection_and_it_resumes_to_the_new_ver
         "resumed from what it had: {:?}",
         dest.ops
     );
+}
+
+/// The same when the chunks are left in their file (the driver sends those with sendfile;
+/// here they are read back into their frames): the region that can no longer be filled
+/// closes that client's connection, and nothing of it is delivered.
+#[test]
+fn a_file_cut_short_under_a_region_closes_that_clients_connection() {
+    let now = Instant::now();
+    let content = data(10_500, 3);
+    let mut tmp = tempfile::NamedTempFile::new().unwrap();
+    tmp.write_all(&content).unwrap();
+    let mut source = FileSource {
+        mem: MemSource::default(),
+        file: Some(Arc::new(tmp.reopen().unwrap())),
+    };
+    source.mem.0.insert("/a/f".into(), content.clone());
+    let mut server = server();
+    server.file_changed_with_manifest("/a/f", 10_500, 1, Manifest::of(&content, CHUNK));
+    let a = Bytes::from_static(b"A");
+    let mut clients = [(a.clone(), client("/a", vec![], now), MemDest::default())];
+    let mut cut = false;
+    for _ in 0..100 {
+        if !cut && written(&clients[0].2, "f") >= 2_000 {
+            tmp.as_file().set_len(4_500).unwrap();
+            cut = true;
+        }
+        if !round(&mut server, &mut source, &mut clients, now) {
+            break;
+        }
+    }
+    assert!(cut);
+    assert_eq!(server.poll_close(), Some(a.clone()));
+    assert_eq!(server.poll_close(), None);
+    let events: Vec<ServerEvent> = std::iter::from_fn(|| server.poll_event()).collect();
+    assert!(
+        events.iter().any(|e| matches!(e,
+            ServerEvent::Truncated { peer, vpath, offset } if *peer == a && vpath == "/a/f" && *offset == 4_000)),
+        "{events:?}"
+    );
+    assert_eq!(server.client_count(), 0);
+    let (_, c, dest) = &clients[0];
+    assert_eq!(c.error(), None);
+    assert!(dest.files.is_empty());
+    assert_eq!(written(dest, "f"), 4_000);
 }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -60,6 +61,29 @@ impl Source for MemSource {
         let end = (start + len).min(data.len());
         dst.extend_from_slice(&data[start..end]);
         Ok(end - start)
+    }
+}
+
+/// Content in memory, and also in a real file that [`Source::file`] hands out when `file` is
+/// set (as the driver's source does when chunks may be sent with sendfile).
+pub(crate) struct FileSource {
+    pub(crate) mem: MemSource,
+    pub(crate) file: Option<Arc<std::fs::File>>,
+}
+
+impl Source for FileSource {
+    fn read_into(
+        &mut self,
+        vpath: &str,
+        offset: u64,
+        len: usize,
+        dst: &mut Vec<u8>,
+    ) -> io::Result<usize> {
+        self.mem.read_into(vpath, offset, len, dst)
+    }
+
+    fn file(&mut self, _vpath: &str) -> Option<Arc<std::fs::File>> {
+        self.file.clone()
     }
 }
 
