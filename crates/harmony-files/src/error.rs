@@ -28,8 +28,13 @@ pub enum PathError {
     /// A component is `.`, `..` or empty.
     #[error("file name component {0:?} not allowed")]
     BadComponent(String),
-    /// The name ends with the suffix the client keeps for its partial files.
-    #[error("file name uses the reserved suffix {}", crate::path::PART_SUFFIX)]
+    /// The name ends with a suffix the client keeps for its own files (partial files, its
+    /// records).
+    #[error(
+        "file name uses a reserved suffix ({} or {})",
+        crate::path::PART_SUFFIX,
+        crate::path::CACHE_SUFFIX
+    )]
     Reserved,
     /// The name is outside every subscribed path.
     #[error("file {0:?} is not under a subscribed path")]

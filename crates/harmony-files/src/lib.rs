@@ -9,6 +9,7 @@
 //! - [`discovery`]: servers advertise `X-FILEMQ` in their ZRE headers.
 
 pub mod client;
+mod digests;
 pub mod discovery;
 pub mod error;
 pub mod ext;

@@ -7,8 +7,10 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::FallocateFlags;
+use tracing::warn;
 
 use crate::client::ResumePoint;
+use crate::digests::{self, Digests, Stamp};
 use crate::error::{FilesError, PathError};
 use crate::ext;
 use crate::ext::Hasher;
@@ -30,6 +32,20 @@ pub(crate) struct Mirror {
     /// Directories under the root found (or made) real directories, not links: checked once,
     /// not once per file. Forgotten after any error.
     checked: HashSet<PathBuf>,
+    /// Digests of the whole files, kept in the root for the next start.
+    digests: Digests,
+}
+
+/// What the destination holds (see [`Mirror::inventory`]).
+pub(crate) struct Inventory {
+    /// Whole files and their digests.
+    pub(crate) have: BTreeMap<String, String>,
+    /// Partial files to resume.
+    pub(crate) partial: Vec<ResumePoint>,
+    /// Files found, whole or partial.
+    pub(crate) files: usize,
+    /// Of those, how many were read (their digest not on record, or the file changed since).
+    pub(crate) read: usize,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> FilesError + '_ {
@@ -43,6 +59,7 @@ impl Mirror {
     pub(crate) fn new(root: PathBuf) -> Result<Self, FilesError> {
         fs::create_dir_all(&root).map_err(io_err(&root))?;
         Ok(Self {
+            digests: Digests::load(&root),
             root,
             open: None,
             checked: HashSet::new(),
@@ -156,8 +173,13 @@ impl Mirror {
         open.file.write_all(data).map_err(io_err(&open.temp))
     }
 
-    /// Moves the finished partial file to its final name.
-    pub(crate) fn commit(&mut self, name: &str) -> Result<PathBuf, FilesError> {
+    /// Moves the finished partial file to its final name; its `digest`, when known, goes on
+    /// record.
+    pub(crate) fn commit(
+        &mut self,
+        name: &str,
+        digest: Option<&str>,
+    ) -> Result<PathBuf, FilesError> {
         let open = self
             .open
             .take()
@@ -179,6 +201,10 @@ impl Mirror {
             }
             return Err(io_err(&target)(e));
         }
+        match (digest, target.symlink_metadata()) {
+            (Some(digest), Ok(meta)) => self.digests.record(name, Stamp::of(&meta), digest),
+            _ => self.digests.forget(name),
+        }
         Ok(target)
     }
 
@@ -194,6 +220,7 @@ impl Mirror {
     }
 
     pub(crate) fn delete(&mut self, name: &str) -> Result<(), FilesError> {
+        self.digests.forget(name);
         if self.open.as_ref().is_some_and(|o| o.name == name) {
             self.discard(name)?;
         }
@@ -213,12 +240,26 @@ impl Mirror {
         self.open = None;
     }
 
-    /// What the destination holds: whole files with their digest, and partial files to resume.
-    pub(crate) fn inventory(
-        &self,
-    ) -> Result<(BTreeMap<String, String>, Vec<ResumePoint>), FilesError> {
-        let mut have = BTreeMap::new();
-        let mut partial = Vec::new();
+    /// Writes the record of digests if it changed. A record that cannot be written (a full
+    /// disk) is only a loss for the next start, which then reads the files again: said, not
+    /// fatal.
+    pub(crate) fn save_digests(&mut self) {
+        if let Err(e) = self.digests.save() {
+            warn!(root = %self.root.display(), %e, "record of digests not written");
+        }
+    }
+
+    /// What the destination holds: whole files with their digest, and partial files to
+    /// resume. Without `with_digests` (no extensions: nothing to tell the server, nothing to resume)
+    /// the files are only counted. A whole file's digest comes from the record when the file
+    /// is the version it was made from, else from reading it.
+    pub(crate) fn inventory(&mut self, with_digests: bool) -> Result<Inventory, FilesError> {
+        let mut found = Inventory {
+            have: BTreeMap::new(),
+            partial: Vec::new(),
+            files: 0,
+            read: 0,
+        };
         let mut stack = vec![(self.root.clone(), String::new())];
         while let Some((dir, prefix)) = stack.pop() {
             for entry in fs::read_dir(&dir).map_err(io_err(&dir))?.flatten() {
@@ -235,29 +276,55 @@ impl Mirror {
                 };
                 if meta.is_dir() {
                     stack.push((entry.path(), rel));
-                } else if meta.is_file() {
-                    let (hasher, len) = hash_file(&entry.path())?;
-                    if let Some(base) = name
-                        .strip_suffix(PART_SUFFIX)
-                        .and_then(|n| n.strip_prefix('.'))
-                    {
-                        let final_name = if prefix.is_empty() {
-                            base.to_string()
-                        } else {
-                            format!("{prefix}/{base}")
-                        };
-                        partial.push(ResumePoint {
-                            name: final_name,
-                            offset: len,
-                            hasher,
-                        });
-                    } else {
-                        have.insert(rel, ext::digest_hex(&hasher));
+                    continue;
+                }
+                if !meta.is_file() || digests::is_own(&rel) {
+                    continue;
+                }
+                found.files += 1;
+                if !with_digests {
+                    continue;
+                }
+                let partial_of = name
+                    .strip_suffix(PART_SUFFIX)
+                    .and_then(|n| n.strip_prefix('.'));
+                if partial_of.is_none() {
+                    if let Some(digest) = self.digests.get(&rel, &meta) {
+                        found.have.insert(rel, digest.to_string());
+                        continue;
                     }
+                }
+                let (hasher, len) = hash_file(&entry.path())?;
+                found.read += 1;
+                if let Some(base) = partial_of {
+                    let final_name = if prefix.is_empty() {
+                        base.to_string()
+                    } else {
+                        format!("{prefix}/{base}")
+                    };
+                    found.partial.push(ResumePoint {
+                        name: final_name,
+                        offset: len,
+                        hasher,
+                    });
+                } else {
+                    let digest = ext::digest_hex(&hasher);
+                    // On record only if the file did not change while it was read.
+                    match entry.path().symlink_metadata() {
+                        Ok(after) if Stamp::of(&after) == Stamp::of(&meta) => {
+                            self.digests.record(&rel, Stamp::of(&meta), &digest)
+                        }
+                        _ => self.digests.forget(&rel),
+                    }
+                    found.have.insert(rel, digest);
                 }
             }
         }
-        Ok((have, partial))
+        if with_digests {
+            // Files gone since the record was written.
+            self.digests.retain(|name| found.have.contains_key(name));
+        }
+        Ok(found)
     }
 }
 

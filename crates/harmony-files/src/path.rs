@@ -5,6 +5,11 @@ use crate::error::PathError;
 
 /// Suffix of the client's partial files (`.NAME.harmony-part` beside the final name).
 pub const PART_SUFFIX: &str = ".harmony-part";
+/// Suffix of the client's own records in the destination.
+pub const CACHE_SUFFIX: &str = ".harmony-cache";
+/// The client's record of the digests of the files it holds, in the destination's root (see
+/// `SyncEvent::Inventory`): a restarted client reads only the files changed since.
+pub const DIGESTS_FILE: &str = ".digests.harmony-cache";
 /// Longest accepted file name, in bytes (Linux `PATH_MAX`).
 pub const MAX_NAME: usize = 4096;
 /// Longest accepted path component, in bytes (Linux `NAME_MAX`).
@@ -57,7 +62,7 @@ pub fn relative(name: &str) -> Result<Vec<&str>, PathError> {
             });
         }
     }
-    if name.ends_with(PART_SUFFIX) {
+    if name.ends_with(PART_SUFFIX) || name.ends_with(CACHE_SUFFIX) {
         return Err(PathError::Reserved);
     }
     Ok(parts)
@@ -144,6 +149,8 @@ mod tests {
             Err(PathError::TooLong { .. })
         ));
         assert_eq!(relative(".a.harmony-part"), Err(PathError::Reserved));
+        assert_eq!(relative(".digests.harmony-cache"), Err(PathError::Reserved));
+        assert_eq!(relative("d/x.harmony-cache"), Err(PathError::Reserved));
         let subs = vec!["/photos".to_string()];
         assert!(matches!(
             strip_subscription("/other/x", &subs),

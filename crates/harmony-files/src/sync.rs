@@ -53,6 +53,16 @@ pub enum SyncEvent {
         /// Relative name.
         name: String,
     },
+    /// At start: the destination was looked over. `files` were found (whole or partial);
+    /// `read` of them had to be read for their digests (not on record from an earlier run, or
+    /// changed since); the others' digests came from the record the client keeps in the
+    /// destination (`.digests.harmony-cache`). Without the extensions nothing is read.
+    Inventory {
+        /// Files found.
+        files: usize,
+        /// Files read.
+        read: usize,
+    },
     /// A Harmony server said that everything it had at subscription time is on disk.
     Synced,
     /// Subscribed to a server that does not say when it is done (zeromq/filemq): it has
@@ -217,7 +227,15 @@ async fn run(
     events: mpsc::Sender<Vec<SyncEvent>>,
     mut stop: oneshot::Receiver<()>,
 ) -> Result<(), FilesError> {
-    let (mut have, mut partial) = mirror.inventory()?;
+    let found = mirror.inventory(b.config.extensions)?;
+    let _ = events
+        .send(vec![SyncEvent::Inventory {
+            files: found.files,
+            read: found.read,
+        }])
+        .await;
+    mirror.save_digests();
+    let (mut have, mut partial) = (found.have, found.partial);
     // Chunk buffers recycled up to the credit window (what may be in flight at once): a
     // stream of large chunks then reads into memory already mapped, instead of faulting in
     // fresh pages for a good part of them.
@@ -253,6 +271,7 @@ async fn run(
         let end = end?;
         partial.extend(conn.core.take_resume_points());
         mirror.suspend();
+        mirror.save_digests();
         match end {
             End::Stop => {
                 dealer.close().await;
@@ -349,6 +368,8 @@ impl Connection<'_> {
             }
             if self.core.is_synced() && !synced_told {
                 synced_told = true;
+                // Caught up: the digests go on record now, not only when the client stops.
+                self.mirror.save_digests();
                 self.told.push(SyncEvent::Synced);
             }
             let idle_at = last_chunk + self.quiet;
@@ -417,6 +438,7 @@ impl Connection<'_> {
                 _ = sleep_until(timeout) => self.core.handle_timeout(std::time::Instant::now()),
                 _ = sleep_until(idle_at), if can_idle => {
                     idle_told = true;
+                    self.mirror.save_digests();
                     self.told.push(SyncEvent::Idle);
                 }
             }
@@ -447,7 +469,7 @@ impl Connection<'_> {
                 }
             }
             FileOp::Commit { name, size, digest } => {
-                self.mirror.commit(&name)?;
+                self.mirror.commit(&name, digest.as_deref())?;
                 *receiving = None;
                 if let Some(digest) = &digest {
                     self.have.insert(name.clone(), digest.clone());

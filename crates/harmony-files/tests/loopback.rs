@@ -16,8 +16,8 @@ use tokio::time::{timeout, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// relative name -> SHA-1 of every regular file under `dir` (partial files included, so a
-/// left-over one makes the comparison fail).
+/// relative name -> digest of every regular file under `dir` (partial files included, so a
+/// left-over one makes the comparison fail), but the client's record of digests.
 fn tree(dir: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut stack = vec![(dir.to_path_buf(), String::new())];
@@ -35,6 +35,8 @@ fn tree(dir: &Path) -> BTreeMap<String, String> {
             };
             if meta.is_dir() {
                 stack.push((entry.path(), rel));
+            } else if rel == harmony_files::path::DIGESTS_FILE {
+                continue;
             } else if let Ok(data) = fs::read(entry.path()) {
                 out.insert(rel, ext::digest_of(&data));
             }
@@ -598,4 +600,103 @@ async fn with_curve_a_file_truncated_under_a_chunk_closes_that_connection_and_th
         server_key: *keys.public(),
     });
     truncation_closes_that_connection_only(Some((server, client))).await;
+}
+
+/// Events up to and including `Synced`.
+async fn until_synced(client: &mut FileClient) -> Vec<SyncEvent> {
+    let mut seen = Vec::new();
+    loop {
+        match timeout(DEADLINE, client.next_event()).await {
+            Ok(Some(SyncEvent::Synced)) => {
+                seen.push(SyncEvent::Synced);
+                return seen;
+            }
+            Ok(Some(SyncEvent::Disconnected { reason })) => panic!("{reason}: {seen:?}"),
+            Ok(Some(event)) => seen.push(event),
+            Ok(None) => panic!("client stopped: {seen:?}"),
+            Err(_) => panic!("not synced in time: {seen:?}"),
+        }
+    }
+}
+
+fn received(events: &[SyncEvent]) -> Vec<&str> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            SyncEvent::Receiving { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_restarted_client_reads_only_what_changed_since_its_record() {
+    let src = tempfile::tempdir().unwrap();
+    for (i, name) in ["a.txt", "b.txt", "d/c.bin", "d/e.txt", "f.txt"]
+        .into_iter()
+        .enumerate()
+    {
+        write(src.path(), name, &content(i, 1000 + i * 20_000));
+        // Stable at the server's first scan: all of them are there at Synced.
+        fs::File::options()
+            .write(true)
+            .open(src.path().join(name))
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - Duration::from_secs(10))
+            .unwrap();
+    }
+    let server = server(src.path()).await;
+    let dest = tempfile::tempdir().unwrap();
+    let start = |dest: &Path| client(dest, server.endpoint(), fast());
+    let record = dest.path().join(harmony_files::path::DIGESTS_FILE);
+
+    // First run: nothing there, everything sent; the digests go on record.
+    let mut first = start(dest.path());
+    let events = until_synced(&mut first).await;
+    assert_eq!(
+        events.first(),
+        Some(&SyncEvent::Inventory { files: 0, read: 0 })
+    );
+    assert_eq!(received(&events).len(), 5, "{events:?}");
+    first.stop().unwrap();
+    assert!(record.exists());
+    assert_eq!(tree(dest.path()), tree(src.path()));
+
+    // Restarted: no file is read, none is sent again.
+    let mut second = start(dest.path());
+    let events = until_synced(&mut second).await;
+    assert_eq!(
+        events.first(),
+        Some(&SyncEvent::Inventory { files: 5, read: 0 })
+    );
+    assert!(received(&events).is_empty(), "{events:?}");
+    second.stop().unwrap();
+
+    // A file changed behind the client's back (same length): that one is read, found to
+    // differ from the server's, and sent again.
+    let b = dest.path().join("b.txt");
+    let mut data = fs::read(&b).unwrap();
+    data[0] ^= 0xff;
+    fs::write(&b, &data).unwrap();
+    let mut third = start(dest.path());
+    let events = until_synced(&mut third).await;
+    assert_eq!(
+        events.first(),
+        Some(&SyncEvent::Inventory { files: 5, read: 1 })
+    );
+    assert_eq!(received(&events), ["b.txt"], "{events:?}");
+    third.stop().unwrap();
+    assert_eq!(tree(dest.path()), tree(src.path()));
+
+    // A damaged record costs reads, nothing else.
+    fs::write(&record, b"harmony-files digests 1\ngarbage\0\xff\xfe").unwrap();
+    let mut fourth = start(dest.path());
+    let events = until_synced(&mut fourth).await;
+    assert_eq!(
+        events.first(),
+        Some(&SyncEvent::Inventory { files: 5, read: 5 })
+    );
+    assert!(received(&events).is_empty(), "{events:?}");
+    fourth.stop().unwrap();
+    assert_eq!(tree(dest.path()), tree(src.path()));
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use harmony::files::path::PART_SUFFIX;
+use harmony::files::path::{DIGESTS_FILE, PART_SUFFIX};
 
 const BIN: &str = env!("CARGO_BIN_EXE_harmony");
 
@@ -197,7 +197,7 @@ fn nothing_half_written(dest: &Path, src: &Path) {
                 continue;
             }
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') && name.ends_with(PART_SUFFIX) {
+            if name.starts_with('.') && name.ends_with(PART_SUFFIX) || name == DIGESTS_FILE {
                 continue;
             }
             let rel = path.strip_prefix(dest).unwrap();
