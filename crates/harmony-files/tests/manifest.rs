@@ -11,28 +11,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use harmony_files::{
-    ext, Client, ClientConfig, FileOp, Manifest, ProtocolError, Server, ServerConfig,
-};
+use harmony_files::{ext, Client, ClientConfig, FileOp, Manifest, ProtocolError, Server};
 use harmony_wire::filemq::FilemqMessage;
-use support::{pump, FileSource, MemDest, MemSource};
-
-const CHUNK: usize = 1000;
-
-fn data(len: usize, seed: u8) -> Bytes {
-    Bytes::from(
-        (0..len)
-            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-            .collect::<Vec<u8>>(),
-    )
-}
-
-fn server() -> Server {
-    Server::new(ServerConfig {
-        chunk_size: CHUNK,
-        ..ServerConfig::default()
-    })
-}
+use support::{data, pump, server, FileSource, MemDest, MemSource, CHUNK};
 
 /// A client with a credit window that is no multiple of the chunk size: NOMs arrive mid-piece.
 fn client(now: Instant, cache: Vec<(String, String)>) -> Client {

@@ -10,25 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use harmony_files::{Client, ClientConfig, FileOp, Manifest, Server, ServerConfig, ServerEvent};
-use support::{FileSource, MemDest, MemSource};
-
-const CHUNK: usize = 1000;
-
-fn data(len: usize, seed: u8) -> Bytes {
-    Bytes::from(
-        (0..len)
-            .map(|i| (i as u8).wrapping_mul(29).wrapping_add(seed))
-            .collect::<Vec<u8>>(),
-    )
-}
-
-fn server() -> Server {
-    Server::new(ServerConfig {
-        chunk_size: CHUNK,
-        ..ServerConfig::default()
-    })
-}
+use harmony_files::{Client, ClientConfig, FileOp, Manifest, Server, ServerEvent};
+use support::{data, server, FileSource, MemDest, MemSource, CHUNK};
 
 fn client(path: &str, partial: Vec<harmony_files::ResumePoint>, now: Instant) -> Client {
     let config = ClientConfig {

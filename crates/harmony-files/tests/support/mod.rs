@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use harmony_files::{Client, FileOp, Server, Source};
+use harmony_files::{Client, FileOp, Server, ServerConfig, Source};
 use harmony_wire::filemq::{Cheezburger, FileOperation, FilemqMessage};
 
 #[path = "../../../harmony-wire/tests/support/filemq_capture.rs"]
@@ -39,6 +39,26 @@ pub(crate) fn chunk(name: &str, offset: u64, data: &'static [u8], eof: bool) -> 
 /// big.bin of the capture: byte i is i mod 251.
 pub(crate) fn big_bin() -> Vec<u8> {
     (0..2_500_000u64).map(|i| (i % 251) as u8).collect()
+}
+
+/// The chunk size of the cores' tests: small, so that a few KB make many chunks.
+pub(crate) const CHUNK: usize = 1000;
+
+/// `len` bytes that differ from their neighbours, varied by `seed`.
+pub(crate) fn data(len: usize, seed: u8) -> Bytes {
+    Bytes::from(
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect::<Vec<u8>>(),
+    )
+}
+
+/// A sans-IO server sending chunks of [`CHUNK`] bytes.
+pub(crate) fn server() -> Server {
+    Server::new(ServerConfig {
+        chunk_size: CHUNK,
+        ..ServerConfig::default()
+    })
 }
 
 /// Published files in memory.
