@@ -10,9 +10,12 @@
 //! manifests: `COLD <seconds to the first file> <seconds to the last> <CPU seconds>`, from the
 //! server's start. Last `RSS <KiB>`.
 //!
-//! `files_bench DIR big|small|tree [curve] [plain] [harmony-only] [--rounds N (default 3)]`. `DIR`
-//! is a scratch directory (filled on first use). `HF_CHUNK` (server chunk bytes) and
-//! `HF_WINDOW_MIB` (client credit) override the defaults.
+//! `files_bench DIR big|small|tree [curve] [plain] [cold] [harmony-only] [--rounds N (default 3)]
+//! [--src SRC]`. `DIR` is a scratch directory (filled on first use); the files sent are made
+//! in `SRC` (default `DIR/src-<case>`). `cold`: the files' pages are dropped from the page
+//! cache before every round (published while cached, read from the disk when sent), for a
+//! `SRC` on a disk; it has no cold start. `HF_CHUNK` (server chunk bytes) and `HF_WINDOW_MIB`
+//! (client credit) override the defaults.
 
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -41,13 +44,18 @@ fn main() -> Result<()> {
     let curve = rest.iter().any(|a| a == "curve");
     // Without the extensions: no crc32, no whole-file digest (what a zeromq/filemq peer gets).
     let plain = rest.iter().any(|a| a == "plain");
-    let src = Path::new(dir).join(format!("src-{case}"));
+    let cold = rest.iter().any(|a| a == "cold");
+    let src = match arg("--src", String::new()) {
+        s if s.is_empty() => Path::new(dir).join(format!("src-{case}")),
+        s => PathBuf::from(s),
+    };
     let files = prepare(&src, case)?;
     let bytes: u64 = files.iter().map(|(_, len)| len).sum();
     let label = format!(
-        "{case}{}{}",
+        "{case}{}{}{}",
         if curve { "+curve" } else { "" },
-        if plain { "+no-ext" } else { "" }
+        if plain { "+no-ext" } else { "" },
+        if cold { "+cold" } else { "" }
     );
 
     // Untimed: the first copy after the files are made pays the kernel for finding free pages
@@ -73,6 +81,9 @@ fn main() -> Result<()> {
     for _ in 0..rounds {
         let dest = Path::new(dir).join(format!("dest-{label}"));
         let _ = fs::remove_dir_all(&dest);
+        if cold {
+            evict(&src, &files)?;
+        }
         let cpu = cpu_seconds();
         let threads = thread_cpu()?;
         let (_, took) = runtime.block_on(harmony(
@@ -91,6 +102,9 @@ fn main() -> Result<()> {
 
         let raw_dest = Path::new(dir).join(format!("raw-{label}"));
         let _ = fs::remove_dir_all(&raw_dest);
+        if cold {
+            evict(&src, &files)?;
+        }
         let cpu = cpu_seconds();
         let threads = thread_cpu()?;
         let took = raw_tcp(&src, &raw_dest, &files)?;
@@ -99,30 +113,44 @@ fn main() -> Result<()> {
     }
     server.stop();
 
-    // After the rounds: it pays no first-use costs that they did not.
-    let cold = Path::new(dir).join(format!("cold-{label}"));
-    let _ = fs::remove_dir_all(&cold);
-    let cpu = cpu_seconds();
-    let (first, all) = runtime.block_on(async {
-        let started = Instant::now();
-        let server = start_server(&src, curve.then_some(&keys)).await?;
-        let key = curve.then_some(&keys);
-        let took = harmony(&server, &cold, files.len(), key, !plain, started).await?;
-        server.stop();
-        Result::Ok(took)
-    })?;
-    println!(
-        "COLD {:.4} {:.4} {:.2}",
-        first.as_secs_f64(),
-        all.as_secs_f64(),
-        cpu_seconds() - cpu
-    );
-    let _ = fs::remove_dir_all(&cold);
+    if !cold {
+        // After the rounds: it pays no first-use costs that they did not. Not for the disk case
+        // (its point is the rounds' reads from the disk).
+        let cold = Path::new(dir).join(format!("cold-{label}"));
+        let _ = fs::remove_dir_all(&cold);
+        let cpu = cpu_seconds();
+        let (first, all) = runtime.block_on(async {
+            let started = Instant::now();
+            let server = start_server(&src, curve.then_some(&keys)).await?;
+            let key = curve.then_some(&keys);
+            let took = harmony(&server, &cold, files.len(), key, !plain, started).await?;
+            server.stop();
+            Result::Ok(took)
+        })?;
+        println!(
+            "COLD {:.4} {:.4} {:.2}",
+            first.as_secs_f64(),
+            all.as_secs_f64(),
+            cpu_seconds() - cpu
+        );
+        let _ = fs::remove_dir_all(&cold);
+    }
 
-    if !plain && !curve {
+    if !plain && !curve && !cold {
         println!("CHECK {:.4}", check_cpu(bytes));
     }
     println!("RSS {}", harmony_testkit::peak_rss_kib().unwrap_or(0));
+    Ok(())
+}
+
+/// Drops the files' pages from the page cache (written back first), so that the next
+/// transfer reads them from the disk.
+fn evict(src: &Path, files: &[(String, u64)]) -> Result<()> {
+    for (name, _) in files {
+        let file = File::open(src.join(name))?;
+        file.sync_all()?;
+        rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed)?;
+    }
     Ok(())
 }
 

@@ -17,6 +17,7 @@ pub mod manifest;
 mod mirror;
 pub mod path;
 mod pool;
+mod readahead;
 mod scan;
 pub mod serve;
 pub mod server;

@@ -5,7 +5,9 @@
 //! not read at all: its head goes into the socket's queue with the file region behind it, and
 //! the worker writes the region with sendfile(2) (a file cut short under it closes that
 //! connection; the client resumes). With CURVE, or when the content must be hashed, the
-//! driver reads the next chunk while the worker seals and writes the previous ones.
+//! driver reads the next chunk while the worker seals and writes the previous ones; a file
+//! found shorter than published there closes that client's connection the same way
+//! ([`Server::poll_close`], [`RouterSocket::close_peer`]).
 //!
 //! A file found stable is read once more, on a third thread, into its [`Manifest`] (digest
 //! and chunk crc32s) before it is published: transfers then only read and send.
@@ -284,6 +286,19 @@ fn sends_from_files(options: &SocketOptions) -> bool {
     !matches!(options.mechanism, MechanismConfig::CurveServer { .. })
 }
 
+/// Asks the kernel to start reading `region` into the page cache, without waiting for it: run
+/// here, on the driver's thread, so that sendfile on the I/O worker finds the pages there.
+/// Best effort (an error only costs the read-ahead).
+fn read_ahead(region: &FileRegion) {
+    let Some(len) = std::num::NonZeroU64::new(region.len() as u64) else {
+        return;
+    };
+    let advice = rustix::fs::Advice::WillNeed;
+    if let Err(e) = rustix::fs::fadvise(&**region.file(), region.offset(), Some(len), advice) {
+        debug!(%e, "read-ahead not started");
+    }
+}
+
 /// A file version to read into its manifest.
 struct Job {
     vpath: String,
@@ -421,6 +436,10 @@ impl Driver {
                     else {
                         return Ok(false);
                     };
+                    // Before the region is queued: the kernel reads while earlier chunks go out.
+                    while let Some(ahead) = self.core.poll_readahead() {
+                        read_ahead(&ahead);
+                    }
                     (Message::from_frames([id, frame]), region)
                 }
             };
@@ -459,6 +478,10 @@ impl Driver {
             let Ok(more) = self.flush(&mut pending, &mut open) else {
                 return;
             };
+            // Before anything else can be queued for them.
+            while let Some(id) = self.core.poll_close() {
+                self.router.close_peer(&id);
+            }
             while let Some(event) = self.core.poll_event() {
                 let _ = self.events.try_send(event);
             }

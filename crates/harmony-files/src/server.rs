@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use harmony_wire::filemq::{Cheezburger, FileOperation, FilemqMessage};
 use harmony_zmtp::FileRegion;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::error::ProtocolError;
 use crate::ext;
@@ -25,6 +25,7 @@ use crate::ext::Hasher;
 use crate::manifest::Manifest;
 use crate::path;
 use crate::pool::BufferPool;
+use crate::readahead;
 
 /// Reads published content; the driver's is the file system, a simulation's is memory.
 pub trait Source {
@@ -53,7 +54,8 @@ pub trait Source {
 enum Outgoing {
     Message(FilemqMessage),
     Frame(Bytes),
-    Region(Bytes, FileRegion),
+    /// Head, content left in its file, and the file's virtual path.
+    Region(Bytes, FileRegion, String),
 }
 
 /// A chunk's content: read into its frame (after the head's room), or left in its file.
@@ -70,6 +72,10 @@ type Held = (Bytes, String, Vec<(String, String)>, Vec<(String, String)>);
 
 /// Chunk buffers kept for reuse: enough for what the socket typically holds in flight.
 const FREE_BUFFERS: usize = 24;
+
+/// Read-ahead requests kept for the driver; older ones are dropped (a caller that never asks
+/// for them, e.g. one using [`Server::poll_transmit`], does not grow the queue).
+const MAX_READAHEAD_QUEUED: usize = 64;
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -107,6 +113,20 @@ pub enum ServerEvent {
     Dropped(Bytes, Option<ProtocolError>),
     /// A file went out whole to a client.
     Sent(Bytes, String),
+    /// `vpath` was shorter than published when its chunk at `offset` was due for this client
+    /// (cut short after its manifest was made): the chunk cannot be what was announced. That
+    /// client's state is dropped and the driver closes its connection (see
+    /// [`Server::poll_close`]), as when a chunk sent straight from the file finds it short;
+    /// the client reconnects and resumes, and gets the file as it now is once the next scan
+    /// publishes it. Other clients are untouched.
+    Truncated {
+        /// The client.
+        peer: Bytes,
+        /// The file.
+        vpath: String,
+        /// The offset of the chunk it could not fill.
+        offset: u64,
+    },
     /// From the driver: a connection's handshake failed before any FILEMQ message, e.g. the
     /// authenticator refused the client's CURVE key.
     HandshakeFailed {
@@ -162,6 +182,8 @@ struct Transfer {
     hasher: Option<Hasher>,
     /// Harmony clients, when the file has one: crc32s and digest without hashing.
     manifest: Option<Arc<Manifest>>,
+    /// Where the last read-ahead request for this transfer ended (see [`readahead::ahead`]).
+    advised: u64,
 }
 
 #[derive(Debug)]
@@ -169,6 +191,8 @@ struct Peer {
     subs: Vec<String>,
     harmony: bool,
     credit: u64,
+    /// The most credit it has held: about its window, how far ahead its file is read.
+    window: u64,
     queue: Patches,
     /// From ICANHAZ caches: vpath -> digest the client has whole.
     has: BTreeMap<String, String>,
@@ -282,6 +306,11 @@ pub struct Server {
     pending_order: std::collections::BTreeSet<u64>,
     /// Pending files numbered so far.
     pending_count: u64,
+    /// Clients whose connection the driver must close (see [`ServerEvent::Truncated`]).
+    closing: VecDeque<Bytes>,
+    /// Parts of files to read ahead of the chunks queued from them (see
+    /// [`Server::poll_readahead`]).
+    readahead: VecDeque<FileRegion>,
 }
 
 impl Server {
@@ -300,6 +329,8 @@ impl Server {
             pending: BTreeMap::new(),
             pending_order: std::collections::BTreeSet::new(),
             pending_count: 0,
+            closing: VecDeque::new(),
+            readahead: VecDeque::new(),
         }
     }
 
@@ -457,6 +488,35 @@ impl Server {
         }
     }
 
+    /// `vpath` ran out at `offset` under a chunk due for `peer`: its connection is closed.
+    fn truncated(&mut self, peer: &Bytes, vpath: String, offset: u64) {
+        warn!(peer = ?peer, %vpath, offset, "file shorter than published: closing that client's connection");
+        self.peers.remove(peer);
+        self.outbox.retain(|(to, _)| to != peer);
+        self.closing.push_back(peer.clone());
+        self.events.push_back(ServerEvent::Truncated {
+            peer: peer.clone(),
+            vpath,
+            offset,
+        });
+    }
+
+    /// The next client whose connection the driver must close at once, dropping whatever is
+    /// queued for it (a ROUTER: [`harmony_zmtp::RouterSocket::close_peer`]). Its state is
+    /// already gone; it reconnects as after any failure. See [`ServerEvent::Truncated`].
+    pub fn poll_close(&mut self) -> Option<Bytes> {
+        self.closing.pop_front()
+    }
+
+    /// The next part of a file for the driver to have the kernel read ahead
+    /// (`posix_fadvise(POSIX_FADV_WILLNEED)`): chunks that [`Server::poll_transmit_region`]
+    /// returned as regions, or will soon, are sent from there. Asked for when a chunk is
+    /// queued, about the client's credit ahead of it (at most one request per chunk), so
+    /// that sendfile finds the pages in the cache instead of waiting for the disk.
+    pub fn poll_readahead(&mut self) -> Option<FileRegion> {
+        self.readahead.pop_front()
+    }
+
     fn drop_peer(&mut self, peer: &Bytes, error: ProtocolError) {
         debug!(peer = ?peer, %error, "dropping FILEMQ client");
         self.peers.remove(peer);
@@ -481,6 +541,7 @@ impl Server {
                         subs: Vec::new(),
                         harmony: false,
                         credit: 0,
+                        window: 0,
                         queue: Patches::default(),
                         has: BTreeMap::new(),
                         partial: BTreeMap::new(),
@@ -520,6 +581,7 @@ impl Server {
                     return self.drop_peer(peer, ProtocolError::CreditTooLarge(total));
                 }
                 state.credit = total as u64;
+                state.window = state.window.max(state.credit);
             }
             FilemqMessage::Hugz => self.outbox.push_back((peer.clone(), FilemqMessage::HugzOk)),
             FilemqMessage::HugzOk => {}
@@ -673,10 +735,12 @@ impl Server {
             let frame = match out {
                 Outgoing::Message(msg) => return Some((id, msg)),
                 Outgoing::Frame(frame) => frame,
-                Outgoing::Region(head, region) => match whole_frame(&head, &region) {
-                    Some(frame) => frame,
-                    None => continue,
-                },
+                Outgoing::Region(head, region, vpath) => {
+                    match self.whole_frame(&id, &head, &region, vpath) {
+                        Some(frame) => frame,
+                        None => continue,
+                    }
+                }
             };
             let msg =
                 FilemqMessage::decode(&frame, usize::MAX).expect("the server's own frames decode");
@@ -688,13 +752,18 @@ impl Server {
     /// [`Source`] straight into its frame, never copied.
     pub fn poll_transmit_frame(&mut self, source: &mut dyn Source) -> Option<(Bytes, Bytes)> {
         loop {
-            match self.poll_transmit_region(source)? {
-                (id, frame, None) => return Some((id, frame)),
-                (id, head, Some(region)) => {
-                    if let Some(frame) = whole_frame(&head, &region) {
+            let (id, out) = self.poll_outgoing(source)?;
+            match out {
+                Outgoing::Frame(frame) => return Some((id, frame)),
+                Outgoing::Region(head, region, vpath) => {
+                    if let Some(frame) = self.whole_frame(&id, &head, &region, vpath) {
                         return Some((id, frame));
                     }
                 }
+                Outgoing::Message(msg) => match msg.to_bytes() {
+                    Ok(frame) => return Some((id, frame)),
+                    Err(e) => debug!(%e, "unencodable FILEMQ message dropped"),
+                },
             }
         }
     }
@@ -712,7 +781,7 @@ impl Server {
             let (id, out) = self.poll_outgoing(source)?;
             match out {
                 Outgoing::Frame(frame) => return Some((id, frame, None)),
-                Outgoing::Region(head, region) => return Some((id, head, Some(region))),
+                Outgoing::Region(head, region, _) => return Some((id, head, Some(region))),
                 Outgoing::Message(msg) => match msg.to_bytes() {
                     Ok(frame) => return Some((id, frame, None)),
                     Err(e) => debug!(%e, "unencodable FILEMQ message dropped"),
@@ -807,6 +876,7 @@ impl Server {
                 from_zero: true,
                 hasher: (harmony && manifest.is_none()).then(Hasher::new),
                 manifest,
+                advised: 0,
             };
             if let Some((digest, offset)) = partial.filter(|(_, o)| *o > 0 && *o <= size) {
                 if let Ok((hasher, read)) =
@@ -912,8 +982,25 @@ impl Server {
             } else {
                 None
             };
+            let mut advised = None;
             let (body, crc) = match file {
                 Some(file) => {
+                    let ahead = readahead::ahead(
+                        transfer.offset,
+                        want,
+                        transfer.size,
+                        transfer.advised,
+                        peer.window,
+                    );
+                    if let Some(range) = ahead {
+                        if self.readahead.len() == MAX_READAHEAD_QUEUED {
+                            self.readahead.pop_front();
+                        }
+                        let len = (range.end - range.start) as usize;
+                        self.readahead
+                            .push_back(FileRegion::new(file.clone(), range.start, len));
+                        advised = Some(range.end);
+                    }
                     let region = FileRegion::new(file, transfer.offset, want as usize);
                     (Body::Region(region), known_crc)
                 }
@@ -926,12 +1013,21 @@ impl Server {
                         want as usize,
                         &mut frame,
                     );
-                    if !matches!(read, Ok(n) if n as u64 == want) {
-                        // Gone, shrunk or unreadable since the scan: the scanner reports what
-                        // it is now.
-                        debug!(vpath = %transfer.vpath, "file no longer readable, skipped");
-                        peer.current = None;
-                        continue;
+                    match read {
+                        Ok(n) if n as u64 == want => {}
+                        // Shorter than published: what was announced cannot be sent.
+                        Ok(_) => {
+                            let (vpath, offset) = (transfer.vpath.clone(), transfer.offset);
+                            self.truncated(id, vpath, offset);
+                            return None;
+                        }
+                        Err(e) => {
+                            // Gone or unreadable since the scan: the scanner reports what it
+                            // is now.
+                            debug!(vpath = %transfer.vpath, %e, "file no longer readable, skipped");
+                            peer.current = None;
+                            continue;
+                        }
                     }
                     let content = &frame[head_len..];
                     let transfer = peer.current.as_mut()?;
@@ -948,6 +1044,9 @@ impl Server {
             }
             let transfer = peer.current.as_mut()?;
             transfer.offset += want;
+            if let Some(end) = advised {
+                transfer.advised = end;
+            }
             peer.credit -= want;
             peer.sequence += 1;
             if last {
@@ -965,13 +1064,36 @@ impl Server {
                 continue;
             }
             return Some(match body {
-                Body::Region(region) => Outgoing::Region(encoded.freeze(), region),
+                Body::Region(region) => Outgoing::Region(encoded.freeze(), region, head.filename),
                 Body::Read(mut frame) => {
                     // Same length: the placeholders had the values' lengths.
                     frame[..head_len].copy_from_slice(&encoded);
                     Outgoing::Frame(self.buffers.freeze(frame))
                 }
             });
+        }
+    }
+
+    /// A chunk's whole frame for `id`, its content read from the region. `None` when the file
+    /// cannot fill it: shorter than announced, `id`'s connection is closed (see
+    /// [`ServerEvent::Truncated`]); unreadable, the chunk is dropped.
+    fn whole_frame(
+        &mut self,
+        id: &Bytes,
+        head: &[u8],
+        region: &FileRegion,
+        vpath: String,
+    ) -> Option<Bytes> {
+        match region.read_after(head) {
+            Ok(frame) => Some(frame),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                self.truncated(id, vpath, region.offset());
+                None
+            }
+            Err(e) => {
+                debug!(%e, "file unreadable, chunk dropped");
+                None
+            }
         }
     }
 
@@ -994,15 +1116,6 @@ impl Server {
             .push_back(ServerEvent::Sent(id.clone(), done.vpath));
         digest
     }
-}
-
-/// A chunk's whole frame, its content read from the region; `None` (the chunk dropped, as a
-/// file that shrank since the scan is) when the file is shorter than announced.
-fn whole_frame(head: &[u8], region: &FileRegion) -> Option<Bytes> {
-    region
-        .read_after(head)
-        .map_err(|e| debug!(%e, "file shorter than announced, chunk dropped"))
-        .ok()
 }
 
 /// Digest of the first `len` bytes of `vpath`, and how many bytes there were.

@@ -458,16 +458,18 @@ async fn without_extensions_as_zeromq_filemq_the_client_mirrors_then_goes_idle()
     client.stop().unwrap();
 }
 
-/// Chunks go out straight from the published file (sendfile). A file truncated in place
-/// after its manifest was made cannot fill a chunk already announced: that client's
-/// connection is closed (it reconnects and resumes), another client's is untouched, and once
+/// A file truncated in place after its manifest was made, before it is sent: the chunk
+/// announced over the cut cannot be filled, so that client's connection is closed (it
+/// reconnects and resumes), while another client's transfer under way is untouched; once
 /// the scanner has seen the new size the first client ends with the truncated file.
-#[tokio::test]
-async fn a_file_truncated_under_a_chunk_closes_that_connection_and_the_client_resumes() {
+/// `curve`: `(server, client)` options with CURVE, where the driver reads and seals chunks
+/// (and its core reports the truncation); without, chunks go out with sendfile.
+async fn truncation_closes_that_connection_only(curve: Option<(SocketOptions, SocketOptions)>) {
+    let (server_options, client_options) = curve.clone().unwrap_or_default();
     let (big, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let data = content(3, 8 << 20);
     write(big.path(), "big.bin", &data);
-    write(other.path(), "other.bin", &content(4, 4 << 20));
+    write(other.path(), "other.bin", &content(4, 24 << 20));
     let past = std::time::SystemTime::now() - Duration::from_secs(10);
     for path in [big.path().join("big.bin"), other.path().join("other.bin")] {
         let file = fs::File::options().write(true).open(path).unwrap();
@@ -477,6 +479,7 @@ async fn a_file_truncated_under_a_chunk_closes_that_connection_and_the_client_re
     let mut server = FileServer::builder()
         .publish(big.path(), "/big")
         .publish(other.path(), "/other")
+        .socket_options(server_options)
         .scan_interval(Duration::from_secs(3))
         .stable_after(Duration::from_millis(100))
         .start()
@@ -484,15 +487,27 @@ async fn a_file_truncated_under_a_chunk_closes_that_connection_and_the_client_re
         .unwrap();
     server.ready().await.unwrap();
     let (dest_b, dest_a) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let start = |dest: &Path, path: &str| {
+    let start = |dest: &Path, path: &str, credit_window: u64| {
         FileClient::builder(dest, server.endpoint())
-            .config(fast())
+            .config(ClientConfig {
+                credit_window,
+                ..fast()
+            })
+            .socket_options(client_options.clone())
             .subscribe(vec![path.into()])
             .retry_after(Duration::from_millis(100))
             .start()
             .unwrap()
     };
-    let mut b = start(dest_b.path(), "/other");
+    // One chunk in flight at a time: `b`'s transfer is under way while `a`'s runs.
+    let mut b = start(dest_b.path(), "/other", 1 << 20);
+    loop {
+        match timeout(DEADLINE, b.next_event()).await {
+            Ok(Some(SyncEvent::Receiving { .. })) => break,
+            Ok(Some(_)) => {}
+            other => panic!("b never started receiving: {other:?}"),
+        }
+    }
     // In place (same inode, the manifest kept until the next scan), inside the fourth chunk.
     let cut = (3 << 20) + (1 << 19);
     fs::File::options()
@@ -501,7 +516,7 @@ async fn a_file_truncated_under_a_chunk_closes_that_connection_and_the_client_re
         .unwrap()
         .set_len(cut as u64)
         .unwrap();
-    let mut a = start(dest_a.path(), "/big");
+    let mut a = start(dest_a.path(), "/big", ClientConfig::default().credit_window);
     let mut seen = Vec::new();
     let deadline = Instant::now() + DEADLINE;
     while !seen
@@ -534,8 +549,57 @@ async fn a_file_truncated_under_a_chunk_closes_that_connection_and_the_client_re
             .any(|e| matches!(e, SyncEvent::Disconnected { .. })),
         "{events_b:?}"
     );
+    if curve.is_some() {
+        // The driver's core saw the cut: it closed `a`'s connection while `b`'s transfer was
+        // still going out, and `b` was never dropped.
+        let mut events = Vec::new();
+        while let Ok(Some(event)) = timeout(Duration::ZERO, server.next_event()).await {
+            events.push(event);
+        }
+        let cut_at = events
+            .iter()
+            .position(
+                |e| matches!(e, ServerEvent::Truncated { vpath, .. } if vpath == "/big/big.bin"),
+            )
+            .unwrap_or_else(|| panic!("no truncation reported: {events:?}"));
+        let ServerEvent::Truncated { peer: cut_peer, .. } = &events[cut_at] else {
+            unreachable!()
+        };
+        let b_done = events
+            .iter()
+            .position(|e| matches!(e, ServerEvent::Sent(_, v) if v == "/other/other.bin"))
+            .unwrap_or_else(|| panic!("b's file not sent: {events:?}"));
+        assert!(cut_at < b_done, "b's transfer was under way: {events:?}");
+        let ServerEvent::Sent(b_peer, _) = &events[b_done] else {
+            unreachable!()
+        };
+        assert_ne!(cut_peer, b_peer);
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, ServerEvent::Dropped(p, _) | ServerEvent::Truncated { peer: p, .. } if p == b_peer)),
+            "{events:?}"
+        );
+    }
     a.stop().expect("no error");
     b.stop().expect("no error");
+}
+
+#[tokio::test]
+async fn a_file_truncated_under_a_chunk_closes_that_connection_and_the_client_resumes() {
+    truncation_closes_that_connection_only(None).await;
+}
+
+#[tokio::test]
+async fn with_curve_a_file_truncated_under_a_chunk_closes_that_connection_and_the_client_resumes() {
+    let keys = KeyPair::generate();
+    let server =
+        SocketOptions::default().mechanism(MechanismConfig::CurveServer { keys: keys.clone() });
+    let client = SocketOptions::default().mechanism(MechanismConfig::CurveClient {
+        keys: KeyPair::generate(),
+        server_key: *keys.public(),
+    });
+    truncation_closes_that_connection_only(Some((server, client))).await;
 }
 
 /// Events up to and including `Synced`.

@@ -11,20 +11,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use harmony_files::{
-    ext, Client, ClientConfig, FileOp, Manifest, ProtocolError, Server, ServerConfig, Source,
-};
+use harmony_files::{ext, Client, ClientConfig, FileOp, Manifest, ProtocolError, Server};
 use harmony_wire::filemq::FilemqMessage;
-use support::{data, pump, MemDest, MemSource};
-
-const CHUNK: usize = 1000;
-
-fn server() -> Server {
-    Server::new(ServerConfig {
-        chunk_size: CHUNK,
-        ..ServerConfig::default()
-    })
-}
+use support::{data, pump, server, FileSource, MemDest, MemSource, CHUNK};
 
 /// A client with a credit window that is no multiple of the chunk size: NOMs arrive mid-piece.
 fn client(now: Instant, cache: Vec<(String, String)>) -> Client {
@@ -239,37 +228,20 @@ fn subscriptions_wait_for_the_listing_and_heartbeats_keep_the_client_meanwhile()
     assert_eq!(dest.files["f"], content[..]);
 }
 
-/// Content in memory, and also in a real file that [`Source::file`] hands out when `file` is
-/// set (as the driver's source does when chunks may be sent with sendfile).
-struct FileSource {
-    mem: MemSource,
-    file: Option<Arc<std::fs::File>>,
+/// What a client is sent for `/f` through [`Server::poll_transmit_region`].
+#[derive(Default)]
+struct Sent {
+    /// Every frame (a region read back behind its head).
+    frames: Vec<Bytes>,
+    /// How many of them were regions.
+    regions: usize,
+    /// The read-ahead requests, in order.
+    asked: Vec<std::ops::Range<u64>>,
+    /// Each region's `(offset, len)`, and how many requests were made when it was returned.
+    queued: Vec<(u64, u64, usize)>,
 }
 
-impl Source for FileSource {
-    fn read_into(
-        &mut self,
-        vpath: &str,
-        offset: u64,
-        len: usize,
-        dst: &mut Vec<u8>,
-    ) -> std::io::Result<usize> {
-        self.mem.read_into(vpath, offset, len, dst)
-    }
-
-    fn file(&mut self, _vpath: &str) -> Option<Arc<std::fs::File>> {
-        self.file.clone()
-    }
-}
-
-/// The frames a client is sent for `/f` through [`Server::poll_transmit_region`] (a region read
-/// back behind its head), and how many of them were regions.
-fn frames_sent(
-    content: &Bytes,
-    with_manifest: bool,
-    file: bool,
-    extensions: bool,
-) -> (Vec<Bytes>, usize) {
+fn frames_sent(content: &Bytes, with_manifest: bool, file: bool, extensions: bool) -> Sent {
     let now = Instant::now();
     let mut tmp = tempfile::NamedTempFile::new().unwrap();
     tmp.write_all(content).unwrap();
@@ -293,16 +265,22 @@ fn frames_sent(
     };
     let mut c = Client::new(config, vec![], vec![], now);
     let mut dest = MemDest::default();
-    let (mut frames, mut regions) = (Vec::new(), 0);
+    let mut out = Sent::default();
     for _ in 0..1000 {
         while let Some(m) = c.poll_transmit() {
             server.handle_message(&id, &m.to_bytes().unwrap(), now);
         }
         let mut sent = Vec::new();
         while let Some((_, head, region)) = server.poll_transmit_region(&mut source) {
+            while let Some(r) = server.poll_readahead() {
+                let start = r.offset();
+                out.asked.push(start..start + r.len() as u64);
+            }
             let frame = match region {
                 Some(region) => {
-                    regions += 1;
+                    out.regions += 1;
+                    out.queued
+                        .push((region.offset(), region.len() as u64, out.asked.len()));
                     let mut frame = head.to_vec();
                     let mut body = vec![0; region.len()];
                     region
@@ -322,22 +300,24 @@ fn frames_sent(
         for frame in sent {
             c.handle_message(&frame, now);
             dest.apply(&mut c);
-            frames.push(frame);
+            out.frames.push(frame);
         }
     }
     assert_eq!(c.error(), None);
     assert_eq!(dest.files["f"], content[..]);
-    (frames, regions)
+    out
 }
 
 #[test]
 fn chunks_left_in_their_file_are_the_same_frames_and_only_when_nothing_needs_the_content() {
     let content = data(10_500, 3);
     for extensions in [true, false] {
-        let (read, none) = frames_sent(&content, true, false, extensions);
-        assert_eq!(none, 0, "a source without files: every chunk read");
-        let (sent, regions) = frames_sent(&content, true, true, extensions);
-        assert_eq!(sent, read, "the same bytes on the wire");
+        let read = frames_sent(&content, true, false, extensions);
+        assert_eq!(read.regions, 0, "a source without files: every chunk read");
+        let read = read.frames;
+        let sent = frames_sent(&content, true, true, extensions);
+        let regions = sent.regions;
+        assert_eq!(sent.frames, read, "the same bytes on the wire");
         // Every chunk with content: the credit splits some pieces, and a split piece's crc32
         // is not in the manifest, so those are read.
         let with_content = read
@@ -354,6 +334,48 @@ fn chunks_left_in_their_file_are_the_same_frames_and_only_when_nothing_needs_the
         }
     }
     // Without a manifest a Harmony client's chunks are hashed as they go: always read.
-    let (_, regions) = frames_sent(&content, false, true, true);
-    assert_eq!(regions, 0);
+    let sent = frames_sent(&content, false, true, true);
+    assert_eq!(sent.regions, 0);
+    assert!(
+        sent.asked.is_empty(),
+        "nothing read ahead for chunks that are read"
+    );
+}
+
+/// Chunks sent from their file have the kernel read it ahead of them: each region was asked
+/// for when (or before) it was queued, ahead by no more than the client's credit, in
+/// disjoint requests (at most one per chunk) that never pass the end of the file. The
+/// transfer is byte-identical (checked in `frames_sent`).
+#[test]
+fn chunks_sent_from_their_file_have_it_read_ahead_by_about_the_credit() {
+    let content = data(10_500, 5);
+    for extensions in [true, false] {
+        let sent = frames_sent(&content, true, true, extensions);
+        assert!(sent.regions > 0);
+        let size = content.len() as u64;
+        assert!(!sent.asked.is_empty());
+        assert!(sent.asked.windows(2).all(|w| w[0].end <= w[1].start));
+        assert!(sent.asked.iter().all(|r| r.start < r.end && r.end <= size));
+        assert!(sent.asked.len() <= sent.regions);
+        for &(offset, len, asked_then) in &sent.queued {
+            // Every byte of it is in some request made by then.
+            let mut at = offset;
+            while let Some(r) = sent.asked[..asked_then].iter().find(|r| r.contains(&at)) {
+                at = r.end;
+            }
+            assert!(
+                at >= offset + len,
+                "region {offset}+{len} not asked for in {:?}",
+                sent.asked
+            );
+        }
+        // Ahead of each region by at most the client's credit window (2 700 bytes).
+        let mut previous = 0;
+        for &(offset, len, asked_then) in &sent.queued {
+            for r in &sent.asked[previous..asked_then] {
+                assert!(r.end <= offset + len + 2_700, "{r:?} for {offset}+{len}");
+            }
+            previous = asked_then;
+        }
+    }
 }

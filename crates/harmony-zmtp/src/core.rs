@@ -457,6 +457,24 @@ impl Core {
         trace!(pipe = pipe.id, "detached");
     }
 
+    /// ROUTER: closes the connection of the peer routed as `identity` and drops what is
+    /// queued for it; from now on messages to `identity` are unroutable (until a peer with
+    /// that identity connects again). Returns whether there was such a peer.
+    pub(crate) fn close_peer(&self, identity: &[u8]) -> bool {
+        if self.kind != SocketType::Router {
+            return false;
+        }
+        let Some(pipe) = lock(&self.state).routes.remove(identity) else {
+            return false;
+        };
+        if let Some(token) = lock(&pipe.conn).take() {
+            token.cancel();
+        }
+        pipe.clear();
+        debug!(identity = ?identity, "peer connection closed by the application");
+        true
+    }
+
     /// Number of peers whose handshake is complete.
     pub(crate) fn peer_count(&self) -> usize {
         *self.peers.borrow()

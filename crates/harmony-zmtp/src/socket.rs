@@ -162,6 +162,15 @@ impl RouterSocket {
     ) -> Result<(), TrySendError> {
         self.core.try_send_region(msg.into(), region)
     }
+
+    /// Closes the connection of the peer routed as `identity` at once (what is queued for it
+    /// is dropped, not written) and forgets its route: messages to `identity` are unroutable
+    /// from now on, until a peer with that identity connects again. The peer sees its
+    /// connection end and, if it connected to us, reconnects as it would after any failure.
+    /// Returns whether such a peer was connected. Other peers are untouched.
+    pub fn close_peer(&self, identity: &[u8]) -> bool {
+        self.core.close_peer(identity)
+    }
 }
 
 /// DEALER: sends round-robin to its peers, receives fair-queued from them.

@@ -6,10 +6,11 @@ mod support;
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
+use bytes::Bytes;
 use harmony_security::{KeyPair, MechanismConfig};
 use harmony_zmtp::{
-    DealerSocket, Endpoint, EventKind, HandshakeFailure, PushSocket, RouterSocket, SubSocket,
-    ZmtpError,
+    DealerSocket, Endpoint, EventKind, HandshakeFailure, Message, PushSocket, RouterSocket,
+    SubSocket, TrySendError, ZmtpError,
 };
 use support::{curve_client, curve_server, opts, Raw, Watch};
 use tokio::net::TcpStream;
@@ -196,6 +197,49 @@ async fn disconnect_stops_reconnecting_closes_the_connection_and_drops_the_queue
     round_trip(&router, &dealer, "again").await;
     let other_spelling = format!("tcp://127.0.0.1:{}", ep.port());
     dealer.disconnect(&other_spelling).unwrap();
+}
+
+/// `RouterSocket::close_peer` closes one peer's connection: its route is gone at once, the
+/// peer sees the connection end and reconnects, and another peer's connection is untouched.
+#[tokio::test]
+async fn close_peer_closes_that_connection_only_and_the_peer_comes_back() {
+    timeout(WAIT, async {
+        let router = RouterSocket::new(opts().router_mandatory(true));
+        let ep = router.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+        let dealer = |id: &'static [u8]| {
+            let d = DealerSocket::new(opts().identity(Bytes::from_static(id)));
+            d.connect(&ep).unwrap();
+            d
+        };
+        let (a, b) = (dealer(b"a"), dealer(b"b"));
+        let mut aw = Watch::new(a.monitor());
+        round_trip(&router, &a, "hi a").await;
+        round_trip(&router, &b, "hi b").await;
+        let routed = |id: &'static [u8], text: &'static str| {
+            Message::from_frames([Bytes::from_static(id), Bytes::from_static(text.as_bytes())])
+        };
+
+        assert!(router.close_peer(b"a"));
+        assert!(!router.close_peer(b"a"), "already closed");
+        assert!(!router.close_peer(b"nobody"));
+        // Unroutable at once, without waiting for the connection's task to end.
+        assert!(matches!(
+            router.try_send(routed(b"a", "lost")),
+            Err(TrySendError::Unroutable(_))
+        ));
+        aw.wait("DISCONNECTED").await;
+        // `b` goes on as before, never disconnected.
+        router.send(routed(b"b", "still here")).await.unwrap();
+        assert_eq!(b.recv().await.unwrap(), Message::from("still here"));
+        round_trip(&router, &b, "b again").await;
+        // `a` reconnects by itself and is routable again.
+        round_trip(&router, &a, "a again").await;
+        router.send(routed(b"a", "welcome back")).await.unwrap();
+        assert_eq!(a.recv().await.unwrap(), Message::from("welcome back"));
+        assert_eq!(router.peer_count(), 2);
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test]

@@ -4,10 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use harmony_files::{Client, FileOp, Server, Source};
+use harmony_files::{Client, FileOp, Server, ServerConfig, Source};
 use harmony_wire::filemq::{Cheezburger, FileOperation, FilemqMessage};
 
 #[path = "../../../harmony-wire/tests/support/filemq_capture.rs"]
@@ -40,13 +41,24 @@ pub(crate) fn big_bin() -> Vec<u8> {
     (0..2_500_000u64).map(|i| (i % 251) as u8).collect()
 }
 
-/// `len` bytes of a pattern that differs with `seed`.
+/// The chunk size of the cores' tests: small, so that a few KB make many chunks.
+pub(crate) const CHUNK: usize = 1000;
+
+/// `len` bytes that differ from their neighbours, varied by `seed`.
 pub(crate) fn data(len: usize, seed: u8) -> Bytes {
     Bytes::from(
         (0..len)
             .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
             .collect::<Vec<u8>>(),
     )
+}
+
+/// A sans-IO server sending chunks of [`CHUNK`] bytes.
+pub(crate) fn server() -> Server {
+    Server::new(ServerConfig {
+        chunk_size: CHUNK,
+        ..ServerConfig::default()
+    })
 }
 
 /// Published files in memory.
@@ -69,6 +81,29 @@ impl Source for MemSource {
         let end = (start + len).min(data.len());
         dst.extend_from_slice(&data[start..end]);
         Ok(end - start)
+    }
+}
+
+/// Content in memory, and also in a real file that [`Source::file`] hands out when `file` is
+/// set (as the driver's source does when chunks may be sent with sendfile).
+pub(crate) struct FileSource {
+    pub(crate) mem: MemSource,
+    pub(crate) file: Option<Arc<std::fs::File>>,
+}
+
+impl Source for FileSource {
+    fn read_into(
+        &mut self,
+        vpath: &str,
+        offset: u64,
+        len: usize,
+        dst: &mut Vec<u8>,
+    ) -> io::Result<usize> {
+        self.mem.read_into(vpath, offset, len, dst)
+    }
+
+    fn file(&mut self, _vpath: &str) -> Option<Arc<std::fs::File>> {
+        self.file.clone()
     }
 }
 
