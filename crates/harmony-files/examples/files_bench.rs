@@ -55,7 +55,7 @@ fn main() -> Result<()> {
         "{case}{}{}{}",
         if curve { "+curve" } else { "" },
         if plain { "+no-ext" } else { "" },
-        if cold { "+cold" } else { "" }
+        if cold { "+disk" } else { "" }
     );
 
     // Untimed: the first copy after the files are made pays the kernel for finding free pages
