@@ -9,7 +9,6 @@
 //! - [`discovery`]: servers advertise `X-FILEMQ` in their ZRE headers.
 
 pub mod client;
-mod digests;
 pub mod discovery;
 pub mod error;
 pub mod ext;
@@ -18,6 +17,7 @@ mod mirror;
 pub mod path;
 mod pool;
 mod readahead;
+mod record;
 mod scan;
 pub mod serve;
 pub mod server;

@@ -40,6 +40,41 @@ impl Manifest {
         }
     }
 
+    /// As a server's record keeps it: `DIGEST CHUNK_SIZE CRCS` (8 hex digits per crc32).
+    pub(crate) fn to_record(&self) -> String {
+        let mut text = format!("{} {} ", self.digest, self.chunk_size);
+        text.reserve(self.crcs.len() * 8);
+        for crc in &self.crcs {
+            text.push_str(&ext::crc_hex(*crc));
+        }
+        text
+    }
+
+    /// A manifest read back from [`Manifest::to_record`]'s text, if it is one for a file of
+    /// `size` bytes in pieces of `chunk_size`.
+    pub(crate) fn from_record(text: &str, size: u64, chunk_size: usize) -> Option<Self> {
+        let mut f = text.split(' ');
+        let digest = f.next().filter(|d| {
+            d.len() == ext::DIGEST_HEX_LEN && d.bytes().all(|b| b.is_ascii_hexdigit())
+        })?;
+        if f.next()?.parse::<usize>().ok()? != chunk_size || chunk_size == 0 {
+            return None;
+        }
+        let hex = f.next()?;
+        let pieces = usize::try_from(size.div_ceil(chunk_size as u64)).ok()?;
+        if f.next().is_some() || hex.len() != pieces * 8 || !hex.is_ascii() {
+            return None;
+        }
+        let crcs = (0..pieces)
+            .map(|i| u32::from_str_radix(&hex[i * 8..i * 8 + 8], 16).ok())
+            .collect::<Option<Vec<u32>>>()?;
+        Some(Self {
+            digest: digest.to_string(),
+            chunk_size,
+            crcs,
+        })
+    }
+
     /// The crc32 of `len` bytes at `offset` of a file of `size` bytes, when they are exactly
     /// one of the manifest's pieces.
     pub fn crc_of(&self, offset: u64, len: usize, size: u64) -> Option<u32> {
@@ -140,6 +175,33 @@ pub(crate) fn compute(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_in_a_record_and_read_back_only_for_the_same_size_and_chunks() {
+        let data: Vec<u8> = (0..2500u32).map(|i| (i % 251) as u8).collect();
+        let manifest = Manifest::of(&data, 1000);
+        let text = manifest.to_record();
+        assert_eq!(
+            Manifest::from_record(&text, 2500, 1000),
+            Some(manifest.clone())
+        );
+        assert_eq!(Manifest::from_record(&text, 3500, 1000), None);
+        assert_eq!(Manifest::from_record(&text, 2500, 500), None);
+        assert_eq!(Manifest::from_record(&text[1..], 2500, 1000), None);
+        assert_eq!(
+            Manifest::from_record(&format!("{text} x"), 2500, 1000),
+            None
+        );
+        assert_eq!(
+            Manifest::from_record(&text.replace('a', "g"), 2500, 1000),
+            None
+        );
+        let empty = Manifest::of(b"", 1000);
+        assert_eq!(
+            Manifest::from_record(&empty.to_record(), 0, 1000),
+            Some(empty)
+        );
+    }
 
     #[test]
     fn pieces_and_their_crcs() {

@@ -10,11 +10,11 @@ use rustix::fs::FallocateFlags;
 use tracing::warn;
 
 use crate::client::ResumePoint;
-use crate::digests::{self, Digests, Stamp};
 use crate::error::{FilesError, PathError};
 use crate::ext;
 use crate::ext::Hasher;
 use crate::path::{self, PART_SUFFIX};
+use crate::record::{self, Record, Stamp};
 
 /// Files at least this large get their blocks reserved when opened.
 const PREALLOCATE_MIN: u64 = 1 << 20;
@@ -33,7 +33,7 @@ pub(crate) struct Mirror {
     /// not once per file. Forgotten after any error.
     checked: HashSet<PathBuf>,
     /// Digests of the whole files, kept in the root for the next start.
-    digests: Digests,
+    digests: Record,
 }
 
 /// What the destination holds (see [`Mirror::inventory`]).
@@ -59,7 +59,7 @@ impl Mirror {
     pub(crate) fn new(root: PathBuf) -> Result<Self, FilesError> {
         fs::create_dir_all(&root).map_err(io_err(&root))?;
         Ok(Self {
-            digests: Digests::load(&root),
+            digests: Record::digests(&root),
             root,
             open: None,
             checked: HashSet::new(),
@@ -278,7 +278,7 @@ impl Mirror {
                     stack.push((entry.path(), rel));
                     continue;
                 }
-                if !meta.is_file() || digests::is_own(&rel) {
+                if !meta.is_file() || record::is_own(&rel) {
                     continue;
                 }
                 found.files += 1;

@@ -32,6 +32,7 @@ use tracing::{debug, warn};
 
 use crate::error::FilesError;
 use crate::manifest::{self, FileVersion, Manifest, ManifestError};
+use crate::record::{Record, Stamp};
 use crate::scan::{Change, Scanner};
 use crate::server::{Server, ServerConfig, ServerEvent};
 
@@ -48,6 +49,7 @@ pub struct FileServerBuilder {
     scan_interval: Duration,
     stable_after: Duration,
     manifest_permits: Option<std_mpsc::Receiver<()>>,
+    manifest_record: Option<PathBuf>,
 }
 
 impl Default for FileServerBuilder {
@@ -60,6 +62,7 @@ impl Default for FileServerBuilder {
             scan_interval: Duration::from_secs(1),
             stable_after: Duration::from_secs(1),
             manifest_permits: None,
+            manifest_record: None,
         }
     }
 }
@@ -108,6 +111,16 @@ impl FileServerBuilder {
     #[doc(hidden)]
     pub fn manifest_permits(mut self, permits: std_mpsc::Receiver<()>) -> Self {
         self.manifest_permits = Some(permits);
+        self
+    }
+
+    /// Keeps the files' manifests in `file` across restarts (default: none, every start reads
+    /// every file). A restarted server then reads only the files changed since: the others'
+    /// manifests are on record, each checked against the file's size, times, device and
+    /// inode. Written when the manifests made are all published and when the server stops;
+    /// a record that cannot be read or written only costs reads.
+    pub fn manifest_record(mut self, file: impl Into<PathBuf>) -> Self {
+        self.manifest_record = Some(file.into());
         self
     }
 
@@ -164,13 +177,19 @@ impl FileServerBuilder {
                         scanner.publish(dir, vpath);
                     }
                     let permits = self.manifest_permits;
-                    let (jobs, made) = match spawn_manifest_maker(self.config.chunk_size, permits) {
-                        Ok(pair) => pair,
-                        Err(e) => {
-                            warn!(%e, "no manifest thread: nothing can be published");
-                            return;
-                        }
-                    };
+                    let record = self.manifest_record.map(|path| {
+                        let mut new = path.clone().into_os_string();
+                        new.push(".new");
+                        Record::load(path, new.into(), MANIFESTS_HEADER)
+                    });
+                    let (jobs, made) =
+                        match spawn_manifest_maker(self.config.chunk_size, permits, record) {
+                            Ok(pair) => pair,
+                            Err(e) => {
+                                warn!(%e, "no manifest thread: nothing can be published");
+                                return;
+                            }
+                        };
                     let regions = sends_from_files(&self.options);
                     let core = Server::new(self.config);
                     let driver = Driver {
@@ -184,6 +203,7 @@ impl FileServerBuilder {
                         made,
                         pending: 0,
                         ready: Some(ready_tx_w),
+                        first_scan: (0, 0),
                         regions,
                     };
                     driver.run(stop_rx).await;
@@ -276,6 +296,8 @@ struct Driver {
     pending: usize,
     /// Told once the first scan's files are published.
     ready: Option<watch::Sender<bool>>,
+    /// Files of the first scan given a manifest so far, and how many of them were read.
+    first_scan: (usize, usize),
     /// Chunks may be sent from their files (no CURVE).
     regions: bool,
 }
@@ -313,6 +335,8 @@ struct Made {
     found: FileVersion,
     version: u64,
     manifest: Result<Manifest, ManifestError>,
+    /// Read for it (not taken from the record).
+    read: bool,
 }
 
 /// The thread that reads published files into their manifests, in the order they were found
@@ -321,6 +345,7 @@ struct Made {
 fn spawn_manifest_maker(
     chunk_size: usize,
     mut permits: Option<std_mpsc::Receiver<()>>,
+    mut record: Option<Record>,
 ) -> std::io::Result<(std_mpsc::Sender<Job>, mpsc::Receiver<Made>)> {
     let (jobs_tx, jobs_rx) = std_mpsc::channel::<Job>();
     let (made_tx, made_rx) = mpsc::channel(256);
@@ -328,23 +353,93 @@ fn spawn_manifest_maker(
         .name("harmony-files-manifest".into())
         .spawn(move || {
             let mut buf = Vec::new();
-            for job in jobs_rx {
+            loop {
+                let job = match jobs_rx.try_recv() {
+                    Ok(job) => job,
+                    Err(std_mpsc::TryRecvError::Empty) => {
+                        // Caught up: what was made goes on record.
+                        save(&mut record);
+                        match jobs_rx.recv() {
+                            Ok(job) => job,
+                            Err(_) => break,
+                        }
+                    }
+                    Err(std_mpsc::TryRecvError::Disconnected) => break,
+                };
                 if permits.as_ref().is_some_and(|p| p.recv().is_err()) {
                     permits = None;
                 }
-                let manifest = manifest::compute(&job.path, job.found, chunk_size, &mut buf);
+                let (manifest, read) =
+                    made_or_recorded(&job, chunk_size, &mut buf, record.as_mut());
                 let made = Made {
                     vpath: job.vpath,
                     found: job.found,
                     version: job.version,
                     manifest,
+                    read,
                 };
                 if made_tx.blocking_send(made).is_err() {
-                    return;
+                    break;
                 }
             }
+            save(&mut record);
         })?;
     Ok((jobs_tx, made_rx))
+}
+
+/// First line of a server's record of manifests.
+const MANIFESTS_HEADER: &str = "harmony-files manifests 1\n";
+
+/// `job`'s manifest: from the record when the file is the version it was made from, else
+/// read (and then put on record if the file did not change while it was read); whether the
+/// file was read.
+fn made_or_recorded(
+    job: &Job,
+    chunk_size: usize,
+    buf: &mut Vec<u8>,
+    record: Option<&mut Record>,
+) -> (Result<Manifest, ManifestError>, bool) {
+    let Some(record) = record else {
+        return (
+            manifest::compute(&job.path, job.found, chunk_size, buf),
+            true,
+        );
+    };
+    // Paths that are not UTF-8 are not kept.
+    let key = job.path.to_str();
+    let before = std::fs::metadata(&job.path).ok();
+    if let (Some(key), Some(meta)) = (key, &before) {
+        if FileVersion::of(meta) == job.found {
+            if let Some(m) = record
+                .get(key, meta)
+                .and_then(|text| Manifest::from_record(text, job.found.size, chunk_size))
+            {
+                return (Ok(m), false);
+            }
+        }
+    }
+    let manifest = match manifest::compute(&job.path, job.found, chunk_size, buf) {
+        Ok(m) => m,
+        Err(e) => return (Err(e), true),
+    };
+    if let (Some(key), Some(before)) = (key, before) {
+        match std::fs::metadata(&job.path) {
+            Ok(after) if Stamp::of(&after) == Stamp::of(&before) => {
+                record.record(key, Stamp::of(&before), &manifest.to_record())
+            }
+            _ => record.forget(key),
+        }
+    }
+    (Ok(manifest), true)
+}
+
+/// Writes the record if there is one and it changed; a failure is said, not fatal.
+fn save(record: &mut Option<Record>) {
+    if let Some(record) = record {
+        if let Err(e) = record.save() {
+            warn!(%e, "record of manifests not written");
+        }
+    }
 }
 
 impl Driver {
@@ -382,6 +477,8 @@ impl Driver {
     fn check_ready(&mut self) {
         if self.pending == 0 {
             if let Some(ready) = self.ready.take() {
+                let (files, read) = self.first_scan;
+                let _ = self.events.try_send(ServerEvent::Ready { files, read });
                 let _ = ready.send(true);
             }
         }
@@ -390,6 +487,10 @@ impl Driver {
     /// A manifest is made: the file is published, if it is still the version found.
     fn manifest_made(&mut self, made: Made) {
         self.pending = self.pending.saturating_sub(1);
+        if self.ready.is_some() {
+            self.first_scan.0 += 1;
+            self.first_scan.1 += usize::from(made.read);
+        }
         if self.scanner.is_current(&made.vpath, made.version) {
             match made.manifest {
                 Ok(manifest) => {

@@ -127,6 +127,15 @@ pub enum ServerEvent {
         /// The offset of the chunk it could not fill.
         offset: u64,
     },
+    /// From the driver: the first scan's files are all published ([`crate::FileServer::ready`]):
+    /// `files` had their manifest made or taken from the record, `read` of them were read
+    /// (not on record, or changed since; see `FileServerBuilder::manifest_record`).
+    Ready {
+        /// Files given a manifest.
+        files: usize,
+        /// Files read for it.
+        read: usize,
+    },
     /// From the driver: a connection's handshake failed before any FILEMQ message, e.g. the
     /// authenticator refused the client's CURVE key.
     HandshakeFailed {

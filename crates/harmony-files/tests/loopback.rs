@@ -700,3 +700,115 @@ async fn a_restarted_client_reads_only_what_changed_since_its_record() {
     fourth.stop().unwrap();
     assert_eq!(tree(dest.path()), tree(src.path()));
 }
+
+/// The next `Ready` the server reports.
+async fn ready(server: &mut FileServer) -> ServerEvent {
+    loop {
+        match timeout(DEADLINE, server.next_event()).await {
+            Ok(Some(event @ ServerEvent::Ready { .. })) => return event,
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("server stopped"),
+            Err(_) => panic!("no Ready in time"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_server_reads_only_what_changed_since_its_record() {
+    let src = tempfile::tempdir().unwrap();
+    let past = std::time::SystemTime::now() - Duration::from_secs(10);
+    let stable = |name: &str| {
+        fs::File::options()
+            .write(true)
+            .open(src.path().join(name))
+            .unwrap()
+            .set_modified(past)
+            .unwrap();
+    };
+    let names = ["a.txt", "b.bin", "d/c.bin", "d/e.txt"];
+    for (i, name) in names.into_iter().enumerate() {
+        write(src.path(), name, &content(i, 500 + i * 700_000));
+        stable(name);
+    }
+    let keep = tempfile::tempdir().unwrap();
+    let record = keep.path().join("manifests");
+    let start = || async {
+        FileServer::builder()
+            .publish(src.path(), "/")
+            .bind("tcp://127.0.0.1:0")
+            .scan_interval(Duration::from_millis(50))
+            .stable_after(Duration::from_millis(100))
+            .manifest_record(&record)
+            .start()
+            .await
+            .expect("server starts")
+    };
+    // Mirrors the server into a fresh destination: what it serves is right.
+    let mirror_of = |server: &FileServer| {
+        let endpoint = server.endpoint().to_string();
+        let src = src.path().to_path_buf();
+        async move {
+            let dest = tempfile::tempdir().unwrap();
+            let mut client = client(dest.path(), &endpoint, fast());
+            mirrored(&mut client, &src, dest.path()).await;
+            client.stop().unwrap();
+        }
+    };
+    // The record is written by the manifest thread once it is caught up.
+    let recorded = || async {
+        let deadline = Instant::now() + DEADLINE;
+        while !record.exists() {
+            assert!(Instant::now() < deadline, "no record written");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+
+    let mut first = start().await;
+    assert_eq!(
+        ready(&mut first).await,
+        ServerEvent::Ready { files: 4, read: 4 }
+    );
+    mirror_of(&first).await;
+    recorded().await;
+    first.stop();
+
+    // Restarted: every manifest from the record, and they are right.
+    let mut second = start().await;
+    assert_eq!(
+        ready(&mut second).await,
+        ServerEvent::Ready { files: 4, read: 0 }
+    );
+    mirror_of(&second).await;
+    second.stop();
+
+    // One file rewritten (same size, same old modification time): only that one is read.
+    let modified = record.metadata().unwrap().modified().unwrap();
+    write(src.path(), "d/c.bin", &content(9, 500 + 2 * 700_000));
+    stable("d/c.bin");
+    let mut third = start().await;
+    assert_eq!(
+        ready(&mut third).await,
+        ServerEvent::Ready { files: 4, read: 1 }
+    );
+    mirror_of(&third).await;
+    let deadline = Instant::now() + DEADLINE;
+    while record.metadata().unwrap().modified().unwrap() == modified {
+        assert!(Instant::now() < deadline, "record not written again");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    third.stop();
+
+    // A damaged record: everything is read again, and served right.
+    fs::write(
+        &record,
+        b"harmony-files manifests 1\n1 2.3 4.5 6 7 x\0a.txt\0",
+    )
+    .unwrap();
+    let mut fourth = start().await;
+    assert_eq!(
+        ready(&mut fourth).await,
+        ServerEvent::Ready { files: 4, read: 4 }
+    );
+    mirror_of(&fourth).await;
+    fourth.stop();
+}

@@ -88,6 +88,30 @@ fn serve_and_sync_once_by_discovery() {
 }
 
 #[test]
+fn serve_keeps_its_manifests_on_record_when_asked() {
+    let src = tempfile::tempdir().unwrap();
+    publish(src.path());
+    let keep = tempfile::tempdir().unwrap();
+    let record = keep.path().join("manifests");
+    let port = harmony_testkit::free_udp_port().to_string();
+    let arg = record.to_string_lossy().into_owned();
+    sync_once(src.path(), &port, &["--manifest-record", &arg]);
+    // Written by the server's manifest thread once caught up: by now, or very soon.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !record.exists() {
+        assert!(Instant::now() < deadline, "no record of manifests");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let text = fs::read_to_string(&record).unwrap();
+    for name in ["hello.txt", "docs/readme.txt", "data/deep/big.bin"] {
+        assert!(
+            text.contains(&format!("{name}\0")),
+            "{name} not on record: {text:?}"
+        );
+    }
+}
+
+#[test]
 fn serve_and_sync_once_with_curve() {
     let src = tempfile::tempdir().unwrap();
     publish(src.path());

@@ -73,6 +73,10 @@ struct ServeArgs {
     /// Encrypt with CURVE, with the key pair of this certificate (its `_secret` file is read).
     #[arg(long, value_name = "FILE")]
     curve_cert: Option<PathBuf>,
+    /// Keep the files' manifests (digest, chunk crc32s) in FILE across restarts: a restarted
+    /// server then reads only the files changed since.
+    #[arg(long, value_name = "FILE")]
+    manifest_record: Option<PathBuf>,
     #[command(flatten)]
     discovery: Discovery,
 }
@@ -129,13 +133,14 @@ async fn serve(args: ServeArgs) -> Result<(), NodeError> {
             "tcp://0.0.0.0:0".into()
         }
     });
-    let server = FileServer::builder()
+    let mut builder = FileServer::builder()
         .publish(&args.dir, &args.path)
         .bind(bind)
-        .socket_options(options)
-        .start()
-        .await
-        .map_err(invalid)?;
+        .socket_options(options);
+    if let Some(record) = &args.manifest_record {
+        builder = builder.manifest_record(record);
+    }
+    let server = builder.start().await.map_err(invalid)?;
     let mut node = args
         .discovery
         .node("harmony-files")

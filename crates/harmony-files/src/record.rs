@@ -1,13 +1,20 @@
-//! The client's record of the digests of the files it holds, kept in the destination
-//! ([`DIGESTS_FILE`]) so that a restarted client does not read every file again to tell the
-//! server what it has (ICANHAZ's cache, see [`crate::ext`]).
+//! Records kept on disk across restarts, so that a restarted client or server does not read
+//! every file again: what was computed from a file (its digest, its manifest) by a name, with
+//! the stamp of the version it was computed from.
+//!
+//! - The client keeps the digests of the files it holds in the destination
+//!   ([`DIGESTS_FILE`]), for ICANHAZ's cache (see [`crate::ext`]).
+//! - A server given a record file keeps its files' manifests there (see
+//!   `FileServerBuilder::manifest_record`).
 //!
 //! A file whose size, modification and change times, device and inode are what was recorded
-//! is taken to hold the recorded digest; any other is read again, as is a file that changed
-//! while it was read. The server checks digests against its own files anyway: a wrong record
-//! could only make it send a file again or, for a file changed behind the stamp's back (which
-//! the change time rules out short of resetting the clock), skip one. The record is written
-//! when the client is caught up and when it stops; a record lost in a crash only costs reads.
+//! is taken to be the version the record was made from; any other is read again, as is a file
+//! that changed while it was read. The peers check what matters anyway (the server a
+//! client's digests against its own files, the client every chunk's crc32 and the whole
+//! file's digest): a wrong record could only make a file go again, or be refused. The change
+//! time rules out a file rewritten behind the stamp's back, short of resetting the clock. A
+//! record is written when its owner is caught up and when it stops; one lost in a crash only
+//! costs reads.
 
 use std::collections::BTreeMap;
 use std::fs::{self, Metadata};
@@ -15,10 +22,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::path::{CACHE_SUFFIX, DIGESTS_FILE};
-/// Where a new record is written before it replaces the old one.
+
+/// Where the client writes a new record of digests before it replaces the old one.
 const DIGESTS_NEW: &str = ".digests-new.harmony-cache";
-/// First line of the record; another one (an older or newer format) is not read.
-const HEADER: &str = "harmony-files digests 1\n";
+/// First line of the client's record of digests.
+pub(crate) const DIGESTS_HEADER: &str = "harmony-files digests 1\n";
 
 /// What identifies one version of a file on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,32 +50,48 @@ impl Stamp {
     }
 }
 
-/// The digests of whole files under the destination, by name relative to it.
+/// Values made from files, by name, each with the stamp of the version it was made from.
 #[derive(Debug)]
-pub(crate) struct Digests {
-    root: PathBuf,
+pub(crate) struct Record {
+    /// The record's file.
+    path: PathBuf,
+    /// Where a new record is written before it replaces the old one.
+    new: PathBuf,
+    /// First line of the file; another one (an older or newer format) is not read.
+    header: &'static str,
     entries: BTreeMap<String, (Stamp, String)>,
     /// Changed since loaded or last saved.
     dirty: bool,
 }
 
-impl Digests {
-    /// The record kept in `root`; empty when there is none or it cannot be read. Entries that
-    /// do not parse are left out.
-    pub(crate) fn load(root: &Path) -> Self {
-        let entries = fs::read(root.join(DIGESTS_FILE))
+impl Record {
+    /// The client's record of digests in destination `root`.
+    pub(crate) fn digests(root: &Path) -> Self {
+        Self::load(
+            root.join(DIGESTS_FILE),
+            root.join(DIGESTS_NEW),
+            DIGESTS_HEADER,
+        )
+    }
+
+    /// The record kept in `path` (a new one is written to `new` first); empty when there is
+    /// none or it cannot be read. Entries that do not parse are left out.
+    pub(crate) fn load(path: PathBuf, new: PathBuf, header: &'static str) -> Self {
+        let entries = fs::read(&path)
             .ok()
             .and_then(|bytes| String::from_utf8(bytes).ok())
-            .and_then(|text| text.strip_prefix(HEADER).map(parse))
+            .and_then(|text| text.strip_prefix(header).map(parse))
             .unwrap_or_default();
         Self {
-            root: root.to_path_buf(),
+            path,
+            new,
+            header,
             entries,
             dirty: false,
         }
     }
 
-    /// The digest recorded for `name` if the file is still the version it was made from.
+    /// The value recorded for `name` if the file is still the version it was made from.
     pub(crate) fn get(&self, name: &str, now: &Metadata) -> Option<&str> {
         self.entries
             .get(name)
@@ -75,9 +99,9 @@ impl Digests {
             .map(|(_, digest)| digest.as_str())
     }
 
-    pub(crate) fn record(&mut self, name: &str, stamp: Stamp, digest: &str) {
+    pub(crate) fn record(&mut self, name: &str, stamp: Stamp, value: &str) {
         self.entries
-            .insert(name.to_string(), (stamp, digest.to_string()));
+            .insert(name.to_string(), (stamp, value.to_string()));
         self.dirty = true;
     }
 
@@ -97,19 +121,18 @@ impl Digests {
         if !self.dirty {
             return Ok(());
         }
-        let mut text = String::from(HEADER);
-        for (name, (s, digest)) in &self.entries {
-            // Names hold no NUL (refused by `path::relative`): it ends each entry.
+        let mut text = String::from(self.header);
+        for (name, (s, value)) in &self.entries {
+            // Names hold no NUL (refused by `path::relative`; none in a path either): it ends
+            // each entry. Values hold no NUL.
             text.push_str(&format!(
-                "{digest} {} {}.{} {}.{} {} {} {name}\0",
+                "{} {}.{} {}.{} {} {} {value}\0{name}\0",
                 s.len, s.mtime.0, s.mtime.1, s.ctime.0, s.ctime.1, s.dev, s.ino
             ));
         }
-        let new = self.root.join(DIGESTS_NEW);
-        let written =
-            fs::write(&new, text).and_then(|()| fs::rename(&new, self.root.join(DIGESTS_FILE)));
+        let written = fs::write(&self.new, text).and_then(|()| fs::rename(&self.new, &self.path));
         if written.is_err() {
-            let _ = fs::remove_file(&new);
+            let _ = fs::remove_file(&self.new);
         }
         self.dirty = written.is_err();
         written
@@ -121,15 +144,18 @@ pub(crate) fn is_own(name: &str) -> bool {
     name.ends_with(CACHE_SUFFIX)
 }
 
+/// Entries: `LEN MTIME CTIME DEV INO VALUE` NUL `NAME` NUL.
 fn parse(text: &str) -> BTreeMap<String, (Stamp, String)> {
     let pair = |s: &str| -> Option<(i64, i64)> {
         let (a, b) = s.split_once('.')?;
         Some((a.parse().ok()?, b.parse().ok()?))
     };
-    text.split('\0')
+    let fields: Vec<&str> = text.split('\0').collect();
+    fields
+        .chunks_exact(2)
         .filter_map(|entry| {
-            let mut f = entry.splitn(7, ' ');
-            let digest = f.next()?;
+            let [head, name] = entry else { return None };
+            let mut f = head.splitn(6, ' ');
             let stamp = Stamp {
                 len: f.next()?.parse().ok()?,
                 mtime: pair(f.next()?)?,
@@ -137,8 +163,8 @@ fn parse(text: &str) -> BTreeMap<String, (Stamp, String)> {
                 dev: f.next()?.parse().ok()?,
                 ino: f.next()?.parse().ok()?,
             };
-            let name = f.next().filter(|n| !n.is_empty())?;
-            Some((name.to_string(), (stamp, digest.to_string())))
+            let value = f.next()?;
+            (!name.is_empty()).then(|| (name.to_string(), (stamp, value.to_string())))
         })
         .collect()
 }
@@ -152,17 +178,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("a b.txt");
         fs::write(&file, b"one").unwrap();
-        let mut digests = Digests::load(dir.path());
+        let mut digests = Record::digests(dir.path());
         assert!(digests.entries.is_empty());
         let meta = fs::metadata(&file).unwrap();
         digests.record("a b.txt", Stamp::of(&meta), "d1");
-        digests.record("x/y\nz", Stamp::of(&meta), "d2");
+        digests.record("x/y\nz", Stamp::of(&meta), "d2 with spaces");
         digests.save().unwrap();
         assert!(!dir.path().join(DIGESTS_NEW).exists());
 
-        let loaded = Digests::load(dir.path());
+        let loaded = Record::digests(dir.path());
         assert_eq!(loaded.entries, digests.entries);
         assert_eq!(loaded.get("a b.txt", &meta), Some("d1"));
+        assert_eq!(loaded.get("x/y\nz", &meta), Some("d2 with spaces"));
         assert_eq!(loaded.get("missing", &meta), None);
         // Written again: another version (new change time, here also another length).
         fs::write(&file, b"two!").unwrap();
@@ -172,25 +199,25 @@ mod tests {
     #[test]
     fn a_damaged_record_costs_only_its_bad_entries() {
         let dir = tempfile::tempdir().unwrap();
-        let good = "d 3 1.2 3.4 5 6 good\0";
+        let good = "3 1.2 3.4 5 6 d\0good\0";
         fs::write(
             dir.path().join(DIGESTS_FILE),
-            format!("{HEADER}{good}d x 1.2 3.4 5 6 bad\0d 3 1.2\0d 3 1.2 3.4 5 6 \0\u{1}"),
+            format!("{DIGESTS_HEADER}{good}x 1.2 3.4 5 6 d\0bad\03 1.2\0short\03 1.2 3.4 5 6 d\0\0\u{1}"),
         )
         .unwrap();
-        let loaded = Digests::load(dir.path());
+        let loaded = Record::digests(dir.path());
         assert_eq!(loaded.entries.keys().collect::<Vec<_>>(), ["good"]);
         // Another format: nothing is read.
         fs::write(dir.path().join(DIGESTS_FILE), format!("other 2\n{good}")).unwrap();
-        assert!(Digests::load(dir.path()).entries.is_empty());
+        assert!(Record::digests(dir.path()).entries.is_empty());
         fs::write(dir.path().join(DIGESTS_FILE), [0xff, 0xfe]).unwrap();
-        assert!(Digests::load(dir.path()).entries.is_empty());
+        assert!(Record::digests(dir.path()).entries.is_empty());
     }
 
     #[test]
     fn unchanged_records_are_not_written() {
         let dir = tempfile::tempdir().unwrap();
-        let mut digests = Digests::load(dir.path());
+        let mut digests = Record::digests(dir.path());
         digests.save().unwrap();
         assert!(!dir.path().join(DIGESTS_FILE).exists());
         digests.forget("nothing");
