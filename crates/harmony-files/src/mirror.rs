@@ -185,7 +185,6 @@ impl Mirror {
             .take()
             .filter(|o| o.name == name)
             .ok_or(FilesError::Invalid(format!("commit of {name} not open")))?;
-        drop(open.file);
         let target = match self.resolve(name, true) {
             Ok(target) => target.expect("created"),
             Err(e) => {
@@ -201,7 +200,9 @@ impl Mirror {
             }
             return Err(io_err(&target)(e));
         }
-        match (digest, target.symlink_metadata()) {
+        // The stamp from the file still open (after the rename, which sets its change time):
+        // no second walk of the path.
+        match (digest, open.file.metadata()) {
             (Some(digest), Ok(meta)) => self.digests.record(name, Stamp::of(&meta), digest),
             _ => self.digests.forget(name),
         }

@@ -368,9 +368,11 @@ impl Connection<'_> {
             }
             if self.core.is_synced() && !synced_told {
                 synced_told = true;
-                // Caught up: the digests go on record now, not only when the client stops.
-                self.mirror.save_digests();
                 self.told.push(SyncEvent::Synced);
+                // Caught up: the digests go on record now (once Synced is told), not only
+                // when the client stops.
+                self.flush_events().await;
+                self.mirror.save_digests();
             }
             let idle_at = last_chunk + self.quiet;
             // A server that has not said anything since the subscription may be busy sending a
@@ -438,8 +440,9 @@ impl Connection<'_> {
                 _ = sleep_until(timeout) => self.core.handle_timeout(std::time::Instant::now()),
                 _ = sleep_until(idle_at), if can_idle => {
                     idle_told = true;
-                    self.mirror.save_digests();
                     self.told.push(SyncEvent::Idle);
+                    self.flush_events().await;
+                    self.mirror.save_digests();
                 }
             }
         }
