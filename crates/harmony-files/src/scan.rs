@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::debug;
 
 use crate::manifest::FileVersion;
-use crate::path::{self, PART_SUFFIX};
+use crate::path::{self, CACHE_SUFFIX, PART_SUFFIX};
 use crate::server::Source;
 
 /// A change found by a scan.
@@ -137,7 +137,8 @@ impl Scanner {
 }
 
 /// Regular files under `dir` as `(vpath, path, metadata)`; symbolic links are not followed
-/// (a published tree cannot leak what lies outside it), partial files of a client are skipped.
+/// (a published tree cannot leak what lies outside it); a client's partial files and records
+/// are skipped (a mirror can be published in turn).
 fn walk(dir: &Path, vpath: &str, f: &mut dyn FnMut(String, PathBuf, fs::Metadata)) {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -156,7 +157,7 @@ fn walk(dir: &Path, vpath: &str, f: &mut dyn FnMut(String, PathBuf, fs::Metadata
         let child = path::join(vpath, &name);
         if meta.is_dir() {
             walk(&entry.path(), &child, f);
-        } else if meta.is_file() && !name.ends_with(PART_SUFFIX) {
+        } else if meta.is_file() && !name.ends_with(PART_SUFFIX) && !name.ends_with(CACHE_SUFFIX) {
             f(child, entry.path(), meta);
         }
     }

@@ -11,13 +11,7 @@ use harmony_node::Node;
 async fn clients_find_servers_through_zre_headers() {
     let src = tempfile::tempdir().unwrap();
     std::fs::write(src.path().join("found.txt"), b"found by discovery\n").unwrap();
-    let past = std::time::SystemTime::now() - Duration::from_secs(10);
-    std::fs::File::options()
-        .write(true)
-        .open(src.path().join("found.txt"))
-        .unwrap()
-        .set_modified(past)
-        .unwrap();
+    harmony_testkit::settled(&src.path().join("found.txt"));
     let server = FileServer::builder()
         .publish(src.path(), "/")
         .scan_interval(Duration::from_millis(50))

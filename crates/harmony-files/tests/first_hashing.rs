@@ -9,7 +9,7 @@ mod support;
 use std::fs;
 use std::path::Path;
 use std::sync::mpsc as std_mpsc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use harmony_files::{
@@ -361,9 +361,7 @@ async fn events_until(
 fn write_old(dir: &Path, name: &str, data: &[u8]) {
     let path = dir.join(name);
     fs::write(&path, data).unwrap();
-    let file = fs::File::options().write(true).open(&path).unwrap();
-    file.set_modified(SystemTime::now() - Duration::from_secs(60))
-        .unwrap();
+    harmony_testkit::settled(&path);
 }
 
 fn is_updated(event: &SyncEvent, file: &str) -> bool {

@@ -71,13 +71,7 @@ fn one_gib_with_peak_rss_under_64_mib_on_either_side() {
     let file = std::fs::File::create(src.path().join("gib.bin")).unwrap();
     file.set_len(size()).unwrap();
     drop(file);
-    let past = std::time::SystemTime::now() - Duration::from_secs(10);
-    std::fs::File::options()
-        .write(true)
-        .open(src.path().join("gib.bin"))
-        .unwrap()
-        .set_modified(past)
-        .unwrap();
+    harmony_testkit::settled(&src.path().join("gib.bin"));
     let mut server = spawn("server", src.path(), "");
     let server_out = lines(&mut server);
     let endpoint = line(&server_out, "ENDPOINT ");

@@ -17,7 +17,7 @@ use tokio::time::{timeout, Instant};
 const DEADLINE: Duration = Duration::from_secs(60);
 
 /// relative name -> digest of every regular file under `dir` (partial files included, so a
-/// left-over one makes the comparison fail), but the client's record of digests.
+/// left-over one makes the comparison fail), but the client's own records.
 fn tree(dir: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut stack = vec![(dir.to_path_buf(), String::new())];
@@ -35,7 +35,8 @@ fn tree(dir: &Path) -> BTreeMap<String, String> {
             };
             if meta.is_dir() {
                 stack.push((entry.path(), rel));
-            } else if rel == harmony_files::path::DIGESTS_FILE {
+            } else if rel.ends_with(harmony_files::path::CACHE_SUFFIX) {
+                // The client's own record (and the new one being written).
                 continue;
             } else if let Ok(data) = fs::read(entry.path()) {
                 out.insert(rel, ext::digest_of(&data));
@@ -218,13 +219,8 @@ async fn a_restarted_client_resumes_from_what_it_has() {
     write(src.path(), "big.bin", &content(2, 32 << 20));
     write(src.path(), "a-small.txt", b"small");
     // Both stable at the first scan, so they go out in name order: a-small.txt first.
-    let past = std::time::SystemTime::now() - Duration::from_secs(10);
     for name in ["big.bin", "a-small.txt"] {
-        let file = fs::File::options()
-            .write(true)
-            .open(src.path().join(name))
-            .unwrap();
-        file.set_modified(past).unwrap();
+        harmony_testkit::settled(&src.path().join(name));
     }
     let server = server(src.path()).await;
     let dest = tempfile::tempdir().unwrap();
@@ -380,14 +376,9 @@ async fn curve_client_keys_checked_by_the_authenticator() {
 #[tokio::test]
 async fn directories_published_at_virtual_paths_and_prefix_subscriptions() {
     let (photos, docs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let past = std::time::SystemTime::now() - Duration::from_secs(10);
     for (dir, name) in [(&photos, "2024/cat.jpg"), (&docs, "notes.txt")] {
         write(dir.path(), name, name.as_bytes());
-        let file = fs::File::options()
-            .write(true)
-            .open(dir.path().join(name))
-            .unwrap();
-        file.set_modified(past).unwrap();
+        harmony_testkit::settled(&dir.path().join(name));
     }
     let server = FileServer::builder()
         .publish(photos.path(), "/media/photos")
@@ -470,10 +461,8 @@ async fn truncation_closes_that_connection_only(curve: Option<(SocketOptions, So
     let data = content(3, 8 << 20);
     write(big.path(), "big.bin", &data);
     write(other.path(), "other.bin", &content(4, 24 << 20));
-    let past = std::time::SystemTime::now() - Duration::from_secs(10);
     for path in [big.path().join("big.bin"), other.path().join("other.bin")] {
-        let file = fs::File::options().write(true).open(path).unwrap();
-        file.set_modified(past).unwrap();
+        harmony_testkit::settled(&path);
     }
     // The truncation is seen by the scan 3 s after the first, long after the failed chunk.
     let mut server = FileServer::builder()
@@ -638,12 +627,7 @@ async fn a_restarted_client_reads_only_what_changed_since_its_record() {
     {
         write(src.path(), name, &content(i, 1000 + i * 20_000));
         // Stable at the server's first scan: all of them are there at Synced.
-        fs::File::options()
-            .write(true)
-            .open(src.path().join(name))
-            .unwrap()
-            .set_modified(std::time::SystemTime::now() - Duration::from_secs(10))
-            .unwrap();
+        harmony_testkit::settled(&src.path().join(name));
     }
     let server = server(src.path()).await;
     let dest = tempfile::tempdir().unwrap();
@@ -716,15 +700,7 @@ async fn ready(server: &mut FileServer) -> ServerEvent {
 #[tokio::test]
 async fn a_restarted_server_reads_only_what_changed_since_its_record() {
     let src = tempfile::tempdir().unwrap();
-    let past = std::time::SystemTime::now() - Duration::from_secs(10);
-    let stable = |name: &str| {
-        fs::File::options()
-            .write(true)
-            .open(src.path().join(name))
-            .unwrap()
-            .set_modified(past)
-            .unwrap();
-    };
+    let stable = |name: &str| harmony_testkit::settled(&src.path().join(name));
     let names = ["a.txt", "b.bin", "d/c.bin", "d/e.txt"];
     for (i, name) in names.into_iter().enumerate() {
         write(src.path(), name, &content(i, 500 + i * 700_000));
@@ -781,7 +757,8 @@ async fn a_restarted_server_reads_only_what_changed_since_its_record() {
     mirror_of(&second).await;
     second.stop();
 
-    // One file rewritten (same size, same old modification time): only that one is read.
+    // One file rewritten (same size, modification time set back as before): only that one is
+    // read.
     let modified = record.metadata().unwrap().modified().unwrap();
     write(src.path(), "d/c.bin", &content(9, 500 + 2 * 700_000));
     stable("d/c.bin");
@@ -811,4 +788,42 @@ async fn a_restarted_server_reads_only_what_changed_since_its_record() {
     );
     mirror_of(&fourth).await;
     fourth.stop();
+}
+
+#[tokio::test]
+async fn a_mirror_published_in_turn_passes_on_the_files_not_the_clients_own() {
+    let src = tempfile::tempdir().unwrap();
+    for (i, name) in ["a.txt", "d/b.bin"].into_iter().enumerate() {
+        write(src.path(), name, &content(i, 3000 + i * 50_000));
+        harmony_testkit::settled(&src.path().join(name));
+    }
+    let first = server(src.path()).await;
+    let middle = tempfile::tempdir().unwrap();
+    let mut a = client(middle.path(), first.endpoint(), fast());
+    until_synced(&mut a).await;
+    a.stop().unwrap();
+    // The middle holds the client's record besides the files, and a partial file.
+    assert!(middle
+        .path()
+        .join(harmony_files::path::DIGESTS_FILE)
+        .exists());
+    write(middle.path(), ".c.txt.harmony-part", b"half of c");
+    for name in [
+        "a.txt",
+        "d/b.bin",
+        ".c.txt.harmony-part",
+        harmony_files::path::DIGESTS_FILE,
+    ] {
+        harmony_testkit::settled(&middle.path().join(name));
+    }
+
+    let second = server(middle.path()).await;
+    let end = tempfile::tempdir().unwrap();
+    let mut b = client(end.path(), second.endpoint(), fast());
+    let events = until_synced(&mut b).await;
+    b.stop().unwrap();
+    let mut got = received(&events);
+    got.sort_unstable();
+    assert_eq!(got, ["a.txt", "d/b.bin"], "{events:?}");
+    assert_eq!(tree(end.path()), tree(src.path()));
 }

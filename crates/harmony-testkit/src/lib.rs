@@ -251,6 +251,18 @@ pub fn require_netns() {
     );
 }
 
+/// Marks file `path` as last written a minute ago: settled, so a file server that waits for
+/// files to stop changing publishes it at its first scan.
+pub fn settled(path: &Path) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| {
+            f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60))
+        })
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
 /// A terminal a test can look at as a person would: a detached tmux pane (Debian's `tmux`;
 /// `.ci/run` installs it) on a tmux server of its own (`-L`), killed when dropped.
 pub struct Tmux {

@@ -4,9 +4,9 @@
 use std::fs;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use harmony::files::path::{DIGESTS_FILE, PART_SUFFIX};
+use harmony::files::path::{CACHE_SUFFIX, PART_SUFFIX};
 
 const BIN: &str = env!("CARGO_BIN_EXE_harmony");
 
@@ -29,17 +29,11 @@ fn publish(dir: &Path) {
             (0..3_000_000u32).map(|i| (i % 251) as u8).collect(),
         ),
     ];
-    let past = SystemTime::now() - Duration::from_secs(10);
     for (name, data) in files {
         let path = dir.join(name);
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(&path, data).unwrap();
-        fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(past)
-            .unwrap();
+        harmony_testkit::settled(&path);
     }
 }
 
@@ -221,7 +215,8 @@ fn nothing_half_written(dest: &Path, src: &Path) {
                 continue;
             }
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') && name.ends_with(PART_SUFFIX) || name == DIGESTS_FILE {
+            if name.starts_with('.') && name.ends_with(PART_SUFFIX) || name.ends_with(CACHE_SUFFIX)
+            {
                 continue;
             }
             let rel = path.strip_prefix(dest).unwrap();
@@ -251,13 +246,7 @@ fn sync_into_a_directory_it_may_not_write_fails_cleanly() {
         b"for the eyes of a few",
     )
     .unwrap();
-    let past = SystemTime::now() - Duration::from_secs(10);
-    fs::File::options()
-        .write(true)
-        .open(src.path().join("locked/secret.txt"))
-        .unwrap()
-        .set_modified(past)
-        .unwrap();
+    harmony_testkit::settled(&src.path().join("locked/secret.txt"));
     let (_runtime, server) = serve_here(src.path());
     let healthy = healthy_client(src.path(), server.endpoint());
 
@@ -366,14 +355,8 @@ fn sync_on_a_terminal_draws_bars_then_says_what_it_did() {
         std::io::Write::write_all(&mut big, &block).unwrap();
     }
     drop(big);
-    let past = SystemTime::now() - Duration::from_secs(10);
     for name in ["small.txt", "big.bin"] {
-        fs::File::options()
-            .write(true)
-            .open(src.path().join(name))
-            .unwrap()
-            .set_modified(past)
-            .unwrap();
+        harmony_testkit::settled(&src.path().join(name));
     }
     let (_runtime, server) = serve_here(src.path());
     let dest = tempfile::tempdir().unwrap();
@@ -437,12 +420,7 @@ fn publish_big(src: &Path) -> Vec<u8> {
         data.extend_from_slice(&block[..i * 17]);
     }
     fs::write(src.join("big.bin"), &data).unwrap();
-    fs::File::options()
-        .write(true)
-        .open(src.join("big.bin"))
-        .unwrap()
-        .set_modified(SystemTime::now() - Duration::from_secs(10))
-        .unwrap();
+    harmony_testkit::settled(&src.join("big.bin"));
     data
 }
 
