@@ -353,6 +353,11 @@ fn spawn_manifest_maker(
         .name("harmony-files-manifest".into())
         .spawn(move || {
             let mut buf = Vec::new();
+            // Files gone since the record was written are forgotten (one look at each, here on
+            // the manifest thread).
+            if let Some(record) = record.as_mut() {
+                record.retain(|path| std::path::Path::new(path).is_file());
+            }
             loop {
                 let job = match jobs_rx.try_recv() {
                     Ok(job) => job,

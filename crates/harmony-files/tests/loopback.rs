@@ -775,6 +775,26 @@ async fn a_restarted_server_reads_only_what_changed_since_its_record() {
     }
     third.stop();
 
+    // A file deleted from the tree leaves the record at the next start.
+    let on_record = |name: &str| {
+        String::from_utf8_lossy(&fs::read(&record).unwrap()).contains(&format!("/{name}\0"))
+    };
+    assert!(on_record("d/e.txt"));
+    fs::remove_file(src.path().join("d/e.txt")).unwrap();
+    let mut pruned = start().await;
+    assert_eq!(
+        ready(&mut pruned).await,
+        ServerEvent::Ready { files: 3, read: 0 }
+    );
+    let deadline = Instant::now() + DEADLINE;
+    while on_record("d/e.txt") {
+        assert!(Instant::now() < deadline, "e.txt still on record");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    pruned.stop();
+    write(src.path(), "d/e.txt", &content(3, 500 + 3 * 700_000));
+    harmony_testkit::settled(&src.path().join("d/e.txt"));
+
     // A damaged record: everything is read again, and served right.
     fs::write(
         &record,
