@@ -1,7 +1,7 @@
 //! The client's destination: partial files beside their final names, renamed into place only
 //! when complete and verified; no write ever goes through a symbolic link or outside the root.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -36,10 +36,9 @@ pub(crate) struct Mirror {
     digests: Record,
 }
 
-/// What the destination holds (see [`Mirror::inventory`]).
+/// What the destination holds besides its whole files (see [`Mirror::inventory`],
+/// [`Mirror::have`]).
 pub(crate) struct Inventory {
-    /// Whole files and their digests.
-    pub(crate) have: BTreeMap<String, String>,
     /// Partial files to resume.
     pub(crate) partial: Vec<ResumePoint>,
     /// Files found, whole or partial.
@@ -241,6 +240,15 @@ impl Mirror {
         self.open = None;
     }
 
+    /// The whole files held and their digests (ICANHAZ's cache): those on record, kept by
+    /// [`Mirror::inventory`], [`Mirror::commit`] and [`Mirror::delete`].
+    pub(crate) fn have(&self) -> Vec<(String, String)> {
+        self.digests
+            .values()
+            .map(|(name, digest)| (name.to_string(), digest.to_string()))
+            .collect()
+    }
+
     /// Writes the record of digests if it changed. A record that cannot be written (a full
     /// disk) is only a loss for the next start, which then reads the files again: said, not
     /// fatal.
@@ -255,8 +263,8 @@ impl Mirror {
     /// the files are only counted. A whole file's digest comes from the record when the file
     /// is the version it was made from, else from reading it.
     pub(crate) fn inventory(&mut self, with_digests: bool) -> Result<Inventory, FilesError> {
+        let mut whole = HashSet::new();
         let mut found = Inventory {
-            have: BTreeMap::new(),
             partial: Vec::new(),
             files: 0,
             read: 0,
@@ -289,11 +297,9 @@ impl Mirror {
                 let partial_of = name
                     .strip_suffix(PART_SUFFIX)
                     .and_then(|n| n.strip_prefix('.'));
-                if partial_of.is_none() {
-                    if let Some(digest) = self.digests.get(&rel, &meta) {
-                        found.have.insert(rel, digest.to_string());
-                        continue;
-                    }
+                if partial_of.is_none() && self.digests.get(&rel, &meta).is_some() {
+                    whole.insert(rel);
+                    continue;
                 }
                 let (hasher, len) = hash_file(&entry.path())?;
                 found.read += 1;
@@ -310,20 +316,21 @@ impl Mirror {
                     });
                 } else {
                     let digest = ext::digest_hex(&hasher);
-                    // On record only if the file did not change while it was read.
+                    // On record (and so told to the server) only if the file did not change
+                    // while it was read: one that did is sent again.
                     match entry.path().symlink_metadata() {
                         Ok(after) if Stamp::of(&after) == Stamp::of(&meta) => {
                             self.digests.record(&rel, Stamp::of(&meta), &digest)
                         }
                         _ => self.digests.forget(&rel),
                     }
-                    found.have.insert(rel, digest);
+                    whole.insert(rel);
                 }
             }
         }
         if with_digests {
             // Files gone since the record was written.
-            self.digests.retain(|name| found.have.contains_key(name));
+            self.digests.retain(|name| whole.contains(name));
         }
         Ok(found)
     }

@@ -99,6 +99,13 @@ impl Record {
             .map(|(_, digest)| digest.as_str())
     }
 
+    /// Every name on record with its value.
+    pub(crate) fn values(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries
+            .iter()
+            .map(|(name, (_, value))| (name.as_str(), value.as_str()))
+    }
+
     pub(crate) fn record(&mut self, name: &str, stamp: Stamp, value: &str) {
         self.entries
             .insert(name.to_string(), (stamp, value.to_string()));

@@ -3,7 +3,7 @@
 //! fails (server gone, silent, hostile, corrupted chunk) the driver waits a moment and opens a
 //! new one that resyncs from what is on disk and resumes the partial file.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::thread;
 use std::time::Duration;
@@ -235,7 +235,7 @@ async fn run(
         }])
         .await;
     mirror.save_digests();
-    let (mut have, mut partial) = (found.have, found.partial);
+    let mut partial = found.partial;
     // Chunk buffers recycled up to the credit window (what may be in flight at once): a
     // stream of large chunks then reads into memory already mapped, instead of faulting in
     // fresh pages for a good part of them.
@@ -249,7 +249,7 @@ async fn run(
         // FILEMQ message, so its refusal only shows here.
         let mut monitor = dealer.monitor();
         dealer.connect(&b.endpoint)?;
-        let cache = have.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let cache = mirror.have();
         let core = Client::new(
             b.config.clone(),
             cache,
@@ -261,7 +261,6 @@ async fn run(
             monitor: &mut monitor,
             core,
             mirror: &mut mirror,
-            have: &mut have,
             events: &events,
             told: Vec::new(),
             quiet: b.quiet,
@@ -295,7 +294,6 @@ struct Connection<'a> {
     monitor: &'a mut Monitor,
     core: Client,
     mirror: &'a mut Mirror,
-    have: &'a mut BTreeMap<String, String>,
     events: &'a mpsc::Sender<Vec<SyncEvent>>,
     /// Events not sent yet: sent together before the driver waits, so that the reader is
     /// woken once per batch of files, not once per event.
@@ -474,9 +472,6 @@ impl Connection<'_> {
             FileOp::Commit { name, size, digest } => {
                 self.mirror.commit(&name, digest.as_deref())?;
                 *receiving = None;
-                if let Some(digest) = &digest {
-                    self.have.insert(name.clone(), digest.clone());
-                }
                 self.told.push(SyncEvent::Updated { name, size, digest });
             }
             FileOp::Discard { name } => {
@@ -485,7 +480,6 @@ impl Connection<'_> {
             }
             FileOp::Delete { name } => {
                 self.mirror.delete(&name)?;
-                self.have.remove(&name);
                 self.told.push(SyncEvent::Deleted { name });
             }
         }
