@@ -17,6 +17,7 @@
 //! costs reads.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::fs::{self, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -96,7 +97,7 @@ impl Record {
         self.entries
             .get(name)
             .filter(|(stamp, _)| *stamp == Stamp::of(now))
-            .map(|(_, digest)| digest.as_str())
+            .map(|(_, value)| value.as_str())
     }
 
     /// Every name on record with its value.
@@ -132,10 +133,11 @@ impl Record {
         for (name, (s, value)) in &self.entries {
             // Names hold no NUL (refused by `path::relative`; none in a path either): it ends
             // each entry. Values hold no NUL.
-            text.push_str(&format!(
+            let _ = write!(
+                text,
                 "{} {}.{} {}.{} {} {} {value}\0{name}\0",
                 s.len, s.mtime.0, s.mtime.1, s.ctime.0, s.ctime.1, s.dev, s.ino
-            ));
+            );
         }
         let written = fs::write(&self.new, text).and_then(|()| fs::rename(&self.new, &self.path));
         if written.is_err() {
