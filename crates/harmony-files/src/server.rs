@@ -274,9 +274,9 @@ impl Patches {
         self.queue.is_empty()
     }
 
-    /// Every patch queued, superseded ones too (whose files have a later patch queued).
-    fn iter(&self) -> impl Iterator<Item = &Patch> {
-        self.queue.iter().map(|(_, patch)| patch)
+    /// Whether a patch of `vpath` is queued.
+    fn has(&self, vpath: &str) -> bool {
+        self.live.contains_key(vpath)
     }
 
     /// Keeps the front in force: [`Patches::front`] and [`Patches::is_empty`] need not look
@@ -657,16 +657,12 @@ impl Server {
             state.subs.retain(|s| !path::under(s, &sub));
             state.subs.push(sub.clone());
             // Late joiners get everything that exists (less what their cache says they have).
-            let busy: std::collections::BTreeSet<String> = state
-                .queue
-                .iter()
-                .filter_map(|p| p.vpath().map(str::to_string))
-                .chain(state.current.iter().map(|t| t.vpath.clone()))
-                .collect();
+            let current = state.current.as_ref().map(|t| t.vpath.as_str());
+            let busy = |v: &str| state.queue.has(v) || current == Some(v);
             let mut fresh: Vec<(u64, &String)> = self
                 .files
                 .iter()
-                .filter(|(v, _)| path::under(v, &sub) && !busy.contains(v.as_str()))
+                .filter(|(v, _)| path::under(v, &sub) && !busy(v))
                 .map(|(v, f)| (f.order, v))
                 .collect();
             fresh.sort_unstable();
@@ -1171,6 +1167,7 @@ mod tests {
         q.push_back(create("/a"));
         // The superseded patches of /a and /b at the front are skipped at once.
         assert_eq!(q.front(), Some(&create("/c")));
+        assert!(q.has("/a") && q.has("/b") && !q.has("/x"));
         let mut out = Vec::new();
         while let Some(p) = q.pop_front() {
             out.push(p);
