@@ -318,12 +318,8 @@ impl Mirror {
                     let digest = ext::digest_hex(&hasher);
                     // On record (and so told to the server) only if the file did not change
                     // while it was read: one that did is sent again.
-                    match entry.path().symlink_metadata() {
-                        Ok(after) if Stamp::of(&after) == Stamp::of(&meta) => {
-                            self.digests.record(&rel, Stamp::of(&meta), &digest)
-                        }
-                        _ => self.digests.forget(&rel),
-                    }
+                    self.digests
+                        .record_unless_changed(&rel, &entry.path(), &meta, &digest);
                     whole.insert(rel);
                 }
             }

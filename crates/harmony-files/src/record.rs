@@ -113,6 +113,22 @@ impl Record {
         self.dirty = true;
     }
 
+    /// Records `value` made from the file at `path` if it is still the version `before`
+    /// described (it did not change while it was read); else forgets `name`.
+    pub(crate) fn record_unless_changed(
+        &mut self,
+        name: &str,
+        path: &Path,
+        before: &Metadata,
+        value: &str,
+    ) {
+        let stamp = Stamp::of(before);
+        match path.symlink_metadata() {
+            Ok(after) if Stamp::of(&after) == stamp => self.record(name, stamp, value),
+            _ => self.forget(name),
+        }
+    }
+
     pub(crate) fn forget(&mut self, name: &str) {
         self.dirty |= self.entries.remove(name).is_some();
     }

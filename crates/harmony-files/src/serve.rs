@@ -32,7 +32,7 @@ use tracing::{debug, warn};
 
 use crate::error::FilesError;
 use crate::manifest::{self, FileVersion, Manifest, ManifestError};
-use crate::record::{Record, Stamp};
+use crate::record::Record;
 use crate::scan::{Change, Scanner};
 use crate::server::{Server, ServerConfig, ServerEvent};
 
@@ -412,7 +412,7 @@ fn made_or_recorded(
     };
     // Paths that are not UTF-8 are not kept.
     let key = job.path.to_str();
-    let before = std::fs::metadata(&job.path).ok();
+    let before = job.path.symlink_metadata().ok();
     if let (Some(key), Some(meta)) = (key, &before) {
         if FileVersion::of(meta) == job.found {
             if let Some(m) = record
@@ -428,12 +428,7 @@ fn made_or_recorded(
         Err(e) => return (Err(e), true),
     };
     if let (Some(key), Some(before)) = (key, before) {
-        match std::fs::metadata(&job.path) {
-            Ok(after) if Stamp::of(&after) == Stamp::of(&before) => {
-                record.record(key, Stamp::of(&before), &manifest.to_record())
-            }
-            _ => record.forget(key),
-        }
+        record.record_unless_changed(key, &job.path, &before, &manifest.to_record());
     }
     (Ok(manifest), true)
 }
