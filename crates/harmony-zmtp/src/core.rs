@@ -381,10 +381,7 @@ impl Core {
                         return Err(ConnectionError::DuplicateIdentity);
                     }
                     debug!(identity = ?identity, "identity handed over to a new connection");
-                    if let Some(token) = lock(&old.conn).take() {
-                        token.cancel();
-                    }
-                    old.clear();
+                    old.disconnect();
                 }
                 *lock(&pipe.identity) = identity.clone();
                 st.routes.insert(identity.clone(), Arc::clone(&pipe));
@@ -467,10 +464,7 @@ impl Core {
         let Some(pipe) = lock(&self.state).routes.remove(identity) else {
             return false;
         };
-        if let Some(token) = lock(&pipe.conn).take() {
-            token.cancel();
-        }
-        pipe.clear();
+        pipe.disconnect();
         debug!(identity = ?identity, "peer connection closed by the application");
         true
     }

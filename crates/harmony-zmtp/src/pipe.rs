@@ -178,6 +178,15 @@ impl Pipe {
         self.idle.notify_waiters();
     }
 
+    /// Ends the pipe's connection at once, dropping what is queued for it (a ROUTER route
+    /// taken over by another connection, or closed by the application).
+    pub(crate) fn disconnect(&self) {
+        if let Some(token) = lock(&self.conn).take() {
+            token.cancel();
+        }
+        self.clear();
+    }
+
     /// Waits until everything queued has been written.
     pub(crate) async fn wait_idle(&self) {
         loop {
