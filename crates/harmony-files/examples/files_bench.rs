@@ -6,15 +6,15 @@
 //! digest and chunk crc32s, made) is printed apart, `PUBLISH <seconds> <CPU seconds>`. Then
 //! rounds alternate, a fresh Harmony client (into an empty destination) and the raw copy, each
 //! printing `RESULT <who> <case> <seconds> <bytes> <files>` and `CPU <who> <seconds>`. Then a
-//! cold start: a new server with a client connected at once, while the server still makes its
-//! manifests: `COLD <seconds to the first file> <seconds to the last> <CPU seconds>`, from the
+//! server start: a new server with a client connected at once, while the server still makes its
+//! manifests: `START <seconds to the first file> <seconds to the last> <CPU seconds>`, from the
 //! server's start. Last `RSS <KiB>`.
 //!
 //! `files_bench DIR big|small|tree [curve] [plain] [cold] [harmony-only] [--rounds N (default 3)]
 //! [--src SRC]`. `DIR` is a scratch directory (filled on first use); the files sent are made
 //! in `SRC` (default `DIR/src-<case>`). `cold`: the files' pages are dropped from the page
 //! cache before every round (published while cached, read from the disk when sent), for a
-//! `SRC` on a disk; it has no cold start. `HF_CHUNK` (server chunk bytes) and `HF_WINDOW_MIB`
+//! `SRC` on a disk; it has no server start. `HF_CHUNK` (server chunk bytes) and `HF_WINDOW_MIB`
 //! (client credit) override the defaults.
 
 use std::fs::{self, File};
@@ -116,24 +116,24 @@ fn main() -> Result<()> {
     if !cold {
         // After the rounds: it pays no first-use costs that they did not. Not for the disk case
         // (its point is the rounds' reads from the disk).
-        let cold = Path::new(dir).join(format!("cold-{label}"));
-        let _ = fs::remove_dir_all(&cold);
+        let start_dest = Path::new(dir).join(format!("start-{label}"));
+        let _ = fs::remove_dir_all(&start_dest);
         let cpu = cpu_seconds();
         let (first, all) = runtime.block_on(async {
             let started = Instant::now();
             let server = start_server(&src, curve.then_some(&keys)).await?;
             let key = curve.then_some(&keys);
-            let took = harmony(&server, &cold, files.len(), key, !plain, started).await?;
+            let took = harmony(&server, &start_dest, files.len(), key, !plain, started).await?;
             server.stop();
             Result::Ok(took)
         })?;
         println!(
-            "COLD {:.4} {:.4} {:.2}",
+            "START {:.4} {:.4} {:.2}",
             first.as_secs_f64(),
             all.as_secs_f64(),
             cpu_seconds() - cpu
         );
-        let _ = fs::remove_dir_all(&cold);
+        let _ = fs::remove_dir_all(&start_dest);
     }
 
     if !plain && !curve && !cold {
@@ -244,7 +244,7 @@ fn prepare(src: &Path, case: &str) -> Result<Vec<(String, u64)>> {
         "big" => (1, 1 << 30),
         "small" => (10_000, 4096),
         // 1 GiB in files big enough that hashing them takes a while, many enough that a client
-        // connected at the start gets most of them while the rest are hashed (the cold start).
+        // connected at the start gets most of them while the rest are hashed (the server start).
         "tree" => (256, 4 << 20),
         _ => return Err(format!("unknown case {case}").into()),
     };

@@ -11,8 +11,8 @@
 //! destination and the raw copy, three times; the table gives medians, each round's ratio and
 //! the CPU of each side (sending: Harmony's server threads or the raw sender; receiving: the
 //! rest).
-//! Last a server start (not for "disk"): a client connected as a new server starts, served while the server still
-//! makes its manifests; beside it, publish + harmony (the same run's figures): what that client
+//! Last a server start (not for "disk"): a client connected as a new server starts, served
+//! while the server still makes its manifests; beside it, publish + harmony (the same run's figures): what that client
 //! waited for when subscriptions were held until every manifest was made. One file (big) gains
 //! nothing there, its manifest comes first either way; many files go out while the rest are
 //! hashed.
@@ -55,10 +55,10 @@ use crate::run::{cargo, step, target_dir, Result};
 /// One line of the table: medians over the rounds.
 struct Row {
     case: String,
-    /// Cold start, from the server's start: the client's first file, its last.
-    cold_first_s: f64,
-    cold_all_s: f64,
-    cold_cpu: f64,
+    /// Server start: from it, the client's first file and its last, and the CPU.
+    start_first_s: f64,
+    start_all_s: f64,
+    start_cpu: f64,
     publish_s: f64,
     publish_cpu: f64,
     harmony_s: f64,
@@ -215,16 +215,16 @@ fn measure(driver: &std::path::Path, scratch: &std::path::Path, opts: &BenchOpts
         "case", "first file", "all files", "publish + harmony", "ratio", "CPU ratio"
     );
     // The disk case has none: its point is the rounds' reads from the disk.
-    for r in rows.iter().filter(|r| r.cold_all_s > 0.0) {
+    for r in rows.iter().filter(|r| r.start_all_s > 0.0) {
         let sequential = r.publish_s + r.harmony_s;
         println!(
             "  {:<16} {:>9.3} s {:>8.2} s {:>15.2} s {:>6.2}x {:>8.2}x",
             r.case,
-            r.cold_first_s,
-            r.cold_all_s,
+            r.start_first_s,
+            r.start_all_s,
             sequential,
-            sequential / r.cold_all_s.max(1e-9),
-            (r.publish_cpu + r.harmony_cpu) / r.cold_cpu.max(0.01)
+            sequential / r.start_all_s.max(1e-9),
+            (r.publish_cpu + r.harmony_cpu) / r.start_cpu.max(0.01)
         );
     }
     println!(
@@ -238,9 +238,9 @@ fn measure(driver: &std::path::Path, scratch: &std::path::Path, opts: &BenchOpts
 fn parse(text: &str) -> Result<Row> {
     let mut row = Row {
         case: String::new(),
-        cold_first_s: 0.0,
-        cold_all_s: 0.0,
-        cold_cpu: 0.0,
+        start_first_s: 0.0,
+        start_all_s: 0.0,
+        start_cpu: 0.0,
         publish_s: 0.0,
         publish_cpu: 0.0,
         harmony_s: 0.0,
@@ -264,10 +264,10 @@ fn parse(text: &str) -> Result<Row> {
                 row.publish_s = num(secs)?;
                 row.publish_cpu = num(cpu)?;
             }
-            ["COLD", first, all, cpu] => {
-                row.cold_first_s = num(first)?;
-                row.cold_all_s = num(all)?;
-                row.cold_cpu = num(cpu)?;
+            ["START", first, all, cpu] => {
+                row.start_first_s = num(first)?;
+                row.start_all_s = num(all)?;
+                row.start_cpu = num(cpu)?;
             }
             ["RESULT", who, case, secs, bytes, files] => {
                 row.case = case.to_string();
