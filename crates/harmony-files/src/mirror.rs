@@ -258,10 +258,11 @@ impl Mirror {
         }
     }
 
-    /// What the destination holds: whole files with their digest, and partial files to
-    /// resume. Without `with_digests` (no extensions: nothing to tell the server, nothing to resume)
-    /// the files are only counted. A whole file's digest comes from the record when the file
-    /// is the version it was made from, else from reading it.
+    /// What the destination holds: whole files with their digest (on record, see
+    /// [`Mirror::have`]), and partial files to resume. Without `with_digests` (no extensions:
+    /// nothing to tell the server, nothing to resume) the files are only counted. A whole
+    /// file's digest comes from the record when the file is the version it was made from, else
+    /// from reading it.
     pub(crate) fn inventory(&mut self, with_digests: bool) -> Result<Inventory, FilesError> {
         let mut whole = HashSet::new();
         let mut found = Inventory {
