@@ -12,9 +12,10 @@
 //! the CPU of each side (sending: Harmony's server threads or the raw sender; receiving: the
 //! rest).
 //! Last a server start (not for "disk"): a client connected as a new server starts, served
-//! while the server still makes its manifests; beside it, publish + harmony (the same run's figures): what that client
-//! waited for when subscriptions were held until every manifest was made. One file (big) gains
-//! nothing there, its manifest comes first either way; many files go out while the rest are
+//! while the server still makes its manifests; beside it, publish + harmony (the same run's
+//! figures): what that client waited for when subscriptions were held until every manifest
+//! was made. One file (big) gains nothing there, its manifest comes first either way; many
+//! files go out while the rest are
 //! hashed.
 //! For the 1 GiB file with the extensions the driver also times the client's checks alone
 //! (crc32 of each chunk and BLAKE3 over every byte, on one thread): the part of the receiving
