@@ -7,7 +7,7 @@
 //! frames ([`Server::handle_message`]) and time, and pulls messages with
 //! [`Server::poll_transmit`], which reads file content through a [`Source`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs::File;
 use std::io;
 use std::ops::Bound;
@@ -210,10 +210,10 @@ struct Peer {
     current: Option<Transfer>,
     sequence: u64,
     last_heard: Instant,
-    /// Synced markers not queued yet, each with the number of the last file pending (see
-    /// [`Server::file_pending`]) when its subscription came: it is queued once every file
-    /// numbered up to it is published or given up.
-    owed_synced: VecDeque<u64>,
+    /// Synced markers not queued yet, in the order of their subscriptions, each with the
+    /// numbers of the files pending under its path (see [`Server::file_pending`]) when it
+    /// came: it is queued once each of them is published or given up (and those before it).
+    owed_synced: VecDeque<BTreeSet<u64>>,
 }
 
 impl Peer {
@@ -311,8 +311,6 @@ pub struct Server {
     held: Option<VecDeque<Held>>,
     /// Files found but not published yet (see [`Server::file_pending`]): vpath -> its number.
     pending: BTreeMap<String, u64>,
-    /// Their numbers: the oldest comes first.
-    pending_order: std::collections::BTreeSet<u64>,
     /// Pending files numbered so far.
     pending_count: u64,
     /// Clients whose connection the driver must close (see [`ServerEvent::Truncated`]).
@@ -336,7 +334,6 @@ impl Server {
             buffers: BufferPool::new(FREE_BUFFERS),
             held: None,
             pending: BTreeMap::new(),
-            pending_order: std::collections::BTreeSet::new(),
             pending_count: 0,
             closing: VecDeque::new(),
             readahead: VecDeque::new(),
@@ -422,8 +419,9 @@ impl Server {
     /// [`Server::file_changed_with_manifest`]; or given up by [`Server::file_skipped`] or
     /// [`Server::file_removed`]). Meanwhile subscriptions are answered with what is published,
     /// and the file follows when it is; but a client's cached copy of it is not deleted as
-    /// unpublished, and the synced marker of a subscription made now waits until it (and every
-    /// file pending before it) is published and queued ahead of the marker.
+    /// unpublished, and the synced marker of a subscription made now under whose path it lies
+    /// waits until it is published (queued ahead of the marker) or given up. Files pending
+    /// elsewhere do not hold that marker.
     pub fn file_pending(&mut self, vpath: &str) {
         if self.pending.contains_key(vpath) {
             // Still the one found first: whoever waits for it keeps waiting.
@@ -431,23 +429,22 @@ impl Server {
         }
         self.pending_count += 1;
         self.pending.insert(vpath.to_string(), self.pending_count);
-        self.pending_order.insert(self.pending_count);
     }
 
-    /// Whether a file under subscription `sub` is pending.
-    fn pending_under(&self, sub: &str) -> bool {
-        if self.pending.contains_key(sub) {
-            return true;
-        }
+    /// The numbers of the files pending under subscription `sub`.
+    fn pending_under(&self, sub: &str) -> BTreeSet<u64> {
         let dir = if sub.ends_with('/') {
             sub.to_string()
         } else {
             format!("{sub}/")
         };
-        self.pending
+        let exact = self.pending.get(sub).copied();
+        let under = self
+            .pending
             .range::<str, _>((Bound::Included(dir.as_str()), Bound::Unbounded))
-            .next()
-            .is_some_and(|(v, _)| v.starts_with(&dir))
+            .take_while(|(v, _)| v.starts_with(&dir))
+            .map(|(_, &number)| number);
+        exact.into_iter().chain(under).collect()
     }
 
     /// The file pending at `vpath` (see [`Server::file_pending`]) is not published after all
@@ -466,23 +463,16 @@ impl Server {
         self.resolve_pending(vpath);
     }
 
-    /// `vpath` is no longer pending: synced markers waiting only for files up to it go out.
+    /// `vpath` is no longer pending: synced markers waiting for no other file go out.
     fn resolve_pending(&mut self, vpath: &str) {
         let Some(number) = self.pending.remove(vpath) else {
             return;
         };
-        self.pending_order.remove(&number);
-        let oldest = self.pending_order.first().copied();
-        if oldest.is_some_and(|oldest| oldest < number) {
-            // An older one is still pending: nobody's wait is over.
-            return;
-        }
         for peer in self.peers.values_mut() {
-            while peer
-                .owed_synced
-                .front()
-                .is_some_and(|&last| oldest.is_none_or(|oldest| last < oldest))
-            {
+            for waits in &mut peer.owed_synced {
+                waits.remove(&number);
+            }
+            while peer.owed_synced.front().is_some_and(BTreeSet::is_empty) {
                 peer.owed_synced.pop_front();
                 peer.queue(Patch::Synced);
             }
@@ -671,12 +661,12 @@ impl Server {
             }
         }
         if state.harmony {
-            if pending_under {
-                // After every file pending now (under `sub` or not, for simplicity): they
-                // come as they are published.
-                state.owed_synced.push_back(self.pending_count);
-            } else {
+            if pending_under.is_empty() && state.owed_synced.is_empty() {
                 state.queue.push_back(Patch::Synced);
+            } else {
+                // After the files pending under `sub` now, which come as they are published
+                // (and after the markers owed before it).
+                state.owed_synced.push_back(pending_under);
             }
         }
         self.outbox

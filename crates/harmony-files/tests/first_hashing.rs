@@ -333,6 +333,46 @@ fn a_synced_marker_waits_only_for_files_pending_when_its_client_subscribed() {
     }
 }
 
+#[test]
+fn a_synced_marker_waits_for_no_pending_file_outside_its_path() {
+    let now = Instant::now();
+    let mut source = MemSource::default();
+    source.0.insert("/big/a".into(), data(1_500, 1));
+    source.0.insert("/docs/g".into(), data(700, 2));
+    source.0.insert("/docs/h".into(), data(300, 3));
+    source.0.insert("/docs-other".into(), data(300, 4));
+    let mut server = server();
+    // The large file found first, then one under the client's path, and a name that only
+    // shares its first letters.
+    server.file_pending("/big/a");
+    server.file_pending("/docs/g");
+    server.file_pending("/docs-other");
+    publish(&mut server, &source, "/docs/h");
+    let config = ClientConfig {
+        subscriptions: vec!["/docs".into()],
+        ..ClientConfig::default()
+    };
+    let mut clients = [(
+        Bytes::from_static(b"W"),
+        Client::new(config, vec![], vec![], now),
+        MemDest::default(),
+    )];
+    pump(&mut server, &mut source, &mut clients, now, 10_000);
+    assert!(clients[0].1.is_subscribed() && !clients[0].1.is_synced());
+    assert_eq!(names(&clients[0].2), ["h"]);
+
+    publish(&mut server, &source, "/docs/g");
+    pump(&mut server, &mut source, &mut clients, now, 10_000);
+    let (_, client, dest) = &clients[0];
+    assert_eq!(client.error(), None);
+    assert!(
+        client.is_synced(),
+        "/big/a and /docs-other are still pending, but not under /docs"
+    );
+    assert_eq!(names(dest), ["g", "h"]);
+    assert_eq!(dest.files["g"][..], source.0["/docs/g"][..]);
+}
+
 const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Reads events until one matches `until`; returns all of them, that one last.

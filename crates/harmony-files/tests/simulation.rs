@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use bytes::Bytes;
-use harmony_files::{ext, Client, ClientConfig, FileOp, Manifest, Server, ServerConfig};
+use harmony_files::{ext, path, Client, ClientConfig, FileOp, Manifest, Server, ServerConfig};
 use support::{pump, MemDest, MemSource};
 
 /// xorshift64*: small, seedable, good enough to pick test cases.
@@ -55,13 +55,26 @@ fn publish(server: &mut Server, source: &mut MemSource, vpath: String, data: Byt
     source.0.insert(vpath, data);
 }
 
-/// name -> (size, SHA-1) of what every client must end with.
+/// name -> (size, digest) of what every client must end with.
 fn expected(source: &MemSource) -> BTreeMap<String, (usize, String)> {
+    expected_under(source, "/")
+}
+
+/// The same for a client subscribed to `sub`: what is under it, named relative to it.
+fn expected_under(source: &MemSource, sub: &str) -> BTreeMap<String, (usize, String)> {
     source
         .0
         .iter()
-        .map(|(k, v)| (k[1..].to_string(), (v.len(), ext::digest_of(v))))
+        .filter_map(|(k, v)| Some((name_under(sub, k)?, (v.len(), ext::digest_of(v)))))
         .collect()
+}
+
+/// The name of `vpath` in the destination of a client subscribed to `sub`.
+fn name_under(sub: &str, vpath: &str) -> Option<String> {
+    let subs = [sub.to_string()];
+    path::strip_subscription(vpath, &subs)
+        .ok()
+        .map(str::to_string)
 }
 
 fn summary(dest: &MemDest) -> BTreeMap<String, (usize, String)> {
@@ -222,7 +235,10 @@ enum Fate {
 
 /// What a client of [`run_while_hashing`] must see.
 struct Expect {
-    /// Files published or pending when it subscribed: all of them settled once it is synced.
+    /// What it subscribed to.
+    sub: String,
+    /// Files under `sub` published or pending when it subscribed: all of them settled once it
+    /// is synced (and nothing else: files pending elsewhere do not hold it).
     waits_for: Vec<String>,
     /// Cached with the digest the server will publish: never sent.
     same: BTreeSet<String>,
@@ -291,10 +307,17 @@ fn run_while_hashing(seed: u64) {
         match rng.below(5) {
             0 if clients.len() < 4 => {
                 let extensions = rng.below(4) != 0;
+                // The whole tree, or one of its directories.
+                let sub = match rng.below(5) {
+                    k @ 0..=2 => format!("/d{k}"),
+                    _ => "/".to_string(),
+                };
                 let (mut dest, mut same) = (MemDest::default(), BTreeSet::new());
                 if extensions {
                     for (vpath, (data, fate)) in &disk {
-                        let name = vpath[1..].to_string();
+                        let Some(name) = name_under(&sub, vpath) else {
+                            continue;
+                        };
                         match (rng.below(4), fate) {
                             (0, Fate::Pending | Fate::Published) => {
                                 same.insert(name.clone());
@@ -314,21 +337,27 @@ fn run_while_hashing(seed: u64) {
                     .map(|(n, d)| (n.clone(), ext::digest_of(d)))
                     .collect();
                 let config = ClientConfig {
+                    subscriptions: vec![sub.clone()],
                     credit_window: [997, 4096, 100_000][rng.below(3) as usize],
                     extensions,
                     ..ClientConfig::default()
                 };
                 let waits_for = disk
                     .iter()
-                    .filter(|(_, (_, fate))| *fate != Fate::Dropped)
+                    .filter(|(v, (_, fate))| *fate != Fate::Dropped && path::under(v, &sub))
                     .map(|(v, _)| v.clone())
                     .collect();
                 let id = Bytes::from(format!("C{step}"));
                 clients.push((id, Client::new(config, have, vec![], now), dest));
-                expect.push(Expect { waits_for, same });
+                expect.push(Expect {
+                    sub,
+                    waits_for,
+                    same,
+                });
                 // Subscribed before anything else happens to the files.
                 pump(&mut server, &mut source, &mut clients, now, 1_000_000);
                 assert!(clients.iter().all(|(_, c, _)| c.is_subscribed()));
+                check_not_held(seed, &disk, &clients, &expect);
             }
             1 | 2 => {
                 let Some(vpath) = queue.pop_front() else {
@@ -350,6 +379,10 @@ fn run_while_hashing(seed: u64) {
                         publish(&mut server, &mut source, vpath, data, 1);
                     }
                 }
+                if rng.below(3) == 0 {
+                    pump(&mut server, &mut source, &mut clients, now, 1_000_000);
+                    check_not_held(seed, &disk, &clients, &expect);
+                }
             }
             3 if later < 3 => {
                 later += 1;
@@ -369,7 +402,8 @@ fn run_while_hashing(seed: u64) {
         if client.is_harmony_server() {
             assert!(client.is_synced(), "seed {seed} {id:?}");
         }
-        assert_eq!(summary(dest), expected(&source), "seed {seed} {id:?}");
+        let want = expected_under(&source, &expect.sub);
+        assert_eq!(summary(dest), want, "seed {seed} {id:?}");
         for op in &dest.ops {
             match op {
                 FileOp::Open { name, .. } => {
@@ -379,12 +413,29 @@ fn run_while_hashing(seed: u64) {
                 FileOp::Delete { name } => {
                     // Only what the server never published.
                     let dropped = disk
-                        .get(&format!("/{name}"))
+                        .get(&path::join(&expect.sub, name))
                         .is_none_or(|(_, fate)| *fate == Fate::Dropped);
                     assert!(dropped, "seed {seed} {id:?}: {name} deleted");
                 }
                 _ => {}
             }
+        }
+    }
+}
+
+/// Once everything has moved, a client none of whose files is pending is in sync, whatever is
+/// pending elsewhere.
+fn check_not_held(
+    seed: u64,
+    disk: &BTreeMap<String, (Bytes, Fate)>,
+    clients: &[(Bytes, Client, MemDest)],
+    expect: &[Expect],
+) {
+    for ((id, client, _), expect) in clients.iter().zip(expect) {
+        let waits = expect.waits_for.iter().any(|v| disk[v].1 == Fate::Pending);
+        if client.is_harmony_server() && !waits {
+            let sub = &expect.sub;
+            assert!(client.is_synced(), "seed {seed} {id:?} under {sub}");
         }
     }
 }
@@ -402,7 +453,7 @@ fn check_synced(
         }
         for vpath in &expect.waits_for {
             let (data, fate) = &disk[vpath];
-            let have = dest.files.get(&vpath[1..]);
+            let have = name_under(&expect.sub, vpath).and_then(|name| dest.files.get(&name));
             match fate {
                 Fate::Pending => panic!("seed {seed} {id:?}: synced while {vpath} pending"),
                 Fate::Published => {
