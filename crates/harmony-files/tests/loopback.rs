@@ -464,13 +464,21 @@ async fn truncation_closes_that_connection_only(curve: Option<(SocketOptions, So
     for path in [big.path().join("big.bin"), other.path().join("other.bin")] {
         harmony_testkit::settled(&path);
     }
-    // The truncation is seen by the scan 3 s after the first, long after the failed chunk.
+    // The first scan's two manifests are made at once; the truncated file's new one only once
+    // the short chunk has closed a connection on which some of the file came (until then the
+    // old manifest is served, and each new connection fails on the short chunk again).
+    let (permit, permits) = std::sync::mpsc::channel();
+    for _ in 0..2 {
+        permit.send(()).unwrap();
+    }
+    let mut permit = Some(permit);
     let mut server = FileServer::builder()
         .publish(big.path(), "/big")
         .publish(other.path(), "/other")
         .socket_options(server_options)
-        .scan_interval(Duration::from_secs(3))
+        .scan_interval(Duration::from_millis(200))
         .stable_after(Duration::from_millis(100))
+        .manifest_permits(permits)
         .start()
         .await
         .unwrap();
@@ -514,13 +522,23 @@ async fn truncation_closes_that_connection_only(curve: Option<(SocketOptions, So
     {
         let left = deadline.saturating_duration_since(Instant::now());
         match timeout(left, a.next_event()).await {
-            Ok(Some(event)) => seen.push(event),
+            Ok(Some(event)) => {
+                let some_came = || {
+                    seen.iter()
+                        .any(|e| matches!(e, SyncEvent::Progress { offset, .. } if *offset > 0))
+                };
+                if matches!(event, SyncEvent::Disconnected { .. }) && some_came() {
+                    // The manifest thread runs freely from now on.
+                    drop(permit.take());
+                }
+                seen.push(event);
+            }
             _ => panic!("the truncated file never arrived: {seen:?}"),
         }
     }
     let failed = seen
         .iter()
-        .position(|e| matches!(e, SyncEvent::Disconnected { .. }))
+        .rposition(|e| matches!(e, SyncEvent::Disconnected { .. }))
         .unwrap_or_else(|| panic!("the short chunk closed the connection: {seen:?}"));
     assert!(
         seen[failed..]
