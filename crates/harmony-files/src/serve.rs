@@ -125,8 +125,8 @@ impl FileServerBuilder {
     }
 
     /// Binds and starts serving.
-    pub async fn start(self) -> Result<FileServer, FilesError> {
-        for (dir, vpath) in &self.mounts {
+    pub async fn start(mut self) -> Result<FileServer, FilesError> {
+        for (dir, vpath) in &mut self.mounts {
             if !vpath.starts_with('/') {
                 return Err(FilesError::Invalid(format!(
                     "virtual path {vpath:?} must start with /"
@@ -138,6 +138,11 @@ impl FileServerBuilder {
                     dir.display()
                 )));
             }
+            // Where it really is: the record of manifests is keyed by the files' paths, which
+            // then do not depend on how the directory was named or from where.
+            *dir = dir
+                .canonicalize()
+                .map_err(FilesError::io("published directory"))?;
         }
         let (ready_tx, ready_rx) = oneshot::channel();
         let (stop_tx, stop_rx) = oneshot::channel();
