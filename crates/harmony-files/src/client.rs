@@ -353,8 +353,19 @@ impl Client {
         let continues = self
             .current
             .as_ref()
-            .is_some_and(|t| t.name == name && t.offset == c.offset);
-        if !continues {
+            .filter(|t| t.name == name && t.offset == c.offset);
+        if let (Some(t), Some(now)) = (continues, size) {
+            // The size a file's first chunk declared binds the rest of it: a new version
+            // starts again from offset 0.
+            if t.size != Some(now) {
+                return Err(ProtocolError::SizeChanged {
+                    declared: t.size,
+                    now,
+                    name,
+                });
+            }
+        }
+        if continues.is_none() {
             let resumed = self
                 .resume
                 .remove(&name)
@@ -391,7 +402,7 @@ impl Client {
             });
         }
         let end = c.offset + len;
-        if let Some(size) = size.or(self.current.as_ref().and_then(|t| t.size)) {
+        if let Some(size) = self.current.as_ref().and_then(|t| t.size) {
             if end > size {
                 return Err(ProtocolError::BeyondSize { name, end, size });
             }

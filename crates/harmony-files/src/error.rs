@@ -94,6 +94,16 @@ pub enum ProtocolError {
         /// The declared size.
         size: u64,
     },
+    /// A chunk of a file under way declares another size than the file's first chunk did.
+    #[error("{name}: size {declared:?} declared, then {now}")]
+    SizeChanged {
+        /// The file.
+        name: String,
+        /// The size its first chunk declared, if any.
+        declared: Option<u64>,
+        /// The size this chunk declares.
+        now: u64,
+    },
     /// A chunk's crc32 does not match its content (it is fetched again, never written).
     #[error("{name}: corrupted chunk at offset {offset}")]
     CorruptChunk {

@@ -12,6 +12,8 @@ pub mod client;
 pub mod discovery;
 pub mod error;
 pub mod ext;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod manifest;
 mod mirror;
 pub mod path;

@@ -62,7 +62,9 @@ impl Manifest {
         }
         let hex = f.next()?;
         let pieces = usize::try_from(size.div_ceil(chunk_size as u64)).ok()?;
-        if f.next().is_some() || hex.len() != pieces * 8 || !hex.is_ascii() {
+        let digits = pieces.checked_mul(8)?;
+        if f.next().is_some() || hex.len() != digits || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+        {
             return None;
         }
         let crcs = (0..pieces)
@@ -201,6 +203,12 @@ mod tests {
             Manifest::from_record(&empty.to_record(), 0, 1000),
             Some(empty)
         );
+        // A crc written with a sign; a size whose count of digits does not fit (found by
+        // fuzzing: it overflowed).
+        let (head, crcs) = text.rsplit_once(' ').unwrap();
+        let signed = format!("{head} +{}", &crcs[1..]);
+        assert_eq!(Manifest::from_record(&signed, 2500, 1000), None);
+        assert_eq!(Manifest::from_record(&text, u64::MAX, 1), None);
     }
 
     #[test]

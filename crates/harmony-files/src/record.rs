@@ -32,11 +32,11 @@ pub(crate) const DIGESTS_HEADER: &str = "harmony-files digests 1\n";
 /// What identifies one version of a file on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Stamp {
-    len: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-    dev: u64,
-    ino: u64,
+    pub(crate) len: u64,
+    pub(crate) mtime: (i64, i64),
+    pub(crate) ctime: (i64, i64),
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
 }
 
 impl Stamp {
@@ -51,6 +51,9 @@ impl Stamp {
     }
 }
 
+/// Name -> the stamp of the version of the file a value was made from, and the value.
+pub(crate) type Entries = BTreeMap<String, (Stamp, String)>;
+
 /// Values made from files, by name, each with the stamp of the version it was made from.
 #[derive(Debug)]
 pub(crate) struct Record {
@@ -60,7 +63,7 @@ pub(crate) struct Record {
     new: PathBuf,
     /// First line of the file; another one (an older or newer format) is not read.
     header: &'static str,
-    entries: BTreeMap<String, (Stamp, String)>,
+    entries: Entries,
     /// Changed since loaded or last saved.
     dirty: bool,
 }
@@ -146,15 +149,7 @@ impl Record {
             return Ok(());
         }
         let mut text = String::from(self.header);
-        for (name, (s, value)) in &self.entries {
-            // Names hold no NUL (refused by `path::relative`; none in a path either): it ends
-            // each entry. Values hold no NUL.
-            let _ = write!(
-                text,
-                "{} {}.{} {}.{} {} {} {value}\0{name}\0",
-                s.len, s.mtime.0, s.mtime.1, s.ctime.0, s.ctime.1, s.dev, s.ino
-            );
-        }
+        text.push_str(&format(&self.entries));
         let written = fs::write(&self.new, text).and_then(|()| fs::rename(&self.new, &self.path));
         if written.is_err() {
             let _ = fs::remove_file(&self.new);
@@ -169,8 +164,23 @@ pub(crate) fn is_own(name: &str) -> bool {
     name.ends_with(CACHE_SUFFIX)
 }
 
-/// Entries: `LEN MTIME CTIME DEV INO VALUE` NUL `NAME` NUL.
-fn parse(text: &str) -> BTreeMap<String, (Stamp, String)> {
+/// Entries: `LEN MTIME CTIME DEV INO VALUE` NUL `NAME` NUL (what [`parse`] reads).
+pub(crate) fn format(entries: &Entries) -> String {
+    let mut text = String::new();
+    for (name, (s, value)) in entries {
+        // Names hold no NUL (refused by `path::relative`; none in a path either): it ends
+        // each entry. Values hold no NUL.
+        let _ = write!(
+            text,
+            "{} {}.{} {}.{} {} {} {value}\0{name}\0",
+            s.len, s.mtime.0, s.mtime.1, s.ctime.0, s.ctime.1, s.dev, s.ino
+        );
+    }
+    text
+}
+
+/// The entries of [`format`]'s text (after the header); those that do not parse are left out.
+pub(crate) fn parse(text: &str) -> Entries {
     let pair = |s: &str| -> Option<(i64, i64)> {
         let (a, b) = s.split_once('.')?;
         Some((a.parse().ok()?, b.parse().ok()?))

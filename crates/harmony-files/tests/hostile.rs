@@ -125,6 +125,33 @@ fn offsets_sizes_credit_and_integrity_are_checked() {
         })
     ));
     assert!(!ops.iter().any(|op| matches!(op, FileOp::Write { .. })));
+    // A declared size changed under way, to let more through (found by fuzzing): refused,
+    // the first chunk alone written.
+    let sized = |offset: u64, data: &'static [u8], size: &str| {
+        let mut c = chunk("/docs/a", offset, data, false);
+        c.headers = vec![(ext::HDR_SIZE.into(), size.into())];
+        c
+    };
+    let (error, ops) = feed(vec![sized(0, b"0123", "6"), sized(4, b"456789", "10")]);
+    assert_eq!(
+        error,
+        Some(ProtocolError::SizeChanged {
+            name: "a".into(),
+            declared: Some(6),
+            now: 10
+        })
+    );
+    let written: Vec<u64> = ops
+        .iter()
+        .filter_map(|op| match op {
+            FileOp::Write { offset, .. } => Some(*offset),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(written, [0]);
+    // A new version of the file starts again from 0, with its own size.
+    let (error, _) = feed(vec![sized(0, b"0123", "6"), sized(0, b"0123456789", "10")]);
+    assert_eq!(error, None);
     // More than the credit (1 MiB).
     let huge: &'static [u8] = Box::leak(vec![7u8; (1 << 20) + 1].into_boxed_slice());
     let (error, ops) = feed(vec![chunk("/docs/a", 0, huge, false)]);

@@ -35,8 +35,15 @@ const TARGETS: &[(&str, Check)] = &[
 ];
 
 /// Fuzz targets of other crates, replayed by their own tests
-/// (`crates/harmony-security/tests/fuzz_corpus.rs`).
-const ELSEWHERE: &[&str] = &["curve_server", "curve_client", "plain_server"];
+/// (`crates/harmony-security/tests/fuzz_corpus.rs`, `crates/harmony-files/tests/fuzz_corpus.rs`).
+const ELSEWHERE: &[&str] = &[
+    "curve_server",
+    "curve_client",
+    "plain_server",
+    "files_server",
+    "files_client",
+    "files_record",
+];
 
 /// Inputs longer than this are replayed whole only, not prefix by prefix.
 const PREFIX_REPLAY_MAX: usize = 4096;
