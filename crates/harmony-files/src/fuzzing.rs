@@ -166,11 +166,21 @@ pub fn server_session(mut data: &[u8]) {
     }
 }
 
-/// What the client's operations have done to its destination, as far as the checks need.
+/// The partial file the client has open, as far as the checks need.
+struct OpenFile {
+    name: String,
+    /// Its length.
+    len: u64,
+    /// The size the server declared.
+    size: Option<u64>,
+    /// Its content, when it was opened empty.
+    content: Option<Vec<u8>>,
+}
+
+/// What the client's operations have done to its destination.
 #[derive(Default)]
 struct Dest {
-    /// The open partial file: its name, its length, and its content when opened empty.
-    open: Option<(String, u64, Option<u64>, Option<Vec<u8>>)>,
+    open: Option<OpenFile>,
 }
 
 impl Dest {
@@ -178,33 +188,40 @@ impl Dest {
         match op {
             FileOp::Open { name, offset, size } => {
                 check_name(&name);
-                let content = (offset == 0).then(Vec::new);
-                self.open = Some((name, offset, size, content));
+                self.open = Some(OpenFile {
+                    name,
+                    len: offset,
+                    size,
+                    content: (offset == 0).then(Vec::new),
+                });
             }
             FileOp::Write { offset, data } => {
-                let (name, len, size, content) =
-                    self.open.as_mut().expect("a write with no file open");
-                assert_eq!(offset, *len, "{name}: a write that is not an append");
-                *len += data.len() as u64;
-                if let Some(size) = size {
-                    assert!(*len <= *size, "{name}: {len} bytes written of {size}");
+                let open = self.open.as_mut().expect("a write with no file open");
+                let (name, len) = (&open.name, open.len);
+                assert_eq!(offset, len, "{name}: a write that is not an append");
+                open.len += data.len() as u64;
+                if let Some(size) = open.size {
+                    assert!(
+                        open.len <= size,
+                        "{name}: {} bytes written of {size}",
+                        open.len
+                    );
                 }
-                if let Some(content) = content {
+                if let Some(content) = open.content.as_mut() {
                     content.extend_from_slice(&data);
                 }
             }
             FileOp::Commit { name, size, digest } => {
-                let (open, len, declared, content) =
-                    self.open.take().expect("a commit with no file open");
-                assert_eq!(name, open, "committed another file than the open one");
-                assert_eq!(size, len, "{name}: committed size");
-                if let Some(declared) = declared {
+                let open = self.open.take().expect("a commit with no file open");
+                assert_eq!(name, open.name, "committed another file than the open one");
+                assert_eq!(size, open.len, "{name}: committed size");
+                if let Some(declared) = open.size {
                     assert_eq!(
-                        len, declared,
+                        size, declared,
                         "{name}: committed short of its declared size"
                     );
                 }
-                if let (Some(digest), Some(content)) = (digest, content) {
+                if let (Some(digest), Some(content)) = (digest, open.content) {
                     assert_eq!(digest, ext::digest_of(&content), "{name}: digest");
                 }
             }
