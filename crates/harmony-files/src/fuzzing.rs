@@ -246,13 +246,14 @@ fn check_name(name: &str) {
 /// pass (a heartbeat, eventually a dead server). The operations the client asks of its
 /// destination are checked: only safe names; writes only to the open file, appended, never
 /// beyond the size the server declared; a commit only of the open file, at its declared size
-/// and with the digest of what was written.
+/// and with the digest of what was written. The credit it has granted and not yet received
+/// never exceeds its window (what bounds its memory).
 pub fn client_session(mut data: &[u8]) {
     let start = Instant::now();
     let mut now = start;
     let config = ClientConfig {
         subscriptions: vec!["/".into(), "/s".into()],
-        credit_window: 5000,
+        credit_window: WINDOW,
         heartbeat: Duration::from_secs(1),
         max_frame: MAX_FRAME,
         ..ClientConfig::default()
@@ -265,8 +266,11 @@ pub fn client_session(mut data: &[u8]) {
         offset: 3,
         hasher,
     }];
+    const WINDOW: u64 = 5000;
     let mut client = Client::new(config, have, partial, now);
     let mut dest = Dest::default();
+    // Credit granted (NOM) less content received.
+    let mut granted: u64 = 0;
     while let Some((control, frame)) = next_step(&mut data) {
         let failed = client.error().is_some();
         if control >= 0xc0 {
@@ -274,6 +278,14 @@ pub fn client_session(mut data: &[u8]) {
             client.handle_timeout(now);
         } else {
             client.handle_message(&frame, now);
+            if let (None, Ok(FilemqMessage::Cheezburger(c))) =
+                (client.error(), FilemqMessage::decode(&frame, MAX_FRAME))
+            {
+                let len = c.chunk.len() as u64;
+                granted = granted
+                    .checked_sub(len)
+                    .unwrap_or_else(|| panic!("{len} bytes taken on a credit of {granted}"));
+            }
         }
         if failed {
             // A failed connection is over: nothing more goes out or to the disk.
@@ -286,6 +298,10 @@ pub fn client_session(mut data: &[u8]) {
             let mut out = bytes::BytesMut::new();
             msg.encode(&mut out)
                 .unwrap_or_else(|e| panic!("the client cannot encode {msg:?}: {e}"));
+            if let FilemqMessage::Nom { credit, .. } = msg {
+                granted += credit;
+                assert!(granted <= WINDOW, "{granted} bytes of credit granted");
+            }
         }
         while let Some(op) = client.poll_op() {
             dest.apply(op);
