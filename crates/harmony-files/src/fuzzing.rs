@@ -81,7 +81,7 @@ impl Source for Files {
 /// removed, rewritten, truncated under the server, found and pending, published late or given
 /// up), let time pass or lose a client. After each step the server's output is drained and
 /// checked: every frame decodes, no chunk is larger than the chunk size or goes beyond what
-/// the client's credit allows.
+/// the client's credit allows, and every file sent to a client is under a path it asked for.
 pub fn server_session(mut data: &[u8]) {
     let start = Instant::now();
     let mut now = start;
@@ -109,8 +109,9 @@ pub fn server_session(mut data: &[u8]) {
     files.0.insert("/d/e/c".into(), vec![3; 1500]);
     server.file_changed("/d/e/c", 1500, 1);
     server.file_pending("/p");
-    // Credit each client has granted, less what the server has sent it.
+    // Credit each client has granted, less what the server has sent it; paths it asked for.
     let mut credit: BTreeMap<Bytes, u64> = BTreeMap::new();
+    let mut asked: BTreeMap<Bytes, Vec<String>> = BTreeMap::new();
     while let Some((control, frame)) = next_step(&mut data) {
         let peer = Bytes::from(vec![b'A' + control % 3]);
         match control {
@@ -135,11 +136,15 @@ pub fn server_session(mut data: &[u8]) {
             }
             0xc8.. => {}
             _ => {
-                if let Ok(FilemqMessage::Nom { credit: more, .. }) =
-                    FilemqMessage::decode(&frame, MAX_FRAME)
-                {
-                    let held = credit.entry(peer.clone()).or_default();
-                    *held = held.saturating_add(more);
+                match FilemqMessage::decode(&frame, MAX_FRAME) {
+                    Ok(FilemqMessage::Nom { credit: more, .. }) => {
+                        let held = credit.entry(peer.clone()).or_default();
+                        *held = held.saturating_add(more);
+                    }
+                    Ok(FilemqMessage::Icanhaz { path, .. }) => {
+                        asked.entry(peer.clone()).or_default().push(path);
+                    }
+                    _ => {}
                 }
                 server.handle_message(&peer, &frame, now);
             }
@@ -149,6 +154,9 @@ pub fn server_session(mut data: &[u8]) {
             let msg = FilemqMessage::decode(&frame, usize::MAX)
                 .unwrap_or_else(|e| panic!("the server sent a frame it cannot decode: {e}"));
             if let FilemqMessage::Cheezburger(c) = &msg {
+                let subs = asked.get(&to).map(Vec::as_slice).unwrap_or_default();
+                let wanted = subs.iter().any(|sub| path::under(&c.filename, sub));
+                assert!(wanted, "{:?} sent on subscriptions {subs:?}", c.filename);
                 assert!(c.chunk.len() <= CHUNK, "chunk of {} bytes", c.chunk.len());
                 let held = credit.entry(to.clone()).or_default();
                 let len = c.chunk.len() as u64;
