@@ -37,21 +37,28 @@ pub(crate) fn list() -> Result<()> {
     Ok(())
 }
 
-/// Regenerates the seed corpus through the ignored test that knows the codecs.
+/// The crates whose ignored test `write_seed_corpus` (in `tests/fuzz_corpus.rs`) writes the same
+/// seeds each time: from the codecs, and from file-transfer sessions. harmony-security's
+/// (real CURVE handshakes, new keys each time) is run by hand.
+const CORPUS_CRATES: [&str; 2] = ["harmony-wire", "harmony-files"];
+
+/// Regenerates the seed corpus through the ignored tests that know how to make it.
 pub(crate) fn seed() -> Result<()> {
-    let mut cmd = cargo();
-    cmd.args([
-        "test",
-        "-p",
-        "harmony-wire",
-        "--test",
-        "fuzz_corpus",
-        "--",
-        "--ignored",
-        "--exact",
-        "write_seed_corpus",
-    ]);
-    step("write seed corpus", &mut cmd)?;
+    for krate in CORPUS_CRATES {
+        let mut cmd = cargo();
+        cmd.args([
+            "test",
+            "-p",
+            krate,
+            "--test",
+            "fuzz_corpus",
+            "--",
+            "--ignored",
+            "--exact",
+            "write_seed_corpus",
+        ]);
+        step(&format!("write seed corpus ({krate})"), &mut cmd)?;
+    }
     eprintln!("seeds written under fuzz/corpus/; commit them");
     Ok(())
 }
@@ -121,7 +128,8 @@ pub(crate) fn run(target: &str, seconds: u64, sanitizer: &str) -> Result<()> {
     } else {
         Err(format!(
             "{failed} target(s) found a failing input; it was copied into fuzz/corpus/<target>/ \
-             (replayed by `cargo test -p harmony-wire --test fuzz_corpus`): fix the decoder, commit both"
+             (replayed by the `fuzz_corpus` test of harmony-wire, harmony-security or harmony-files): \
+             fix the code, commit both"
         ))
     }
 }
