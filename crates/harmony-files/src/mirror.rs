@@ -1,12 +1,21 @@
 //! The client's destination: partial files beside their final names, renamed into place only
 //! when complete and verified; no write ever goes through a symbolic link or outside the root.
+//!
+//! Every change is made relative to a handle on the file's directory, reached from the root one
+//! component at a time, none of them followed if it is a symbolic link: a directory swapped for
+//! a link after it was checked is never written through, and a file's path is not walked again
+//! for each operation on it. The handle of the last directory used is kept (files mostly come
+//! directory by directory).
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use rustix::fs::FallocateFlags;
+use rustix::fs::{AtFlags, FallocateFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
 use tracing::warn;
 
 use crate::client::ResumePoint;
@@ -19,9 +28,25 @@ use crate::record::{self, Record, Stamp};
 /// Files at least this large get their blocks reserved when opened.
 const PREALLOCATE_MIN: u64 = 1 << 20;
 
+/// A directory of the destination: its handle, and its path (for messages).
+struct Dir {
+    /// Relative to the root, `/`-separated (empty: the root).
+    name: String,
+    fd: OwnedFd,
+}
+
+impl Dir {
+    fn path(&self, root: &Path) -> PathBuf {
+        root.join(&self.name)
+    }
+}
+
 struct Open {
     name: String,
-    temp: PathBuf,
+    /// Its directory, the partial file's name there, and its final name there.
+    dir: Arc<Dir>,
+    temp: String,
+    base: String,
     file: File,
 }
 
@@ -29,9 +54,8 @@ struct Open {
 pub(crate) struct Mirror {
     root: PathBuf,
     open: Option<Open>,
-    /// Directories under the root found (or made) real directories, not links: checked once,
-    /// not once per file. Forgotten after any error.
-    checked: HashSet<PathBuf>,
+    /// The directory used last. Forgotten after any error.
+    last_dir: Option<Arc<Dir>>,
     /// Digests of the whole files, kept in the root for the next start.
     digests: Record,
 }
@@ -54,6 +78,32 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> FilesError + '_ {
     }
 }
 
+/// [`io_err`] for a call that names `file` in `dir`.
+fn errno_at<'a>(
+    root: &'a Path,
+    dir: &'a Dir,
+    file: &'a str,
+) -> impl FnOnce(Errno) -> FilesError + 'a {
+    move |e| io_err(&dir.path(root).join(file))(e.into())
+}
+
+/// Opens directory `name` in `at` without following a link; `Ok(None)` when there is none.
+fn open_dir(at: &OwnedFd, name: &str) -> Result<Option<OwnedFd>, Errno> {
+    let flags = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::RDONLY;
+    match rustix::fs::openat(at, name, flags, Mode::empty()) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The type of `name` in `dir`, not following a link; `None` when there is none.
+fn type_at(dir: &OwnedFd, name: &str) -> Option<FileType> {
+    rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+        .ok()
+        .map(|st| FileType::from_raw_mode(st.st_mode))
+}
+
 impl Mirror {
     pub(crate) fn new(root: PathBuf) -> Result<Self, FilesError> {
         fs::create_dir_all(&root).map_err(io_err(&root))?;
@@ -61,43 +111,67 @@ impl Mirror {
             digests: Record::digests(&root),
             root,
             open: None,
-            checked: HashSet::new(),
+            last_dir: None,
         })
     }
 
-    /// The final path of `name`, its parent directories created (when `create`) and checked:
-    /// none may be a symbolic link or a non-directory. `None` when a parent does not exist
-    /// and `create` is false.
-    fn resolve(&mut self, name: &str, create: bool) -> Result<Option<PathBuf>, FilesError> {
-        let parts = path::relative(name)?;
-        let mut at = self.root.clone();
-        for dir in &parts[..parts.len() - 1] {
-            at.push(dir);
-            if self.checked.contains(&at) {
-                continue;
-            }
-            match at.symlink_metadata() {
-                Ok(meta) if meta.is_dir() => {}
-                Ok(_) => return Err(PathError::Escapes(at).into()),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    if !create {
-                        return Ok(None);
-                    }
-                    fs::create_dir(&at).map_err(io_err(&at))?;
-                }
-                Err(e) => return Err(io_err(&at)(e)),
-            }
-            self.checked.insert(at.clone());
+    /// The directory `name` goes in and its base name there, the directories on the way
+    /// created (when `create`): none may be a symbolic link or a non-directory. `None` when
+    /// one does not exist and `create` is false.
+    fn resolve(
+        &mut self,
+        name: &str,
+        create: bool,
+    ) -> Result<Option<(Arc<Dir>, String)>, FilesError> {
+        let resolved = self.resolve_dir(name, create);
+        if !matches!(resolved, Ok(Some(_))) {
+            self.last_dir = None;
         }
-        at.push(parts[parts.len() - 1]);
-        Ok(Some(at))
+        resolved
     }
 
-    fn temp_of(target: &Path) -> PathBuf {
-        let base = target
-            .file_name()
-            .map_or_else(Default::default, |n| n.to_string_lossy());
-        target.with_file_name(format!(".{base}{PART_SUFFIX}"))
+    fn resolve_dir(
+        &mut self,
+        name: &str,
+        create: bool,
+    ) -> Result<Option<(Arc<Dir>, String)>, FilesError> {
+        let parts = path::relative(name)?;
+        let (dirs, base) = parts.split_at(parts.len() - 1);
+        let dir_name = dirs.join("/");
+        if let Some(dir) = self.last_dir.as_ref().filter(|d| d.name == dir_name) {
+            return Ok(Some((dir.clone(), base[0].to_string())));
+        }
+        let root_flags = OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::RDONLY;
+        let mut fd = rustix::fs::open(&self.root, root_flags, Mode::empty())
+            .map_err(|e| io_err(&self.root)(e.into()))?;
+        let mut at = self.root.clone();
+        for dir in dirs {
+            at.push(dir);
+            let next = match open_dir(&fd, dir) {
+                Ok(Some(next)) => next,
+                Ok(None) if !create => return Ok(None),
+                Ok(None) => {
+                    match rustix::fs::mkdirat(&fd, *dir, Mode::from_raw_mode(0o777)) {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(e) => return Err(io_err(&at)(e.into())),
+                    }
+                    open_dir(&fd, dir)
+                        .map_err(|e| io_err(&at)(e.into()))?
+                        .ok_or_else(|| io_err(&at)(io::ErrorKind::NotFound.into()))?
+                }
+                // A link (not followed) or not a directory.
+                Err(Errno::LOOP | Errno::NOTDIR) => return Err(PathError::Escapes(at).into()),
+                Err(e) => return Err(io_err(&at)(e.into())),
+            };
+            fd = next;
+        }
+        let dir = Arc::new(Dir { name: dir_name, fd });
+        self.last_dir = Some(dir.clone());
+        Ok(Some((dir, base[0].to_string())))
+    }
+
+    fn temp_of(base: &str) -> String {
+        format!(".{base}{PART_SUFFIX}")
     }
 
     /// Starts `name`'s partial file, keeping its first `offset` bytes.
@@ -109,7 +183,7 @@ impl Mirror {
     ) -> Result<(), FilesError> {
         let opened = self.open_partial(name, offset, size);
         if opened.is_err() {
-            self.checked.clear();
+            self.last_dir = None;
         }
         opened
     }
@@ -121,35 +195,41 @@ impl Mirror {
         size: Option<u64>,
     ) -> Result<(), FilesError> {
         self.open = None;
-        let target = self.resolve(name, true)?.expect("created");
-        let temp = Self::temp_of(&target);
-        let create = || OpenOptions::new().write(true).create_new(true).open(&temp);
-        let file = if offset == 0 {
-            // `create_new` never follows a link; what is in the way is looked at only then.
+        let (dir, base) = self.resolve(name, true)?.expect("created");
+        let temp = Self::temp_of(&base);
+        let root = &self.root;
+        let fail = || errno_at(root, &dir, &temp);
+        let write = OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+        let mode = Mode::from_raw_mode(0o666);
+        let create =
+            || rustix::fs::openat(&dir.fd, &temp, write | OFlags::CREATE | OFlags::EXCL, mode);
+        let fd = if offset == 0 {
+            // `O_EXCL` never follows a link; what is in the way is looked at only then.
             match create() {
-                Ok(file) => file,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    if temp.symlink_metadata().is_ok_and(|m| m.is_dir()) {
-                        return Err(PathError::Escapes(temp).into());
+                Ok(fd) => fd,
+                Err(Errno::EXIST) => {
+                    if type_at(&dir.fd, &temp) == Some(FileType::Directory) {
+                        return Err(PathError::Escapes(dir.path(root).join(&temp)).into());
                     }
-                    fs::remove_file(&temp).map_err(io_err(&temp))?;
-                    create().map_err(io_err(&temp))?
+                    rustix::fs::unlinkat(&dir.fd, &temp, AtFlags::empty()).map_err(fail())?;
+                    create().map_err(fail())?
                 }
-                Err(e) => return Err(io_err(&temp)(e)),
+                Err(e) => return Err(fail()(e)),
             }
         } else {
-            let meta = temp.symlink_metadata().map_err(io_err(&temp))?;
-            if !meta.is_file() || meta.len() < offset {
-                return Err(PathError::Escapes(temp).into());
+            let st =
+                rustix::fs::statat(&dir.fd, &temp, AtFlags::SYMLINK_NOFOLLOW).map_err(fail())?;
+            let regular = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile;
+            if !regular || (st.st_size as u64) < offset {
+                return Err(PathError::Escapes(dir.path(root).join(&temp)).into());
             }
-            let mut file = OpenOptions::new()
-                .write(true)
-                .open(&temp)
-                .map_err(io_err(&temp))?;
-            file.set_len(offset).map_err(io_err(&temp))?;
-            file.seek(SeekFrom::Start(offset)).map_err(io_err(&temp))?;
-            file
+            // `O_NOFOLLOW`: a link put there since is refused, not followed.
+            let fd = rustix::fs::openat(&dir.fd, &temp, write, mode).map_err(fail())?;
+            rustix::fs::ftruncate(&fd, offset).map_err(fail())?;
+            rustix::fs::seek(&fd, rustix::fs::SeekFrom::Start(offset)).map_err(fail())?;
+            fd
         };
+        let file = File::from(fd);
         if let Some(size) = size.filter(|&s| s >= PREALLOCATE_MIN && s > offset) {
             // Blocks reserved at once instead of page by page as the chunks are written (less
             // file system work per chunk). The size stays what is written, which is what a
@@ -158,7 +238,9 @@ impl Mirror {
         }
         self.open = Some(Open {
             name: name.to_string(),
+            dir,
             temp,
+            base,
             file,
         });
         Ok(())
@@ -169,7 +251,10 @@ impl Mirror {
             .open
             .as_mut()
             .ok_or(FilesError::Invalid("write without an open file".into()))?;
-        open.file.write_all(data).map_err(io_err(&open.temp))
+        let root = &self.root;
+        open.file
+            .write_all(data)
+            .map_err(|e| io_err(&open.dir.path(root).join(&open.temp))(e))
     }
 
     /// Moves the finished partial file to its final name; its `digest`, when known, goes on
@@ -184,20 +269,14 @@ impl Mirror {
             .take()
             .filter(|o| o.name == name)
             .ok_or(FilesError::Invalid(format!("commit of {name} not open")))?;
-        let target = match self.resolve(name, true) {
-            Ok(target) => target.expect("created"),
-            Err(e) => {
-                self.checked.clear();
-                return Err(e);
-            }
-        };
+        let target = open.dir.path(&self.root).join(&open.base);
         // Over a directory, rename fails (EISDIR): only then is it looked at.
-        if let Err(e) = fs::rename(&open.temp, &target) {
-            self.checked.clear();
-            if target.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+        if let Err(e) = rustix::fs::renameat(&open.dir.fd, &open.temp, &open.dir.fd, &open.base) {
+            self.last_dir = None;
+            if type_at(&open.dir.fd, &open.base) == Some(FileType::Directory) {
                 return Err(PathError::Escapes(target).into());
             }
-            return Err(io_err(&target)(e));
+            return Err(io_err(&target)(e.into()));
         }
         // The stamp from the file still open (after the rename, which sets its change time):
         // no second walk of the path.
@@ -212,7 +291,7 @@ impl Mirror {
         if let Some(open) = self.open.take() {
             if open.name == name {
                 drop(open.file);
-                return remove_if_exists(&open.temp);
+                return remove_if_exists(&self.root, &open.dir, &open.temp);
             }
             self.open = Some(open);
         }
@@ -224,14 +303,17 @@ impl Mirror {
         if self.open.as_ref().is_some_and(|o| o.name == name) {
             self.discard(name)?;
         }
-        let Some(target) = self.resolve(name, false)? else {
+        let Some((dir, base)) = self.resolve(name, false)? else {
             return Ok(());
         };
-        remove_if_exists(&Self::temp_of(&target))?;
-        match target.symlink_metadata() {
-            Ok(meta) if meta.is_dir() => Err(PathError::Escapes(target).into()),
-            Ok(_) => fs::remove_file(&target).map_err(io_err(&target)),
-            Err(_) => Ok(()),
+        remove_if_exists(&self.root, &dir, &Self::temp_of(&base))?;
+        match type_at(&dir.fd, &base) {
+            Some(FileType::Directory) => {
+                Err(PathError::Escapes(dir.path(&self.root).join(&base)).into())
+            }
+            Some(_) => rustix::fs::unlinkat(&dir.fd, &base, AtFlags::empty())
+                .map_err(errno_at(&self.root, &dir, &base)),
+            None => Ok(()),
         }
     }
 
@@ -333,10 +415,11 @@ impl Mirror {
     }
 }
 
-fn remove_if_exists(path: &Path) -> Result<(), FilesError> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(path)(e)),
-        _ => Ok(()),
+/// Removes `file` from `dir` if it is there (a link is removed, not followed).
+fn remove_if_exists(root: &Path, dir: &Dir, file: &str) -> Result<(), FilesError> {
+    match rustix::fs::unlinkat(&dir.fd, file, AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(errno_at(root, dir, file)(e)),
     }
 }
 
@@ -353,5 +436,77 @@ fn hash_file(path: &Path) -> Result<(Hasher, u64), FilesError> {
         }
         hasher.update(&buf[..n]);
         len += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(mirror: &mut Mirror, name: &str, data: &[u8]) -> Result<PathBuf, FilesError> {
+        mirror.open(name, 0, None)?;
+        mirror.write(data)?;
+        mirror.commit(name, None)
+    }
+
+    #[test]
+    fn a_directory_swapped_for_a_link_is_never_written_through() {
+        let (dest, outside) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let root = dest.path().join("root");
+        let mut mirror = Mirror::new(root.clone()).unwrap();
+        assert_eq!(put(&mut mirror, "d/a", b"one").unwrap(), root.join("d/a"));
+        // Checked and in use, then moved away and replaced by a link out of the root.
+        fs::rename(root.join("d"), dest.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("d")).unwrap();
+        // The directory already open is written to, wherever it went; never the link.
+        put(&mut mirror, "d/b", b"two").unwrap();
+        assert_eq!(fs::read(dest.path().join("moved/b")).unwrap(), b"two");
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+        // Reached again from the root (after another directory), the link is refused.
+        put(&mut mirror, "e/c", b"three").unwrap();
+        let refused = put(&mut mirror, "d/b", b"two");
+        assert!(
+            matches!(refused, Err(FilesError::Path(PathError::Escapes(ref p))) if *p == root.join("d")),
+            "{refused:?}"
+        );
+        assert!(mirror.delete("d/b").is_err());
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn what_is_in_the_way_of_a_partial_or_final_name() {
+        let dest = tempfile::tempdir().unwrap();
+        let root = dest.path().to_path_buf();
+        let mut mirror = Mirror::new(root.clone()).unwrap();
+        // A stale partial file is replaced; a link there is removed, not followed.
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("t");
+        fs::write(&target, b"keep").unwrap();
+        std::os::unix::fs::symlink(&target, root.join(".a.harmony-part")).unwrap();
+        put(&mut mirror, "a", b"new").unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"keep");
+        assert_eq!(fs::read(root.join("a")).unwrap(), b"new");
+        // A directory under the final name is refused, and so is one under the partial name.
+        fs::create_dir(root.join("b")).unwrap();
+        assert!(matches!(
+            put(&mut mirror, "b", b"x"),
+            Err(FilesError::Path(PathError::Escapes(_)))
+        ));
+        fs::create_dir(root.join(".c.harmony-part")).unwrap();
+        assert!(matches!(
+            put(&mut mirror, "c", b"x"),
+            Err(FilesError::Path(PathError::Escapes(_)))
+        ));
+        // A resume goes on from what is there, cut to the offset.
+        fs::write(root.join(".r.harmony-part"), b"abcdef").unwrap();
+        mirror.open("r", 3, Some(5)).unwrap();
+        mirror.write(b"DE").unwrap();
+        mirror.commit("r", None).unwrap();
+        assert_eq!(fs::read(root.join("r")).unwrap(), b"abcDE");
+        // Deleted: the file and any partial file of it.
+        fs::write(root.join(".a.harmony-part"), b"old").unwrap();
+        mirror.delete("a").unwrap();
+        assert!(!root.join("a").exists() && !root.join(".a.harmony-part").exists());
+        mirror.delete("never/was").unwrap();
     }
 }
