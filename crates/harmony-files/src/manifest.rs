@@ -132,6 +132,18 @@ impl From<io::Error> for ManifestError {
     }
 }
 
+/// Opens a file found by a scan for reading: a link put in its place is not followed (error),
+/// and opening does not wait on what is not a regular file (a FIFO put there). The caller then
+/// checks it is the file it found (its inode, its version).
+pub(crate) fn open_found(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    File::options()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+}
+
 /// Reads `path`, expected at version `want`, into its manifest; `buf` is reused from one
 /// file to the next.
 pub(crate) fn compute(
@@ -141,7 +153,7 @@ pub(crate) fn compute(
     buf: &mut Vec<u8>,
 ) -> Result<Manifest, ManifestError> {
     let chunk_size = chunk_size.max(1);
-    let file = File::open(path)?;
+    let file = open_found(path)?;
     if FileVersion::of(&file.metadata()?) != want {
         return Err(ManifestError::Changed);
     }

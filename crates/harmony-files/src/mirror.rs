@@ -425,7 +425,7 @@ fn remove_if_exists(root: &Path, dir: &Dir, file: &str) -> Result<(), FilesError
 
 /// digest state over a whole file, and its length.
 fn hash_file(path: &Path) -> Result<(Hasher, u64), FilesError> {
-    let mut file = File::open(path).map_err(io_err(path))?;
+    let mut file = crate::manifest::open_found(path).map_err(io_err(path))?;
     let mut hasher = Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut len = 0;

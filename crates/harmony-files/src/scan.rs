@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::debug;
 
-use crate::manifest::FileVersion;
+use crate::manifest::{self, FileVersion};
 use crate::path::{self, CACHE_SUFFIX, PART_SUFFIX};
 use crate::server::Source;
 
@@ -163,6 +163,21 @@ fn walk(dir: &Path, vpath: &str, f: &mut dyn FnMut(String, PathBuf, fs::Metadata
     }
 }
 
+/// Opens the file the scan found at `path`, only if it is still that file: not a link put in its
+/// place (not followed), nor another file reached through a directory swapped for a link since
+/// (another inode). Anything else would send what was never published.
+fn open_scanned(path: &Path, found: FileVersion) -> io::Result<File> {
+    use std::os::unix::fs::MetadataExt;
+    let file = manifest::open_found(path)?;
+    if file.metadata()?.ino() != found.inode {
+        return Err(io::Error::other(format!(
+            "{} was replaced since it was scanned",
+            path.display()
+        )));
+    }
+    Ok(file)
+}
+
 /// [`Source`] over the scanned files, keeping the last file open.
 pub(crate) struct FsSource<'a> {
     reported: &'a BTreeMap<String, (PathBuf, Seen)>,
@@ -173,11 +188,11 @@ pub(crate) struct FsSource<'a> {
 impl FsSource<'_> {
     fn open(&mut self, vpath: &str) -> io::Result<&Arc<File>> {
         if self.open.as_ref().is_none_or(|(v, _)| v != vpath) {
-            let (path, _) = self
+            let (path, seen) = self
                 .reported
                 .get(vpath)
                 .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
-            *self.open = Some((vpath.to_string(), Arc::new(File::open(path)?)));
+            *self.open = Some((vpath.to_string(), Arc::new(open_scanned(path, seen.found)?)));
         }
         Ok(&self.open.as_ref().expect("opened above").1)
     }
@@ -202,5 +217,56 @@ impl Source for FsSource<'_> {
         let mut reader: &File = self.open(vpath)?;
         reader.seek(SeekFrom::Start(offset))?;
         reader.take(len as u64).read_to_end(dst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the server would send of `vpath` from its first byte, read through a fresh source.
+    fn read(scanner: &Scanner, vpath: &str) -> io::Result<Vec<u8>> {
+        let mut open = None;
+        let mut out = Vec::new();
+        scanner
+            .source(&mut open, false)
+            .read_into(vpath, 0, 100, &mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn a_scanned_file_replaced_by_a_link_or_reached_through_one_is_not_read() {
+        let (dir, outside) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        fs::create_dir(dir.path().join("d")).unwrap();
+        for (name, data) in [("a", "published a"), ("d/b", "published b")] {
+            fs::write(dir.path().join(name), data).unwrap();
+        }
+        fs::write(outside.path().join("secret"), "not published").unwrap();
+        fs::write(outside.path().join("b"), "not published either").unwrap();
+        let mut scanner = Scanner::new(Duration::ZERO);
+        scanner.publish(dir.path().to_path_buf(), "/".into());
+        assert_eq!(scanner.scan().len(), 2);
+        assert_eq!(read(&scanner, "/a").unwrap(), b"published a");
+        assert_eq!(read(&scanner, "/d/b").unwrap(), b"published b");
+
+        // Swapped after the scan, before the next one: a FIFO (which would block an open for
+        // reading), then a link; a directory for a link.
+        let a = dir.path().join("a");
+        fs::remove_file(&a).unwrap();
+        let fifo = rustix::fs::FileType::Fifo;
+        rustix::fs::mknodat(rustix::fs::CWD, &a, fifo, rustix::fs::Mode::RUSR, 0).unwrap();
+        assert!(read(&scanner, "/a").is_err());
+        fs::remove_file(&a).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), &a).unwrap();
+        assert!(read(&scanner, "/a").is_err());
+        fs::rename(dir.path().join("d"), dir.path().join("d-old")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("d")).unwrap();
+        assert!(read(&scanner, "/d/b").is_err());
+        // The next scan skips links: both are gone from what is published.
+        let changes = scanner.scan();
+        assert!(changes.contains(&Change::Removed { vpath: "/a".into() }));
+        assert!(changes.contains(&Change::Removed {
+            vpath: "/d/b".into()
+        }));
     }
 }
