@@ -1,6 +1,6 @@
 //! Harmony FILEMQ server and clients on loopback: many files in nested directories, changes
-//! and deletes, a late joiner, two clients at once, the server killed and restarted
-//! mid-transfer, a client restarted, CURVE.
+//! and deletes, a late joiner, two clients at once, sixteen beside a stalled one, the server
+//! killed and restarted mid-transfer, a client restarted, CURVE.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use harmony_files::{ext, ClientConfig, FileClient, FileServer, ServerEvent, SyncEvent};
 use harmony_security::{KeyPair, MechanismConfig, StandardAuthenticator};
-use harmony_zmtp::SocketOptions;
+use harmony_wire::filemq::FilemqMessage;
+use harmony_zmtp::{DealerSocket, SocketOptions};
 use tokio::time::{timeout, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -169,6 +170,64 @@ async fn many_files_changes_deletes_late_joiner_and_two_clients() {
     for client in [first, second, late] {
         client.stop().expect("no error");
     }
+}
+
+/// Sixteen clients at once, while one more has subscribed, taken one chunk and never grants
+/// more credit: every other client mirrors the whole tree (the stalled one's transfer under way
+/// holds nobody up), and the stalled one is sent no more than its credit.
+#[tokio::test]
+async fn many_clients_at_once_and_a_stalled_one_holds_nobody_up() {
+    let src = tempfile::tempdir().unwrap();
+    for i in 0..12 {
+        let name = format!("d{}/f{i}.bin", i % 3);
+        write(src.path(), &name, &content(i, 200_000 + i * 10_000));
+    }
+    let server = server(src.path()).await;
+    let stalled = DealerSocket::new(SocketOptions::default());
+    stalled.connect(server.endpoint()).unwrap();
+    let icanhaz = FilemqMessage::Icanhaz {
+        path: "/".into(),
+        options: vec![(ext::OPT_HARMONY.into(), "1".into())],
+        cache: vec![],
+    };
+    const CREDIT: u64 = 1000;
+    let nom = FilemqMessage::Nom {
+        credit: CREDIT,
+        sequence: 0,
+    };
+    for msg in [FilemqMessage::Ohai, icanhaz, nom] {
+        stalled.send(msg.to_bytes().unwrap()).await.unwrap();
+    }
+    // Its first chunk: from now on it holds a transfer under way, and no credit.
+    let mut taken = 0;
+    while taken == 0 {
+        let msg = timeout(DEADLINE, stalled.recv()).await.unwrap().unwrap();
+        let frame = msg.first().unwrap();
+        if let FilemqMessage::Cheezburger(c) = FilemqMessage::decode(frame, 1 << 20).unwrap() {
+            taken += c.chunk.len() as u64;
+        }
+    }
+
+    let dests: Vec<_> = (0..16).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut clients: Vec<_> = dests
+        .iter()
+        .map(|d| client(d.path(), server.endpoint(), fast()))
+        .collect();
+    for (client, dest) in clients.iter_mut().zip(&dests) {
+        mirrored(client, src.path(), dest.path()).await;
+    }
+    for client in clients {
+        client.stop().expect("no error");
+    }
+    // Nothing more went to the stalled client than its credit.
+    while let Ok(Some(msg)) = stalled.try_recv() {
+        if let Ok(FilemqMessage::Cheezburger(c)) =
+            FilemqMessage::decode(msg.first().unwrap(), 1 << 20)
+        {
+            taken += c.chunk.len() as u64;
+        }
+    }
+    assert!(taken <= CREDIT, "{taken} bytes sent on {CREDIT} of credit");
 }
 
 #[tokio::test]
