@@ -190,7 +190,15 @@ fn measure(driver: &std::path::Path, scratch: &std::path::Path, opts: &BenchOpts
             r.case, r.sides[0], r.sides[1], r.sides[2], r.sides[3]
         );
     }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     for r in rows.iter().filter(|r| r.bytes >= f64::from(1u32 << 30)) {
+        // What the target leaves: every core busy for the whole of 1/0.9 of raw's time.
+        let budget = cores as f64 * r.raw_s / 0.9;
+        println!(
+            "  {}: taking at most 1/0.9 of raw's {:.2} s, {cores} cores have {budget:.2} s of \
+             CPU at most; raw used {:.2} s, Harmony {:.2} s",
+            r.case, r.raw_s, r.raw_cpu, r.harmony_cpu
+        );
         let Some(check) = r.check_s else { continue };
         println!(
             "  {}: the client's checks alone (crc32 + BLAKE3 over every byte, one thread) take \
