@@ -14,7 +14,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use harmony_wire::filemq::FilemqMessage;
+use harmony_wire::filemq::{FileOperation, FilemqMessage};
 
 use crate::client::{Client, ClientConfig, FileOp, ResumePoint};
 use crate::ext::{self, Hasher};
@@ -286,10 +286,12 @@ pub fn client_session(mut data: &[u8]) {
             client.handle_timeout(now);
         } else {
             client.handle_message(&frame, now);
+            // Content is taken from create chunks (a delete's is ignored).
             if let (None, Ok(FilemqMessage::Cheezburger(c))) =
                 (client.error(), FilemqMessage::decode(&frame, MAX_FRAME))
             {
-                let len = c.chunk.len() as u64;
+                let create = c.operation == FileOperation::Create;
+                let len = if create { c.chunk.len() as u64 } else { 0 };
                 granted = granted
                     .checked_sub(len)
                     .unwrap_or_else(|| panic!("{len} bytes taken on a credit of {granted}"));
