@@ -249,16 +249,12 @@ fn check_name(name: &str) {
     }
 }
 
-/// A Harmony client (subscribed to `/` and `/s`, holding one file whole and one partly) fed
-/// frames as from a server. Control bytes below `0xc0` are a frame; `0xc0` and above let time
-/// pass (a heartbeat, eventually a dead server). The operations the client asks of its
-/// destination are checked: only safe names; writes only to the open file, appended, never
-/// beyond the size the server declared; a commit only of the open file, at its declared size
-/// and with the digest of what was written. The credit it has granted and not yet received
-/// never exceeds its window (what bounds its memory).
-pub fn client_session(mut data: &[u8]) {
-    let start = Instant::now();
-    let mut now = start;
+/// Credit window of the fuzzed client.
+const WINDOW: u64 = 5000;
+
+/// The fuzzed client: a Harmony client subscribed to `/` and `/s`, holding `whole` and the
+/// first 3 bytes of `d/partial`.
+fn fuzzed_client(now: Instant) -> Client {
     let config = ClientConfig {
         subscriptions: vec!["/".into(), "/s".into()],
         credit_window: WINDOW,
@@ -274,8 +270,19 @@ pub fn client_session(mut data: &[u8]) {
         offset: 3,
         hasher,
     }];
-    const WINDOW: u64 = 5000;
-    let mut client = Client::new(config, have, partial, now);
+    Client::new(config, have, partial, now)
+}
+
+/// A Harmony client (subscribed to `/` and `/s`, holding one file whole and one partly) fed
+/// frames as from a server. Control bytes below `0xc0` are a frame; `0xc0` and above let time
+/// pass (a heartbeat, eventually a dead server). The operations the client asks of its
+/// destination are checked: only safe names; writes only to the open file, appended, never
+/// beyond the size the server declared; a commit only of the open file, at its declared size
+/// and with the digest of what was written. The credit it has granted and not yet received
+/// never exceeds its window (what bounds its memory).
+pub fn client_session(mut data: &[u8]) {
+    let mut now = Instant::now();
+    let mut client = fuzzed_client(now);
     let mut dest = Dest::default();
     // Credit granted (NOM) less content received.
     let mut granted: u64 = 0;
@@ -379,21 +386,7 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         server.file_changed_with_manifest(vpath, len as u64, 1, Manifest::of(&content, CHUNK));
         files.0.insert(vpath.to_string(), content);
     }
-    let config = ClientConfig {
-        subscriptions: vec!["/".into(), "/s".into()],
-        credit_window: 5000,
-        max_frame: MAX_FRAME,
-        ..ClientConfig::default()
-    };
-    let have = vec![("whole".to_string(), ext::digest_of(b"whole"))];
-    let mut hasher = Hasher::new();
-    hasher.update(b"par");
-    let partial = vec![ResumePoint {
-        name: "d/partial".into(),
-        offset: 3,
-        hasher,
-    }];
-    let mut client = Client::new(config, have, partial, now);
+    let mut client = fuzzed_client(now);
     let (mut to_server, mut to_client) = (Vec::new(), Vec::new());
     let peer = Bytes::from_static(b"A");
     for round in 0..64 {
