@@ -83,8 +83,7 @@ impl Source for Files {
 /// checked: every frame decodes, no chunk is larger than the chunk size or goes beyond what
 /// the client's credit allows, and every file sent to a client is under a path it asked for.
 pub fn server_session(mut data: &[u8]) {
-    let start = Instant::now();
-    let mut now = start;
+    let mut now = Instant::now();
     let mut server = Server::new(ServerConfig {
         chunk_size: CHUNK,
         max_frame: MAX_FRAME,
