@@ -522,3 +522,49 @@ fn sync_killed_with_sigkill_and_restarted_resumes_from_what_it_has() {
     assert!(err.contains("resuming big.bin at "), "{err}");
     resumed_into_place(dest.path(), &data, inode);
 }
+
+/// Waits (at most a minute) until `path` holds `data`, while `child` runs.
+fn arrives(path: &Path, data: &[u8], child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fs::read(path).ok().as_deref() != Some(data) {
+        assert!(child.try_wait().unwrap().is_none(), "sync exited");
+        assert!(Instant::now() < deadline, "{} never arrived", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `files sync` found its server by discovery; the server is killed and started again, on
+/// another (ephemeral) port: the sync follows it there and gets what it publishes now.
+#[test]
+fn sync_follows_its_server_restarted_at_another_port() {
+    let src = tempfile::tempdir().unwrap();
+    publish(src.path());
+    let port = harmony_testkit::free_udp_port().to_string();
+    let serve = || {
+        let mut serve = files("serve", src.path(), &port);
+        serve.stdout(Stdio::null()).stderr(Stdio::null());
+        Serving(serve.spawn().expect("harmony files serve"))
+    };
+    let first = serve();
+    let dest = tempfile::tempdir().unwrap();
+    let mut sync = files("sync", dest.path(), &port)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("harmony files sync");
+    let hello = fs::read(src.path().join("hello.txt")).unwrap();
+    arrives(&dest.path().join("hello.txt"), &hello, &mut sync);
+    drop(first);
+    let after = src.path().join("after.txt");
+    fs::write(&after, b"published by the second server\n").unwrap();
+    harmony_testkit::settled(&after);
+    let _second = serve();
+    let data = fs::read(&after).unwrap();
+    arrives(&dest.path().join("after.txt"), &data, &mut sync);
+    sync.kill().unwrap();
+    let (_, _, stderr) = exit_of(sync);
+    assert!(stderr.contains("harmony: the file server is now at tcp://"), "{stderr}");
+    let mirrored = stderr.matches("harmony: mirroring tcp://").count();
+    assert_eq!(mirrored, 2, "{stderr}");
+}

@@ -85,7 +85,8 @@ struct ServeArgs {
 struct SyncArgs {
     /// The destination directory.
     dest: PathBuf,
-    /// The server's endpoint (default: the first one discovery finds).
+    /// The server's endpoint (default: the first one discovery finds, followed if it is
+    /// restarted at another endpoint).
     #[arg(long)]
     from: Option<String>,
     /// The path to subscribe to.
@@ -171,85 +172,188 @@ async fn serve(args: ServeArgs) -> Result<(), NodeError> {
 }
 
 async fn sync(args: SyncArgs) -> Result<(), NodeError> {
-    let mut server_key = args
+    let user_key = args
         .curve_server_key
         .as_deref()
         .map(public_key_from_z85)
         .transpose()
         .map_err(|e| invalid(format!("server key: {e}")))?;
-    let endpoint = match &args.from {
-        Some(e) => e.clone(),
+    // Found by discovery, the node stays up: a server restarted elsewhere (a new port) is
+    // followed.
+    let (mut node, mut server) = match &args.from {
+        Some(endpoint) => (None, Server::at(endpoint)),
         None => {
             let mut node = args.discovery.node("harmony-files-sync").start().await?;
             eprintln!(
                 "harmony: looking for a file server on {}",
                 node.interface().name
             );
-            let found = find(&mut node, &mut server_key).await;
-            node.stop().await?;
-            found.ok_or_else(|| invalid("no file server found"))?
+            match find(&mut node).await {
+                Some(server) => (Some(node), server),
+                None => {
+                    node.stop().await?;
+                    return Err(invalid("no file server found"));
+                }
+            }
         }
     };
+    let mut client = start_client(&args, &server, user_key)?;
+    // A server discovery found since, at another endpoint: taken if the one in use fails.
+    let mut elsewhere: Option<Server> = None;
+    let mut connected = false;
+    let mut progress = Progress::new();
+    let mut in_sync = false;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            event = client.next_event() => {
+                let Some(event) = event else { break };
+                if args.once && matches!(event, SyncEvent::Synced | SyncEvent::Idle) {
+                    in_sync = true;
+                    break;
+                }
+                match event {
+                    SyncEvent::Connected => connected = true,
+                    SyncEvent::Disconnected { .. } => connected = false,
+                    _ => {}
+                }
+                progress.show(&event);
+                if let Some(next) = elsewhere.take().filter(|_| !connected) {
+                    client = switch(client, &args, &next, user_key)?;
+                    server = next;
+                }
+            }
+            Some(event) = next_event(&mut node) => match (Server::in_event(&event), event) {
+                (Some(found), _) if found.endpoint == server.endpoint => {
+                    // The same endpoint (a fixed --bind): the client reconnects by itself.
+                    server = found;
+                    elsewhere = None;
+                }
+                (Some(found), _) if connected => elsewhere = Some(found),
+                (Some(found), _) => {
+                    client = switch(client, &args, &found, user_key)?;
+                    server = found;
+                }
+                (None, harmony::Event::Exit { peer, .. })
+                    if elsewhere.as_ref().is_some_and(|s| s.peer == Some(peer)) =>
+                {
+                    elsewhere = None;
+                }
+                _ => {}
+            },
+        }
+    }
+    progress.finish(in_sync);
+    if let Some(mut node) = node {
+        node.stop().await?;
+    }
+    stop_client(client);
+    Ok(())
+}
+
+/// A file server: its endpoint, its CURVE key if it advertises one, the peer that advertised
+/// it (none when given with `--from`).
+struct Server {
+    endpoint: String,
+    key: Option<[u8; 32]>,
+    peer: Option<harmony::Uuid>,
+}
+
+impl Server {
+    fn at(endpoint: &str) -> Self {
+        Self {
+            endpoint: endpoint.to_string(),
+            key: None,
+            peer: None,
+        }
+    }
+
+    /// The file server a discovery event announces, if it does.
+    fn in_event(event: &harmony::Event) -> Option<Self> {
+        let endpoint = discovery::server_in(event)?;
+        let harmony::Event::Enter { peer, headers, .. } = event else {
+            return None;
+        };
+        let key = headers
+            .iter()
+            .find(|(k, _)| k == KEY_HEADER)
+            .and_then(|(_, z85)| public_key_from_z85(z85).ok());
+        Some(Self {
+            endpoint,
+            key,
+            peer: Some(*peer),
+        })
+    }
+}
+
+/// The first file server discovery finds (waiting up to 30 s).
+async fn find(node: &mut Node) -> Option<Server> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let event = tokio::time::timeout_at(deadline, node.next_event())
+            .await
+            .ok()??;
+        if let Some(server) = Server::in_event(&event) {
+            return Some(server);
+        }
+    }
+}
+
+/// The node's next event; never, without a node.
+async fn next_event(node: &mut Option<Node>) -> Option<harmony::Event> {
+    match node {
+        Some(node) => node.next_event().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Starts mirroring `server` (with the key given on the command line, else the one it
+/// advertises).
+fn start_client(
+    args: &SyncArgs,
+    server: &Server,
+    user_key: Option<[u8; 32]>,
+) -> Result<FileClient, NodeError> {
     let mut options = SocketOptions::default();
-    if let Some(server_key) = server_key {
+    if let Some(server_key) = user_key.or(server.key) {
         options = options.mechanism(MechanismConfig::CurveClient {
             keys: KeyPair::generate(),
             server_key,
         });
     }
     eprintln!(
-        "harmony: mirroring {endpoint} {} into {}",
+        "harmony: mirroring {} {} into {}",
+        server.endpoint,
         args.path,
         args.dest.display()
     );
-    let mut client = FileClient::builder(&args.dest, endpoint)
+    FileClient::builder(&args.dest, server.endpoint.clone())
         .subscribe(vec![args.path.clone()])
         .quiet_period(Duration::from_secs(2))
         .socket_options(options)
         .start()
-        .map_err(invalid)?;
-    let mut progress = Progress::new();
-    let mut in_sync = false;
-    loop {
-        let event = tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            event = client.next_event() => event,
-        };
-        let Some(event) = event else { break };
-        if args.once && matches!(event, SyncEvent::Synced | SyncEvent::Idle) {
-            in_sync = true;
-            break;
-        }
-        progress.show(&event);
-    }
-    progress.finish(in_sync);
-    // A disk that is full, a directory that may not be written or vanished: said as it is
-    // (NodeError has no words for it), exit status 1.
+        .map_err(invalid)
+}
+
+/// Stops `client` and mirrors `server` instead, from what is on disk (partial files resume).
+fn switch(
+    client: FileClient,
+    args: &SyncArgs,
+    server: &Server,
+    user_key: Option<[u8; 32]>,
+) -> Result<FileClient, NodeError> {
+    stop_client(client);
+    eprintln!("harmony: the file server is now at {}", server.endpoint);
+    start_client(args, server, user_key)
+}
+
+/// Stops `client`. A disk that is full, a directory that may not be written or vanished: said
+/// as it is (NodeError has no words for it), exit status 1.
+fn stop_client(client: FileClient) {
     if let Err(e) = client.stop() {
         let e: FilesError = e;
         eprintln!("harmony: files sync: {e}");
         std::process::exit(1);
-    }
-    Ok(())
-}
-
-/// The first file server discovery finds, and its CURVE key if it advertises one.
-async fn find(node: &mut Node, key: &mut Option<[u8; 32]>) -> Option<String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let event = tokio::time::timeout_at(deadline, node.next_event())
-            .await
-            .ok()??;
-        if let Some(endpoint) = discovery::server_in(&event) {
-            if let harmony::Event::Enter { headers, .. } = &event {
-                if let Some((_, z85)) = headers.iter().find(|(k, _)| k == KEY_HEADER) {
-                    if key.is_none() {
-                        *key = public_key_from_z85(z85).ok();
-                    }
-                }
-            }
-            return Some(endpoint);
-        }
     }
 }
 
