@@ -10,6 +10,23 @@ use tokio::time::{timeout_at, Instant};
 /// The ZRE header that carries a FILEMQ endpoint.
 pub const FILEMQ_HEADER: &str = "X-FILEMQ";
 
+/// The ZRE header that names what a FILEMQ server publishes (see [`tree_id`]): a server
+/// restarted on the same tree carries the same one, so a client can follow it to its new
+/// endpoint, and not to another server's.
+pub const TREE_HEADER: &str = "X-FILEMQ-TREE";
+
+/// The [`TREE_HEADER`] value for directory `dir` published at `vpath`: a digest of where the
+/// directory really is and of the virtual path (not the path itself, which stays private).
+pub fn tree_id(dir: &std::path::Path, vpath: &str) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let mut hasher = crate::ext::Hasher::new();
+    hasher.update(dir.as_os_str().as_bytes());
+    hasher.update(b"\0");
+    hasher.update(vpath.as_bytes());
+    crate::ext::digest_hex(&hasher)[..16].to_string()
+}
+
 /// The header value for a server bound at `bound`.
 pub fn advertise(bound: &str) -> String {
     match bound.strip_prefix("tcp://0.0.0.0:") {
@@ -72,5 +89,16 @@ mod tests {
         );
         assert_eq!(resolve("garbage", "tcp://10.0.0.7:2"), None);
         assert_eq!(resolve("tcp://*:1", "nonsense"), None);
+    }
+
+    #[test]
+    fn a_tree_is_named_by_where_it_is_and_its_virtual_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("a")).unwrap();
+        let id = tree_id(&dir.path().join("a"), "/");
+        assert_eq!(id.len(), 16);
+        assert_eq!(tree_id(&dir.path().join("a/../a"), "/"), id);
+        assert_ne!(tree_id(&dir.path().join("a"), "/x"), id);
+        assert_ne!(tree_id(dir.path(), "/"), id);
     }
 }

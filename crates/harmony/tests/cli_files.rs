@@ -528,24 +528,32 @@ fn arrives(path: &Path, data: &[u8], child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while fs::read(path).ok().as_deref() != Some(data) {
         assert!(child.try_wait().unwrap().is_none(), "sync exited");
-        assert!(Instant::now() < deadline, "{} never arrived", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} never arrived",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 /// `files sync` found its server by discovery; the server is killed and started again, on
-/// another (ephemeral) port: the sync follows it there and gets what it publishes now.
+/// another (ephemeral) port: the sync follows it there and gets what it publishes now. Another
+/// server, publishing another directory, is there all along: the sync never goes to it.
 #[test]
 fn sync_follows_its_server_restarted_at_another_port() {
-    let src = tempfile::tempdir().unwrap();
+    let (src, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     publish(src.path());
+    let elsewhere = other.path().join("elsewhere.txt");
+    fs::write(&elsewhere, b"another tree\n").unwrap();
+    harmony_testkit::settled(&elsewhere);
     let port = harmony_testkit::free_udp_port().to_string();
-    let serve = || {
-        let mut serve = files("serve", src.path(), &port);
+    let serve = |dir: &Path| {
+        let mut serve = files("serve", dir, &port);
         serve.stdout(Stdio::null()).stderr(Stdio::null());
         Serving(serve.spawn().expect("harmony files serve"))
     };
-    let first = serve();
+    let first = serve(src.path());
     let dest = tempfile::tempdir().unwrap();
     let mut sync = files("sync", dest.path(), &port)
         .stdin(Stdio::null())
@@ -555,16 +563,22 @@ fn sync_follows_its_server_restarted_at_another_port() {
         .expect("harmony files sync");
     let hello = fs::read(src.path().join("hello.txt")).unwrap();
     arrives(&dest.path().join("hello.txt"), &hello, &mut sync);
+    let _other = serve(other.path());
     drop(first);
     let after = src.path().join("after.txt");
     fs::write(&after, b"published by the second server\n").unwrap();
     harmony_testkit::settled(&after);
-    let _second = serve();
+    let _second = serve(src.path());
     let data = fs::read(&after).unwrap();
     arrives(&dest.path().join("after.txt"), &data, &mut sync);
     sync.kill().unwrap();
     let (_, _, stderr) = exit_of(sync);
-    assert!(stderr.contains("harmony: the file server is now at tcp://"), "{stderr}");
+    assert!(!dest.path().join("elsewhere.txt").exists(), "{stderr}");
+    assert!(dest.path().join("data/deep/big.bin").exists(), "{stderr}");
+    assert!(
+        stderr.contains("harmony: the file server is now at tcp://"),
+        "{stderr}"
+    );
     let mirrored = stderr.matches("harmony: mirroring tcp://").count();
     assert_eq!(mirrored, 2, "{stderr}");
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use harmony::files::discovery::{self, FILEMQ_HEADER};
+use harmony::files::discovery::{self, FILEMQ_HEADER, TREE_HEADER};
 use harmony::files::{FileClient, FileServer, FilesError, SyncEvent};
 use harmony::security::{public_key_from_z85, Certificate, KeyPair, MechanismConfig};
 use harmony::zmtp::SocketOptions;
@@ -145,7 +145,8 @@ async fn serve(args: ServeArgs) -> Result<(), NodeError> {
     let mut node = args
         .discovery
         .node("harmony-files")
-        .header(FILEMQ_HEADER, discovery::advertise(server.endpoint()));
+        .header(FILEMQ_HEADER, discovery::advertise(server.endpoint()))
+        .header(TREE_HEADER, discovery::tree_id(&args.dir, &args.path));
     if let Some(key) = &public_key {
         node = node.header(KEY_HEADER, key.clone());
     }
@@ -224,6 +225,8 @@ async fn sync(args: SyncArgs) -> Result<(), NodeError> {
                 }
             }
             Some(event) = next_event(&mut node) => match (Server::in_event(&event), event) {
+                // Another server (another tree, another host): not ours to follow.
+                (Some(found), _) if !found.same_tree(&server) => {}
                 (Some(found), _) if found.endpoint == server.endpoint => {
                     // The same endpoint (a fixed --bind): the client reconnects by itself.
                     server = found;
@@ -251,11 +254,12 @@ async fn sync(args: SyncArgs) -> Result<(), NodeError> {
     Ok(())
 }
 
-/// A file server: its endpoint, its CURVE key if it advertises one, the peer that advertised
-/// it (none when given with `--from`).
+/// A file server: its endpoint, its CURVE key if it advertises one, what it publishes
+/// (`X-FILEMQ-TREE`) and the peer that advertised it (neither when given with `--from`).
 struct Server {
     endpoint: String,
     key: Option<[u8; 32]>,
+    tree: Option<String>,
     peer: Option<harmony::Uuid>,
 }
 
@@ -264,8 +268,17 @@ impl Server {
         Self {
             endpoint: endpoint.to_string(),
             key: None,
+            tree: None,
             peer: None,
         }
+    }
+
+    /// Whether `self` is `other` restarted: the same host, publishing the same tree.
+    fn same_tree(&self, other: &Self) -> bool {
+        let host = |e: &str| e.rsplit_once(':').map(|(host, _)| host.to_string());
+        self.tree.is_some()
+            && self.tree == other.tree
+            && host(&self.endpoint) == host(&other.endpoint)
     }
 
     /// The file server a discovery event announces, if it does.
@@ -274,13 +287,11 @@ impl Server {
         let harmony::Event::Enter { peer, headers, .. } = event else {
             return None;
         };
-        let key = headers
-            .iter()
-            .find(|(k, _)| k == KEY_HEADER)
-            .and_then(|(_, z85)| public_key_from_z85(z85).ok());
+        let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v);
         Some(Self {
             endpoint,
-            key,
+            key: header(KEY_HEADER).and_then(|z85| public_key_from_z85(z85).ok()),
+            tree: header(TREE_HEADER).cloned(),
             peer: Some(*peer),
         })
     }
