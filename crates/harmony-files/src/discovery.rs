@@ -10,6 +10,9 @@ use tokio::time::{timeout_at, Instant};
 /// The ZRE header that carries a FILEMQ endpoint.
 pub const FILEMQ_HEADER: &str = "X-FILEMQ";
 
+/// The ZRE header that carries a CURVE FILEMQ server's public key (Z85).
+pub const KEY_HEADER: &str = "X-FILEMQ-KEY";
+
 /// The ZRE header that names what a FILEMQ server publishes (see [`tree_id`]): a server
 /// restarted on the same tree carries the same one, so a client can follow it to its new
 /// endpoint, and not to another server's.

@@ -6,7 +6,8 @@
 //! - [`FileServer`] and [`FileClient`]: tokio drivers over harmony-zmtp ROUTER and DEALER,
 //!   publishing directories and mirroring them;
 //! - [`path`]: what a file name from the network may be;
-//! - [`discovery`]: servers advertise `X-FILEMQ` in their ZRE headers.
+//! - [`discovery`]: servers advertise `X-FILEMQ` (and `X-FILEMQ-KEY`, `X-FILEMQ-TREE`) in
+//!   their ZRE headers.
 
 pub mod client;
 pub mod discovery;

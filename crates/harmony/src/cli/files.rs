@@ -5,15 +5,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use harmony::files::discovery::{self, FILEMQ_HEADER, TREE_HEADER};
+use harmony::files::discovery::{self, FILEMQ_HEADER, KEY_HEADER, TREE_HEADER};
 use harmony::files::{FileClient, FileServer, FilesError, SyncEvent};
 use harmony::security::{public_key_from_z85, Certificate, KeyPair, MechanismConfig};
 use harmony::zmtp::SocketOptions;
 use harmony::{Node, NodeError};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-
-/// The ZRE header carrying the FILEMQ server's CURVE public key (Z85), when it has one.
-const KEY_HEADER: &str = "X-FILEMQ-KEY";
 
 #[derive(Debug, Args)]
 pub(crate) struct FilesArgs {
