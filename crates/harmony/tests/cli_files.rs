@@ -51,12 +51,15 @@ fn files(verb: &str, dir: &Path, port: &str) -> Command {
     cmd
 }
 
+/// Serves `src` and syncs it once into a new destination; checks what arrived and returns what
+/// the sync said. The server must say what it published and that a client connected.
 fn sync_once(src: &Path, port: &str, serve_extra: &[&str]) -> String {
+    let log = tempfile::NamedTempFile::new().unwrap();
     let mut serve = files("serve", src, port);
     serve
         .args(serve_extra)
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(log.reopen().unwrap());
     let _serving = Serving(serve.spawn().expect("harmony files serve"));
     let dest = tempfile::tempdir().unwrap();
     let (ok, _, stderr) = finish(files("sync", dest.path(), port).arg("--once"));
@@ -69,6 +72,21 @@ fn sync_once(src: &Path, port: &str, serve_extra: &[&str]) -> String {
         );
         // Not a terminal: one line per file.
         assert!(stderr.contains(&format!("updated {name} (")), "{stderr}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let said = fs::read_to_string(log.path()).unwrap();
+        let connected = said
+            .lines()
+            .any(|l| l.starts_with("harmony: client ") && l.ends_with(" connected"));
+        if said.contains("harmony: 3 files published") && connected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not say so: {said}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
     }
     stderr
 }

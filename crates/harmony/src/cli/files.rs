@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use harmony::files::discovery::{self, FILEMQ_HEADER, KEY_HEADER, TREE_HEADER};
-use harmony::files::{FileClient, FileServer, FilesError, SyncEvent};
+use harmony::files::{FileClient, FileServer, FilesError, ServerEvent, SyncEvent};
 use harmony::security::{public_key_from_z85, Certificate, KeyPair, MechanismConfig};
 use harmony::zmtp::SocketOptions;
 use harmony::{Node, NodeError};
@@ -138,7 +138,7 @@ async fn serve(args: ServeArgs) -> Result<(), NodeError> {
     if let Some(record) = &args.manifest_record {
         builder = builder.manifest_record(record);
     }
-    let server = builder.start().await.map_err(invalid)?;
+    let mut server = builder.start().await.map_err(invalid)?;
     let mut node = args
         .discovery
         .node("harmony-files")
@@ -162,11 +162,39 @@ async fn serve(args: ServeArgs) -> Result<(), NodeError> {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             event = node.next_event() => if event.is_none() { break },
+            Some(event) = server.next_event() => say(&event),
         }
     }
     node.stop().await?;
     server.stop();
     Ok(())
+}
+
+/// What `files serve` tells a person: the tree published, clients coming and going (a refused
+/// handshake is already logged as a warning). Not each file sent (one line per file per client
+/// would drown the rest).
+fn say(event: &ServerEvent) {
+    let client = |id: &[u8]| id.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    match event {
+        ServerEvent::Ready { files, read } if read < files => eprintln!(
+            "harmony: {} published ({read} read, the others' manifests on record)",
+            count(*files as u64, "file")
+        ),
+        ServerEvent::Ready { files, .. } => {
+            eprintln!("harmony: {} published", count(*files as u64, "file"))
+        }
+        ServerEvent::Joined(id) => eprintln!("harmony: client {} connected", client(id)),
+        ServerEvent::Dropped(id, None) => eprintln!("harmony: client {} left", client(id)),
+        ServerEvent::Dropped(id, Some(e)) => {
+            eprintln!("harmony: client {} dropped: {e}", client(id))
+        }
+        ServerEvent::Truncated { peer, vpath, .. } => eprintln!(
+            "harmony: {vpath} was cut short under a chunk due to client {}: its connection \
+             closed, it resumes once the file is published again",
+            client(peer)
+        ),
+        _ => {}
+    }
 }
 
 async fn sync(args: SyncArgs) -> Result<(), NodeError> {
