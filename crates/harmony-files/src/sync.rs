@@ -426,15 +426,23 @@ impl Connection<'_> {
                         }
                     }
                 }
-                Some(event) = self.monitor.recv() => {
-                    if let EventKind::HandshakeFailed { failure, reason } = event.kind {
+                Some(event) = self.monitor.recv() => match event.kind {
+                    EventKind::HandshakeFailed { failure, reason } => {
                         let what = match failure {
                             HandshakeFailure::Authentication => "refused by the server",
                             _ => "handshake failed",
                         };
                         return Ok(End::Failed(format!("{what}: {reason}")));
                     }
-                }
+                    // The session was this connection's (what the server received arrives
+                    // first: the receive branch comes before this one): a new one starts
+                    // with OHAI, rather than going on over the socket's own reconnection to a
+                    // server that does not know it (a restarted one answers RTFM).
+                    EventKind::Disconnected { reason } => {
+                        return Ok(End::Failed(format!("connection lost: {reason}")));
+                    }
+                    _ => {}
+                },
                 _ = sleep_until(timeout) => self.core.handle_timeout(std::time::Instant::now()),
                 _ = sleep_until(idle_at), if can_idle => {
                     idle_told = true;

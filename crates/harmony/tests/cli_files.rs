@@ -517,6 +517,11 @@ fn serve_killed_with_sigkill_and_restarted_the_sync_resumes() {
     let (ok, _, err) = exit_of(sync);
     assert!(ok, "{err}");
     assert!(err.contains("disconnected: "), "{err}");
+    // Said once however many retries it took, and the return said.
+    let lines: Vec<&str> = err.lines().collect();
+    let said = |text: &str| lines.iter().filter(|l| l.starts_with(text)).count();
+    assert_eq!(said("disconnected: "), said("reconnected"), "{err}");
+    assert!(said("reconnected") >= 1, "{err}");
     assert!(err.contains("resuming big.bin at "), "{err}");
     resumed_into_place(dest.path(), &data, inode);
 }

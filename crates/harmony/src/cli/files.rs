@@ -403,6 +403,8 @@ struct Progress {
     /// Content bytes of the files updated.
     bytes: u64,
     started: std::time::Instant,
+    /// Why the connection was lost, until it is back (when stderr is not a terminal).
+    down: Option<String>,
 }
 
 /// `1 file`, `2 files`.
@@ -431,6 +433,7 @@ impl Progress {
             deleted: 0,
             bytes: 0,
             started: std::time::Instant::now(),
+            down: None,
         }
     }
 
@@ -450,7 +453,13 @@ impl Progress {
                 }
                 SyncEvent::Updated { name, size, .. } => eprintln!("updated {name} ({size} bytes)"),
                 SyncEvent::Deleted { name } => eprintln!("deleted {name}"),
-                SyncEvent::Disconnected { reason } => eprintln!("disconnected: {reason}"),
+                // Said once while the server stays away (a retry every half second would
+                // say it again and again), and once when it is back.
+                SyncEvent::Disconnected { reason } if self.down.as_ref() != Some(reason) => {
+                    eprintln!("disconnected: {reason} (retrying)");
+                    self.down = Some(reason.clone());
+                }
+                SyncEvent::Connected if self.down.take().is_some() => eprintln!("reconnected"),
                 _ => {}
             }
             return;
