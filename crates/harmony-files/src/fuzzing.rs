@@ -10,7 +10,6 @@
 //! (2 bytes, big-endian) and that many bytes. See [`server_session`] and [`client_session`].
 
 use std::collections::BTreeMap;
-use std::io;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,7 +20,7 @@ use crate::ext::{self, Hasher};
 use crate::manifest::Manifest;
 use crate::path;
 use crate::record;
-use crate::server::{Server, ServerConfig, Source};
+use crate::server::{MemSource, Server, ServerConfig};
 
 /// Chunk size of the fuzzed server: small, so that files take several chunks.
 const CHUNK: usize = 1000;
@@ -54,28 +53,6 @@ fn next_step(data: &mut &[u8]) -> Option<(u8, Bytes)> {
     Some((control, Bytes::copy_from_slice(frame)))
 }
 
-/// Content in memory.
-#[derive(Default)]
-struct Files(BTreeMap<String, Vec<u8>>);
-
-impl Source for Files {
-    fn read_into(
-        &mut self,
-        vpath: &str,
-        offset: u64,
-        len: usize,
-        dst: &mut Vec<u8>,
-    ) -> io::Result<usize> {
-        let data = self.0.get(vpath).ok_or(io::ErrorKind::NotFound)?;
-        let start = usize::try_from(offset)
-            .unwrap_or(usize::MAX)
-            .min(data.len());
-        let end = start.saturating_add(len).min(data.len());
-        dst.extend_from_slice(&data[start..end]);
-        Ok(end - start)
-    }
-}
-
 /// A server publishing a few files, fed frames from three clients. Control bytes below `0xc0`
 /// are a frame from client `control % 3`; the others change the published files (a file
 /// removed, rewritten, truncated under the server, found and pending, published late or given
@@ -89,9 +66,9 @@ pub fn server_session(mut data: &[u8]) {
         max_frame: MAX_FRAME,
         ..ServerConfig::default()
     });
-    let mut files = Files::default();
+    let mut files = MemSource::default();
     let mut version = 1;
-    let mut publish = |server: &mut Server, files: &mut Files, vpath: &str, len: usize| {
+    let mut publish = |server: &mut Server, files: &mut MemSource, vpath: &str, len: usize| {
         let content: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
         version += 1;
         server.file_changed_with_manifest(
@@ -100,12 +77,12 @@ pub fn server_session(mut data: &[u8]) {
             version,
             Manifest::of(&content, CHUNK),
         );
-        files.0.insert(vpath.to_string(), content);
+        files.0.insert(vpath.to_string(), content.into());
     };
     publish(&mut server, &mut files, "/a", 2500);
     publish(&mut server, &mut files, "/d/b", 10);
     // Published without a manifest: digested while it is sent.
-    files.0.insert("/d/e/c".into(), vec![3; 1500]);
+    files.0.insert("/d/e/c".into(), vec![3; 1500].into());
     server.file_changed("/d/e/c", 1500, 1);
     server.file_pending("/p");
     // Credit each client has granted, less what the server has sent it; paths it asked for.
@@ -370,7 +347,7 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         max_frame: MAX_FRAME,
         ..ServerConfig::default()
     });
-    let mut files = Files::default();
+    let mut files = MemSource::default();
     for (vpath, len) in [
         ("/a", 2500usize),
         ("/d/b", 10),
@@ -383,7 +360,7 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             _ => (0..len).map(|i| (i * 7 + len) as u8).collect(),
         };
         server.file_changed_with_manifest(vpath, len as u64, 1, Manifest::of(&content, CHUNK));
-        files.0.insert(vpath.to_string(), content);
+        files.0.insert(vpath.to_string(), content.into());
     }
     let mut client = fuzzed_client(now);
     let (mut to_server, mut to_client) = (Vec::new(), Vec::new());

@@ -48,6 +48,29 @@ pub trait Source {
     }
 }
 
+/// Published content in memory, by virtual path: a [`Source`] for simulations and tests of the
+/// sans-IO [`Server`].
+#[derive(Debug, Default, Clone)]
+pub struct MemSource(pub BTreeMap<String, Bytes>);
+
+impl Source for MemSource {
+    fn read_into(
+        &mut self,
+        vpath: &str,
+        offset: u64,
+        len: usize,
+        dst: &mut Vec<u8>,
+    ) -> io::Result<usize> {
+        let data = self.0.get(vpath).ok_or(io::ErrorKind::NotFound)?;
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(data.len());
+        let end = start.saturating_add(len).min(data.len());
+        dst.extend_from_slice(&data[start..end]);
+        Ok(end - start)
+    }
+}
+
 /// Something to send: a message, a CHEEZBURGER already encoded around its content, or the
 /// head of one whose content stays in its file.
 #[derive(Debug)]

@@ -61,28 +61,7 @@ pub(crate) fn server() -> Server {
     })
 }
 
-/// Published files in memory.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct MemSource(pub(crate) BTreeMap<String, Bytes>);
-
-impl Source for MemSource {
-    fn read_into(
-        &mut self,
-        vpath: &str,
-        offset: u64,
-        len: usize,
-        dst: &mut Vec<u8>,
-    ) -> io::Result<usize> {
-        let data = self
-            .0
-            .get(vpath)
-            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
-        let start = (offset as usize).min(data.len());
-        let end = (start + len).min(data.len());
-        dst.extend_from_slice(&data[start..end]);
-        Ok(end - start)
-    }
-}
+pub(crate) use harmony_files::server::MemSource;
 
 /// Content in memory, and also in a real file that [`Source::file`] hands out when `file` is
 /// set (as the driver's source does when chunks may be sent with sendfile).
