@@ -68,6 +68,9 @@ pub enum SyncEvent {
     /// Subscribed to a server that does not say when it is done (zeromq/filemq): it has
     /// answered since, nothing is in progress and no file arrived for the quiet period.
     Idle,
+    /// The server does not answer yet (nothing accepts the connection); attempts go on. Said
+    /// once per connection, before it is made.
+    Waiting,
     /// The connection failed; a new one follows.
     Disconnected {
         /// Why.
@@ -337,6 +340,7 @@ impl Connection<'_> {
         let mut last_chunk = Instant::now();
         let mut idle_told = false;
         let mut connected_told = false;
+        let mut waiting_told = false;
         let mut synced_told = false;
         let mut heard = false;
         let mut receiving: Option<(String, Option<u64>)> = None;
@@ -440,6 +444,11 @@ impl Connection<'_> {
                     // server that does not know it (a restarted one answers RTFM).
                     EventKind::Disconnected { reason } => {
                         return Ok(End::Failed(format!("connection lost: {reason}")));
+                    }
+                    // A connection attempt failed: nobody there yet.
+                    EventKind::Closed if !connected_told && !waiting_told => {
+                        waiting_told = true;
+                        self.told.push(SyncEvent::Waiting);
                     }
                     _ => {}
                 },

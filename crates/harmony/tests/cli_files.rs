@@ -605,3 +605,44 @@ fn sync_follows_its_server_restarted_at_another_port() {
     let mirrored = stderr.matches("harmony: mirroring tcp://").count();
     assert_eq!(mirrored, 2, "{stderr}");
 }
+
+/// `files sync --from` a server not started yet: it says so once, then that it connected when
+/// the server comes, and syncs.
+#[test]
+fn sync_says_when_its_server_does_not_answer_yet() {
+    use std::io::BufRead;
+    let src = tempfile::tempdir().unwrap();
+    publish(src.path());
+    let endpoint = free_endpoint();
+    let dest = tempfile::tempdir().unwrap();
+    let mut sync = sync_process(dest.path(), &endpoint);
+    let stderr = sync.stderr.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut said = Vec::new();
+    while !said.iter().any(|l: &String| l.contains("does not answer")) {
+        let line = lines.recv_timeout(Duration::from_secs(60));
+        said.push(line.unwrap_or_else(|e| panic!("{e}: {said:?}")));
+    }
+    let _server = Serving(serve_at(src.path(), &endpoint));
+    let (ok, _, _) = exit_of(sync);
+    said.extend(lines.iter());
+    assert!(ok, "{said:?}");
+    let count = |text: &str| said.iter().filter(|l| l.as_str() == text).count();
+    assert_eq!(
+        count("the server does not answer yet (retrying)"),
+        1,
+        "{said:?}"
+    );
+    assert_eq!(count("connected"), 1, "{said:?}");
+    assert!(said
+        .iter()
+        .any(|l| l.starts_with("harmony: in sync: 3 files updated")));
+}

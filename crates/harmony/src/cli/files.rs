@@ -405,6 +405,8 @@ struct Progress {
     started: std::time::Instant,
     /// Why the connection was lost, until it is back (when stderr is not a terminal).
     down: Option<String>,
+    /// A connection was made once.
+    connected: bool,
 }
 
 /// `1 file`, `2 files`.
@@ -434,6 +436,7 @@ impl Progress {
             bytes: 0,
             started: std::time::Instant::now(),
             down: None,
+            connected: false,
         }
     }
 
@@ -459,7 +462,22 @@ impl Progress {
                     eprintln!("disconnected: {reason} (retrying)");
                     self.down = Some(reason.clone());
                 }
-                SyncEvent::Connected if self.down.take().is_some() => eprintln!("reconnected"),
+                SyncEvent::Waiting if self.down.is_none() => {
+                    eprintln!("the server does not answer yet (retrying)");
+                    self.down = Some(String::new());
+                }
+                SyncEvent::Connected => {
+                    let back = self.down.take().is_some();
+                    if back {
+                        let again = if self.connected {
+                            "reconnected"
+                        } else {
+                            "connected"
+                        };
+                        eprintln!("{again}");
+                    }
+                    self.connected = true;
+                }
                 _ => {}
             }
             return;
@@ -500,6 +518,8 @@ impl Progress {
             SyncEvent::Disconnected { reason } => {
                 total.set_message(format!("reconnecting: {reason}"))
             }
+            SyncEvent::Waiting => total.set_message("the server does not answer yet"),
+            SyncEvent::Connected => total.set_message(""),
             _ => {}
         }
     }
