@@ -403,7 +403,8 @@ struct Progress {
     /// Content bytes of the files updated.
     bytes: u64,
     started: std::time::Instant,
-    /// Why the connection was lost, until it is back (when stderr is not a terminal).
+    /// Said of the server being away, until a connection comes (when stderr is not a
+    /// terminal): why the connection was lost, or empty when the server has not answered yet.
     down: Option<String>,
     /// A connection was made once.
     connected: bool,
